@@ -1,0 +1,53 @@
+# understudy — the two commands: `make demo` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= cargo
+TESTBED := tests/testbed
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: help deps build generate check-generated fmt fmt-check clippy unit e2e testbed testbed-down test demo clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+deps: ## Install the system packages the Rust build needs (idempotent)
+	@$(TESTBED)/build-deps.sh
+
+build: deps ## Build the binary and all test targets
+	$(CARGO) build --all-targets
+
+generate: deps ## Regenerate manifests/crds from the Rust types
+	$(CARGO) run -q -- crd > manifests/crds/understudy.dev.yaml
+
+fmt: ## Format the code
+	$(CARGO) fmt
+
+fmt-check: ## Fail when the code is not formatted
+	$(CARGO) fmt --check
+
+clippy: deps ## Lint, warnings are errors
+	$(CARGO) clippy --all-targets --all-features -- -D warnings
+
+unit: deps ## Unit tests and the CRD sync check (no test bed needed)
+	$(CARGO) test
+
+testbed: ## Build/install and start the local test bed; writes target/testbed/env
+	@$(TESTBED)/up.sh
+
+testbed-down: ## Stop what `make testbed` started
+	@$(TESTBED)/down.sh
+
+e2e: deps testbed ## End-to-end tests against the running test bed
+	$(CARGO) test --features e2e --test 'e2e_*' -- --test-threads=2
+
+test: fmt-check clippy unit ## Everything CI runs: fmt, clippy, unit tests, CRD check, test bed, e2e
+	@$(TESTBED)/up.sh
+	@rc=0; $(CARGO) test --features e2e --test 'e2e_*' -- --test-threads=2 || rc=$$?; \
+	  if [ $$rc -ne 0 ]; then echo "e2e failed; test bed logs are in target/testbed/logs/"; fi; \
+	  $(TESTBED)/down.sh; exit $$rc
+
+demo: deps ## The real local stack, end to end (see README)
+	@$(TESTBED)/demo.sh
+
+clean: testbed-down ## Remove build output (tool caches in ~/.cache/understudy stay)
+	$(CARGO) clean

@@ -1,0 +1,11 @@
+//! understudy: keeps a standby enterprise messaging account in sync with the primary and
+//! takes over when the provider freezes or bans the primary.
+//!
+//! Decisions are pure functions over plain data with the clock passed in; adapters
+//! (`traffic`, `replication`, `provider`) are thin and talk to real systems.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cli;
+pub mod replication;
+pub mod traffic;

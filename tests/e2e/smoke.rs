@@ -1,0 +1,364 @@
+//! Smoke tests: the project's own client code reaches each real component of the test
+//! bed — the Kubernetes API server (CRDs, CEL validation), Kafka (admin API, compacted
+//! topic, idempotent produce, consume), BIND (TSIG-signed RFC 2136 compare-and-swap,
+//! seen by `dig`) and HAProxy (runtime API state change seen by a request through it).
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::Duration;
+
+use kube::api::{Api, PostParams};
+use rdkafka::Message;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::json;
+use support::{Testbed, fresh_namespace, install_crds, suffix};
+use understudy::api::AccountPair;
+use understudy::replication::topics::{self, TopicOutcome, TopicSpec};
+use understudy::traffic::dns::{DnsError, DnsRecord, Ensured, TsigKey};
+use understudy::traffic::haproxy::{HaproxyError, HaproxyRuntime};
+
+fn pair(name: &str, primary_id: &str, standby_id: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "understudy.dev/v1alpha1",
+        "kind": "AccountPair",
+        "metadata": { "name": name },
+        "spec": {
+            "primary": { "endpoint": "http://127.0.0.1:18080", "accountId": primary_id,
+                         "credentialsSecretRef": { "name": "primary-token" } },
+            "standby": { "endpoint": "http://127.0.0.1:18080", "accountId": standby_id,
+                         "credentialsSecretRef": { "name": "standby-token" } },
+            "replication": { "kafka": { "bootstrapServers": "127.0.0.1:9092" } },
+            "traffic": {
+                "dns": [{ "servers": ["127.0.0.1:53"], "zone": "example.test.", "name": "api",
+                          "type": "A", "ttl": 30, "tsigSecretRef": { "name": "tsig" },
+                          "primary": ["10.0.0.1"], "standby": ["10.0.0.2"] }]
+            }
+        }
+    })
+}
+
+async fn create_rejected(api: &Api<AccountPair>, value: serde_json::Value) -> String {
+    let obj: AccountPair = serde_json::from_value(value).expect("the test object deserialises");
+    match api.create(&PostParams::default(), &obj).await {
+        Ok(_) => panic!("the API server accepted an invalid AccountPair"),
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(
+                status.code, 422,
+                "invalid objects are rejected as 422 Invalid: {status:?}"
+            );
+            status.message
+        }
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn crds_install_and_validate_on_the_real_api_server() {
+    let tb = Testbed::load();
+    let client = tb.kube().await;
+    install_crds(&client).await;
+    let ns = fresh_namespace(&client, "smoke-crd").await;
+    let api: Api<AccountPair> = Api::namespaced(client.clone(), &ns);
+
+    // A valid pair is stored, read back, and defaulted by the schema.
+    let good: AccountPair = serde_json::from_value(pair("wecom", "corp-a", "corp-b")).unwrap();
+    api.create(&PostParams::default(), &good)
+        .await
+        .expect("valid AccountPair is accepted");
+    let back = api.get("wecom").await.expect("read back");
+    assert_eq!(back.spec.primary.account_id, "corp-a");
+    assert_eq!(back.spec.standby.account_id, "corp-b");
+    assert_eq!(
+        back.spec.detection.confirmations, 3,
+        "schema default applied by the API server"
+    );
+    assert_eq!(back.spec.drills.schedule.0, "0 3 1 * *");
+    assert_eq!(back.spec.replication.partitions, 6);
+
+    // Primary and standby are the same account: the CEL rule's message comes back.
+    let msg = create_rejected(&api, pair("same", "corp-a", "corp-a")).await;
+    assert!(msg.contains("name the same account"), "{msg}");
+
+    // A DNS record whose sides hold the same values.
+    let mut v = pair("dns-same", "corp-a", "corp-b");
+    v["spec"]["traffic"]["dns"][0]["standby"] = json!(["10.0.0.1"]);
+    let msg = create_rejected(&api, v).await;
+    assert!(
+        msg.contains("primary and standby values are the same"),
+        "{msg}"
+    );
+
+    // ttl must be >= 1.
+    let mut v = pair("ttl-zero", "corp-a", "corp-b");
+    v["spec"]["traffic"]["dns"][0]["ttl"] = json!(0);
+    let msg = create_rejected(&api, v).await;
+    assert!(msg.contains("ttl"), "{msg}");
+
+    // Durations must be positive.
+    let mut v = pair("zero-delay", "corp-a", "corp-b");
+    v["spec"]["detection"] = json!({ "failoverDelay": "0s" });
+    let msg = create_rejected(&api, v).await;
+    assert!(msg.contains("must be a positive duration"), "{msg}");
+
+    // The drill schedule must be a valid cron expression.
+    let mut v = pair("bad-cron", "corp-a", "corp-b");
+    v["spec"]["drills"] = json!({ "schedule": "0 25 * * *" });
+    let msg = create_rejected(&api, v).await;
+    assert!(msg.contains("5-field cron expression"), "{msg}");
+
+    // Nothing invalid was stored.
+    let names: Vec<String> = api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    assert_eq!(names, vec!["wecom".to_string()]);
+}
+
+#[tokio::test]
+async fn kafka_compacted_topic_produce_and_consume() {
+    let tb = Testbed::load();
+    let bootstrap = tb.var("TESTBED_KAFKA_BOOTSTRAP");
+    let admin = topics::admin_client(&bootstrap, &HashMap::new()).expect("admin client");
+    let name = topics::state_topic("smoke", &suffix());
+    let spec = TopicSpec::compacted(&name, 3);
+    assert_eq!(
+        topics::ensure_topic(&admin, &spec)
+            .await
+            .expect("create topic"),
+        TopicOutcome::Created
+    );
+    assert_eq!(
+        topics::ensure_topic(&admin, &spec)
+            .await
+            .expect("ensure again"),
+        TopicOutcome::Existed
+    );
+    assert_eq!(
+        topics::cleanup_policy(&admin, &name).await.unwrap(),
+        "compact"
+    );
+
+    // A topic with the wrong policy is reported, not used.
+    let wrong = format!("{name}-delete");
+    topics::ensure_topic(&admin, &TopicSpec::retained(&wrong, 1, 60_000))
+        .await
+        .unwrap();
+    let err = topics::ensure_topic(&admin, &TopicSpec::compacted(&wrong, 1))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cleanup.policy=delete"), "{err}");
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .expect("producer");
+    for i in 0..10 {
+        let key = format!("member/{i}");
+        let value = format!("{{\"name\":\"成员 {i}\"}}");
+        producer
+            .send(
+                FutureRecord::to(&name).key(&key).payload(&value),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("acknowledged by the broker");
+    }
+
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", format!("smoke-{}", suffix()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[&name]).expect("subscribe");
+    let mut seen = HashMap::new();
+    while seen.len() < 10 {
+        let msg = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("records arrive within 30 s")
+            .expect("consume");
+        let key = String::from_utf8(msg.key().unwrap().to_vec()).unwrap();
+        let value = String::from_utf8(msg.payload().unwrap().to_vec()).unwrap();
+        seen.insert(key, value);
+    }
+    assert_eq!(seen["member/7"], "{\"name\":\"成员 7\"}");
+}
+
+fn tsig_key(tb: &Testbed, secret_b64: &str) -> TsigKey {
+    use base64::Engine;
+    TsigKey {
+        name: tb.var("TESTBED_TSIG_KEY_NAME"),
+        algorithm: tb.var("TESTBED_TSIG_ALGORITHM"),
+        secret: base64::engine::general_purpose::STANDARD
+            .decode(secret_b64)
+            .expect("base64 TSIG secret"),
+    }
+}
+
+fn dig(tb: &Testbed, name: &str) -> Vec<String> {
+    let server = tb.var("TESTBED_DNS_SERVER");
+    let (host, port) = server.rsplit_once(':').unwrap();
+    let out = Command::new("dig")
+        .args([&format!("@{host}"), "-p", port, name, "A", "+short", "+tcp"])
+        .output()
+        .expect("run dig (Debian bind9-dnsutils)");
+    assert!(
+        out.status.success(),
+        "dig failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+fn record(tb: &Testbed, name: &str, key: TsigKey) -> DnsRecord {
+    DnsRecord::new(
+        &[tb.var("TESTBED_DNS_SERVER")],
+        &tb.var("TESTBED_DNS_ZONE"),
+        name,
+        understudy::api::account_pair::RecordType::A,
+        30,
+        key,
+    )
+    .expect("record")
+}
+
+#[tokio::test]
+async fn dns_tsig_update_is_seen_by_dig_and_a_wrong_key_is_refused() {
+    let tb = Testbed::load();
+    let name = format!("smoke-{}", suffix());
+    let fqdn = format!("{name}.{}", tb.var("TESTBED_DNS_ZONE"));
+    let good = record(&tb, &name, tsig_key(&tb, &tb.var("TESTBED_TSIG_SECRET")));
+    let v = |s: &str| vec![s.to_string()];
+
+    assert_eq!(
+        good.ensure_values(&[], &v("10.9.0.1"))
+            .await
+            .expect("create"),
+        Ensured::Changed
+    );
+    assert_eq!(dig(&tb, &fqdn), v("10.9.0.1"));
+    assert_eq!(
+        good.ensure_values(&v("10.9.0.1"), &v("10.9.0.2"))
+            .await
+            .expect("flip"),
+        Ensured::Changed
+    );
+    assert_eq!(dig(&tb, &fqdn), v("10.9.0.2"));
+    good.verify_values(&v("10.9.0.2"), Duration::from_secs(5))
+        .await
+        .expect("verified on every server");
+    // Idempotent: asking again is success without a write.
+    assert_eq!(
+        good.ensure_values(&v("10.9.0.1"), &v("10.9.0.2"))
+            .await
+            .unwrap(),
+        Ensured::AlreadyThere
+    );
+
+    // Compare-and-swap: the record no longer holds the expected old values.
+    let err = good
+        .ensure_values(&v("10.9.0.1"), &v("10.9.0.3"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DnsError::PrerequisiteFailed { .. }), "{err}");
+    assert!(err.to_string().contains("changed by someone else"), "{err}");
+    assert_eq!(
+        dig(&tb, &fqdn),
+        v("10.9.0.2"),
+        "a refused prerequisite changes nothing"
+    );
+
+    // A wrong TSIG secret is refused by BIND and changes nothing.
+    let bad = record(
+        &tb,
+        &name,
+        tsig_key(&tb, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+    );
+    let err = bad
+        .ensure_values(&v("10.9.0.2"), &v("10.9.0.4"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DnsError::BadSig { .. }),
+        "wrong key gives BadSig, got: {err}"
+    );
+    assert_eq!(
+        dig(&tb, &fqdn),
+        v("10.9.0.2"),
+        "a refused update changes nothing"
+    );
+
+    // An unknown key name is refused the same way.
+    let mut unknown = tsig_key(&tb, &tb.var("TESTBED_TSIG_SECRET"));
+    unknown.name = "no-such-key".into();
+    let err = record(&tb, &name, unknown)
+        .ensure_values(&v("10.9.0.2"), &v("10.9.0.5"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DnsError::BadSig { .. }),
+        "unknown key gives BadSig, got: {err}"
+    );
+    assert_eq!(dig(&tb, &fqdn), v("10.9.0.2"));
+}
+
+async fn through_haproxy(url: &str) -> String {
+    reqwest::get(url)
+        .await
+        .expect("request through HAProxy")
+        .text()
+        .await
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[tokio::test]
+async fn haproxy_runtime_api_flip_is_seen_through_the_frontend() {
+    let tb = Testbed::load();
+    let rt = HaproxyRuntime::new(tb.var("TESTBED_HAPROXY_RUNTIME_API"));
+    let backend = tb.var("TESTBED_HAPROXY_BACKEND");
+    let primary = tb.var("TESTBED_HAPROXY_PRIMARY_SERVER");
+    let standby = tb.var("TESTBED_HAPROXY_STANDBY_SERVER");
+    let url = tb.var("TESTBED_HAPROXY_FRONTEND_URL");
+
+    rt.ensure_active(&backend, &standby, &primary)
+        .await
+        .expect("flip to standby");
+    for _ in 0..5 {
+        assert_eq!(through_haproxy(&url).await, "standby");
+    }
+    rt.ensure_active(&backend, &primary, &standby)
+        .await
+        .expect("flip back to primary");
+    for _ in 0..5 {
+        assert_eq!(through_haproxy(&url).await, "primary");
+    }
+    let err = rt
+        .ensure_active(&backend, "nope", &primary)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HaproxyError::NoSuchServer { .. }), "{err}");
+    assert_eq!(
+        through_haproxy(&url).await,
+        "primary",
+        "a failed flip changes nothing"
+    );
+}

@@ -1,0 +1,135 @@
+//! Shared helpers of the end-to-end tests: the test bed's env file, a Kubernetes client
+//! on its API server, fresh namespaces, CRD installation and condition waits.
+//!
+//! The env file is written by `tests/testbed/up.sh` (`make testbed`); its path is
+//! `$UNDERSTUDY_TESTBED_ENV`, or `target/testbed/env` under the repository.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+/// The running test bed, as its env file describes it.
+pub struct Testbed {
+    vars: HashMap<String, String>,
+}
+
+impl Testbed {
+    /// Load the env file; panics with what to run when the test bed is not up.
+    pub fn load() -> Self {
+        let path = std::env::var("UNDERSTUDY_TESTBED_ENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/testbed/env")
+            });
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!("cannot read the test bed env file {}: {e}. Start the test bed with `make testbed` (end-to-end tests run against the real components).", path.display())
+        });
+        let vars = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        Testbed { vars }
+    }
+
+    /// A variable of the env file; panics naming it when missing.
+    pub fn var(&self, key: &str) -> String {
+        self.vars.get(key).cloned().unwrap_or_else(|| {
+            panic!("the test bed env file has no {key}; is that component up? (`make testbed`)")
+        })
+    }
+
+    /// Kubernetes client with the test bed's admin kubeconfig.
+    pub async fn kube(&self) -> Client {
+        let kubeconfig = Kubeconfig::read_from(self.var("TESTBED_KUBECONFIG"))
+            .expect("read the test bed kubeconfig");
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig is usable");
+        Client::try_from(config).expect("kube client")
+    }
+}
+
+/// A random lower-case suffix for names that must not collide across runs.
+pub fn suffix() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..6)
+        .map(|_| rng.random_range(b'a'..=b'z') as char)
+        .collect()
+}
+
+/// Create a fresh namespace (the test bed has no controller-manager, so namespaces are
+/// never deleted: each test takes its own).
+pub async fn fresh_namespace(client: &Client, prefix: &str) -> String {
+    let name = format!("{prefix}-{}", suffix());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    name
+}
+
+/// Apply understudy's CRDs with server-side apply and wait until each is Established.
+pub async fn install_crds(client: &Client) {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    let pp = PatchParams::apply("understudy-e2e").force();
+    for crd in understudy::api::crds() {
+        let name = crd.metadata.name.clone().expect("crd name");
+        api.patch(&name, &pp, &Patch::Apply(&crd))
+            .await
+            .expect("apply CRD");
+        wait_until(
+            Duration::from_secs(30),
+            &format!("CRD {name} Established"),
+            || {
+                let api = api.clone();
+                let name = name.clone();
+                async move {
+                    let crd = api.get(&name).await.ok()?;
+                    let established = crd
+                        .status?
+                        .conditions?
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True");
+                    established.then_some(())
+                }
+            },
+        )
+        .await;
+    }
+}
+
+/// Poll `check` every 50 ms until it returns `Some`, or panic after `timeout`.
+pub async fn wait_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
