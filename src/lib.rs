@@ -7,5 +7,8 @@
 
 pub mod api;
 pub mod cli;
+pub mod metrics;
+pub mod model;
+pub mod provider;
 pub mod replication;
 pub mod traffic;

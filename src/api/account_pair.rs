@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{Condition, PositiveDuration, SecretKeyRef, Side};
 use super::cron::CronSchedule;
+use crate::model::EntityKind;
 
 /// Desired state of an account pair.
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -63,7 +64,7 @@ pub struct AccountPairSpec {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
-    /// The Provider API over HTTP/JSON (docs/provider-api.yaml); also what the simulator serves.
+    /// The Provider API over HTTP/JSON (src/provider/openapi.yaml); also what the simulator serves.
     #[default]
     Http,
 }
@@ -97,7 +98,7 @@ pub struct ReplicationSpec {
     /// Entity kinds to replicate; all kinds when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
-    pub kinds: Vec<EntityKindName>,
+    pub kinds: Vec<EntityKind>,
     /// Partitions of the state topic when understudy creates it.
     #[serde(default = "default_partitions")]
     #[schemars(range(min = 1, max = 256))]
@@ -126,22 +127,6 @@ pub struct KafkaSpec {
     /// `security.protocol`, `sasl.mechanism`, `sasl.username`, `sasl.password`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretKeyRef>,
-}
-
-/// Entity kinds an enterprise messaging account holds.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum EntityKindName {
-    Member,
-    Department,
-    Tag,
-    Group,
-    Setting,
-    Content,
-    AutoReply,
-    Menu,
 }
 
 /// Whether understudy may fail over by itself.

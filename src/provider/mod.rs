@@ -1,0 +1,168 @@
+//! The Provider API (`src/provider/openapi.yaml`) as a Rust trait, its HTTP client and the
+//! simulator that serves it.
+//!
+//! One `AccountProvider` value is bound to one account. Errors are typed so that a
+//! frozen or banned account (an answer from the provider) is never confused with a
+//! broken or unreachable API (no answer): the detector treats the first as evidence of a
+//! freeze and the second as Unknown.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{AccountState, Change, Entity, EntityKey};
+
+/// What the provider said, or why it said nothing.
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
+pub enum ProviderError {
+    /// The provider answered: this account is frozen.
+    #[error("the account is frozen by the provider: {reason}")]
+    AccountFrozen { reason: String },
+    /// The provider answered: this account is banned.
+    #[error("the account is banned by the provider: {reason}")]
+    AccountBanned { reason: String },
+    /// Too many requests; retry after the given time.
+    #[error("rate limited by the provider; retry after {retry_after:?}")]
+    RateLimited { retry_after: Duration },
+    /// The credentials were refused.
+    #[error("the provider refused the credentials ({0}); check the credentials Secret")]
+    Unauthorized(String),
+    /// The account or entity does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The provider refused this entity as invalid; retrying will not help (goes to the DLQ).
+    #[error("the provider rejected the entity: {0}")]
+    Rejected(String),
+    /// No usable answer: connection refused, timeout, 5xx. Says nothing about a freeze.
+    #[error("the provider API is unavailable: {0}")]
+    Unavailable(String),
+    /// An answer we could not understand.
+    #[error("unexpected answer from the provider: {0}")]
+    Protocol(String),
+}
+
+impl ProviderError {
+    /// Errors worth retrying for an idempotent call.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Unavailable(_) | ProviderError::RateLimited { .. }
+        )
+    }
+
+    /// Machine-readable code, as in the Provider API's error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProviderError::AccountFrozen { .. } => "account_frozen",
+            ProviderError::AccountBanned { .. } => "account_banned",
+            ProviderError::RateLimited { .. } => "rate_limited",
+            ProviderError::Unauthorized(_) => "unauthorized",
+            ProviderError::NotFound(_) => "not_found",
+            ProviderError::Rejected(_) => "invalid_entity",
+            ProviderError::Unavailable(_) => "unavailable",
+            ProviderError::Protocol(_) => "protocol",
+        }
+    }
+}
+
+/// `GET /v1/accounts/{id}/status`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub status: AccountState,
+    #[serde(default)]
+    pub reason: String,
+    /// RFC 3339.
+    #[serde(default)]
+    pub since: Option<String>,
+}
+
+/// A page of entities sorted by key.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EntityPage {
+    pub entities: Vec<Entity>,
+    /// Key to pass as `after` for the next page; `None` at the end.
+    pub next: Option<EntityKey>,
+}
+
+/// A batch of the change feed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChangeBatch {
+    pub changes: Vec<Change>,
+    /// Cursor to pass next time (the position after the last change returned).
+    pub cursor: String,
+    /// Changes in the feed after this batch (lag at the source).
+    #[serde(default)]
+    pub remaining: u64,
+}
+
+/// Result of a synthetic probe.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    pub ok: bool,
+    #[serde(default)]
+    pub latency_ms: u64,
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// The account's own activity that risk control watches.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ActivityEvent {
+    Login {
+        at: String,
+        device: String,
+        location: String,
+    },
+    MemberAdd {
+        at: String,
+        count: u32,
+    },
+    Message {
+        at: String,
+        moderation_hits: u32,
+    },
+}
+
+/// One account at a provider.
+#[async_trait]
+pub trait AccountProvider: Send + Sync {
+    /// The account's id (for logs and metrics; never a secret).
+    fn account_id(&self) -> &str;
+
+    async fn status(&self) -> Result<StatusReport, ProviderError>;
+
+    /// Entities with key > `after`, sorted by key, at most `limit`.
+    async fn list_entities(
+        &self,
+        after: Option<&EntityKey>,
+        limit: usize,
+    ) -> Result<EntityPage, ProviderError>;
+
+    /// Changes after `cursor` (from the start when `None`), waiting up to `wait` for one.
+    async fn changes(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<ChangeBatch, ProviderError>;
+
+    /// The cursor of the feed's head now (a source starting fresh may begin here).
+    async fn head_cursor(&self) -> Result<String, ProviderError>;
+
+    /// Full-state upsert (idempotent). `origin` tags the change in the account's feed.
+    async fn put_entity(&self, entity: &Entity, origin: Option<&str>) -> Result<(), ProviderError>;
+
+    /// Delete (idempotent: deleting a missing entity is success).
+    async fn delete_entity(
+        &self,
+        key: &EntityKey,
+        origin: Option<&str>,
+    ) -> Result<(), ProviderError>;
+
+    async fn probe(&self) -> Result<ProbeResult, ProviderError>;
+
+    /// Activity since `since` (RFC 3339).
+    async fn activity(&self, since: &str) -> Result<Vec<ActivityEvent>, ProviderError>;
+}
