@@ -251,7 +251,7 @@ mod tests {
         assert_eq!(c.kind(), EntityKind::AutoReply);
         assert_eq!(c.id(), "r1");
         assert!(a < b, "member/ sorts before menu/ byte-wise");
-        let mut keys = vec![b.clone(), a.clone(), c.clone()];
+        let mut keys = [b.clone(), a.clone(), c.clone()];
         keys.sort();
         let mut texts: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
         let sorted = texts.clone();
