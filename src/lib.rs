@@ -7,6 +7,8 @@
 
 pub mod api;
 pub mod cli;
+pub mod controller;
+pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod provider;
