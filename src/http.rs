@@ -34,7 +34,11 @@ pub fn router(readiness: Readiness) -> Router {
             get(move || {
                 let r = readiness.clone();
                 async move {
-                    if r.is_ready() { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
+                    if r.is_ready() {
+                        (StatusCode::OK, "ready")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                    }
                 }
             }),
         )
@@ -42,13 +46,19 @@ pub fn router(readiness: Readiness) -> Router {
 
 async fn metrics() -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         crate::metrics::metrics().render(),
     )
 }
 
 /// Bind and serve until the task is dropped. Returns the bound address (port 0 allowed).
-pub async fn serve(addr: SocketAddr, app: Router) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+pub async fn serve(
+    addr: SocketAddr,
+    app: Router,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let task = tokio::spawn(async move {
@@ -66,13 +76,18 @@ mod tests {
     #[tokio::test]
     async fn health_ready_and_metrics_answer() {
         let ready = Readiness::default();
-        let (addr, task) = serve("127.0.0.1:0".parse().unwrap(), router(ready.clone())).await.unwrap();
+        let (addr, task) = serve("127.0.0.1:0".parse().unwrap(), router(ready.clone()))
+            .await
+            .unwrap();
         let get = |p: &str| reqwest::get(format!("http://{addr}{p}"));
         assert_eq!(get("/healthz").await.unwrap().status(), 200);
         assert_eq!(get("/readyz").await.unwrap().status(), 503);
         ready.set_ready(true);
         assert_eq!(get("/readyz").await.unwrap().status(), 200);
-        crate::metrics::metrics().replication_dlq_total.with_label_values(&["n", "p", "d"]).inc();
+        crate::metrics::metrics()
+            .replication_dlq_total
+            .with_label_values(&["n", "p", "d"])
+            .inc();
         let body = get("/metrics").await.unwrap().text().await.unwrap();
         assert!(body.contains("understudy_replication_dlq_total"), "{body}");
         task.abort();

@@ -18,8 +18,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{Api, ObjectMeta, PostParams};
 use kube::Client;
+use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -43,12 +43,17 @@ pub enum LeaseAction {
     /// We hold it: renew.
     Renew,
     /// Someone else holds a valid claim until the given time.
-    Wait { holder: String, until: DateTime<Utc> },
+    Wait {
+        holder: String,
+        until: DateTime<Utc>,
+    },
 }
 
 /// Pure decision over the Lease's spec.
 pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: DateTime<Utc>) -> LeaseAction {
-    let Some(spec) = spec else { return LeaseAction::Acquire };
+    let Some(spec) = spec else {
+        return LeaseAction::Acquire;
+    };
     let holder = spec.holder_identity.clone().unwrap_or_default();
     if holder.is_empty() {
         return LeaseAction::Acquire;
@@ -56,12 +61,22 @@ pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: DateTime<Utc>) -> LeaseAc
     if holder == me {
         return LeaseAction::Renew;
     }
-    let renewed = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()).map(|t| t.0);
+    let renewed = spec
+        .renew_time
+        .as_ref()
+        .or(spec.acquire_time.as_ref())
+        .map(|t| t.0);
     let duration = chrono::Duration::seconds(i64::from(spec.lease_duration_seconds.unwrap_or(15)));
-    let Some(renewed) = renewed else { return LeaseAction::Acquire };
+    let Some(renewed) = renewed else {
+        return LeaseAction::Acquire;
+    };
     let renewed = DateTime::<Utc>::from_timestamp_micros(renewed.as_microsecond()).unwrap_or(now);
     let until = renewed + duration;
-    if now >= until { LeaseAction::Acquire } else { LeaseAction::Wait { holder, until } }
+    if now >= until {
+        LeaseAction::Acquire
+    } else {
+        LeaseAction::Wait { holder, until }
+    }
 }
 
 /// Shared view of our leadership.
@@ -82,7 +97,11 @@ impl LeaderHandle {
     /// A handle that is always leader (single-replica tools and tests).
     pub fn always() -> Self {
         let (_tx, rx) = watch::channel(true);
-        let inner = Arc::new(Inner { epoch: Instant::now(), valid_until_ms: AtomicU64::new(u64::MAX), dropped: AtomicU64::new(0) });
+        let inner = Arc::new(Inner {
+            epoch: Instant::now(),
+            valid_until_ms: AtomicU64::new(u64::MAX),
+            dropped: AtomicU64::new(0),
+        });
         LeaderHandle { inner, changes: rx }
     }
 
@@ -115,8 +134,15 @@ impl LeaderHandle {
 /// Start the election loop; it runs until the returned handle's task is aborted.
 pub fn start(client: Client, cfg: LeaseConfig) -> (LeaderHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(false);
-    let inner = Arc::new(Inner { epoch: Instant::now(), valid_until_ms: AtomicU64::new(0), dropped: AtomicU64::new(0) });
-    let handle = LeaderHandle { inner: inner.clone(), changes: rx };
+    let inner = Arc::new(Inner {
+        epoch: Instant::now(),
+        valid_until_ms: AtomicU64::new(0),
+        dropped: AtomicU64::new(0),
+    });
+    let handle = LeaderHandle {
+        inner: inner.clone(),
+        changes: rx,
+    };
     let task = tokio::spawn(run(client, cfg, inner, tx));
     (handle, task)
 }
@@ -135,9 +161,12 @@ async fn run(client: Client, cfg: LeaseConfig, inner: Arc<Inner>, tx: watch::Sen
                 inner.valid_until_ms.store(until, Ordering::Release);
             }
             Ok(false) => inner.valid_until_ms.store(0, Ordering::Release),
-            Err(e) => tracing::warn!(error = %e, lease = %cfg.name, "lease renewal failed; leadership lapses when the claim expires"),
+            Err(e) => {
+                tracing::warn!(error = %e, lease = %cfg.name, "lease renewal failed; leadership lapses when the claim expires")
+            }
         }
-        let leader = inner.epoch.elapsed().as_millis() < u128::from(inner.valid_until_ms.load(Ordering::Acquire));
+        let leader = inner.epoch.elapsed().as_millis()
+            < u128::from(inner.valid_until_ms.load(Ordering::Acquire));
         tx.send_if_modified(|v| {
             let changed = *v != leader;
             *v = leader;
@@ -151,14 +180,21 @@ async fn run(client: Client, cfg: LeaseConfig, inner: Arc<Inner>, tx: watch::Sen
 async fn try_once(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::Error> {
     let now = Utc::now();
     let current = api.get_opt(&cfg.name).await?;
-    let action = decide(current.as_ref().and_then(|l| l.spec.as_ref()), &cfg.identity, now);
+    let action = decide(
+        current.as_ref().and_then(|l| l.spec.as_ref()),
+        &cfg.identity,
+        now,
+    );
     let micro = MicroTime(jiff_from_chrono(now));
     let duration_s = i32::try_from(cfg.duration.as_secs().max(1)).unwrap_or(15);
     match (action, current) {
         (LeaseAction::Wait { .. }, _) => Ok(false),
         (action, None) => {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(cfg.name.clone()), ..Default::default() },
+                metadata: ObjectMeta {
+                    name: Some(cfg.name.clone()),
+                    ..Default::default()
+                },
                 spec: Some(LeaseSpec {
                     holder_identity: Some(cfg.identity.clone()),
                     lease_duration_seconds: Some(duration_s),
@@ -195,18 +231,26 @@ async fn try_once(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::Err
 }
 
 fn jiff_from_chrono(t: DateTime<Utc>) -> k8s_openapi::jiff::Timestamp {
-    k8s_openapi::jiff::Timestamp::from_microsecond(t.timestamp_micros()).unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+    k8s_openapi::jiff::Timestamp::from_microsecond(t.timestamp_micros())
+        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn spec(holder: Option<&str>, renewed_secs_ago: i64, duration: i32, now: DateTime<Utc>) -> LeaseSpec {
+    fn spec(
+        holder: Option<&str>,
+        renewed_secs_ago: i64,
+        duration: i32,
+        now: DateTime<Utc>,
+    ) -> LeaseSpec {
         LeaseSpec {
             holder_identity: holder.map(str::to_string),
             lease_duration_seconds: Some(duration),
-            renew_time: Some(MicroTime(jiff_from_chrono(now - chrono::Duration::seconds(renewed_secs_ago)))),
+            renew_time: Some(MicroTime(jiff_from_chrono(
+                now - chrono::Duration::seconds(renewed_secs_ago),
+            ))),
             ..Default::default()
         }
     }
@@ -215,14 +259,23 @@ mod tests {
     fn free_or_missing_lease_is_acquired() {
         let now = Utc::now();
         assert_eq!(decide(None, "a", now), LeaseAction::Acquire);
-        assert_eq!(decide(Some(&spec(None, 0, 15, now)), "a", now), LeaseAction::Acquire);
-        assert_eq!(decide(Some(&spec(Some(""), 0, 15, now)), "a", now), LeaseAction::Acquire);
+        assert_eq!(
+            decide(Some(&spec(None, 0, 15, now)), "a", now),
+            LeaseAction::Acquire
+        );
+        assert_eq!(
+            decide(Some(&spec(Some(""), 0, 15, now)), "a", now),
+            LeaseAction::Acquire
+        );
     }
 
     #[test]
     fn our_lease_is_renewed_even_if_expired() {
         let now = Utc::now();
-        assert_eq!(decide(Some(&spec(Some("a"), 100, 15, now)), "a", now), LeaseAction::Renew);
+        assert_eq!(
+            decide(Some(&spec(Some("a"), 100, 15, now)), "a", now),
+            LeaseAction::Renew
+        );
     }
 
     #[test]
@@ -235,8 +288,15 @@ mod tests {
             }
             other => panic!("expected Wait, got {other:?}"),
         }
-        assert_eq!(decide(Some(&spec(Some("b"), 16, 15, now)), "a", now), LeaseAction::Acquire);
-        assert_eq!(decide(Some(&spec(Some("b"), 15, 15, now)), "a", now), LeaseAction::Acquire, "expiry is inclusive");
+        assert_eq!(
+            decide(Some(&spec(Some("b"), 16, 15, now)), "a", now),
+            LeaseAction::Acquire
+        );
+        assert_eq!(
+            decide(Some(&spec(Some("b"), 15, 15, now)), "a", now),
+            LeaseAction::Acquire,
+            "expiry is inclusive"
+        );
     }
 
     #[test]
@@ -248,7 +308,11 @@ mod tests {
 
     #[test]
     fn lapsed_claim_stops_acting_and_counts_dropped_work() {
-        let inner = Arc::new(Inner { epoch: Instant::now(), valid_until_ms: AtomicU64::new(0), dropped: AtomicU64::new(0) });
+        let inner = Arc::new(Inner {
+            epoch: Instant::now(),
+            valid_until_ms: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        });
         let (_tx, rx) = watch::channel(false);
         let h = LeaderHandle { inner, changes: rx };
         assert!(!h.may_act());

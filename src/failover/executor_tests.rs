@@ -1,0 +1,415 @@
+//! Executor tests over in-memory fakes: resume after a crash at every step, exactly one
+//! flip, gates, and half-flips reported.
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::executor::*;
+use crate::api::Side;
+use crate::api::switchover::{
+    ForceSpec, StepState, SwitchoverMode, SwitchoverPhase, SwitchoverSpec, SwitchoverStatus,
+    Trigger,
+};
+use crate::traffic::{Moved, TrafficError, TrafficTarget};
+
+/// Persists into memory; can be told to "crash" (fail) on the n-th save.
+#[derive(Default)]
+struct MemStore {
+    saved: Mutex<Option<SwitchoverStatus>>,
+    saves: AtomicUsize,
+    crash_on: Mutex<Option<usize>>,
+}
+
+#[async_trait]
+impl SwitchoverStore for MemStore {
+    async fn save(&self, status: &SwitchoverStatus) -> Result<(), String> {
+        let n = self.saves.fetch_add(1, Ordering::SeqCst) + 1;
+        if *self.crash_on.lock().unwrap() == Some(n) {
+            return Err("simulated crash".into());
+        }
+        *self.saved.lock().unwrap() = Some(status.clone());
+        Ok(())
+    }
+}
+
+struct FakeTarget {
+    name: String,
+    side: Mutex<Option<Side>>,
+    changes: AtomicU32,
+}
+
+impl FakeTarget {
+    fn new(name: &str, side: Option<Side>) -> Arc<Self> {
+        Arc::new(FakeTarget {
+            name: name.into(),
+            side: Mutex::new(side),
+            changes: AtomicU32::new(0),
+        })
+    }
+}
+
+#[async_trait]
+impl TrafficTarget for FakeTarget {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+    async fn current_side(&self) -> Result<Option<Side>, TrafficError> {
+        Ok(*self.side.lock().unwrap())
+    }
+    async fn ensure_side(&self, from: Side, to: Side) -> Result<Moved, TrafficError> {
+        let mut s = self.side.lock().unwrap();
+        if *s == Some(to) {
+            return Ok(Moved::AlreadyThere);
+        }
+        if *s != Some(from) {
+            return Err(TrafficError::Conflict {
+                target: self.name.clone(),
+                message: "changed by someone else".into(),
+            });
+        }
+        *s = Some(to);
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        Ok(Moved::Changed)
+    }
+    async fn verify_side(&self, side: Side, _within: Duration) -> Result<(), TrafficError> {
+        if *self.side.lock().unwrap() == Some(side) {
+            Ok(())
+        } else {
+            Err(TrafficError::Failed {
+                target: self.name.clone(),
+                message: "not verified".into(),
+            })
+        }
+    }
+}
+
+#[derive(Default)]
+struct FakeRepl {
+    fences: AtomicU32,
+    reversed_to: Mutex<Option<Side>>,
+    lost: u64,
+    lag: Option<Duration>,
+}
+
+#[async_trait]
+impl ReplicationControl for FakeRepl {
+    async fn fence(&self) -> Result<(), String> {
+        self.fences.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+    async fn drain(&self, _bound: Duration) -> Result<u64, String> {
+        Ok(self.lost)
+    }
+    async fn reverse(&self, new_active: Side) -> Result<(), String> {
+        *self.reversed_to.lock().unwrap() = Some(new_active);
+        Ok(())
+    }
+    fn lag(&self) -> Option<Duration> {
+        self.lag
+    }
+}
+
+struct FakePair {
+    standby: String,
+    intended: Mutex<Option<Side>>,
+    active: Mutex<Option<Side>>,
+}
+
+#[async_trait]
+impl PairView for FakePair {
+    fn verdict(&self, side: Side) -> String {
+        if side == Side::Standby {
+            self.standby.clone()
+        } else {
+            "Frozen".into()
+        }
+    }
+    async fn intend(&self, to: Side, _so: &str) -> Result<(), String> {
+        *self.intended.lock().unwrap() = Some(to);
+        Ok(())
+    }
+    async fn record_active(&self, to: Side, _so: &str) -> Result<(), String> {
+        *self.active.lock().unwrap() = Some(to);
+        Ok(())
+    }
+}
+
+struct NoNotify;
+#[async_trait]
+impl Notifier for NoNotify {
+    async fn step(&self, _: &str, _: &str, _: StepState, _: &str) {}
+}
+
+struct World {
+    store: Arc<MemStore>,
+    pair: Arc<FakePair>,
+    repl: Arc<FakeRepl>,
+    dns: Vec<Arc<FakeTarget>>,
+    lb: Arc<FakeTarget>,
+}
+
+fn world(standby: &str) -> World {
+    World {
+        store: Arc::new(MemStore::default()),
+        pair: Arc::new(FakePair {
+            standby: standby.into(),
+            intended: Mutex::new(None),
+            active: Mutex::new(None),
+        }),
+        repl: Arc::new(FakeRepl {
+            lag: Some(Duration::from_millis(100)),
+            ..Default::default()
+        }),
+        dns: vec![
+            FakeTarget::new("dns api", Some(Side::Primary)),
+            FakeTarget::new("dns web", Some(Side::Primary)),
+        ],
+        lb: FakeTarget::new("lb app", Some(Side::Primary)),
+    }
+}
+
+fn spec(mode: SwitchoverMode, trigger: Trigger) -> SwitchoverSpec {
+    SwitchoverSpec {
+        pair: "p".into(),
+        to: Side::Standby,
+        mode,
+        trigger,
+        reason: "test".into(),
+        requested_by: None,
+        dry_run: false,
+        not_before: None,
+        force: None,
+    }
+}
+
+fn executor(w: &World, spec: SwitchoverSpec) -> Executor {
+    Executor {
+        name: "so-1".into(),
+        spec,
+        active: Side::Primary,
+        store: w.store.clone(),
+        pair: w.pair.clone(),
+        replication: Some(w.repl.clone()),
+        dns: w
+            .dns
+            .iter()
+            .map(|t| t.clone() as Arc<dyn TrafficTarget>)
+            .collect(),
+        lbs: vec![w.lb.clone()],
+        notifier: Arc::new(NoNotify),
+        max_lag: Duration::from_secs(5),
+        drain_bound: Duration::from_secs(2),
+        verify_within: Duration::from_millis(10),
+        failpoint: None,
+    }
+}
+
+#[tokio::test]
+async fn emergency_failover_runs_every_step_and_records_standby() {
+    let w = world("Healthy");
+    let st = executor(&w, spec(SwitchoverMode::Emergency, Trigger::Automatic))
+        .run(None)
+        .await
+        .unwrap();
+    assert_eq!(st.phase, SwitchoverPhase::Succeeded, "{st:?}");
+    assert!(st.steps.iter().all(|s| s.state == StepState::Succeeded));
+    assert_eq!(st.records_lost, Some(0));
+    assert_eq!(*w.pair.active.lock().unwrap(), Some(Side::Standby));
+    assert_eq!(*w.repl.reversed_to.lock().unwrap(), Some(Side::Standby));
+    for t in w.dns.iter().chain([&w.lb]) {
+        assert_eq!(*t.side.lock().unwrap(), Some(Side::Standby));
+        assert_eq!(t.changes.load(Ordering::SeqCst), 1);
+    }
+}
+
+#[tokio::test]
+async fn a_crash_at_every_save_resumes_with_exactly_one_flip() {
+    // Count the saves of an uninterrupted run, then crash at each of them in turn.
+    let w = world("Healthy");
+    executor(&w, spec(SwitchoverMode::Emergency, Trigger::Automatic))
+        .run(None)
+        .await
+        .unwrap();
+    let total = w.store.saves.load(Ordering::SeqCst);
+    assert!(total >= 15, "intent and result per step: {total}");
+    for crash in 1..=total {
+        let w = world("Healthy");
+        *w.store.crash_on.lock().unwrap() = Some(crash);
+        let first = executor(&w, spec(SwitchoverMode::Emergency, Trigger::Automatic))
+            .run(None)
+            .await;
+        assert!(first.is_err(), "crash {crash} interrupts the run");
+        // A new process: reads what was persisted and resumes.
+        *w.store.crash_on.lock().unwrap() = None;
+        let persisted = w.store.saved.lock().unwrap().clone();
+        let st = executor(&w, spec(SwitchoverMode::Emergency, Trigger::Automatic))
+            .run(persisted)
+            .await
+            .unwrap();
+        assert_eq!(
+            st.phase,
+            SwitchoverPhase::Succeeded,
+            "crash {crash}: {st:?}"
+        );
+        for t in w.dns.iter().chain([&w.lb]) {
+            assert_eq!(
+                t.changes.load(Ordering::SeqCst),
+                1,
+                "crash {crash}: exactly one flip of {}",
+                t.name
+            );
+            assert_eq!(*t.side.lock().unwrap(), Some(Side::Standby));
+        }
+        assert_eq!(*w.pair.active.lock().unwrap(), Some(Side::Standby));
+    }
+}
+
+#[tokio::test]
+async fn never_fails_over_to_an_unhealthy_standby() {
+    for verdict in ["Frozen", "Suspect", "Unknown", "Banned"] {
+        let w = world(verdict);
+        let st = executor(&w, spec(SwitchoverMode::Emergency, Trigger::Automatic))
+            .run(None)
+            .await
+            .unwrap();
+        assert_eq!(st.phase, SwitchoverPhase::Failed);
+        assert!(
+            st.message.as_deref().unwrap().contains("prechecks refused"),
+            "{st:?}"
+        );
+        assert_eq!(w.repl.fences.load(Ordering::SeqCst), 0, "nothing fenced");
+        assert!(w.dns.iter().all(|t| t.changes.load(Ordering::SeqCst) == 0));
+        assert_eq!(*w.pair.intended.lock().unwrap(), None);
+    }
+}
+
+#[tokio::test]
+async fn planned_switchover_with_loss_moves_nothing() {
+    let mut w = world("Healthy");
+    w.repl = Arc::new(FakeRepl {
+        lost: 3,
+        lag: Some(Duration::from_millis(1)),
+        ..Default::default()
+    });
+    let st = executor(&w, spec(SwitchoverMode::Planned, Trigger::Manual))
+        .run(None)
+        .await
+        .unwrap();
+    assert_eq!(st.phase, SwitchoverPhase::Failed);
+    assert_eq!(st.records_lost, Some(3));
+    assert!(w.dns.iter().all(|t| t.changes.load(Ordering::SeqCst) == 0));
+}
+
+#[tokio::test]
+async fn emergency_counts_loss_and_proceeds() {
+    let mut w = world("Healthy");
+    w.repl = Arc::new(FakeRepl {
+        lost: 7,
+        ..Default::default()
+    });
+    let st = executor(&w, spec(SwitchoverMode::Emergency, Trigger::Automatic))
+        .run(None)
+        .await
+        .unwrap();
+    assert_eq!(st.phase, SwitchoverPhase::Succeeded);
+    assert_eq!(st.records_lost, Some(7));
+}
+
+#[tokio::test]
+async fn a_record_changed_by_hand_fails_the_flip_and_says_what_moved() {
+    let w = world("Healthy");
+    // The second DNS record was edited by hand: it matches neither side.
+    *w.dns[1].side.lock().unwrap() = None;
+    let st = executor(&w, spec(SwitchoverMode::Emergency, Trigger::Automatic))
+        .run(None)
+        .await
+        .unwrap();
+    assert_eq!(st.phase, SwitchoverPhase::Failed);
+    let msg = st.message.unwrap();
+    assert!(msg.contains("NOT moved: dns web"), "{msg}");
+    assert!(msg.contains("ALREADY moved to standby: dns api"), "{msg}");
+    assert!(msg.contains("split"), "{msg}");
+    assert_eq!(
+        *w.lb.side.lock().unwrap(),
+        Some(Side::Primary),
+        "later steps did not run"
+    );
+    assert_eq!(
+        *w.pair.active.lock().unwrap(),
+        None,
+        "active side not recorded"
+    );
+}
+
+#[tokio::test]
+async fn first_target_refused_says_nothing_moved() {
+    let w = world("Healthy");
+    *w.dns[0].side.lock().unwrap() = None;
+    let st = executor(&w, spec(SwitchoverMode::Emergency, Trigger::Automatic))
+        .run(None)
+        .await
+        .unwrap();
+    assert!(st.message.unwrap().contains("Nothing was moved"));
+}
+
+#[tokio::test]
+async fn dry_run_changes_nothing() {
+    let w = world("Healthy");
+    let mut s = spec(SwitchoverMode::Planned, Trigger::Manual);
+    s.dry_run = true;
+    let st = executor(&w, s).run(None).await.unwrap();
+    assert_eq!(st.phase, SwitchoverPhase::Succeeded);
+    assert!(
+        st.steps[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("lag: pass")
+    );
+    assert_eq!(w.repl.fences.load(Ordering::SeqCst), 0);
+    assert!(w.dns.iter().all(|t| t.changes.load(Ordering::SeqCst) == 0));
+    assert_eq!(*w.pair.intended.lock().unwrap(), None);
+}
+
+#[tokio::test]
+async fn forced_lag_gate_is_recorded_in_the_step() {
+    let mut w = world("Healthy");
+    w.repl = Arc::new(FakeRepl {
+        lag: Some(Duration::from_secs(60)),
+        ..Default::default()
+    });
+    let mut s = spec(SwitchoverMode::Planned, Trigger::Manual);
+    s.force = Some(ForceSpec {
+        skip_lag_gate: true,
+        skip_standby_health: false,
+    });
+    let st = executor(&w, s).run(None).await.unwrap();
+    assert_eq!(st.phase, SwitchoverPhase::Succeeded);
+    assert!(
+        st.steps[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("overridden by force")
+    );
+}
+
+#[tokio::test]
+async fn drill_rehearsal_flips_and_restores_without_touching_replication() {
+    let w = world("Healthy");
+    let st = executor(&w, spec(SwitchoverMode::Planned, Trigger::Drill))
+        .run(None)
+        .await
+        .unwrap();
+    assert_eq!(st.phase, SwitchoverPhase::Succeeded, "{st:?}");
+    assert_eq!(w.repl.fences.load(Ordering::SeqCst), 0);
+    assert_eq!(*w.repl.reversed_to.lock().unwrap(), None);
+    for t in w.dns.iter().chain([&w.lb]) {
+        assert_eq!(*t.side.lock().unwrap(), Some(Side::Primary), "restored");
+        assert_eq!(t.changes.load(Ordering::SeqCst), 2, "flipped and restored");
+    }
+    assert_eq!(*w.pair.active.lock().unwrap(), None);
+}
