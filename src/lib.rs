@@ -8,6 +8,7 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod detection;
 pub mod failover;
 pub mod http;
 pub mod metrics;

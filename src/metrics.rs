@@ -20,9 +20,18 @@ pub struct Metrics {
     pub replication_applied_total: IntCounterVec,
     /// Records sent to the dead-letter topic.
     pub replication_dlq_total: IntCounterVec,
+    /// Unix time of the pair's last passed drill.
+    pub drill_last_success_timestamp_seconds: GaugeVec,
+    /// Result of the pair's last drill: 1 passed, 0 failed.
+    pub drill_last_result: IntGaugeVec,
+    /// Keys that differed in the pair's last drill after re-checking (accounts + Kafka copy).
+    pub drill_mismatches: IntGaugeVec,
+    /// How long drills take.
+    pub drill_duration_seconds: HistogramVec,
 }
 
 const PAIR_LABELS: &[&str] = &["namespace", "pair", "direction"];
+const DRILL_LABELS: &[&str] = &["namespace", "pair"];
 
 impl Metrics {
     fn new() -> Result<Self, prometheus::Error> {
@@ -55,6 +64,36 @@ impl Metrics {
             ),
             PAIR_LABELS,
         )?;
+        let drill_last_success_timestamp_seconds = GaugeVec::new(
+            Opts::new(
+                "understudy_drill_last_success_timestamp_seconds",
+                "Unix time of the pair's last drill that passed",
+            ),
+            DRILL_LABELS,
+        )?;
+        let drill_last_result = IntGaugeVec::new(
+            Opts::new(
+                "understudy_drill_last_result",
+                "Result of the pair's last drill: 1 passed, 0 failed",
+            ),
+            DRILL_LABELS,
+        )?;
+        let drill_mismatches = IntGaugeVec::new(
+            Opts::new(
+                "understudy_drill_mismatches",
+                "Keys that still differed in the pair's last drill (accounts and Kafka copy)",
+            ),
+            DRILL_LABELS,
+        )?;
+        let drill_duration_seconds = duration_histogram(
+            "understudy_drill_duration_seconds",
+            "Duration of drills, start to finish",
+            DRILL_LABELS,
+        )?;
+        registry.register(Box::new(drill_last_success_timestamp_seconds.clone()))?;
+        registry.register(Box::new(drill_last_result.clone()))?;
+        registry.register(Box::new(drill_mismatches.clone()))?;
+        registry.register(Box::new(drill_duration_seconds.clone()))?;
         registry.register(Box::new(replication_lag_records.clone()))?;
         registry.register(Box::new(replication_lag_seconds.clone()))?;
         registry.register(Box::new(replication_applied_total.clone()))?;
@@ -65,6 +104,10 @@ impl Metrics {
             replication_lag_seconds,
             replication_applied_total,
             replication_dlq_total,
+            drill_last_success_timestamp_seconds,
+            drill_last_result,
+            drill_mismatches,
+            drill_duration_seconds,
         })
     }
 

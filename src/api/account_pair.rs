@@ -477,6 +477,10 @@ pub struct AccountPairStatus {
     pub standby: Option<SideStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<ReplicationStatus>,
+    /// Replication positions captured at the last flip of direction, so a restarted
+    /// operator resumes the reversed pipeline exactly where the flip left it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_flip: Option<FlipStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_switchover: Option<ObjectSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -512,6 +516,19 @@ pub struct ReplicationStatus {
     pub lag_seconds: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied_at: Option<String>,
+}
+
+/// Where replication stood when the direction last flipped.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FlipStatus {
+    /// Unique per flip (the Switchover's name).
+    pub epoch: String,
+    /// Feed cursor of the new active account at the flip.
+    pub source_cursor: String,
+    /// End offsets of the state topic at the flip, by partition number.
+    #[serde(default)]
+    pub sink_offsets: std::collections::BTreeMap<String, i64>,
 }
 
 /// A pointer to a related object and how it ended.

@@ -8,6 +8,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod operator;
+mod sim;
+
 /// Exit codes scripts can rely on.
 pub mod exit {
     /// Done as asked.
@@ -47,6 +50,14 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = Format::Yaml)]
         output: Format,
     },
+    /// Run the Provider API simulator (in memory) for tests, demos and benchmarks.
+    ///
+    /// Example: `understudy sim --listen 127.0.0.1:8080 --seed-accounts corp-a=1000,corp-b=0`
+    Sim(sim::SimArgs),
+    /// Run the operator: controllers, metrics, notice webhook, leader election.
+    ///
+    /// Example: `understudy operator --leader-elect --lease-namespace understudy-system`
+    Operator(operator::OperatorArgs),
 }
 
 #[derive(Parser, Debug)]
@@ -102,6 +113,8 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         match Cli::try_parse_from(&args) {
             Ok(cli) => match cli.command {
                 Command::Crd { output } => print_crds(output),
+                Command::Sim(args) => sim::run(args),
+                Command::Operator(args) => operator::run(args),
             },
             Err(e) => return clap_exit(e),
         }

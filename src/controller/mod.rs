@@ -1,7 +1,19 @@
 //! Kubernetes controllers: the AccountPair controller (replication, detection, status),
-//! the Switchover executor and the Drill runner, all acting only while this replica holds
-//! the Lease.
+//! the Switchover executor and the notice webhook, all acting only while this replica
+//! holds the Lease.
 
+pub mod account_pair;
 pub mod conditions;
+pub mod context;
+pub mod executor_glue;
 pub mod leader;
+pub mod metrics;
+pub mod notices;
+pub mod run;
 pub mod secrets;
+pub mod status;
+pub mod switchover;
+pub mod targets;
+pub mod trigger;
+pub mod worker;
+pub mod worker_loops;

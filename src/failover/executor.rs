@@ -34,8 +34,9 @@ pub trait ReplicationControl: Send + Sync {
     async fn fence(&self) -> Result<(), String>;
     /// Apply everything up to the fence within `bound`; returns records not applied.
     async fn drain(&self, bound: Duration) -> Result<u64, String>;
-    /// Run replication from `new_active` from now on, starting at its feed head.
-    async fn reverse(&self, new_active: Side) -> Result<(), String>;
+    /// Run replication from `new_active` from now on, starting at its feed head. `epoch`
+    /// names the flip (the Switchover), so a resumed run re-uses the same positions.
+    async fn reverse(&self, new_active: Side, epoch: &str) -> Result<(), String>;
     /// Lag toward the passive side now; `None` when unknown.
     fn lag(&self) -> Option<Duration>;
 }
@@ -272,7 +273,7 @@ impl Executor {
             Step::RestoreLb => self.flip(&self.lbs, to, from).await,
             Step::Reverse => match &self.replication {
                 Some(r) => r
-                    .reverse(to)
+                    .reverse(to, &self.name)
                     .await
                     .map(|()| format!("replication now runs from {to} to {}", to.other())),
                 None => Ok("no replication to reverse".into()),

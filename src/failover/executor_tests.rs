@@ -103,7 +103,7 @@ impl ReplicationControl for FakeRepl {
     async fn drain(&self, _bound: Duration) -> Result<u64, String> {
         Ok(self.lost)
     }
-    async fn reverse(&self, new_active: Side) -> Result<(), String> {
+    async fn reverse(&self, new_active: Side, _epoch: &str) -> Result<(), String> {
         *self.reversed_to.lock().unwrap() = Some(new_active);
         Ok(())
     }

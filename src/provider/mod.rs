@@ -13,6 +13,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{AccountState, Change, Entity, EntityKey};
 
+pub mod http;
+pub mod notice;
+pub mod sim;
+pub mod wire;
+
+#[cfg(test)]
+mod roundtrip_tests;
+
+pub use http::{HttpOptions, HttpProvider, RetryPolicy};
+
 /// What the provider said, or why it said nothing.
 #[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum ProviderError {
@@ -34,6 +44,10 @@ pub enum ProviderError {
     /// The provider refused this entity as invalid; retrying will not help (goes to the DLQ).
     #[error("the provider rejected the entity: {0}")]
     Rejected(String),
+    /// The feed no longer holds the changes after this cursor (retention passed it, or the
+    /// provider does not know it). Retrying will not help: resynchronise from a full listing.
+    #[error("the change feed cursor has expired: {0}; resynchronise from a full listing")]
+    CursorExpired(String),
     /// No usable answer: connection refused, timeout, 5xx. Says nothing about a freeze.
     #[error("the provider API is unavailable: {0}")]
     Unavailable(String),
@@ -60,6 +74,7 @@ impl ProviderError {
             ProviderError::Unauthorized(_) => "unauthorized",
             ProviderError::NotFound(_) => "not_found",
             ProviderError::Rejected(_) => "invalid_entity",
+            ProviderError::CursorExpired(_) => "cursor_expired",
             ProviderError::Unavailable(_) => "unavailable",
             ProviderError::Protocol(_) => "protocol",
         }
@@ -98,6 +113,7 @@ pub struct ChangeBatch {
 
 /// Result of a synthetic probe.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ProbeResult {
     pub ok: bool,
     #[serde(default)]
@@ -108,7 +124,11 @@ pub struct ProbeResult {
 
 /// The account's own activity that risk control watches.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
+#[serde(
+    tag = "type",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
 pub enum ActivityEvent {
     Login {
         at: String,
@@ -123,6 +143,41 @@ pub enum ActivityEvent {
         at: String,
         moderation_hits: u32,
     },
+}
+
+/// One write of a batch (`AccountProvider::apply_batch`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum EntityWrite {
+    /// Full-state upsert.
+    Put(Entity),
+    Delete(EntityKey),
+}
+
+impl EntityWrite {
+    pub fn key(&self) -> &EntityKey {
+        match self {
+            EntityWrite::Put(e) => &e.key,
+            EntityWrite::Delete(k) => k,
+        }
+    }
+}
+
+/// A write of a batch the provider refused as invalid (it goes to the DLQ; the rest of
+/// the batch was applied).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// Position of the write in the batch.
+    pub index: usize,
+    pub key: EntityKey,
+    pub message: String,
+}
+
+/// Result of `AccountProvider::apply_batch`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchOutcome {
+    /// Writes applied (including those that were already so and recorded no change).
+    pub applied: usize,
+    pub rejected: Vec<Rejection>,
 }
 
 /// One account at a provider.
@@ -140,7 +195,10 @@ pub trait AccountProvider: Send + Sync {
         limit: usize,
     ) -> Result<EntityPage, ProviderError>;
 
-    /// Changes after `cursor` (from the start when `None`), waiting up to `wait` for one.
+    /// Changes after `cursor` (from the oldest retained change when `None`), waiting up
+    /// to `wait` for one. A cursor is the decimal `seq` of the last change consumed, so
+    /// `change.seq.to_string()` resumes right after any change (per-change checkpoints).
+    /// A cursor the feed no longer holds is `CursorExpired`: resynchronise from a listing.
     async fn changes(
         &self,
         cursor: Option<&str>,
@@ -165,4 +223,36 @@ pub trait AccountProvider: Send + Sync {
 
     /// Activity since `since` (RFC 3339).
     async fn activity(&self, since: &str) -> Result<Vec<ActivityEvent>, ProviderError>;
+
+    /// Applies `writes` in order, all tagged with `origin` (idempotent like the single
+    /// writes, so a failed batch may be retried whole). A write the provider refuses as
+    /// invalid is reported in `rejected` and the others still apply; any other error
+    /// fails the call, leaving a prefix of the batch applied.
+    ///
+    /// The default sends one write at a time; adapters with a batch call override it
+    /// (the HTTP client sends one request per batch, which is what lets a sink reach
+    /// tens of thousands of writes a second).
+    async fn apply_batch(
+        &self,
+        writes: &[EntityWrite],
+        origin: Option<&str>,
+    ) -> Result<BatchOutcome, ProviderError> {
+        let mut outcome = BatchOutcome::default();
+        for (index, write) in writes.iter().enumerate() {
+            let result = match write {
+                EntityWrite::Put(e) => self.put_entity(e, origin).await,
+                EntityWrite::Delete(k) => self.delete_entity(k, origin).await,
+            };
+            match result {
+                Ok(()) => outcome.applied += 1,
+                Err(ProviderError::Rejected(message)) => outcome.rejected.push(Rejection {
+                    index,
+                    key: write.key().clone(),
+                    message,
+                }),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(outcome)
+    }
 }

@@ -33,6 +33,11 @@ pub fn state_topic(namespace: &str, pair: &str) -> String {
     format!("understudy.{namespace}.{pair}.state")
 }
 
+/// Name of a pair's compacted checkpoint topic (source feed cursors, keyed by account).
+pub fn checkpoint_topic(namespace: &str, pair: &str) -> String {
+    format!("understudy.{namespace}.{pair}.checkpoint")
+}
+
 /// Name of a pair's dead-letter topic.
 pub fn dlq_topic(namespace: &str, pair: &str) -> String {
     format!("understudy.{namespace}.{pair}.dlq")
@@ -185,6 +190,10 @@ mod tests {
         assert_eq!(
             dlq_topic("payments", "wecom"),
             "understudy.payments.wecom.dlq"
+        );
+        assert_eq!(
+            checkpoint_topic("payments", "wecom"),
+            "understudy.payments.wecom.checkpoint"
         );
     }
 

@@ -133,3 +133,52 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+impl Testbed {
+    /// Kubernetes client on the test bed's API server that authenticates with a bearer
+    /// `token` instead of the admin certificate (e.g. a ServiceAccount token from
+    /// [`service_account_token`]), to prove what that identity may and may not do.
+    pub async fn kube_with_token(&self, token: &str) -> Client {
+        let kubeconfig = Kubeconfig::read_from(self.var("TESTBED_KUBECONFIG"))
+            .expect("read the test bed kubeconfig");
+        let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig is usable");
+        // Drop the admin client certificate: the token is the only credential.
+        config.auth_info = serde_json::from_value(serde_json::json!({ "token": token }))
+            .expect("an AuthInfo with a bearer token");
+        Client::try_from(config).expect("kube client with a bearer token")
+    }
+}
+
+/// A bearer token of ServiceAccount `namespace/name`, from the TokenRequest API (valid for
+/// one hour). Needs the ServiceAccount to exist.
+pub async fn service_account_token(client: &Client, namespace: &str, name: &str) -> String {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let answer = Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .unwrap_or_else(|e| panic!("TokenRequest for ServiceAccount {namespace}/{name}: {e}"));
+    answer
+        .status
+        .map(|s| s.token)
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| panic!("TokenRequest for {namespace}/{name} returned no token"))
+}
+
+/// The HTTP status of a failed API call (`None` when the call succeeded or did not reach
+/// the API server).
+pub fn api_error_code<T>(result: &Result<T, kube::Error>) -> Option<u16> {
+    match result {
+        Err(kube::Error::Api(status)) => Some(status.code),
+        _ => None,
+    }
+}

@@ -1,0 +1,115 @@
+//! `understudy operator`: runs the controllers (AccountPair, Switchover), the metrics,
+//! health and notice-webhook HTTP server, with leader election on a Lease so that only
+//! one replica acts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+
+use crate::controller::context::OperatorOptions;
+use crate::controller::run::{Election, run as run_operator};
+use crate::failover::executor::Failpoint;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    about = "Run the operator (controllers, metrics, notice webhook)",
+    long_about = "Runs the AccountPair and Switchover controllers against the cluster of the current \
+kubeconfig (in-cluster config inside a Pod), serves /metrics, /healthz, /readyz and the provider \
+notice webhook (POST /webhooks/notices/NAMESPACE/PAIR), and with --leader-elect acts only while \
+holding the Lease.\n\nExample: understudy operator --leader-elect --lease-namespace understudy-system"
+)]
+pub struct OperatorArgs {
+    /// Address of the HTTP server (metrics, health, notice webhook).
+    #[arg(long, default_value = "127.0.0.1:8080", env = "UNDERSTUDY_LISTEN")]
+    pub listen: SocketAddr,
+    /// Elect a leader on a Lease; only the holder acts. Without it this process is the only writer.
+    #[arg(long)]
+    pub leader_elect: bool,
+    #[arg(long, default_value = "understudy-leader")]
+    pub lease_name: String,
+    /// Namespace of the Lease (defaults to $POD_NAMESPACE, else "default").
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// How long a leader's claim lasts without renewal.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// This replica's identity (defaults to $POD_NAME, else host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Watch only this namespace (all namespaces when unset).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Automatic failovers allowed across all pairs in 24 h; past it humans are paged.
+    #[arg(long, default_value_t = 3)]
+    pub max_failovers_per_day: u32,
+    /// Bound of the drain step of an emergency failover.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub drain_bound: Duration,
+    /// Replay window of provider notices.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub notice_window: Duration,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    s.parse::<kube::core::Duration>()
+        .map(Into::into)
+        .map_err(|e| format!("{s:?} is not a duration like 500ms, 15s, 5m: {e}"))
+}
+
+pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,kube_runtime=warn,rdkafka=warn")
+    });
+    let _ = match args.log_format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .try_init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_env_filter(filter)
+            .try_init(),
+    };
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "understudy".into()),
+            std::process::id()
+        )
+    });
+    let opts = OperatorOptions {
+        operator_failover_cap: args.max_failovers_per_day,
+        drain_bound: args.drain_bound,
+        identity,
+        namespace: args.namespace.clone(),
+        failpoint: Failpoint::from_env(),
+        notice_window: args.notice_window,
+        ..OperatorOptions::default()
+    };
+    let election = args.leader_elect.then(|| Election {
+        namespace: args.lease_namespace.clone(),
+        name: args.lease_name.clone(),
+        duration: args.lease_duration,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let client = kube::Client::try_default()
+            .await
+            .context("cannot build a Kubernetes client (KUBECONFIG or in-cluster config)")?;
+        run_operator(client, opts, args.listen, election).await
+    })
+}

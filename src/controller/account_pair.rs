@@ -1,0 +1,228 @@
+//! The AccountPair controller, as a pipeline of steps: validate (pure) → ensure the
+//! worker (replication, detection) runs for the current generation → report. A
+//! finalizer stops the pair's pipeline cleanly (flush, commit) before the object goes.
+//!
+//! Requeue by error kind: an invalid spec waits for a change; a missing Secret is
+//! retried slowly (it may be created later); transient API errors back off.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Resource, ResourceExt};
+
+use super::conditions::{CondStatus, set_condition};
+use super::context::{Context, lock, pair_key};
+use super::worker::PairWorker;
+use crate::api::{AccountPair, AccountPairSpec};
+
+pub const FINALIZER: &str = "understudy.dev/replication";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+/// Checks the schema cannot make: the schedule parses with the cron library, the time
+/// zone is a known IANA zone. Pure.
+pub fn validate(spec: &AccountPairSpec) -> Result<(), String> {
+    spec.drills
+        .schedule
+        .parse()
+        .map_err(|e| format!("spec.drills.schedule: {e}"))?;
+    spec.drills
+        .time_zone
+        .parse::<chrono_tz::Tz>()
+        .map_err(|_| {
+            format!(
+                "spec.drills.timeZone {:?} is not an IANA time zone (e.g. Asia/Shanghai, UTC)",
+                spec.drills.time_zone
+            )
+        })?;
+    Ok(())
+}
+
+pub async fn reconcile(pair: Arc<AccountPair>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.leader.may_act() {
+        super::metrics::metrics()
+            .dropped_work_total
+            .with_label_values(&["accountpair"])
+            .inc();
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+    let ns = pair.namespace().unwrap_or_default();
+    let api: Api<AccountPair> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, pair, |event| async {
+        match event {
+            Finalizer::Apply(p) => apply(p, ctx.clone()).await,
+            Finalizer::Cleanup(p) => cleanup(p, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    })
+}
+
+async fn apply(pair: Arc<AccountPair>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = pair.namespace().unwrap_or_default();
+    let name = pair.name_any();
+    let key = pair_key(&ns, &name);
+    let generation = pair.metadata.generation.unwrap_or(0);
+    if let Err(msg) = validate(&pair.spec) {
+        stop_worker(&ctx, &key).await;
+        report_problem(&ctx, &pair, "InvalidSpec", &msg).await?;
+        return Ok(Action::await_change());
+    }
+    if let Some(w) = ctx.worker(&ns, &name) {
+        if w.generation == generation {
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+        // The spec changed. Never swap the worker under a running switchover.
+        if lock(&ctx.executing)
+            .iter()
+            .any(|k| k.starts_with(&format!("{key}#")))
+        {
+            return Ok(Action::requeue(Duration::from_secs(2)));
+        }
+        stop_worker(&ctx, &key).await;
+    }
+    match PairWorker::start(&ctx, &pair).await {
+        Ok(w) => {
+            lock(&ctx.workers).insert(key, w);
+            count_pairs(&ctx);
+            ctx.event(
+                &pair.object_ref(&()),
+                false,
+                "Started",
+                "Replicate",
+                format!("replication and detection started (generation {generation})"),
+            )
+            .await;
+            Ok(Action::requeue(Duration::from_secs(60)))
+        }
+        Err(e) if e.is_user_error() => {
+            report_problem(&ctx, &pair, "ConfigurationError", &e.to_string()).await?;
+            Ok(Action::requeue(Duration::from_secs(15)))
+        }
+        Err(e) => {
+            tracing::warn!(pair = %name, error = %e, "starting the pair failed; retrying");
+            Ok(Action::requeue(Duration::from_secs(5)))
+        }
+    }
+}
+
+async fn cleanup(pair: Arc<AccountPair>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = pair_key(&pair.namespace().unwrap_or_default(), &pair.name_any());
+    stop_worker(&ctx, &key).await;
+    count_pairs(&ctx);
+    ctx.event(
+        &pair.object_ref(&()),
+        false,
+        "Stopped",
+        "Delete",
+        "replication stopped cleanly; the pair is deleted".into(),
+    )
+    .await;
+    Ok(Action::await_change())
+}
+
+async fn stop_worker(ctx: &Context, key: &str) {
+    let w = lock(&ctx.workers).remove(key);
+    if let Some(w) = w {
+        w.stop().await;
+    }
+}
+
+fn count_pairs(ctx: &Context) {
+    let workers = lock(&ctx.workers);
+    let m = super::metrics::metrics();
+    m.pairs.reset();
+    for w in workers.values() {
+        m.pairs.with_label_values(&[&w.namespace]).inc();
+    }
+}
+
+async fn report_problem(
+    ctx: &Context,
+    pair: &AccountPair,
+    reason: &str,
+    message: &str,
+) -> Result<(), Error> {
+    let ns = pair.namespace().unwrap_or_default();
+    let api: Api<AccountPair> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut status = pair.status.clone().unwrap_or_default();
+    let g = pair.metadata.generation;
+    let changed = set_condition(
+        &mut status.conditions,
+        "Ready",
+        CondStatus::False,
+        reason,
+        message,
+        g,
+        Utc::now(),
+    );
+    if changed || status.phase.as_deref() != Some("Invalid") {
+        status.phase = Some("Invalid".into());
+        status.observed_generation = g;
+        let patch = serde_json::json!({ "status": status });
+        api.patch_status(
+            &pair.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+        ctx.event(
+            &pair.object_ref(&()),
+            true,
+            reason,
+            "Validate",
+            message.to_string(),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+pub fn error_policy(_pair: Arc<AccountPair>, err: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(error = %err, "account pair reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> AccountPairSpec {
+        serde_json::from_value(serde_json::json!({
+            "primary": { "endpoint": "http://a", "accountId": "a", "credentialsSecretRef": { "name": "s" } },
+            "standby": { "endpoint": "http://b", "accountId": "b", "credentialsSecretRef": { "name": "s" } },
+            "replication": { "kafka": { "bootstrapServers": "k:9092" } }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn default_spec_is_valid() {
+        assert!(validate(&spec()).is_ok());
+    }
+
+    #[test]
+    fn unknown_time_zone_is_reported_with_the_field() {
+        let mut s = spec();
+        s.drills.time_zone = "Mars/Olympus".into();
+        let e = validate(&s).unwrap_err();
+        assert!(
+            e.contains("spec.drills.timeZone") && e.contains("Mars/Olympus"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,27 @@
+//! The Provider API simulator (`understudy sim`): many accounts in memory, a realistic
+//! entity generator, a load generator, fault and status injection, signed notices.
+//!
+//! Contract: [`store`] holds the semantics (ordering, feed, retention, freeze, faults);
+//! [`SimProvider`] exposes them in process and `server` over HTTP, with identical
+//! answers. It is the one stand-in in the system: the real provider is a SaaS.
+
+mod admin;
+// `gen` is a reserved word in Rust 2024, hence the raw identifier.
+pub mod faults;
+pub mod r#gen;
+pub mod load;
+pub mod payload;
+pub mod provider;
+pub mod rng;
+pub mod server;
+pub mod store;
+mod text;
+
+#[cfg(test)]
+mod store_tests;
+
+pub use r#gen::{GenOp, Generator};
+pub use load::{LoadControl, LoadGen, LoadReport, Until, seed_account};
+pub use provider::SimProvider;
+pub use server::{ServerConfig, router, serve};
+pub use store::{FailureMode, Faults, Payload, SimAccount, SimStore};

@@ -1,0 +1,417 @@
+//! The simulator's HTTP server: the Provider API (`/v1/…`, see `openapi.yaml`) for every
+//! account of a [`SimStore`], the admin API (`/admin/…`, in `admin.rs`), `/healthz` and
+//! `/openapi.yaml`.
+//!
+//! Contract: answers exactly what [`SimProvider`](super::SimProvider) answers for the
+//! same store, in the wire format of `openapi.yaml`; errors as
+//! `{"error":{"code","message"}}` with the status of `wire::status_and_code`. With a
+//! token configured, every route but `/healthz` and `/openapi.yaml` needs
+//! `Authorization: Bearer <token>`. Unknown accounts are 404 unless `auto_create`.
+//!
+//! Hot paths write JSON by hand around the payloads' stored canonical text, so a batch
+//! of changes is never parsed or re-serialised on the server.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::serve::ListenerExt as _;
+use serde::Deserialize;
+
+use super::load::LoadControl;
+use super::store::{FeedRead, Payload, SimAccount, SimStore, fmt_ms, parse_cursor, parse_time_ms};
+use crate::model::{EntityKey, EntityKind};
+use crate::provider::ProviderError;
+use crate::provider::wire::{self, HeadCursor, ORIGIN_HEADER, PutBody};
+
+/// The OpenAPI document served at `/openapi.yaml`.
+pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
+
+/// Server options.
+#[derive(Clone, Debug, Default)]
+pub struct ServerConfig {
+    /// Bearer token required on every API call; `None` accepts anyone.
+    pub token: Option<String>,
+    /// Create unknown accounts on first use instead of answering 404.
+    pub auto_create: bool,
+}
+
+pub(super) struct AppState {
+    pub store: SimStore,
+    token: Option<String>,
+    auto_create: bool,
+    /// Running loads per account (admin).
+    pub loads: Mutex<HashMap<String, LoadControl>>,
+    /// Client for posting notices to webhooks.
+    pub http: reqwest::Client,
+}
+
+pub(super) type Shared = Arc<AppState>;
+
+/// An error answer.
+pub(super) struct ApiError(pub ProviderError);
+
+impl From<ProviderError> for ApiError {
+    fn from(e: ProviderError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, _) = wire::status_and_code(&self.0);
+        let body = serde_json::to_vec(&wire::body_of(&self.0)).unwrap_or_default();
+        let mut resp = (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            body,
+        )
+            .into_response();
+        if let ProviderError::RateLimited { retry_after } = &self.0 {
+            resp.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+        }
+        resp
+    }
+}
+
+pub(super) type ApiResult = Result<Response, ApiError>;
+
+/// A JSON answer from text already in JSON form.
+pub(super) fn json_text(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response()
+}
+
+/// A JSON answer from a serialisable value.
+pub(super) fn json_of<T: serde::Serialize>(status: StatusCode, value: &T) -> ApiResult {
+    let text = serde_json::to_string(value)
+        .map_err(|e| ProviderError::Unavailable(format!("cannot encode the answer: {e}")))?;
+    Ok(json_text(status, text))
+}
+
+pub(super) fn bad_request(msg: impl Into<String>) -> ApiError {
+    ApiError(ProviderError::Protocol(msg.into()))
+}
+
+/// Builds the router over `store`.
+pub fn router(store: SimStore, config: ServerConfig) -> Router {
+    let state: Shared = Arc::new(AppState {
+        store,
+        token: config.token,
+        auto_create: config.auto_create,
+        loads: Mutex::new(HashMap::new()),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default(),
+    });
+    let api = Router::new()
+        .route("/v1/accounts/{id}/status", get(status))
+        .route("/v1/accounts/{id}/entities", get(list_entities))
+        .route(
+            "/v1/accounts/{id}/entities/{kind}/{eid}",
+            put(put_entity).delete(delete_entity),
+        )
+        .route("/v1/accounts/{id}/changes", get(changes))
+        .route("/v1/accounts/{id}/changes/head", get(head))
+        .route("/v1/accounts/{id}/probe", post(probe))
+        .route("/v1/accounts/{id}/activity", get(activity))
+        .merge(super::admin::routes())
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/openapi.yaml",
+            get(|| async { ([(CONTENT_TYPE, "application/yaml")], OPENAPI_YAML) }),
+        )
+        .merge(api)
+        .fallback(|| async {
+            ApiError(ProviderError::NotFound("no such route".into())).into_response()
+        })
+        .with_state(state)
+}
+
+/// Constant-time comparison so the token cannot be guessed byte by byte from timing.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let given = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same_secret(given.as_bytes(), token.as_bytes()) {
+            return ApiError(ProviderError::Unauthorized(
+                "missing or wrong bearer token".into(),
+            ))
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+impl AppState {
+    /// The account behind a Provider API call (created only with `auto_create`).
+    fn api_account(&self, id: &str) -> Result<Arc<SimAccount>, ApiError> {
+        if self.auto_create {
+            return Ok(self.store.account(id));
+        }
+        self.store
+            .get(id)
+            .ok_or_else(|| ApiError(ProviderError::NotFound(format!("no account {id:?}"))))
+    }
+}
+
+async fn status(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult {
+    let acct = s.api_account(&id)?;
+    acct.admit().await?;
+    json_of(StatusCode::OK, &acct.status())
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_entities(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(q) = q.map_err(|e| bad_request(e.body_text()))?;
+    let after = q
+        .after
+        .as_deref()
+        .map(str::parse::<EntityKey>)
+        .transpose()
+        .map_err(|e| bad_request(format!("after: {e}")))?;
+    let acct = s.api_account(&id)?;
+    acct.admit().await?;
+    let (page, next) = acct.list(after.as_ref(), q.limit.unwrap_or(1_000))?;
+    let mut out =
+        String::with_capacity(64 + page.iter().map(|(_, p)| p.json.len() + 128).sum::<usize>());
+    out.push_str(r#"{"entities":["#);
+    for (i, (key, p)) in page.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(r#"{"key":"#);
+        push_json_str(&mut out, key.as_str());
+        out.push_str(r#","payload":"#);
+        out.push_str(&p.json);
+        out.push_str(r#","digest":""#);
+        out.push_str(&p.digest.to_hex());
+        out.push_str(r#""}"#);
+    }
+    out.push_str(r#"],"next":"#);
+    match &next {
+        Some(k) => push_json_str(&mut out, k.as_str()),
+        None => out.push_str("null"),
+    }
+    out.push('}');
+    Ok(json_text(StatusCode::OK, out))
+}
+
+/// Appends `s` as a JSON string literal.
+fn push_json_str(out: &mut String, s: &str) {
+    // Keys and origin tags are plain text almost always; escape only when needed.
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::Value::from(s).to_string());
+    }
+}
+
+/// `{"changes":[…],"cursor":"…","remaining":N}` around the stored payload text.
+fn changes_json(read: &FeedRead) -> String {
+    let size: usize = read
+        .entries
+        .iter()
+        .map(|e| e.payload.as_ref().map_or(0, |p| p.json.len()) + 160)
+        .sum();
+    let mut out = String::with_capacity(64 + size);
+    out.push_str(r#"{"changes":["#);
+    for (i, e) in read.entries.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(r#"{"seq":"#);
+        out.push_str(&e.seq.to_string());
+        out.push_str(r#","key":"#);
+        push_json_str(&mut out, e.key.as_str());
+        match &e.payload {
+            Some(p) => {
+                out.push_str(r#","op":"upsert","payload":"#);
+                out.push_str(&p.json);
+            }
+            None => out.push_str(r#","op":"delete""#),
+        }
+        if let Some(o) = &e.origin {
+            out.push_str(r#","origin":"#);
+            push_json_str(&mut out, o);
+        }
+        out.push_str(r#","at":""#);
+        out.push_str(&fmt_ms(e.at_ms));
+        out.push_str(r#""}"#);
+    }
+    out.push_str(r#"],"cursor":""#);
+    out.push_str(&read.cursor.to_string());
+    out.push_str(r#"","remaining":"#);
+    out.push_str(&read.remaining.to_string());
+    out.push('}');
+    out
+}
+
+#[derive(Deserialize)]
+struct ChangesQuery {
+    cursor: Option<String>,
+    limit: Option<usize>,
+    /// Seconds (fractions allowed).
+    wait: Option<f64>,
+}
+
+async fn changes(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    q: Result<Query<ChangesQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(q) = q.map_err(|e| bad_request(e.body_text()))?;
+    let wait = q.wait.unwrap_or(0.0);
+    if !wait.is_finite() || wait < 0.0 {
+        return Err(bad_request("wait must be a non-negative number of seconds"));
+    }
+    let acct = s.api_account(&id)?;
+    acct.admit().await?;
+    let cursor = q.cursor.as_deref().map(parse_cursor).transpose()?;
+    let read = acct
+        .changes(
+            cursor,
+            q.limit.unwrap_or(1_000),
+            Duration::from_secs_f64(wait.min(3_600.0)),
+        )
+        .await?;
+    Ok(json_text(StatusCode::OK, changes_json(&read)))
+}
+
+async fn head(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult {
+    let acct = s.api_account(&id)?;
+    acct.admit().await?;
+    json_of(
+        StatusCode::OK,
+        &HeadCursor {
+            cursor: acct.head()?.to_string(),
+        },
+    )
+}
+
+fn entity_key(kind: &str, eid: &str) -> Result<EntityKey, ApiError> {
+    let kind: EntityKind = kind
+        .parse()
+        .map_err(|e| ApiError(ProviderError::Rejected(format!("{e}"))))?;
+    EntityKey::new(kind, eid).map_err(|e| ApiError(ProviderError::Rejected(e.to_string())))
+}
+
+fn origin_of(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    headers
+        .get(ORIGIN_HEADER)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| bad_request(format!("{ORIGIN_HEADER} must be visible ASCII")))
+        })
+        .transpose()
+}
+
+async fn put_entity(
+    State(s): State<Shared>,
+    Path((id, kind, eid)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let key = entity_key(&kind, &eid)?;
+    let origin = origin_of(&headers)?;
+    let acct = s.api_account(&id)?;
+    acct.admit().await?;
+    let PutBody { payload } = serde_json::from_slice(&body)
+        .map_err(|e| bad_request(format!("body must be {{\"payload\": {{…}}}}: {e}")))?;
+    let payload = Payload::new(payload)?;
+    acct.put(key, payload, origin)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn delete_entity(
+    State(s): State<Shared>,
+    Path((id, kind, eid)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let key = entity_key(&kind, &eid)?;
+    let origin = origin_of(&headers)?;
+    let acct = s.api_account(&id)?;
+    acct.admit().await?;
+    acct.delete(&key, origin)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn probe(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult {
+    let started = Instant::now();
+    let acct = s.api_account(&id)?;
+    acct.admit().await?;
+    json_of(StatusCode::OK, &acct.probe(started)?)
+}
+
+#[derive(Deserialize)]
+struct ActivityQuery {
+    since: Option<String>,
+}
+
+async fn activity(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    q: Result<Query<ActivityQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(q) = q.map_err(|e| bad_request(e.body_text()))?;
+    let since = match q.since.as_deref() {
+        None => 0,
+        Some(t) => parse_time_ms(t)
+            .ok_or_else(|| bad_request(format!("since {t:?} is not an RFC 3339 time")))?,
+    };
+    let acct = s.api_account(&id)?;
+    acct.admit().await?;
+    json_of(StatusCode::OK, &acct.activity_since(since)?)
+}
+
+/// Serves `router(store, config)` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: SimStore,
+    config: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Small JSON answers must not wait for Nagle's algorithm (40 ms stalls under load).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router(store, config))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,318 @@
+//! Configuration of one replication pipeline (one pair, one direction) and the Kafka
+//! client settings derived from it.
+//!
+//! Contract: the names of everything a pipeline touches in Kafka derive from
+//! `(namespace, pair, from)` alone — state, checkpoint and DLQ topics, the consumer group
+//! `understudy.<ns>.<pair>.<direction>` — and the origin tag the sink writes with (and
+//! the source skips) from `(namespace, pair)`, so both directions of a pair share it.
+//! Producers are idempotent with `acks=all`; consumers never auto-commit.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+
+use crate::api::Side;
+use crate::model::EntityKind;
+use crate::replication::decide::Start;
+use crate::replication::topics;
+
+/// How to reach Kafka.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaConfig {
+    pub bootstrap_servers: String,
+    /// Extra librdkafka properties (SASL/TLS from the pair's Secret).
+    pub extra: BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+        KafkaConfig {
+            bootstrap_servers: bootstrap_servers.into(),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.bootstrap_servers);
+        for (k, v) in &self.extra {
+            cfg.set(k, v);
+        }
+        cfg
+    }
+}
+
+/// Producer compression (measured: see benches/replication.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Lz4,
+}
+
+impl Compression {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Lz4 => "lz4",
+        }
+    }
+}
+
+/// Throughput and latency knobs. The defaults are what the benchmark measured best on a
+/// two-core machine; see the module docs of `benches/replication.rs`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tuning {
+    /// Changes asked for per feed read.
+    pub feed_batch: usize,
+    /// Long-poll wait of a feed read.
+    pub feed_wait: Duration,
+    /// Producer `linger.ms`.
+    pub linger_ms: u32,
+    /// Producer `batch.size` in bytes.
+    pub batch_size: u32,
+    pub compression: Compression,
+    /// Records produced but not yet acknowledged before the source stops reading.
+    pub max_in_flight: usize,
+    /// Producer `message.timeout.ms`: after this a record counts as failed and the source
+    /// rewinds to its checkpoint (a broker outage shorter than this loses nothing and
+    /// costs no rewind).
+    pub message_timeout: Duration,
+    /// How often the source writes its checkpoint (when it moved).
+    pub checkpoint_interval: Duration,
+    /// Most records the sink takes from one partition at a time.
+    pub sink_chunk: usize,
+    /// Concurrent writes to the passive account per partition (distinct keys only).
+    pub apply_concurrency: usize,
+    /// How often the sink commits its applied offsets.
+    pub commit_interval: Duration,
+    /// Backoff of retried provider calls and of stuck Kafka writes.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    /// Bound of the sink's prefetch memory per partition (`queued.max.messages.kbytes`
+    /// is split over partitions by librdkafka).
+    pub consumer_queue_kib: u32,
+    /// How long `stop` waits for Kafka to acknowledge what was produced.
+    pub stop_timeout: Duration,
+    /// How often lag is measured (end offsets) and exported.
+    pub monitor_interval: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            feed_batch: 10_000,
+            feed_wait: Duration::from_secs(1),
+            linger_ms: 5,
+            batch_size: 1_000_000,
+            compression: Compression::Lz4,
+            max_in_flight: 100_000,
+            message_timeout: Duration::from_secs(300),
+            checkpoint_interval: Duration::from_millis(500),
+            sink_chunk: 2_000,
+            apply_concurrency: 16,
+            commit_interval: Duration::from_millis(200),
+            retry_min: Duration::from_millis(50),
+            retry_max: Duration::from_secs(5),
+            consumer_queue_kib: 16 * 1024,
+            stop_timeout: Duration::from_secs(30),
+            monitor_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// One pair's replication in one direction.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineConfig {
+    pub namespace: String,
+    pub pair: String,
+    /// The active side (the source reads it; the sink writes the other one).
+    pub from: Side,
+    pub kafka: KafkaConfig,
+    /// Partitions of the state topic when it is created.
+    pub partitions: i32,
+    /// Entity kinds to replicate; all when empty.
+    pub kinds: Vec<EntityKind>,
+    pub start: Start,
+    pub tuning: Tuning,
+}
+
+impl PipelineConfig {
+    pub fn new(namespace: &str, pair: &str, from: Side, kafka: KafkaConfig) -> Self {
+        PipelineConfig {
+            namespace: namespace.to_string(),
+            pair: pair.to_string(),
+            from,
+            kafka,
+            partitions: 6,
+            kinds: Vec::new(),
+            start: Start::Resume,
+            tuning: Tuning::default(),
+        }
+    }
+
+    /// `primary-to-standby` or `standby-to-primary` (metric label, status, group id).
+    pub fn direction(&self) -> &'static str {
+        direction(self.from)
+    }
+
+    /// The same pair the other way round, starting at `start`.
+    pub fn reversed(&self, start: Start) -> Self {
+        PipelineConfig {
+            from: self.from.other(),
+            start,
+            ..self.clone()
+        }
+    }
+
+    /// The tag the sink writes with and the source skips: shared by both directions.
+    pub fn origin_tag(&self) -> String {
+        format!("understudy:{}/{}", self.namespace, self.pair)
+    }
+
+    pub fn state_topic(&self) -> String {
+        topics::state_topic(&self.namespace, &self.pair)
+    }
+
+    pub fn checkpoint_topic(&self) -> String {
+        topics::checkpoint_topic(&self.namespace, &self.pair)
+    }
+
+    pub fn dlq_topic(&self) -> String {
+        topics::dlq_topic(&self.namespace, &self.pair)
+    }
+
+    /// Consumer group of the sink: per pair and direction.
+    pub fn group_id(&self) -> String {
+        format!(
+            "understudy.{}.{}.{}",
+            self.namespace,
+            self.pair,
+            self.direction()
+        )
+    }
+
+    /// Metric labels: namespace, pair, direction.
+    pub fn labels(&self) -> [String; 3] {
+        [
+            self.namespace.clone(),
+            self.pair.clone(),
+            self.direction().to_string(),
+        ]
+    }
+
+    /// The idempotent producer of the source, the DLQ and the checkpoints.
+    pub fn producer_config(&self) -> ClientConfig {
+        let t = &self.tuning;
+        let mut cfg = self.kafka.base();
+        cfg.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", t.linger_ms.to_string())
+            .set("batch.size", t.batch_size.to_string())
+            .set("compression.type", t.compression.as_str())
+            .set(
+                "message.timeout.ms",
+                t.message_timeout.as_millis().to_string(),
+            )
+            // Above max_in_flight, so the source's own bound is what blocks.
+            .set(
+                "queue.buffering.max.messages",
+                (t.max_in_flight * 2 + 10_000).to_string(),
+            )
+            .set("queue.buffering.max.kbytes", "1048576")
+            // Same key → partition mapping as the Java clients.
+            .set("partitioner", "murmur2_random");
+        cfg
+    }
+
+    /// The sink's consumer: assigned partitions (no rebalancing), the group only for
+    /// committed offsets, never auto-committing.
+    pub fn consumer_config(&self) -> ClientConfig {
+        let mut cfg = self.kafka.base();
+        cfg.set("group.id", self.group_id())
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "100")
+            .set(
+                "queued.max.messages.kbytes",
+                self.tuning.consumer_queue_kib.to_string(),
+            );
+        cfg
+    }
+
+    /// A plain consumer without a group (checkpoint reads, end offsets).
+    pub fn reader_config(&self) -> ClientConfig {
+        let mut cfg = self.kafka.base();
+        cfg.set("group.id", format!("{}.reader", self.group_id()))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true");
+        cfg
+    }
+}
+
+/// Direction label of a pipeline whose source is `from`.
+pub fn direction(from: Side) -> &'static str {
+    match from {
+        Side::Primary => "primary-to-standby",
+        Side::Standby => "standby-to-primary",
+    }
+}
+
+/// Retry delays: exponential from `min` to `max` with jitter, forever.
+pub fn backoff(t: &Tuning) -> impl Iterator<Item = Duration> + Send + use<> {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(t.retry_min)
+        .with_max_delay(t.retry_max)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_derive_from_pair_and_direction() {
+        let c = PipelineConfig::new("ns", "wecom", Side::Primary, KafkaConfig::new("k:9092"));
+        assert_eq!(c.direction(), "primary-to-standby");
+        assert_eq!(c.group_id(), "understudy.ns.wecom.primary-to-standby");
+        assert_eq!(c.state_topic(), "understudy.ns.wecom.state");
+        assert_eq!(c.checkpoint_topic(), "understudy.ns.wecom.checkpoint");
+        assert_eq!(c.dlq_topic(), "understudy.ns.wecom.dlq");
+        let r = c.reversed(Start::Resume);
+        assert_eq!(r.direction(), "standby-to-primary");
+        assert_eq!(
+            r.origin_tag(),
+            c.origin_tag(),
+            "one tag for both directions"
+        );
+        assert_ne!(r.group_id(), c.group_id());
+    }
+
+    #[test]
+    fn producer_is_idempotent_with_acks_all_and_consumer_never_auto_commits() {
+        let c = PipelineConfig::new("ns", "p", Side::Primary, KafkaConfig::new("k:9092"));
+        let p = c.producer_config();
+        assert_eq!(p.get("enable.idempotence"), Some("true"));
+        assert_eq!(p.get("acks"), Some("all"));
+        let s = c.consumer_config();
+        assert_eq!(s.get("enable.auto.commit"), Some("false"));
+        assert_eq!(s.get("enable.auto.offset.store"), Some("false"));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_bounded() {
+        let t = Tuning {
+            retry_min: Duration::from_millis(10),
+            retry_max: Duration::from_millis(100),
+            ..Tuning::default()
+        };
+        let d: Vec<Duration> = backoff(&t).take(20).collect();
+        assert_eq!(d.len(), 20, "never gives up");
+        assert!(d.iter().all(|d| *d <= Duration::from_millis(200)), "{d:?}");
+    }
+}

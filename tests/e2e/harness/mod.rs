@@ -1,0 +1,454 @@
+//! Harness of the operator end-to-end tests: the simulator and the operator as real
+//! child processes (so a test can SIGKILL the operator), an AccountPair wired to the
+//! test bed's BIND, HAProxy and a Service, and condition waits.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Secret, Service};
+use kube::Client;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use understudy::api::switchover::SwitchoverPhase;
+use understudy::api::{AccountPair, Switchover};
+
+use crate::support::{Testbed, suffix, wait_until};
+
+/// Tests that move the shared HAProxy backend or BIND zone run one at a time.
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const BIN: &str = env!("CARGO_BIN_EXE_understudy");
+
+/// A child process killed (SIGKILL) on drop.
+pub struct Proc {
+    pub child: Child,
+    pub url: String,
+    pub log: std::path::PathBuf,
+}
+
+impl Proc {
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn(args: &[&str], envs: &[(&str, String)], prefix: &str, log_name: &str) -> Proc {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/testbed/logs");
+    std::fs::create_dir_all(&dir).ok();
+    let log = dir.join(format!("{log_name}.log"));
+    let stderr = std::fs::File::create(&log).expect("log file");
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).stdout(Stdio::piped()).stderr(stderr);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn understudy");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains(prefix) => {
+                break line.rsplit(' ').next().unwrap_or_default().to_string();
+            }
+            Some(Ok(_)) => continue,
+            _ => panic!(
+                "{} {:?} exited before listening; see {}",
+                BIN,
+                args,
+                log.display()
+            ),
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Proc { child, url, log }
+}
+
+/// The Provider API simulator.
+pub fn start_sim(name: &str) -> Proc {
+    spawn(
+        &[
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--seed-accounts",
+            "corp-a=300,corp-b=0",
+        ],
+        &[],
+        "listening on",
+        &format!("sim-{name}"),
+    )
+}
+
+/// An operator watching `namespace`.
+pub fn start_operator(
+    tb: &Testbed,
+    namespace: &str,
+    name: &str,
+    extra_args: &[&str],
+    envs: &[(&str, String)],
+) -> Proc {
+    let mut args = vec![
+        "operator",
+        "--listen",
+        "127.0.0.1:0",
+        "--namespace",
+        namespace,
+        "--drain-bound",
+        "2s",
+    ];
+    args.extend_from_slice(extra_args);
+    let mut env = vec![
+        ("KUBECONFIG", tb.var("TESTBED_KUBECONFIG")),
+        (
+            "RUST_LOG",
+            "info,kube_runtime=warn,rdkafka=warn".to_string(),
+        ),
+    ];
+    env.extend(envs.iter().cloned());
+    spawn(
+        &args,
+        &env,
+        "operator listening on",
+        &format!("operator-{name}"),
+    )
+}
+
+pub async fn admin(
+    sim: &Proc,
+    path: &str,
+    method: reqwest::Method,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let resp = reqwest::Client::new()
+        .request(method, format!("{}{path}", sim.url))
+        .json(&body)
+        .send()
+        .await
+        .expect("simulator admin call");
+    assert!(
+        resp.status().is_success(),
+        "admin {path}: {}",
+        resp.status()
+    );
+    resp.json().await.unwrap_or_default()
+}
+
+pub async fn set_status(sim: &Proc, account: &str, status: &str, reason: &str) {
+    admin(
+        sim,
+        &format!("/admin/accounts/{account}/status"),
+        reqwest::Method::POST,
+        json!({ "status": status, "reason": reason }),
+    )
+    .await;
+}
+
+pub async fn set_faults(sim: &Proc, account: &str, failure: &str, rate: f64) {
+    admin(
+        sim,
+        &format!("/admin/accounts/{account}/faults"),
+        reqwest::Method::PUT,
+        json!({ "failure": failure, "rate": rate, "hangMs": 3000 }),
+    )
+    .await;
+}
+
+/// What one failover test needs in its namespace.
+pub struct Scene {
+    pub namespace: String,
+    pub pair: String,
+    pub dns_name: String,
+    pub service: String,
+    pub notice_secret: String,
+}
+
+/// Create the Secrets, a Service, a fresh DNS record and the AccountPair.
+pub async fn scene(
+    tb: &Testbed,
+    client: &Client,
+    sim: &Proc,
+    prefix: &str,
+    detection: serde_json::Value,
+) -> Scene {
+    let namespace = crate::support::fresh_namespace(client, prefix).await;
+    let pair = "wecom".to_string();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let notice_secret = format!("notice-{}", suffix());
+    for (name, data) in [
+        ("token", json!({ "token": "t0ken" })),
+        (
+            "tsig",
+            json!({ "name": tb.var("TESTBED_TSIG_KEY_NAME"), "algorithm": tb.var("TESTBED_TSIG_ALGORITHM"), "secret": tb.var("TESTBED_TSIG_SECRET") }),
+        ),
+        ("notices", json!({ "secret": notice_secret })),
+    ] {
+        let s: Secret =
+            serde_json::from_value(json!({ "metadata": { "name": name }, "stringData": data }))
+                .unwrap();
+        secrets
+            .create(&PostParams::default(), &s)
+            .await
+            .expect("create secret");
+    }
+    let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": { "name": "app" },
+        "spec": { "selector": { "app.kubernetes.io/instance": "wecom-primary" }, "ports": [{ "port": 80 }] }
+    }))
+    .unwrap();
+    services
+        .create(&PostParams::default(), &svc)
+        .await
+        .expect("create service");
+
+    // A fresh record per test, created on the primary's value.
+    let dns_name = format!("e2e-{}", suffix());
+    let record = dns_record(tb, &dns_name);
+    record
+        .ensure_values(&[], &["10.1.0.1".to_string()])
+        .await
+        .expect("create the test record");
+    // HAProxy starts on the primary.
+    haproxy(tb)
+        .ensure_active(
+            &tb.var("TESTBED_HAPROXY_BACKEND"),
+            &tb.var("TESTBED_HAPROXY_PRIMARY_SERVER"),
+            &tb.var("TESTBED_HAPROXY_STANDBY_SERVER"),
+        )
+        .await
+        .expect("reset haproxy");
+
+    let ap: AccountPair = serde_json::from_value(json!({
+        "apiVersion": "understudy.dev/v1alpha1",
+        "kind": "AccountPair",
+        "metadata": { "name": pair },
+        "spec": {
+            "primary": { "endpoint": sim.url, "accountId": "corp-a", "credentialsSecretRef": { "name": "token" } },
+            "standby": { "endpoint": sim.url, "accountId": "corp-b", "credentialsSecretRef": { "name": "token" } },
+            "replication": { "kafka": { "bootstrapServers": tb.var("TESTBED_KAFKA_BOOTSTRAP") }, "partitions": 2 },
+            "detection": detection,
+            "traffic": {
+                "dns": [{ "servers": [tb.var("TESTBED_DNS_SERVER")], "zone": tb.var("TESTBED_DNS_ZONE"), "name": dns_name,
+                          "type": "A", "ttl": 5, "tsigSecretRef": { "name": "tsig" },
+                          "primary": ["10.1.0.1"], "standby": ["10.2.0.1"] }],
+                "loadBalancers": [
+                    { "service": { "name": "app", "selectorKey": "app.kubernetes.io/instance", "primary": "wecom-primary", "standby": "wecom-standby" } },
+                    { "haproxy": { "runtimeApi": tb.var("TESTBED_HAPROXY_RUNTIME_API"), "backend": tb.var("TESTBED_HAPROXY_BACKEND"),
+                                   "primaryServer": tb.var("TESTBED_HAPROXY_PRIMARY_SERVER"), "standbyServer": tb.var("TESTBED_HAPROXY_STANDBY_SERVER") } }
+                ]
+            }
+        }
+    }))
+    .unwrap();
+    Api::<AccountPair>::namespaced(client.clone(), &namespace)
+        .create(&PostParams::default(), &ap)
+        .await
+        .expect("create pair");
+    Scene {
+        namespace,
+        pair,
+        dns_name,
+        service: "app".into(),
+        notice_secret,
+    }
+}
+
+/// Detection tuned for tests: fast polls, two confirmations.
+pub fn fast_detection() -> serde_json::Value {
+    json!({ "pollInterval": "500ms", "confirmations": 2, "failoverDelay": "1s", "holdDown": "1h",
+            "notices": { "secretRef": { "name": "notices" } } })
+}
+
+pub fn dns_record(tb: &Testbed, name: &str) -> understudy::traffic::dns::DnsRecord {
+    use base64::Engine;
+    let key = understudy::traffic::dns::TsigKey {
+        name: tb.var("TESTBED_TSIG_KEY_NAME"),
+        algorithm: tb.var("TESTBED_TSIG_ALGORITHM"),
+        secret: base64::engine::general_purpose::STANDARD
+            .decode(tb.var("TESTBED_TSIG_SECRET"))
+            .unwrap(),
+    };
+    understudy::traffic::dns::DnsRecord::new(
+        &[tb.var("TESTBED_DNS_SERVER")],
+        &tb.var("TESTBED_DNS_ZONE"),
+        name,
+        understudy::api::account_pair::RecordType::A,
+        5,
+        key,
+    )
+    .unwrap()
+}
+
+pub fn haproxy(tb: &Testbed) -> understudy::traffic::haproxy::HaproxyRuntime {
+    understudy::traffic::haproxy::HaproxyRuntime::new(tb.var("TESTBED_HAPROXY_RUNTIME_API"))
+}
+
+/// `dig` the record on the test bed's BIND.
+pub fn dig(tb: &Testbed, name: &str) -> Vec<String> {
+    let server = tb.var("TESTBED_DNS_SERVER");
+    let (host, port) = server.rsplit_once(':').unwrap();
+    let fqdn = format!("{name}.{}", tb.var("TESTBED_DNS_ZONE"));
+    let out = Command::new("dig")
+        .args([
+            &format!("@{host}"),
+            "-p",
+            port,
+            &fqdn,
+            "A",
+            "+short",
+            "+tcp",
+        ])
+        .output()
+        .expect("dig");
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+/// The zone's SOA serial: BIND increments it once per applied UPDATE.
+pub fn soa_serial(tb: &Testbed) -> u64 {
+    let server = tb.var("TESTBED_DNS_SERVER");
+    let (host, port) = server.rsplit_once(':').unwrap();
+    let out = Command::new("dig")
+        .args([
+            &format!("@{host}"),
+            "-p",
+            port,
+            &tb.var("TESTBED_DNS_ZONE"),
+            "SOA",
+            "+short",
+            "+tcp",
+        ])
+        .output()
+        .expect("dig");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no SOA serial in {text:?}"))
+}
+
+pub async fn through_haproxy(tb: &Testbed) -> String {
+    reqwest::get(tb.var("TESTBED_HAPROXY_FRONTEND_URL"))
+        .await
+        .expect("request through HAProxy")
+        .text()
+        .await
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+pub async fn service_selector(client: &Client, scene: &Scene) -> String {
+    let svc = Api::<Service>::namespaced(client.clone(), &scene.namespace)
+        .get(&scene.service)
+        .await
+        .unwrap();
+    svc.spec
+        .and_then(|s| s.selector)
+        .and_then(|m| m.get("app.kubernetes.io/instance").cloned())
+        .unwrap_or_default()
+}
+
+pub async fn switchovers(client: &Client, ns: &str) -> Vec<Switchover> {
+    Api::<Switchover>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+}
+
+pub async fn pair(client: &Client, scene: &Scene) -> AccountPair {
+    Api::<AccountPair>::namespaced(client.clone(), &scene.namespace)
+        .get(&scene.pair)
+        .await
+        .unwrap()
+}
+
+/// Wait until the pair replicates (Replicating condition True).
+pub async fn wait_replicating(client: &Client, scene: &Scene) {
+    wait_until(Duration::from_secs(60), "the pair replicates", || async {
+        let p = pair(client, scene).await;
+        let c = p.status?.conditions;
+        c.iter()
+            .any(|c| c.type_ == "Replicating" && c.status == "True")
+            .then_some(())
+    })
+    .await;
+}
+
+/// Wait for the pair's single Switchover to finish; returns it.
+pub async fn wait_switchover_finished(client: &Client, ns: &str, timeout: Duration) -> Switchover {
+    wait_until(timeout, "a switchover finishes", || async {
+        switchovers(client, ns)
+            .await
+            .into_iter()
+            .find(|s| s.status.as_ref().is_some_and(|st| st.phase.is_finished()))
+    })
+    .await
+}
+
+pub fn phase(so: &Switchover) -> SwitchoverPhase {
+    so.status.as_ref().map(|s| s.phase).unwrap_or_default()
+}
+
+/// Text of the Events on objects in `ns`.
+pub async fn events(client: &Client, ns: &str) -> Vec<(String, String, String)> {
+    use k8s_openapi::api::events::v1::Event;
+    Api::<Event>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Every entity of an account, as (key, digest), read page by page over HTTP.
+pub async fn read_all(sim: &Proc, account: &str) -> Vec<(String, String)> {
+    use understudy::provider::AccountProvider;
+    let p = understudy::provider::http::HttpProvider::new(&sim.url, account, Some("t0ken"))
+        .expect("client");
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = p
+            .list_entities(after.as_ref(), 1000)
+            .await
+            .expect("list entities");
+        out.extend(
+            page.entities
+                .iter()
+                .map(|e| (e.key.to_string(), e.digest.to_hex())),
+        );
+        match page.next {
+            Some(k) => after = Some(k),
+            None => return out,
+        }
+    }
+}
