@@ -101,24 +101,26 @@ async fn start_pipeline(w: &Arc<PairWorker>) -> Result<Pipeline, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Watch the active account's activity for risk-control warnings.
+/// Watch the active account's activity for risk-control warnings. Each event is fed to
+/// the evaluator once: activity is fetched from the evaluator's watermark (the newest
+/// event time seen) and events at or before it are dropped.
 pub async fn risk_loop(worker: Weak<PairWorker>) {
-    let mut since = Utc::now();
+    let started = Utc::now();
     loop {
         let Some(w) = worker.upgrade() else { return };
         let interval = poll_interval(&w.spec).max(Duration::from_secs(1));
         let provider = w.provider(w.active());
-        let now = Utc::now();
-        if let Ok(events) = provider
-            .activity(&super::conditions::rfc3339(
-                since - chrono::Duration::seconds(1),
-            ))
-            .await
-        {
-            since = now;
+        let watermark = lock(&w.state).risk.watermark();
+        let since = watermark.unwrap_or(started);
+        if let Ok(events) = provider.activity(&super::conditions::rfc3339(since)).await {
+            let fresh: Vec<_> = events
+                .into_iter()
+                .filter(|e| watermark.is_none_or(|wm| event_time(e).is_none_or(|t| t > wm)))
+                .collect();
+            let now = Utc::now();
             let (new, active) = {
                 let mut st = lock(&w.state);
-                let new = st.risk.observe(&events, now);
+                let new = st.risk.observe(&fresh, now);
                 let active = st.risk.active_findings(now);
                 let changed = active.len() != st.risk_findings.len();
                 st.risk_findings = active.clone();
@@ -148,6 +150,16 @@ pub async fn risk_loop(worker: Weak<PairWorker>) {
         drop(w);
         tokio::time::sleep(interval).await;
     }
+}
+
+fn event_time(e: &crate::provider::ActivityEvent) -> Option<chrono::DateTime<Utc>> {
+    use crate::provider::ActivityEvent::*;
+    let at = match e {
+        Login { at, .. } | MemberAdd { at, .. } | Message { at, .. } => at,
+    };
+    chrono::DateTime::parse_from_rfc3339(at)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Publish the status when something changed (at most every 500 ms).

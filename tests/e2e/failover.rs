@@ -552,3 +552,58 @@ fn p_template(tb: &Testbed, sim: &Proc) -> AccountPair {
     }))
     .unwrap()
 }
+
+#[tokio::test]
+async fn mass_member_adds_raise_a_risk_warning_and_never_a_failover() {
+    let _serial = SERIAL.lock().await;
+    let tb = Testbed::load();
+    let client = tb.kube().await;
+    support::install_crds(&client).await;
+    let sim = start_sim("risk");
+    let scene = scene(&tb, &client, &sim, "e2e-risk", fast_detection()).await;
+    let op = start_operator(&tb, &scene.namespace, "risk", &[], &[]);
+    wait_replicating(&client, &scene).await;
+    let now = chrono::Utc::now();
+    let events: Vec<serde_json::Value> = (0..6)
+        .map(|i| serde_json::json!({ "type": "member-add", "at": (now + chrono::Duration::seconds(i)).to_rfc3339(), "count": 10 }))
+        .collect();
+    admin(
+        &sim,
+        "/admin/accounts/corp-a/activity",
+        reqwest::Method::POST,
+        serde_json::json!({ "events": events }),
+    )
+    .await;
+    let cond = wait_until(Duration::from_secs(30), "RiskWarning is raised", || async {
+        pair(&client, &scene)
+            .await
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "RiskWarning" && c.status == "True")
+    })
+    .await;
+    assert_eq!(cond.reason, "mass_adds", "{cond:?}");
+    wait_until(Duration::from_secs(10), "a RiskWarning Event", || async {
+        events(&client, &scene.namespace)
+            .await
+            .into_iter()
+            .find(|(t, r, _)| t == "Warning" && r == "RiskWarning")
+    })
+    .await;
+    let metrics = reqwest::get(format!("{}/metrics", op.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("understudy_risk_warning{kind=\"mass_adds\""),
+        "{metrics}"
+    );
+    assert!(
+        switchovers(&client, &scene.namespace).await.is_empty(),
+        "a risk warning never fails over"
+    );
+    assert_eq!(through_haproxy(&tb).await, "primary");
+}
