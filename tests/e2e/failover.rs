@@ -564,14 +564,14 @@ async fn mass_member_adds_raise_a_risk_warning_and_never_a_failover() {
     let op = start_operator(&tb, &scene.namespace, "risk", &[], &[]);
     wait_replicating(&client, &scene).await;
     let now = chrono::Utc::now();
-    let events: Vec<serde_json::Value> = (0..6)
+    let activity: Vec<serde_json::Value> = (0..6)
         .map(|i| serde_json::json!({ "type": "member-add", "at": (now + chrono::Duration::seconds(i)).to_rfc3339(), "count": 10 }))
         .collect();
     admin(
         &sim,
         "/admin/accounts/corp-a/activity",
         reqwest::Method::POST,
-        serde_json::json!({ "events": events }),
+        serde_json::json!({ "events": activity }),
     )
     .await;
     let cond = wait_until(Duration::from_secs(30), "RiskWarning is raised", || async {
