@@ -5,7 +5,7 @@ CARGO ?= cargo
 TESTBED := tests/testbed
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help deps build generate check-generated fmt fmt-check clippy unit e2e testbed testbed-down test demo clean
+.PHONY: bench bench-verify help deps build generate check-generated fmt fmt-check clippy unit chart-check e2e testbed testbed-down test demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -16,8 +16,12 @@ deps: ## Install the system packages the Rust build needs (idempotent)
 build: deps ## Build the binary and all test targets
 	$(CARGO) build --all-targets
 
-generate: deps ## Regenerate manifests/crds from the Rust types
-	$(CARGO) run -q -- crd > manifests/crds/understudy.dev.yaml
+generate: deps ## Regenerate manifests/crds, the chart's CRD template, manifests/install.yaml, tests/chart/rules.yaml
+	$(CARGO) run -q -- crd > manifests/crds/understudy.dev.yaml.tmp || { rm -f manifests/crds/understudy.dev.yaml.tmp; exit 1; }
+	@if cmp -s manifests/crds/understudy.dev.yaml.tmp manifests/crds/understudy.dev.yaml; then \
+	  rm -f manifests/crds/understudy.dev.yaml.tmp; \
+	else mv -f manifests/crds/understudy.dev.yaml.tmp manifests/crds/understudy.dev.yaml; fi
+	@tests/chart/generate.sh
 
 fmt: ## Format the code
 	$(CARGO) fmt
@@ -31,6 +35,9 @@ clippy: deps ## Lint, warnings are errors
 unit: deps ## Unit tests and the CRD sync check (no test bed needed)
 	$(CARGO) test
 
+chart-check: ## Helm chart: generated files up to date, helm lint, promtool check/test of the alerts (no cluster)
+	@tests/chart/check.sh
+
 testbed: ## Build/install and start the local test bed; writes target/testbed/env
 	@$(TESTBED)/up.sh
 
@@ -40,7 +47,7 @@ testbed-down: ## Stop what `make testbed` started
 e2e: deps testbed ## End-to-end tests against the running test bed
 	$(CARGO) test --features e2e --test 'e2e_*' -- --test-threads=2
 
-test: fmt-check clippy unit ## Everything CI runs: fmt, clippy, unit tests, CRD check, test bed, e2e
+test: fmt-check clippy unit chart-check ## Everything CI runs: fmt, clippy, unit tests, CRD and chart checks, test bed, e2e
 	@$(TESTBED)/up.sh
 	@rc=0; $(CARGO) test --features e2e --test 'e2e_*' -- --test-threads=2 || rc=$$?; \
 	  if [ $$rc -ne 0 ]; then echo "e2e failed; test bed logs are in target/testbed/logs/"; fi; \
@@ -51,3 +58,10 @@ demo: deps ## The real local stack, end to end (see README)
 
 clean: testbed-down ## Remove build output (tool caches in ~/.cache/understudy stay)
 	$(CARGO) clean
+
+bench: deps bench-verify ## Replication benchmark on the test bed's Kafka (started if needed); writes target/bench/replication.json
+	@$(TESTBED)/up.sh kafka
+	$(CARGO) bench --bench replication
+
+bench-verify: deps ## Drill verifier benchmark (release, no test bed): 100k and 1M entities per side, in process and over HTTP; writes target/bench/verify.json
+	$(CARGO) bench --bench verify

@@ -6,9 +6,11 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod audit;
 pub mod cli;
 pub mod controller;
 pub mod detection;
+pub mod drills;
 pub mod failover;
 pub mod http;
 pub mod metrics;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod operator;
+pub mod plugin;
 mod sim;
 
 /// Exit codes scripts can rely on.
@@ -17,8 +18,13 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// The command failed (a server or system error).
     pub const FAILED: u8 = 1;
-    /// The command line or its input is wrong; nothing was changed.
+    /// The command line or its input is wrong, or it was refused; nothing was changed.
     pub const USAGE: u8 = 2;
+    /// What the command names (pair, switchover, topic) does not exist.
+    pub const NOT_FOUND: u8 = 3;
+    /// It conflicts with what is going on (a switchover already running, one that has
+    /// already started); nothing was changed.
+    pub const CONFLICT: u8 = 4;
 }
 
 /// Name under which the binary acts as the kubectl plugin.
@@ -67,9 +73,19 @@ enum Command {
     version,
     about = "On-call commands for understudy account pairs",
     long_about = "On-call commands for understudy account pairs. Every change goes through a \
-Switchover or Drill object, exactly as the operator's own automatic failover does."
+Switchover or Drill object, exactly as the operator's own automatic failover does.\n\n\
+Uses the current kubeconfig ($KUBECONFIG or ~/.kube/config; --kubeconfig, --context) and the \
+context's namespace unless -n/--namespace is given. Changes ask for confirmation on a terminal; \
+without a terminal they need --yes.",
+    after_long_help = "Exit codes:\n  0  done as asked\n  1  failed (server or system error, \
+a switchover that failed or was cancelled, a broken audit chain)\n  2  wrong or refused input \
+(missing reason, the side already active, no terminal and no --yes); nothing changed\n  \
+3  not found (pair, switchover, audit topic)\n  4  conflict (a switchover already running, a \
+cancel after it started); nothing changed"
 )]
 struct PluginCli {
+    #[command(flatten)]
+    global: plugin::Global,
     #[command(subcommand)]
     command: PluginCommand,
 }
@@ -83,6 +99,8 @@ enum PluginCommand {
         #[arg(short, long, value_enum, default_value_t = Format::Yaml)]
         output: Format,
     },
+    #[command(flatten)]
+    Verb(plugin::Verb),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -106,6 +124,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         match PluginCli::try_parse_from(&args) {
             Ok(cli) => match cli.command {
                 PluginCommand::Crd { output } => print_crds(output),
+                PluginCommand::Verb(verb) => return plugin::run(cli.global, verb),
             },
             Err(e) => return clap_exit(e),
         }

@@ -58,6 +58,17 @@ pub struct OperatorArgs {
     pub notice_window: Duration,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Retention of the audit topic when the operator creates it (e.g. 730d, 90d).
+    #[arg(long, default_value = "730d", value_parser = parse_retention)]
+    pub audit_retention: Duration,
+    /// Kafka topic of the hash-chained audit trail (on each pair's Kafka cluster).
+    #[arg(long, env = "UNDERSTUDY_AUDIT_TOPIC", default_value = crate::audit::DEFAULT_TOPIC)]
+    pub audit_topic: String,
+}
+
+fn parse_retention(s: &str) -> Result<Duration, String> {
+    crate::audit::parse_duration(s)
+        .ok_or_else(|| format!("{s:?} is not a retention like 730d, 90d or 36h"))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -95,6 +106,11 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
         namespace: args.namespace.clone(),
         failpoint: Failpoint::from_env(),
         notice_window: args.notice_window,
+        audit: crate::audit::AuditSettings {
+            retention: args.audit_retention,
+            topic: args.audit_topic.clone(),
+            ..Default::default()
+        },
         ..OperatorOptions::default()
     };
     let election = args.leader_elect.then(|| Election {

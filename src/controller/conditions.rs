@@ -39,6 +39,11 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// RFC 3339 with milliseconds, for step timings people compare.
+pub fn rfc3339_ms(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
 /// Set (insert or update) condition `type_`. Returns true when anything changed.
 pub fn set_condition(
     conditions: &mut Vec<Condition>,

@@ -29,6 +29,8 @@ pub struct OperatorOptions {
     pub failpoint: Option<Failpoint>,
     /// Maximum age of a notice's timestamp, and how long notice ids are remembered.
     pub notice_window: Duration,
+    /// The audit trail (topic, retention; the actor is `understudy/<identity>`).
+    pub audit: crate::audit::AuditSettings,
 }
 
 impl Default for OperatorOptions {
@@ -41,6 +43,7 @@ impl Default for OperatorOptions {
             namespace: None,
             failpoint: None,
             notice_window: Duration::from_secs(300),
+            audit: crate::audit::AuditSettings::default(),
         }
     }
 }
@@ -59,6 +62,8 @@ pub struct Context {
     pub executing: Mutex<HashSet<String>>,
     /// Notice ids already accepted (replay protection), with when they were seen.
     pub seen_notices: Mutex<HashMap<String, chrono::DateTime<chrono::Utc>>>,
+    /// Hash-chained audit records (non-blocking).
+    pub audit: crate::audit::AuditSink,
     recorder: Recorder,
 }
 
@@ -69,7 +74,12 @@ impl Context {
             instance: Some(opts.identity.clone()),
         };
         let recorder = Recorder::new(client.clone(), reporter);
+        let audit = crate::audit::AuditSink::new(crate::audit::AuditSettings {
+            actor: format!("understudy/{}", opts.identity),
+            ..opts.audit.clone()
+        });
         Arc::new(Context {
+            audit,
             client,
             leader,
             opts,

@@ -49,6 +49,14 @@ pub async fn run(
     tracing::info!(%bound, identity = %opts.identity, "operator started");
 
     tokio::spawn(watch_leadership(ctx.clone(), leader.clone()));
+    // Finished drills into the audit trail (recorded by the Lease holder only).
+    let drill_leader = leader.clone();
+    tokio::spawn(crate::audit::drills::watch(
+        client.clone(),
+        opts.namespace.clone(),
+        ctx.audit.clone(),
+        move || drill_leader.may_act(),
+    ));
 
     let (pairs, switchovers): (Api<AccountPair>, Api<Switchover>) = match &opts.namespace {
         Some(ns) => (

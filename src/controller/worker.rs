@@ -74,6 +74,8 @@ pub struct PairWorker {
     pub(super) ctx: Weak<Context>,
     /// Serialises failover evaluations of this pair.
     pub(super) trigger_lock: tokio::sync::Mutex<()>,
+    /// When this worker started (a planned switchover waits for replication to report).
+    started_at: std::time::Instant,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -172,6 +174,7 @@ impl PairWorker {
             notice_secret,
             ctx: Arc::downgrade(ctx),
             trigger_lock: tokio::sync::Mutex::new(()),
+            started_at: std::time::Instant::now(),
             tasks: Mutex::new(Vec::new()),
         });
         worker.spawn_loops();
@@ -224,6 +227,13 @@ impl PairWorker {
 
     pub fn active(&self) -> Side {
         lock(&self.state).active
+    }
+
+    /// Just started and replication has not reported yet: its lag is unknown for a
+    /// moment, which a planned switchover's lag gate must not mistake for a failure.
+    pub fn replication_warming_up(&self) -> bool {
+        lock(&self.state).last_snapshot.is_none()
+            && self.started_at.elapsed() < Duration::from_secs(30)
     }
 
     pub fn verdict_of(&self, side: Side) -> Verdict {
@@ -279,8 +289,29 @@ impl PairWorker {
             .freeze_signals_total
             .with_label_values(&[signal.source(), verdict.kind.as_str()])
             .inc();
+        if let crate::detection::signal::SignalKind::Notice { notice, reason } = &signal.kind
+            && let Some(ctx) = self.ctx.upgrade()
+        {
+            ctx.audit.record(
+                &self.spec.replication.kafka.bootstrap_servers,
+                crate::audit::kind::NOTICE,
+                &self.namespace,
+                &self.name,
+                serde_json::json!({
+                    "side": signal.side,
+                    "account": self.spec_account(signal.side),
+                    "notice": notice.as_str(),
+                    "reason": reason,
+                    "at": super::conditions::rfc3339_ms(signal.at),
+                }),
+            );
+        }
         if let Some(change) = change {
             self.on_verdict_change(change).await;
+        }
+        // Standby active and the primary observed: maybe time for an automatic failback.
+        if signal.side == Side::Primary && self.active() == Side::Standby {
+            super::trigger::evaluate_failback(self).await;
         }
     }
 
@@ -295,22 +326,65 @@ impl PairWorker {
         tracing::info!(pair = %self.name, side, from = change.from.kind.as_str(), to = change.to.kind.as_str(), reason = %change.to.reason, "verdict changed");
         if let Some(ctx) = self.ctx.upgrade() {
             let warning = change.to.kind.as_str() != "Healthy";
-            ctx.event(
-                &self.object_ref,
-                warning,
-                &format!("{}{}", capitalise(side), change.to.kind.as_str()),
-                "Detect",
-                format!(
-                    "{side} account {}: {} → {} ({})",
-                    self.spec_account(change.side),
-                    change.from.kind.as_str(),
-                    change.to.kind.as_str(),
-                    change.to.reason
-                ),
-            )
-            .await;
+            let reason = format!("{}{}", capitalise(side), change.to.kind.as_str());
+            let note = format!(
+                "{side} account {}: {} → {} ({})",
+                self.spec_account(change.side),
+                change.from.kind.as_str(),
+                change.to.kind.as_str(),
+                change.to.reason
+            );
+            let last_signal = lock(&self.state).detectors[idx(change.side)]
+                .last_signal()
+                .map(str::to_string);
+            ctx.audit.record(
+                &self.spec.replication.kafka.bootstrap_servers,
+                crate::audit::kind::VERDICT,
+                &self.namespace,
+                &self.name,
+                serde_json::json!({
+                    "side": side,
+                    "account": self.spec_account(change.side),
+                    "from": change.from.kind.as_str(),
+                    "to": change.to.kind.as_str(),
+                    "reason": change.to.reason,
+                    "since": super::conditions::rfc3339_ms(change.to.since),
+                    "signal": last_signal,
+                }),
+            );
+            let reference = self.object_ref.clone();
+            // In the background: the failover decision below must not wait for an Event.
+            tokio::spawn(async move {
+                ctx.event(&reference, warning, &reason, "Detect", note)
+                    .await
+            });
         }
         super::trigger::evaluate(self).await;
+    }
+
+    /// The failback's level check, after the drain: both accounts hold the same number
+    /// of entities (counted page by page through the providers, within `within`).
+    pub async fn level(&self, within: Duration) -> Result<String, String> {
+        let active = self.active();
+        let passive = active.other();
+        let counted = tokio::time::timeout(
+            within,
+            futures::future::join(
+                count_entities(self.provider(active)),
+                count_entities(self.provider(passive)),
+            ),
+        )
+        .await
+        .map_err(|_| format!("counting the entities took longer than {within:?}"))?;
+        let (a, p) = (counted.0?, counted.1?);
+        if a != p {
+            return Err(format!(
+                "{passive} holds {p} entities but {active} holds {a}: one of them took writes outside replication (e.g. {passive} after it stopped being active, or {active} after the fence)"
+            ));
+        }
+        Ok(format!(
+            "level: {passive} and {active} both hold {a} entities; every acknowledged change was applied by the drain"
+        ))
     }
 
     pub(super) fn spec_account(&self, side: Side) -> &str {
@@ -322,6 +396,23 @@ impl PairWorker {
 
     pub(super) fn mark_dirty(&self) {
         lock(&self.state).dirty = true;
+    }
+}
+
+/// Number of entities of an account, read page by page.
+async fn count_entities(p: Arc<dyn AccountProvider>) -> Result<u64, String> {
+    let mut n = 0u64;
+    let mut after = None;
+    loop {
+        let page = p
+            .list_entities(after.as_ref(), 1000)
+            .await
+            .map_err(|e| format!("listing entities failed: {e}"))?;
+        n += page.entities.len() as u64;
+        match page.next {
+            Some(k) => after = Some(k),
+            None => return Ok(n),
+        }
     }
 }
 

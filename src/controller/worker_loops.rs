@@ -212,7 +212,7 @@ pub async fn status_loop(worker: Weak<PairWorker>) {
                     }
                 }
                 Err(e) => {
-                    tracing::debug!(pair = %w.name, error = %e, "reading the pair's status failed")
+                    tracing::warn!(pair = %w.name, error = %e, "reading the pair's status failed; status not updated")
                 }
             }
             for side in [crate::api::Side::Primary, crate::api::Side::Standby] {

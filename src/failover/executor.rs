@@ -1,6 +1,7 @@
 //! The switchover executor: runs a plan step by step through the traits below. Before a
 //! step acts its intent is persisted (state Running); after its effect was verified its
-//! result is persisted (Succeeded/Failed). Every external write is an idempotent
+//! result is persisted (Succeeded/Failed) — a success in the same write as the next
+//! step's intent, so every step costs one status write. Every external write is an idempotent
 //! `ensure_*`, so a process killed at any point resumes the Running step and finishes
 //! with exactly one flip: targets already moved answer "already there".
 //!
@@ -18,7 +19,7 @@ use crate::api::Side;
 use crate::api::switchover::{
     StepState, SwitchoverMode, SwitchoverPhase, SwitchoverSpec, SwitchoverStatus, Trigger,
 };
-use crate::controller::conditions::rfc3339;
+use crate::controller::conditions::rfc3339_ms as rfc3339;
 use crate::traffic::{Moved, TrafficError, TrafficTarget};
 
 /// Where the Switchover's status is persisted.
@@ -39,6 +40,12 @@ pub trait ReplicationControl: Send + Sync {
     async fn reverse(&self, new_active: Side, epoch: &str) -> Result<(), String>;
     /// Lag toward the passive side now; `None` when unknown.
     fn lag(&self) -> Option<Duration>;
+    /// After the drain of a failback: is the passive side (the primary) level with the
+    /// active one? Ok(what was compared) or Err(why not). Adapters without a way to
+    /// compare say so and pass: the drain already proved nothing acknowledged is missing.
+    async fn level(&self) -> Result<String, String> {
+        Ok("no level comparison available (drain applied everything)".into())
+    }
 }
 
 /// What the executor reads from and records on the AccountPair.
@@ -171,7 +178,9 @@ impl Executor {
                         Ok(msg) => {
                             st.state = StepState::Succeeded;
                             st.message = Some(msg.clone());
-                            self.save(&status).await?;
+                            // Persisted with the next step's intent (or the finish), in
+                            // one write and always before anything else acts. A crash
+                            // before that write re-runs this step, which is idempotent.
                             self.notifier
                                 .step(&self.name, step.name(), StepState::Succeeded, &msg)
                                 .await;
@@ -267,6 +276,12 @@ impl Executor {
                     )
                 })
             }
+            Step::VerifyLevel => match &self.replication {
+                Some(r) => r.level().await.map_err(|e| {
+                    format!("{to} is not level with {from}: {e}; traffic stays on {from}")
+                }),
+                None => Ok("no replication to compare".into()),
+            },
             Step::FlipDns => self.flip(&self.dns, from, to).await,
             Step::FlipLb => self.flip(&self.lbs, from, to).await,
             Step::RestoreDns => self.flip(&self.dns, to, from).await,

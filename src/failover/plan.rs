@@ -2,6 +2,8 @@
 //! what to do next given the persisted status. No I/O, clock passed in.
 //!
 //! Steps (DESIGN §3): precheck · fence · drain · flip-dns · flip-lb · reverse · record.
+//! A planned switchover to the primary (a failback) also runs verify-level after drain:
+//! traffic returns only to a primary that holds what the standby holds.
 //! A drill rehearsal runs precheck · flip-dns · flip-lb · restore-dns · restore-lb on the
 //! drill's own traffic and never touches replication.
 
@@ -27,6 +29,7 @@ pub enum Step {
     Record,
     RestoreDns,
     RestoreLb,
+    VerifyLevel,
 }
 
 impl Step {
@@ -41,6 +44,7 @@ impl Step {
             Step::Record => "record",
             Step::RestoreDns => "restore-dns",
             Step::RestoreLb => "restore-lb",
+            Step::VerifyLevel => "verify-level",
         }
     }
 
@@ -49,7 +53,7 @@ impl Step {
     }
 }
 
-const ALL_STEPS: [Step; 9] = [
+const ALL_STEPS: [Step; 10] = [
     Step::Precheck,
     Step::Fence,
     Step::Drain,
@@ -59,6 +63,7 @@ const ALL_STEPS: [Step; 9] = [
     Step::Record,
     Step::RestoreDns,
     Step::RestoreLb,
+    Step::VerifyLevel,
 ];
 
 /// The ordered steps for a switchover.
@@ -72,7 +77,7 @@ pub fn plan(spec: &SwitchoverSpec) -> Vec<Step> {
             Step::RestoreLb,
         ],
         Trigger::Manual | Trigger::Automatic => {
-            vec![
+            let mut steps = vec![
                 Step::Precheck,
                 Step::Fence,
                 Step::Drain,
@@ -80,9 +85,21 @@ pub fn plan(spec: &SwitchoverSpec) -> Vec<Step> {
                 Step::FlipLb,
                 Step::Reverse,
                 Step::Record,
-            ]
+            ];
+            if is_failback(spec) {
+                steps.insert(3, Step::VerifyLevel);
+            }
+            steps
         }
     }
+}
+
+/// A planned move back to the primary: it must find the primary level before traffic
+/// returns.
+pub fn is_failback(spec: &SwitchoverSpec) -> bool {
+    spec.mode == SwitchoverMode::Planned
+        && spec.to == Side::Primary
+        && spec.trigger != Trigger::Drill
 }
 
 /// A fresh status for the plan: every step Pending.
@@ -99,7 +116,7 @@ pub fn initial_status(spec: &SwitchoverSpec, from: Side, now: DateTime<Utc>) -> 
             })
             .collect(),
         from: Some(from),
-        started_at: Some(crate::controller::conditions::rfc3339(now)),
+        started_at: Some(crate::controller::conditions::rfc3339_ms(now)),
         ..Default::default()
     }
 }
@@ -320,6 +337,39 @@ mod tests {
         for s in ALL_STEPS {
             assert_eq!(Step::parse(s.name()), Some(s));
         }
+    }
+
+    #[test]
+    fn a_planned_move_to_the_primary_verifies_it_is_level_before_the_flip() {
+        let mut s = spec(Trigger::Manual, SwitchoverMode::Planned);
+        s.to = Side::Primary;
+        assert!(is_failback(&s));
+        let names: Vec<_> = plan(&s).iter().map(|s| s.name()).collect();
+        assert_eq!(
+            names.join(","),
+            "precheck,fence,drain,verify-level,flip-dns,flip-lb,reverse,record"
+        );
+        s.trigger = Trigger::Automatic;
+        assert!(plan(&s).contains(&Step::VerifyLevel));
+        s.mode = SwitchoverMode::Emergency;
+        assert!(
+            !plan(&s).contains(&Step::VerifyLevel),
+            "an emergency has no time for it"
+        );
+        s.mode = SwitchoverMode::Planned;
+        s.to = Side::Standby;
+        assert!(!plan(&s).contains(&Step::VerifyLevel));
+    }
+
+    #[test]
+    fn a_cancelled_switchover_is_never_started() {
+        let now = Utc::now();
+        let s = spec(Trigger::Manual, SwitchoverMode::Planned);
+        let st = SwitchoverStatus {
+            phase: SwitchoverPhase::Cancelled,
+            ..Default::default()
+        };
+        assert_eq!(next(&s, Some(&st), now), Next::Done);
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //!   a refused connection or any 5xx is `Unavailable` — never a freeze.
 //! - Error answers map to typed `ProviderError`s by their code (see `wire`); a frozen
 //!   account is `AccountFrozen` only when the provider says `account_frozen`.
-//! - Idempotent calls (every GET, PUT, DELETE) are retried on transient errors only
+//! - Idempotent calls (every GET, PUT, DELETE, and the batch-write POST, whose writes
+//!   are full-state) are retried on transient errors only
 //!   (`ProviderError::is_transient`): exponential backoff with jitter, 3 attempts by
 //!   default, waiting `Retry-After` on a 429 (giving up at once when that is longer than
 //!   `max_retry_after`, so a caller's own deadline is not silently overrun). The probe
@@ -25,10 +26,13 @@ use serde::de::DeserializeOwned;
 
 use super::wire::{self, HeadCursor, ORIGIN_HEADER, PutBodyRef};
 use super::{
-    AccountProvider, ActivityEvent, ChangeBatch, EntityPage, ProbeResult, ProviderError,
-    StatusReport,
+    AccountProvider, ActivityEvent, BatchOutcome, ChangeBatch, EntityPage, EntityWrite,
+    ProbeResult, ProviderError, StatusReport,
 };
 use crate::model::{Entity, EntityKey};
+
+/// Most writes the Provider API takes in one `POST …/writes`.
+pub const MAX_BATCH: usize = 10_000;
 
 /// Why an `HttpProvider` could not be built (configuration, not the provider's answer).
 #[derive(Debug, thiserror::Error)]
@@ -338,6 +342,33 @@ impl AccountProvider for HttpProvider {
         self.idempotent(Method::DELETE, url, None, origin, None)
             .await?;
         Ok(())
+    }
+
+    async fn apply_batch(
+        &self,
+        writes: &[EntityWrite],
+        origin: Option<&str>,
+    ) -> Result<BatchOutcome, ProviderError> {
+        let mut outcome = BatchOutcome::default();
+        // The server takes at most MAX_BATCH writes a request.
+        for (n, chunk) in writes.chunks(MAX_BATCH).enumerate() {
+            let url = self.url(&["writes"])?;
+            let body = serde_json::to_vec(&wire::WireWriteBatchRef::of(chunk))
+                .map_err(|e| ProviderError::Rejected(format!("cannot encode the batch: {e}")))?;
+            // A batch of full-state writes is idempotent, so this POST may be retried.
+            let bytes = self
+                .idempotent(Method::POST, url, Some(Bytes::from(body)), origin, None)
+                .await?;
+            let part: BatchOutcome = decode(&bytes)?;
+            outcome.applied += part.applied;
+            outcome
+                .rejected
+                .extend(part.rejected.into_iter().map(|mut r| {
+                    r.index += n * MAX_BATCH;
+                    r
+                }));
+        }
+        Ok(outcome)
     }
 
     async fn probe(&self) -> Result<ProbeResult, ProviderError> {

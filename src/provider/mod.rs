@@ -168,7 +168,8 @@ impl EntityWrite {
 pub struct Rejection {
     /// Position of the write in the batch.
     pub index: usize,
-    pub key: EntityKey,
+    /// The write's key as sent (text: an invalid key is rejected too).
+    pub key: String,
     pub message: String,
 }
 
@@ -247,7 +248,7 @@ pub trait AccountProvider: Send + Sync {
                 Ok(()) => outcome.applied += 1,
                 Err(ProviderError::Rejected(message)) => outcome.rejected.push(Rejection {
                     index,
-                    key: write.key().clone(),
+                    key: write.key().to_string(),
                     message,
                 }),
                 Err(e) => return Err(e),

@@ -427,3 +427,136 @@ async fn admin_sends_a_notice_the_shared_verifier_accepts() {
         Err(ProviderError::AccountFrozen { .. })
     ));
 }
+
+/// Every method but `apply_batch` delegated: exercises the trait's default batch.
+struct OneByOne(SimProvider);
+
+#[async_trait::async_trait]
+impl AccountProvider for OneByOne {
+    fn account_id(&self) -> &str {
+        self.0.account_id()
+    }
+    async fn status(&self) -> Result<super::StatusReport, ProviderError> {
+        self.0.status().await
+    }
+    async fn list_entities(
+        &self,
+        after: Option<&EntityKey>,
+        limit: usize,
+    ) -> Result<super::EntityPage, ProviderError> {
+        self.0.list_entities(after, limit).await
+    }
+    async fn changes(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<super::ChangeBatch, ProviderError> {
+        self.0.changes(cursor, limit, wait).await
+    }
+    async fn head_cursor(&self) -> Result<String, ProviderError> {
+        self.0.head_cursor().await
+    }
+    async fn put_entity(&self, entity: &Entity, origin: Option<&str>) -> Result<(), ProviderError> {
+        self.0.put_entity(entity, origin).await
+    }
+    async fn delete_entity(
+        &self,
+        key: &EntityKey,
+        origin: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        self.0.delete_entity(key, origin).await
+    }
+    async fn probe(&self) -> Result<super::ProbeResult, ProviderError> {
+        self.0.probe().await
+    }
+    async fn activity(&self, since: &str) -> Result<Vec<ActivityEvent>, ProviderError> {
+        self.0.activity(since).await
+    }
+}
+
+#[tokio::test]
+async fn batches_agree_across_http_in_process_and_the_default() {
+    use super::{EntityWrite, Rejection};
+    let sim = Sim::start().await;
+    for id in ["h", "l", "d"] {
+        sim.admin(
+            reqwest::Method::PUT,
+            &format!("/admin/accounts/{id}"),
+            json!({}),
+        )
+        .await;
+    }
+    let http = sim.provider("h");
+    let local = SimProvider::new(sim.store.clone(), "l");
+    let default = OneByOne(SimProvider::new(sim.store.clone(), "d"));
+    let put = |id: &str, v: Value| EntityWrite::Put(Entity::new(key(EntityKind::Member, id), v));
+    let writes = vec![
+        put("u1", json!({"name": "王伟"})),
+        put("u2", json!({"name": "李娜"})),
+        put("u3", json!({"$invalid": "refused"})),
+        put("u1", json!({"name": "王伟"})),
+        EntityWrite::Delete(key(EntityKind::Member, "u2")),
+        EntityWrite::Delete(key(EntityKind::Member, "missing")),
+    ];
+    let providers: [&dyn AccountProvider; 3] = [&http, &local, &default];
+    let mut outcomes = Vec::new();
+    let mut feeds = Vec::new();
+    for p in providers {
+        outcomes.push(p.apply_batch(&writes, Some("sink")).await.unwrap());
+        let feed = p.changes(None, 100, Duration::ZERO).await.unwrap().changes;
+        feeds.push(
+            feed.into_iter()
+                .map(|c| (c.seq, c.key, c.op, c.origin))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(outcomes[0].applied, 5);
+    assert_eq!(
+        outcomes[0].rejected,
+        vec![Rejection {
+            index: 2,
+            key: "member/u3".into(),
+            message: "the payload holds the \"$invalid\" marker".into()
+        }]
+    );
+    assert_eq!(outcomes[0], outcomes[1]);
+    assert_eq!(outcomes[0], outcomes[2]);
+    assert_eq!(
+        feeds[0].len(),
+        3,
+        "put u1, put u2, delete u2: {:?}",
+        feeds[0]
+    );
+    assert_eq!(feeds[0], feeds[1]);
+    assert_eq!(feeds[0], feeds[2]);
+
+    // A bad key over the wire rejects only its own write.
+    let (st, v) = sim
+        .admin(
+            reqwest::Method::POST,
+            "/v1/accounts/h/writes",
+            json!({"writes": [
+                {"key": "nope/x", "op": "upsert", "payload": {}},
+                {"key": "tag/t9", "op": "upsert"},
+                {"key": "tag/t1", "op": "upsert", "payload": {"a": 1}}
+            ]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["applied"], 1);
+    assert_eq!(v["rejected"].as_array().unwrap().len(), 2);
+
+    // A frozen account refuses the whole batch.
+    sim.store.account("h").set_status(AccountState::Frozen, "x");
+    assert!(matches!(
+        http.apply_batch(&writes, None).await,
+        Err(ProviderError::AccountFrozen { .. })
+    ));
+    local.apply_batch(&writes, None).await.unwrap();
+    sim.store.account("l").set_status(AccountState::Frozen, "x");
+    assert!(matches!(
+        local.apply_batch(&writes, None).await,
+        Err(ProviderError::AccountFrozen { .. })
+    ));
+}

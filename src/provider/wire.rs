@@ -324,6 +324,63 @@ mod tests {
     }
 
     #[test]
+    fn openapi_documents_every_route_and_error_code() {
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(crate::provider::sim::server::OPENAPI_YAML).unwrap();
+        let paths = doc["paths"].as_mapping().unwrap();
+        // The routes `sim::server::router` and `sim::admin::routes` register.
+        for route in [
+            "/v1/accounts/{id}/status",
+            "/v1/accounts/{id}/entities",
+            "/v1/accounts/{id}/entities/{kind}/{eid}",
+            "/v1/accounts/{id}/writes",
+            "/v1/accounts/{id}/changes",
+            "/v1/accounts/{id}/changes/head",
+            "/v1/accounts/{id}/probe",
+            "/v1/accounts/{id}/activity",
+            "/healthz",
+            "/openapi.yaml",
+            "/admin/accounts",
+            "/admin/accounts/{id}",
+            "/admin/accounts/{id}/seed",
+            "/admin/accounts/{id}/status",
+            "/admin/accounts/{id}/faults",
+            "/admin/accounts/{id}/load",
+            "/admin/accounts/{id}/activity",
+            "/admin/accounts/{id}/notice",
+        ] {
+            assert!(paths.contains_key(route), "{route} is not documented");
+        }
+        let codes: Vec<&str> = doc["components"]["schemas"]["Error"]["properties"]["error"]
+            ["properties"]["code"]["enum"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c.as_str())
+            .collect();
+        for e in [
+            ProviderError::AccountFrozen {
+                reason: String::new(),
+            },
+            ProviderError::AccountBanned {
+                reason: String::new(),
+            },
+            ProviderError::RateLimited {
+                retry_after: Duration::ZERO,
+            },
+            ProviderError::Unauthorized(String::new()),
+            ProviderError::NotFound(String::new()),
+            ProviderError::Rejected(String::new()),
+            ProviderError::CursorExpired(String::new()),
+            ProviderError::Unavailable(String::new()),
+            ProviderError::Protocol(String::new()),
+        ] {
+            let code = status_and_code(&e).1;
+            assert!(codes.contains(&code), "{code} is not documented");
+        }
+    }
+
+    #[test]
     fn freezes_need_the_code_and_5xx_is_never_a_freeze() {
         let frozen = br#"{"error":{"code":"account_frozen","message":"x"}}"#;
         assert!(matches!(

@@ -17,7 +17,7 @@
 //! Every decode failure is a [`CodecError`]: the record is poison and goes to the DLQ; it
 //! is never retried and never skipped silently.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
 
@@ -108,19 +108,9 @@ pub struct EncodedRecord {
     pub timestamp_ms: i64,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct EnvelopeOut<'a> {
-    v: u32,
-    kind: EntityKind,
-    id: &'a str,
-    payload: &'a RawValue,
-    digest: String,
-    origin_side: &'a str,
-    source_account: &'a str,
-    seq: u64,
-    observed_at: &'a str,
-}
+/// Initial capacity of an envelope buffer: most entities are a few hundred bytes to a
+/// few KB, so one allocation usually suffices.
+const ENVELOPE_CAPACITY: usize = 2048;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -196,25 +186,33 @@ fn encode_upsert(
         key: key.to_string(),
         reason: e.to_string(),
     };
-    // One serialisation: canonical bytes for the digest and the envelope alike.
-    let canonical = serde_json::to_string(payload).map_err(err)?;
-    let digest = Digest(Sha256::digest(canonical.as_bytes()).into());
-    let raw = RawValue::from_string(canonical).map_err(err)?;
-    let out = EnvelopeOut {
-        v: ENVELOPE_VERSION,
-        kind: key.kind(),
-        id: key.id(),
-        payload: &raw,
-        digest: digest.to_hex(),
-        origin_side: meta.origin_side.as_str(),
-        source_account: &meta.source_account,
-        seq: meta.seq,
-        observed_at: &meta.observed_at,
-    };
-    let value = serde_json::to_vec(&out).map_err(err)?;
+    // One buffer, one serialisation of the payload: the digest is taken over the bytes
+    // just written, so it goes after the payload (field order means nothing in JSON).
+    let mut out = Vec::with_capacity(ENVELOPE_CAPACITY);
+    out.extend_from_slice(b"{\"v\":");
+    out.extend_from_slice(ENVELOPE_VERSION.to_string().as_bytes());
+    out.extend_from_slice(b",\"kind\":\"");
+    out.extend_from_slice(key.kind().as_str().as_bytes());
+    out.extend_from_slice(b"\",\"id\":");
+    serde_json::to_writer(&mut out, key.id()).map_err(err)?;
+    out.extend_from_slice(b",\"originSide\":\"");
+    out.extend_from_slice(meta.origin_side.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"sourceAccount\":");
+    serde_json::to_writer(&mut out, &meta.source_account).map_err(err)?;
+    out.extend_from_slice(b",\"seq\":");
+    out.extend_from_slice(meta.seq.to_string().as_bytes());
+    out.extend_from_slice(b",\"observedAt\":");
+    serde_json::to_writer(&mut out, &meta.observed_at).map_err(err)?;
+    out.extend_from_slice(b",\"payload\":");
+    let from = out.len();
+    serde_json::to_writer(&mut out, payload).map_err(err)?;
+    let digest = Sha256::digest(&out[from..]);
+    out.extend_from_slice(b",\"digest\":\"");
+    out.extend_from_slice(hex::encode(digest).as_bytes());
+    out.extend_from_slice(b"\"}");
     Ok(EncodedRecord {
         key: key.to_string(),
-        value: Some(value),
+        value: Some(out),
         headers: Vec::new(),
         timestamp_ms,
     })
@@ -496,6 +494,24 @@ mod tests {
         // Non-canonical but equal JSON is accepted.
         let spaced = text.replace("{\"x\":1}", "{ \"x\" : 1 }");
         assert!(decode(Some(b"menu/m1"), Some(spaced.as_bytes()), no_headers).is_ok());
+    }
+
+    #[test]
+    fn strings_are_escaped_in_the_envelope() {
+        let mut ch = change(
+            3,
+            "tag/t\"x",
+            ChangeOp::Upsert {
+                payload: json!({"q": "\"\\"}),
+            },
+        );
+        ch.at = "2026-01-02T03:04:05Z".into();
+        let rec = encode_change(&ch, Side::Standby, "acc\"1", 0).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(rec.value.as_ref().unwrap()).unwrap();
+        assert_eq!(v["id"], "t\"x");
+        assert_eq!(v["sourceAccount"], "acc\"1");
+        let back = decode(Some(rec.key.as_bytes()), rec.value.as_deref(), no_headers).unwrap();
+        assert_eq!(back.key().as_str(), "tag/t\"x");
     }
 
     #[test]

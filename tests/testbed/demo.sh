@@ -1,58 +1,151 @@
 #!/usr/bin/env bash
-# `make demo`: bring up the real local stack and show each component alive through the
-# project's own code paths. Leaves the test bed running (`make testbed-down` stops it).
+# `make demo`: the whole story on the real local stack — the test bed (kube-apiserver,
+# Kafka, BIND, HAProxy), the provider simulator, the operator, a pair replicating under
+# load, a signed freeze notice, the automatic failover, and a timeline of what happened.
+# The test bed keeps running afterwards (`make testbed-down` stops it).
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+DEMO_DIR="$TESTBED_DIR/demo"
+mkdir -p "$DEMO_DIR"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
 
 step "building understudy"
 cargo build -q --bin understudy
 UNDERSTUDY="$REPO_ROOT/target/debug/understudy"
 
-step "starting the test bed (first run builds kube-apiserver, etcd and helm from source)"
+step "starting the test bed (the first run builds kube-apiserver, etcd and helm from source)"
 "$TESTBED_SCRIPTS/up.sh"
 set -a; source "$TESTBED_DIR/env"; set +a
 KUBECTL=("$TESTBED_KUBECTL" --kubeconfig "$TESTBED_KUBECONFIG")
+DNS_HOST=${TESTBED_DNS_SERVER%:*}; DNS_PORT=${TESTBED_DNS_SERVER##*:}
+"${KUBECTL[@]}" version | sed 's/^/   /'
 
-step "kube-apiserver $TESTBED_KUBE_VERSION at $TESTBED_KUBE_APISERVER_URL"
-"${KUBECTL[@]}" version
-"$UNDERSTUDY" crd | "${KUBECTL[@]}" apply --server-side --field-manager=understudy-demo -f -
-"${KUBECTL[@]}" wait --for=condition=Established crd/accountpairs.understudy.dev --timeout=30s
+step "installing the CRDs"
+"$UNDERSTUDY" crd | "${KUBECTL[@]}" apply --server-side --field-manager=understudy-demo -f - | sed 's/^/   /'
+"${KUBECTL[@]}" wait --for=condition=Established crd/accountpairs.understudy.dev crd/switchovers.understudy.dev --timeout=30s >/dev/null
+
+step "starting the provider simulator: corp-a (primary, 2000 entities) and corp-b (empty standby)"
+"$UNDERSTUDY" sim --listen 127.0.0.1:0 --seed-accounts corp-a=2000,corp-b=0 >"$DEMO_DIR/sim.out" 2>"$DEMO_DIR/sim.log" &
+PIDS+=($!)
+wait_for 20 "the simulator" grep -q listening "$DEMO_DIR/sim.out"
+SIM=$(grep -o 'http://[0-9.:]*' "$DEMO_DIR/sim.out")
+echo "   simulator at $SIM"
+
 ns="demo-$(date +%s)"
-"${KUBECTL[@]}" create namespace "$ns"
-"${KUBECTL[@]}" -n "$ns" apply -f - <<YAML
+record="support-$(date +%s)"
+step "namespace $ns: secrets, a Service, the DNS record $record.$TESTBED_DNS_ZONE"
+"${KUBECTL[@]}" create namespace "$ns" >/dev/null
+"${KUBECTL[@]}" -n "$ns" create secret generic corp-token --from-literal=token=demo-token >/dev/null
+"${KUBECTL[@]}" -n "$ns" create secret generic tsig --from-literal=name="$TESTBED_TSIG_KEY_NAME" \
+  --from-literal=algorithm="$TESTBED_TSIG_ALGORITHM" --from-literal=secret="$TESTBED_TSIG_SECRET" >/dev/null
+"${KUBECTL[@]}" -n "$ns" create secret generic notices --from-literal=secret=demo-notice-secret >/dev/null
+"${KUBECTL[@]}" -n "$ns" apply -f - >/dev/null <<YAML
+apiVersion: v1
+kind: Service
+metadata: { name: support-api }
+spec:
+  selector: { app.kubernetes.io/instance: support-primary }
+  ports: [{ port: 80 }]
+YAML
+nsupdate -y "hmac-sha256:$TESTBED_TSIG_KEY_NAME:$TESTBED_TSIG_SECRET" <<NSU
+server $DNS_HOST $DNS_PORT
+zone $TESTBED_DNS_ZONE
+update add $record.$TESTBED_DNS_ZONE 5 A 10.1.0.1
+send
+NSU
+echo "support-api selector: app.kubernetes.io/instance=support-primary; DNS $record -> $(dig @"$DNS_HOST" -p "$DNS_PORT" "$record.$TESTBED_DNS_ZONE" A +short +tcp)" | sed 's/^/   /'
+echo "through HAProxy: $(curl -fsS "$TESTBED_HAPROXY_FRONTEND_URL/")" | sed 's/^/   /'
+
+step "starting the operator"
+KUBECONFIG="$TESTBED_KUBECONFIG" RUST_LOG=info,kube_runtime=warn,rdkafka=warn \
+  "$UNDERSTUDY" operator --listen 127.0.0.1:0 --namespace "$ns" >"$DEMO_DIR/operator.out" 2>"$DEMO_DIR/operator.log" &
+PIDS+=($!)
+wait_for 30 "the operator" grep -q "operator listening" "$DEMO_DIR/operator.out"
+OP=$(grep -o 'http://[0-9.:]*' "$DEMO_DIR/operator.out")
+echo "   operator at $OP (log: $DEMO_DIR/operator.log)"
+
+step "creating the AccountPair wecom-support"
+"${KUBECTL[@]}" -n "$ns" apply -f - <<YAML | sed 's/^/   /'
 apiVersion: understudy.dev/v1alpha1
 kind: AccountPair
 metadata: { name: wecom-support }
 spec:
-  primary: { endpoint: "http://127.0.0.1:18080", accountId: corp-a, credentialsSecretRef: { name: corp-a-token } }
-  standby: { endpoint: "http://127.0.0.1:18080", accountId: corp-b, credentialsSecretRef: { name: corp-b-token } }
-  replication: { kafka: { bootstrapServers: "$TESTBED_KAFKA_BOOTSTRAP" } }
+  primary: { endpoint: "$SIM", accountId: corp-a, credentialsSecretRef: { name: corp-token } }
+  standby: { endpoint: "$SIM", accountId: corp-b, credentialsSecretRef: { name: corp-token } }
+  replication: { kafka: { bootstrapServers: "$TESTBED_KAFKA_BOOTSTRAP" }, partitions: 3 }
+  detection:
+    pollInterval: 1s
+    confirmations: 2
+    failoverDelay: 2s
+    notices: { secretRef: { name: notices } }
+  traffic:
+    dns:
+      - servers: ["$TESTBED_DNS_SERVER"]
+        zone: "$TESTBED_DNS_ZONE"
+        name: "$record"
+        type: A
+        ttl: 5
+        tsigSecretRef: { name: tsig }
+        primary: ["10.1.0.1"]
+        standby: ["10.2.0.1"]
+    loadBalancers:
+      - service: { name: support-api, selectorKey: app.kubernetes.io/instance, primary: support-primary, standby: support-standby }
+      - haproxy: { runtimeApi: "$TESTBED_HAPROXY_RUNTIME_API", backend: "$TESTBED_HAPROXY_BACKEND", primaryServer: "$TESTBED_HAPROXY_PRIMARY_SERVER", standbyServer: "$TESTBED_HAPROXY_STANDBY_SERVER" }
 YAML
-"${KUBECTL[@]}" -n "$ns" get ap
-echo "-- an invalid pair (same account on both sides) is rejected by the CEL rule:"
-"${KUBECTL[@]}" -n "$ns" apply -f - <<YAML || true
-apiVersion: understudy.dev/v1alpha1
-kind: AccountPair
-metadata: { name: broken }
-spec:
-  primary: { endpoint: "http://127.0.0.1:18080", accountId: corp-a, credentialsSecretRef: { name: t } }
-  standby: { endpoint: "http://127.0.0.1:18080", accountId: corp-a, credentialsSecretRef: { name: t } }
-  replication: { kafka: { bootstrapServers: "$TESTBED_KAFKA_BOOTSTRAP" } }
-YAML
+"${KUBECTL[@]}" -n "$ns" wait --for=condition=Replicating ap/wecom-support --timeout=60s >/dev/null
 
-step "Kafka $TESTBED_KAFKA_VERSION (KRaft) at $TESTBED_KAFKA_BOOTSTRAP"
-java -cp "$TESTBED_KAFKA_LIBS/*" org.apache.kafka.tools.TopicCommand --bootstrap-server "$TESTBED_KAFKA_BOOTSTRAP" --list 2>/dev/null | head -5 || true
+step "replicating under load: 500 changes/s on the primary for 20 s"
+curl -fsS -XPOST "$SIM/admin/accounts/corp-a/load" -H 'content-type: application/json' -d '{"rate":500,"count":10000,"seed":42}' >/dev/null
+for _ in 1 2 3 4; do
+  sleep 2
+  "${KUBECTL[@]}" -n "$ns" get ap wecom-support -o wide --no-headers | sed 's/^/   /'
+done
+printf '   entities: primary %s, standby %s\n' \
+  "$(curl -fsS "$SIM/admin/accounts/corp-a" | python3 -c 'import json,sys; print(json.load(sys.stdin)["entities"])')" \
+  "$(curl -fsS "$SIM/admin/accounts/corp-b" | python3 -c 'import json,sys; print(json.load(sys.stdin)["entities"])')"
 
-step "BIND at $TESTBED_DNS_SERVER (zone $TESTBED_DNS_ZONE, TSIG-only updates)"
-dig @"${TESTBED_DNS_SERVER%:*}" -p "${TESTBED_DNS_SERVER##*:}" "api.$TESTBED_DNS_ZONE" A +short
+step "the provider freezes corp-a and sends a signed notice to the operator's webhook"
+curl -fsS -XPOST "$SIM/admin/accounts/corp-a/notice" -H 'content-type: application/json' \
+  -d "{\"url\":\"$OP/webhooks/notices/$ns/wecom-support\",\"secret\":\"demo-notice-secret\",\"event\":{\"type\":\"frozen\",\"reason\":\"abnormal login from a new device\"},\"applyStatus\":true}" | sed 's/^/   /'
+echo
+wait_for 60 "the failover" sh -c "'${KUBECTL[0]}' ${KUBECTL[*]:1} -n $ns get so -o jsonpath='{.items[0].status.phase}' | grep -qE 'Succeeded|Failed'"
 
-step "HAProxy at $TESTBED_HAPROXY_FRONTEND_URL (runtime API $TESTBED_HAPROXY_RUNTIME_API)"
-for _ in 1 2 3; do curl -fsS "$TESTBED_HAPROXY_FRONTEND_URL/"; echo; done
+step "after the failover"
+"${KUBECTL[@]}" -n "$ns" get ap,so -o wide | sed 's/^/   /'
+echo "   DNS $record -> $(dig @"$DNS_HOST" -p "$DNS_PORT" "$record.$TESTBED_DNS_ZONE" A +short +tcp)"
+echo "   through HAProxy: $(curl -fsS "$TESTBED_HAPROXY_FRONTEND_URL/")"
+echo "   Service selector: $("${KUBECTL[@]}" -n "$ns" get svc support-api -o jsonpath='{.spec.selector}')"
 
-step "helm and promtool"
-"$TESTBED_HELM" version --short
-"$TESTBED_PROMTOOL" --version 2>&1 | head -1
+step "timeline"
+{
+  "${KUBECTL[@]}" -n "$ns" get events.events.k8s.io -o json
+  echo '@@@'
+  "${KUBECTL[@]}" -n "$ns" get so -o json
+} | python3 -c '
+import json, sys
+from datetime import datetime
+events_text, so_text = sys.stdin.read().split("@@@")
+rows = []
+for e in json.loads(events_text)["items"]:
+    t = e.get("eventTime") or e.get("deprecatedLastTimestamp") or e["metadata"]["creationTimestamp"]
+    rows.append((t, e.get("regarding", {}).get("kind", ""), e.get("reason", ""), e.get("note", "")))
+for so in json.loads(so_text)["items"]:
+    st = so.get("status", {})
+    rows.append((so["metadata"]["creationTimestamp"], "Switchover", "Created", so["metadata"]["name"] + ": " + so["spec"]["reason"]))
+    if st.get("finishedAt"):
+        rows.append((st["finishedAt"], "Switchover", st.get("phase", ""), "%s in %s ms, recordsLost %s" % (st.get("message", ""), st.get("durationMs"), st.get("recordsLost"))))
+def key(r):
+    return datetime.fromisoformat(r[0].replace("Z", "+00:00"))
+rows.sort(key=key)
+t0 = key(rows[0]) if rows else None
+for r in rows:
+    if r[2] in ("StepStarted",):
+        continue
+    print("   %+8.3fs  %-12s %-16s %s" % ((key(r) - t0).total_seconds(), r[1], r[2], r[3][:150]))
+'
 
-step "done — the test bed keeps running; stop it with: make testbed-down"
+step "done — the operator and simulator stop now; the test bed keeps running (make testbed-down)"

@@ -128,28 +128,42 @@ impl Generator {
 
     /// A new entity (used for seeding and for creates).
     pub fn create(&mut self) -> (EntityKey, Value) {
+        let plan = self.plan_create();
+        let (key, payload) = self.build(plan);
+        (key, payload.unwrap_or(Value::Null))
+    }
+
+    /// The next operation: ~25% create, ~70% update, ~5% delete.
+    pub fn next_op(&mut self) -> GenOp {
+        let plan = self.plan_next();
+        match self.build(plan) {
+            (key, Some(v)) => GenOp::Upsert(key, v),
+            (key, None) => GenOp::Delete(key),
+        }
+    }
+
+    /// Decides the next create without building its payload (cheap; see [`Planned`]).
+    pub fn plan_create(&mut self) -> Planned {
         let kind = self.pick_kind();
         let k = kind_index(kind);
         let n = self.next_id[k];
         self.next_id[k] += 1;
         self.live[k].push((n, 1));
-        (key_for(kind, n), entity_payload(self.seed, kind, n, 1))
+        Planned::Upsert(kind, n, 1)
     }
 
-    /// The next operation: ~25% create, ~70% update, ~5% delete.
-    pub fn next_op(&mut self) -> GenOp {
+    /// Decides the next operation without building its payload.
+    pub fn plan_next(&mut self) -> Planned {
         let roll = self.rng.below(100);
         if roll < 25 || self.live() == 0 {
-            let (key, v) = self.create();
-            return GenOp::Upsert(key, v);
+            return self.plan_create();
         }
         // Updates and deletes pick a kind by weight, falling back to any kind with
         // live entities so small accounts still see them.
         let mut kind = self.pick_kind();
         if self.live[kind_index(kind)].is_empty() {
             let Some(k) = self.live.iter().position(|l| !l.is_empty()) else {
-                let (key, v) = self.create();
-                return GenOp::Upsert(key, v);
+                return self.plan_create();
             };
             kind = EntityKind::ALL[k];
         }
@@ -157,17 +171,34 @@ impl Generator {
         let i = self.rng.below(self.live[k].len() as u64) as usize;
         if roll < 30 {
             let (n, _) = self.live[k].swap_remove(i);
-            GenOp::Delete(key_for(kind, n))
+            Planned::Delete(kind, n)
         } else {
             let entry = &mut self.live[k][i];
             entry.1 += 1;
-            let (n, version) = *entry;
-            GenOp::Upsert(
-                key_for(kind, n),
-                entity_payload(self.seed, kind, n, version),
-            )
+            Planned::Upsert(kind, entry.0, entry.1)
         }
     }
+
+    /// Builds a planned operation: the key and, for an upsert, the payload. A pure
+    /// function of the seed and the plan, so plans may be built on several threads.
+    pub fn build(&self, plan: Planned) -> (EntityKey, Option<Value>) {
+        match plan {
+            Planned::Upsert(kind, n, version) => (
+                key_for(kind, n),
+                Some(entity_payload(self.seed, kind, n, version)),
+            ),
+            Planned::Delete(kind, n) => (key_for(kind, n), None),
+        }
+    }
+}
+
+/// An operation decided but not yet built: the decisions need the generator's state and
+/// are cheap; building the payload is the expensive part and needs only the seed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Planned {
+    /// Kind, id number, version.
+    Upsert(EntityKind, u32, u32),
+    Delete(EntityKind, u32),
 }
 
 /// The payload of version `version` of generated entity `n` of `kind`.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::r#gen::{GenOp, Generator};
+use super::r#gen::{Generator, Planned};
 use super::store::{Payload, SimAccount, SimStore};
 use crate::model::EntityKey;
 
@@ -120,12 +120,16 @@ impl LoadGen {
     }
 }
 
-fn prepare(ops: Vec<GenOp>) -> Vec<(EntityKey, Option<Arc<Payload>>)> {
-    ops.into_iter()
-        .filter_map(|op| match op {
+/// Builds planned operations into store-ready ones, in order. One thread: building
+/// batches on several threads measured slower on a 2-core machine that is also running
+/// the system under test (the batch waits for its slowest part).
+fn build(generator: &Generator, plans: &[Planned]) -> Vec<(EntityKey, Option<Arc<Payload>>)> {
+    plans
+        .iter()
+        .filter_map(|plan| match generator.build(*plan) {
             // Generated payloads are always valid objects; skip rather than panic.
-            GenOp::Upsert(k, v) => Payload::new(v).ok().map(|p| (k, Some(p))),
-            GenOp::Delete(k) => Some((k, None)),
+            (k, Some(v)) => Payload::new(v).ok().map(|p| (k, Some(p))),
+            (k, None) => Some((k, None)),
         })
         .collect()
 }
@@ -173,7 +177,8 @@ fn run_blocking(
             std::thread::sleep(TICK);
             continue;
         }
-        let ops = prepare((0..n).map(|_| generator.next_op()).collect());
+        let plans: Vec<Planned> = (0..n).map(|_| generator.plan_next()).collect();
+        let ops = build(&generator, &plans);
         let recorded = account.apply_batch(ops, None) as u64;
         produced += recorded;
         tokens -= n as f64;
@@ -197,17 +202,17 @@ pub async fn seed_account(account: Arc<SimAccount>, count: u64, seed: u64, recor
         drop(existing);
         let mut added = 0;
         while added < count {
-            let n = (count - added).min(BATCH as u64 * 5) as usize;
-            let batch: Vec<(EntityKey, Arc<Payload>)> = (0..n)
-                .filter_map(|_| {
-                    let (k, v) = generator.create();
-                    Payload::new(v).ok().map(|p| (k, p))
-                })
-                .collect();
+            let n = (count - added).min(BATCH as u64 * 10) as usize;
+            let plans: Vec<Planned> = (0..n).map(|_| generator.plan_create()).collect();
+            let ops = build(&generator, &plans);
             if record {
-                account.apply_batch(batch.into_iter().map(|(k, p)| (k, Some(p))).collect(), None);
+                account.apply_batch(ops, None);
             } else {
-                account.load_entities(batch);
+                account.load_entities(
+                    ops.into_iter()
+                        .filter_map(|(k, p)| p.map(|p| (k, p)))
+                        .collect(),
+                );
             }
             added += n as u64;
         }

@@ -2,16 +2,17 @@
 //! entity generator, a load generator, fault and status injection, signed notices.
 //!
 //! Contract: [`store`] holds the semantics (ordering, feed, retention, freeze, faults);
-//! [`SimProvider`] exposes them in process and `server` over HTTP, with identical
-//! answers. It is the one stand-in in the system: the real provider is a SaaS.
+//! [`SimProvider`] exposes them in process and [`server`] over HTTP, with identical
+//! answers; [`load`] and [`r#gen`] make deterministic data for a seed. It is the one stand-in in the system: the real provider is a SaaS.
 
 mod admin;
-// `gen` is a reserved word in Rust 2024, hence the raw identifier.
 pub mod faults;
+// `gen` is a reserved word in Rust 2024, hence the raw identifier.
 pub mod r#gen;
 pub mod load;
 pub mod payload;
 pub mod provider;
+mod registry;
 pub mod rng;
 pub mod server;
 pub mod store;
@@ -20,7 +21,7 @@ mod text;
 #[cfg(test)]
 mod store_tests;
 
-pub use r#gen::{GenOp, Generator};
+pub use r#gen::{GenOp, Generator, Planned};
 pub use load::{LoadControl, LoadGen, LoadReport, Until, seed_account};
 pub use provider::SimProvider;
 pub use server::{ServerConfig, router, serve};

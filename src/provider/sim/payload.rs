@@ -40,14 +40,20 @@ pub fn parse_time_ms(s: &str) -> Option<i64> {
         .map(|t| t.timestamp_millis())
 }
 
-/// An entity payload with its canonical JSON text and digest, shared by the entity map
+/// An entity payload as its canonical JSON text and digest, shared by the entity map
 /// and the feed.
+///
+/// Only the text is kept, not a parsed `Value`: a parsed value costs several times the
+/// text's size, and the feed retains up to millions of payloads (old versions
+/// included). The HTTP server writes the text as is; in-process readers parse it.
 #[derive(Debug)]
 pub struct Payload {
-    pub value: serde_json::Value,
     /// Canonical JSON (what [`Digest::of_payload`] hashes).
     pub json: Box<str>,
     pub digest: Digest,
+    /// The payload's numeric `version` field (0 when absent), which the load generator
+    /// resumes from without parsing every stored payload.
+    pub version: u32,
 }
 
 impl Payload {
@@ -62,6 +68,10 @@ impl Payload {
                 "the payload holds the {REJECT_MARKER:?} marker"
             )));
         }
+        let version = obj
+            .get("version")
+            .and_then(serde_json::Value::as_u64)
+            .map_or(0, |v| v.min(u64::from(u32::MAX)) as u32);
         let json = serde_json::to_string(&value)
             .map_err(|e| ProviderError::Rejected(format!("payload: {e}")))?;
         if json.len() > MAX_PAYLOAD_BYTES {
@@ -72,15 +82,23 @@ impl Payload {
         }
         let digest = Digest(Sha256::digest(json.as_bytes()).into());
         Ok(Arc::new(Payload {
-            value,
             json: json.into_boxed_str(),
             digest,
+            version,
         }))
     }
 }
 
 /// A page of stored entities and the key to continue after (`None` at the end).
 pub type EntityPageRef = (Vec<(EntityKey, Arc<Payload>)>, Option<EntityKey>);
+
+impl Payload {
+    /// The payload as a JSON value. The text was produced by `serde_json` from a value,
+    /// so it parses; `Null` stands in should that ever not hold.
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.json).unwrap_or(serde_json::Value::Null)
+    }
+}
 
 /// One entry of the change feed.
 #[derive(Debug)]

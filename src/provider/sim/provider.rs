@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use super::store::{FeedEntry, Payload, SimAccount, SimStore, fmt_ms, parse_cursor, parse_time_ms};
 use crate::model::{Change, ChangeOp, Entity, EntityKey};
 use crate::provider::{
-    AccountProvider, ActivityEvent, ChangeBatch, EntityPage, ProbeResult, ProviderError,
-    StatusReport,
+    AccountProvider, ActivityEvent, BatchOutcome, ChangeBatch, EntityPage, EntityWrite,
+    ProbeResult, ProviderError, Rejection, StatusReport,
 };
 
 /// One simulated account as an `AccountProvider`.
@@ -41,15 +41,13 @@ impl SimProvider {
     }
 }
 
-/// A feed entry as the model's `Change` (deep-copies the payload: the trait owns values).
+/// A feed entry as the model's `Change` (parses the payload: the trait owns values).
 pub fn change_of(e: &FeedEntry) -> Change {
     Change {
         seq: e.seq,
         key: e.key.clone(),
         op: match &e.payload {
-            Some(p) => ChangeOp::Upsert {
-                payload: p.value.clone(),
-            },
+            Some(p) => ChangeOp::Upsert { payload: p.value() },
             None => ChangeOp::Delete,
         },
         origin: e.origin.as_deref().map(str::to_string),
@@ -61,7 +59,7 @@ pub fn change_of(e: &FeedEntry) -> Change {
 pub fn entity_of(key: &EntityKey, p: &Payload) -> Entity {
     Entity {
         key: key.clone(),
-        payload: p.value.clone(),
+        payload: p.value(),
         digest: p.digest,
     }
 }
@@ -126,6 +124,32 @@ impl AccountProvider for SimProvider {
         self.account.admit().await?;
         self.account.delete(key, origin)?;
         Ok(())
+    }
+
+    async fn apply_batch(
+        &self,
+        writes: &[EntityWrite],
+        origin: Option<&str>,
+    ) -> Result<BatchOutcome, ProviderError> {
+        self.account.admit().await?;
+        let mut ops = Vec::with_capacity(writes.len());
+        let mut rejected = Vec::new();
+        for (index, w) in writes.iter().enumerate() {
+            match w {
+                EntityWrite::Put(e) => match Payload::new(e.payload.clone()) {
+                    Ok(p) => ops.push((e.key.clone(), Some(p))),
+                    Err(err) => rejected.push(Rejection {
+                        index,
+                        key: e.key.to_string(),
+                        message: crate::provider::wire::message_of(&err),
+                    }),
+                },
+                EntityWrite::Delete(k) => ops.push((k.clone(), None)),
+            }
+        }
+        let applied = ops.len();
+        self.account.apply_writes(ops, origin)?;
+        Ok(BatchOutcome { applied, rejected })
     }
 
     async fn probe(&self) -> Result<ProbeResult, ProviderError> {

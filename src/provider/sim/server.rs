@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
@@ -28,10 +29,15 @@ use axum::serve::ListenerExt as _;
 use serde::Deserialize;
 
 use super::load::LoadControl;
-use super::store::{FeedRead, Payload, SimAccount, SimStore, fmt_ms, parse_cursor, parse_time_ms};
+use super::store::{
+    FeedRead, MAX_LIMIT, Payload, SimAccount, SimStore, fmt_ms, parse_cursor, parse_time_ms,
+};
 use crate::model::{EntityKey, EntityKind};
-use crate::provider::ProviderError;
-use crate::provider::wire::{self, HeadCursor, ORIGIN_HEADER, PutBody};
+use crate::provider::wire::{self, HeadCursor, ORIGIN_HEADER, PutBody, WireOp, WireWriteBatch};
+use crate::provider::{BatchOutcome, ProviderError, Rejection};
+
+/// Largest body of `POST …/writes` (10,000 writes of a few KB).
+const MAX_WRITES_BODY: usize = 128 * 1024 * 1024;
 
 /// The OpenAPI document served at `/openapi.yaml`.
 pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
@@ -125,6 +131,10 @@ pub fn router(store: SimStore, config: ServerConfig) -> Router {
         .route(
             "/v1/accounts/{id}/entities/{kind}/{eid}",
             put(put_entity).delete(delete_entity),
+        )
+        .route(
+            "/v1/accounts/{id}/writes",
+            post(write_batch).layer(DefaultBodyLimit::max(MAX_WRITES_BODY)),
         )
         .route("/v1/accounts/{id}/changes", get(changes))
         .route("/v1/accounts/{id}/changes/head", get(head))
@@ -370,6 +380,64 @@ async fn delete_entity(
     acct.admit().await?;
     acct.delete(&key, origin)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn write_batch(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let origin = origin_of(&headers)?.map(str::to_owned);
+    let acct = s.api_account(&id)?;
+    acct.admit().await?;
+    // Parsing, canonicalising and hashing up to 10,000 payloads is tens of milliseconds
+    // of CPU: keep it off the async workers that serve long-polls.
+    let prepared = tokio::task::spawn_blocking(move || prepare_writes(&body))
+        .await
+        .map_err(|e| ProviderError::Unavailable(format!("batch worker failed: {e}")))??;
+    let (ops, rejected) = prepared;
+    let applied = ops.len();
+    acct.apply_writes(ops, origin.as_deref())?;
+    json_of(StatusCode::OK, &BatchOutcome { applied, rejected })
+}
+
+type PreparedWrites = (Vec<(EntityKey, Option<Arc<Payload>>)>, Vec<Rejection>);
+
+/// Validates a batch: the well-formed writes, and a rejection for each other one.
+fn prepare_writes(body: &[u8]) -> Result<PreparedWrites, ApiError> {
+    let batch: WireWriteBatch = serde_json::from_slice(body)
+        .map_err(|e| bad_request(format!("body must be {{\"writes\": [...]}}: {e}")))?;
+    if batch.writes.len() > MAX_LIMIT {
+        return Err(bad_request(format!(
+            "{} writes in one batch; at most {MAX_LIMIT}",
+            batch.writes.len()
+        )));
+    }
+    let mut ops = Vec::with_capacity(batch.writes.len());
+    let mut rejected = Vec::new();
+    for (index, w) in batch.writes.into_iter().enumerate() {
+        let op = w
+            .key
+            .parse::<EntityKey>()
+            .map_err(|e| e.to_string())
+            .and_then(|key| match (w.op, w.payload) {
+                (WireOp::Delete, _) => Ok((key, None)),
+                (WireOp::Upsert, None) => Err("an upsert needs a payload".to_string()),
+                (WireOp::Upsert, Some(p)) => Payload::new(p)
+                    .map(|p| (key, Some(p)))
+                    .map_err(|e| wire::message_of(&e)),
+            });
+        match op {
+            Ok(op) => ops.push(op),
+            Err(message) => rejected.push(Rejection {
+                index,
+                key: w.key,
+                message,
+            }),
+        }
+    }
+    Ok((ops, rejected))
 }
 
 async fn probe(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult {

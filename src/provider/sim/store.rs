@@ -20,9 +20,9 @@
 //! `Arc`s between the entity map and the feed, and keep their canonical JSON text so
 //! the HTTP server writes them without serialising again; batch reads clone `Arc`s only.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -33,6 +33,7 @@ pub use super::payload::{
     EntityPageRef, FeedEntry, FeedRead, MAX_PAYLOAD_BYTES, Payload, REJECT_MARKER, fmt_ms, now_ms,
     parse_cursor, parse_time_ms,
 };
+pub use super::registry::SimStore;
 use super::rng::Rng;
 use crate::model::{AccountState, EntityKey};
 use crate::provider::{ActivityEvent, ProbeResult, ProviderError, StatusReport};
@@ -97,7 +98,7 @@ pub struct AccountSummary {
 }
 
 impl SimAccount {
-    fn new(id: &str, retention: usize) -> Self {
+    pub(super) fn new(id: &str, retention: usize) -> Self {
         SimAccount {
             id: id.to_string(),
             retention: retention.max(1),
@@ -379,10 +380,7 @@ impl SimAccount {
         self.lock()
             .entities
             .iter()
-            .map(|(k, p)| {
-                let v = p.value.get("version").and_then(serde_json::Value::as_u64);
-                (k.clone(), v.unwrap_or(0) as u32)
-            })
+            .map(|(k, p)| (k.clone(), p.version))
             .collect()
     }
 
@@ -535,79 +533,5 @@ fn activity_at(e: &ActivityEvent) -> &str {
         ActivityEvent::Login { at, .. }
         | ActivityEvent::MemberAdd { at, .. }
         | ActivityEvent::Message { at, .. } => at,
-    }
-}
-
-/// All simulated accounts. Cheap to clone (shared).
-#[derive(Clone, Debug)]
-pub struct SimStore {
-    inner: Arc<StoreInner>,
-}
-
-#[derive(Debug)]
-struct StoreInner {
-    accounts: RwLock<HashMap<String, Arc<SimAccount>>>,
-    retention: usize,
-}
-
-impl Default for SimStore {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl SimStore {
-    /// A store whose feeds retain [`DEFAULT_RETENTION`] changes per account.
-    pub fn new() -> Self {
-        Self::with_retention(DEFAULT_RETENTION)
-    }
-
-    /// A store whose feeds retain `retention` changes per account.
-    pub fn with_retention(retention: usize) -> Self {
-        SimStore {
-            inner: Arc::new(StoreInner {
-                accounts: RwLock::new(HashMap::new()),
-                retention,
-            }),
-        }
-    }
-
-    /// The account, created (active, empty) on first use.
-    pub fn account(&self, id: &str) -> Arc<SimAccount> {
-        if let Some(a) = self.get(id) {
-            return a;
-        }
-        let mut map = self
-            .inner
-            .accounts
-            .write()
-            .unwrap_or_else(|p| p.into_inner());
-        map.entry(id.to_string())
-            .or_insert_with(|| Arc::new(SimAccount::new(id, self.inner.retention)))
-            .clone()
-    }
-
-    /// The account if it exists.
-    pub fn get(&self, id: &str) -> Option<Arc<SimAccount>> {
-        self.inner
-            .accounts
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
-    }
-
-    /// Ids of all accounts, sorted.
-    pub fn account_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self
-            .inner
-            .accounts
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
-        ids.sort();
-        ids
     }
 }

@@ -182,3 +182,30 @@ pub fn api_error_code<T>(result: &Result<T, kube::Error>) -> Option<u16> {
         _ => None,
     }
 }
+
+impl Testbed {
+    /// Write a kubeconfig for the test bed's API server that authenticates with a bearer
+    /// `token` (and nothing else) to `target/testbed/<name>.kubeconfig`; returns its path.
+    /// For running the operator as a process with a ServiceAccount's rights.
+    pub fn write_token_kubeconfig(&self, token: &str, name: &str) -> PathBuf {
+        let text = std::fs::read_to_string(self.var("TESTBED_KUBECONFIG"))
+            .expect("read the test bed kubeconfig");
+        let mut config: serde_yaml::Value =
+            serde_yaml::from_str(&text).expect("the test bed kubeconfig is YAML");
+        let users = config["users"]
+            .as_sequence_mut()
+            .expect("the kubeconfig has users");
+        for user in users.iter_mut() {
+            user["user"] =
+                serde_yaml::to_value(serde_json::json!({ "token": token })).expect("token user");
+        }
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("target/testbed")
+            .join(format!("{name}.kubeconfig"));
+        let body = serde_yaml::to_string(&config).expect("serialise kubeconfig");
+        std::fs::write(&path, body).expect("write kubeconfig");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).ok();
+        path
+    }
+}

@@ -1,0 +1,329 @@
+//! Failover latency on the real test bed (`make bench` starts it): from a signed
+//! provider notice, and from status-poll detection (2 s interval, 2 confirmations), to
+//! BOTH the DNS answer (queried on BIND) and the load-balancer target (a request through
+//! HAProxy) verified on the standby. Each run uses a fresh pair, record and accounts.
+//! Writes `target/bench/failover.json`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde_json::json;
+use understudy::api::AccountPair;
+
+const BIN: &str = env!("CARGO_BIN_EXE_understudy");
+
+struct Env(std::collections::HashMap<String, String>);
+impl Env {
+    fn load() -> Env {
+        let path = std::env::var("UNDERSTUDY_TESTBED_ENV")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/testbed/env").into());
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{path}: {e}; run `make testbed`"));
+        Env(text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect())
+    }
+    fn var(&self, k: &str) -> String {
+        self.0
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| panic!("test bed env has no {k}"))
+    }
+}
+
+struct Proc(Child, String);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str], envs: &[(&str, String)], marker: &str, log: &str) -> Proc {
+    let log = std::fs::File::create(format!(
+        "{}/target/bench/{log}.log",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).stdout(Stdio::piped()).stderr(log);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let l = lines.next().expect("process exited early").unwrap();
+        if l.contains(marker) {
+            break l.rsplit(' ').next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Proc(child, url)
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() {
+    let runs: usize = std::env::var("FAILOVER_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench")).unwrap();
+    let tb = Env::load();
+    let kc = Kubeconfig::read_from(tb.var("TESTBED_KUBECONFIG")).unwrap();
+    let client = Client::try_from(
+        Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(client.clone());
+    for crd in understudy::api::crds() {
+        crds.patch(
+            crd.metadata.name.as_deref().unwrap(),
+            &PatchParams::apply("bench").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ns = format!("bench-failover-{}", chrono::Utc::now().timestamp());
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({ "metadata": { "name": ns } })).unwrap(),
+        )
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    for (name, data) in [
+        ("token", json!({ "token": "t" })),
+        (
+            "tsig",
+            json!({ "name": tb.var("TESTBED_TSIG_KEY_NAME"), "algorithm": tb.var("TESTBED_TSIG_ALGORITHM"), "secret": tb.var("TESTBED_TSIG_SECRET") }),
+        ),
+        ("notices", json!({ "secret": "bench-notice-secret" })),
+    ] {
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(
+                    json!({ "metadata": { "name": name }, "stringData": data }),
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let sim = spawn(
+        &["sim", "--listen", "127.0.0.1:0"],
+        &[],
+        "listening on",
+        "failover-sim",
+    );
+    let op = spawn(
+        &[
+            "operator",
+            "--listen",
+            "127.0.0.1:0",
+            "--namespace",
+            &ns,
+            "--max-failovers-per-day",
+            "100000",
+        ],
+        &[
+            ("KUBECONFIG", tb.var("TESTBED_KUBECONFIG")),
+            ("RUST_LOG", "warn".into()),
+        ],
+        "operator listening on",
+        "failover-operator",
+    );
+    let http = reqwest::Client::new();
+    let pairs: Api<AccountPair> = Api::namespaced(client.clone(), &ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let haproxy =
+        understudy::traffic::haproxy::HaproxyRuntime::new(tb.var("TESTBED_HAPROXY_RUNTIME_API"));
+    let (backend, hp, hs) = (
+        tb.var("TESTBED_HAPROXY_BACKEND"),
+        tb.var("TESTBED_HAPROXY_PRIMARY_SERVER"),
+        tb.var("TESTBED_HAPROXY_STANDBY_SERVER"),
+    );
+    let frontend = tb.var("TESTBED_HAPROXY_FRONTEND_URL");
+    let mut results: Vec<(&str, Vec<f64>)> = Vec::new();
+    for mode in ["notice", "poll"] {
+        let mut times = Vec::new();
+        for i in 0..runs {
+            let name = format!("{mode}-{i}");
+            let (a, b) = (format!("{name}-a"), format!("{name}-b"));
+            let record_name = format!("bench-{}-{name}", ns.rsplit('-').next().unwrap());
+            let record = {
+                use base64::Engine;
+                let key = understudy::traffic::dns::TsigKey {
+                    name: tb.var("TESTBED_TSIG_KEY_NAME"),
+                    algorithm: tb.var("TESTBED_TSIG_ALGORITHM"),
+                    secret: base64::engine::general_purpose::STANDARD
+                        .decode(tb.var("TESTBED_TSIG_SECRET"))
+                        .unwrap(),
+                };
+                understudy::traffic::dns::DnsRecord::new(
+                    &[tb.var("TESTBED_DNS_SERVER")],
+                    &tb.var("TESTBED_DNS_ZONE"),
+                    &record_name,
+                    understudy::api::account_pair::RecordType::A,
+                    5,
+                    key,
+                )
+                .unwrap()
+            };
+            record
+                .ensure_values(&[], &["10.1.0.1".into()])
+                .await
+                .unwrap();
+            http.post(format!("{}/admin/accounts/{a}/seed", sim.1))
+                .json(&json!({ "count": 50, "seed": i }))
+                .send()
+                .await
+                .unwrap();
+            http.put(format!("{}/admin/accounts/{b}", sim.1))
+                .send()
+                .await
+                .unwrap();
+            haproxy.ensure_active(&backend, &hp, &hs).await.unwrap();
+            services
+                .create(&PostParams::default(), &serde_json::from_value(json!({ "metadata": { "name": name }, "spec": { "selector": { "side": "primary" }, "ports": [{ "port": 80 }] } })).unwrap())
+                .await
+                .unwrap();
+            let pair: AccountPair = serde_json::from_value(json!({
+                "apiVersion": "understudy.dev/v1alpha1", "kind": "AccountPair", "metadata": { "name": name },
+                "spec": {
+                    "primary": { "endpoint": sim.1, "accountId": a, "credentialsSecretRef": { "name": "token" } },
+                    "standby": { "endpoint": sim.1, "accountId": b, "credentialsSecretRef": { "name": "token" } },
+                    "replication": { "kafka": { "bootstrapServers": tb.var("TESTBED_KAFKA_BOOTSTRAP") }, "partitions": 1 },
+                    "detection": { "pollInterval": "2s", "confirmations": 2, "failoverDelay": "2s", "notices": { "secretRef": { "name": "notices" } } },
+                    "traffic": {
+                        "dns": [{ "servers": [tb.var("TESTBED_DNS_SERVER")], "zone": tb.var("TESTBED_DNS_ZONE"), "name": record_name, "type": "A", "ttl": 5,
+                                  "tsigSecretRef": { "name": "tsig" }, "primary": ["10.1.0.1"], "standby": ["10.2.0.1"] }],
+                        "loadBalancers": [
+                            { "service": { "name": name, "selectorKey": "side", "primary": "primary", "standby": "standby" } },
+                            { "haproxy": { "runtimeApi": tb.var("TESTBED_HAPROXY_RUNTIME_API"), "backend": backend, "primaryServer": hp, "standbyServer": hs } }
+                        ]
+                    }
+                }
+            }))
+            .unwrap();
+            pairs.create(&PostParams::default(), &pair).await.unwrap();
+            // Ready: replicating, and both sides seen healthy.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let p = pairs.get(&name).await.unwrap();
+                let ok = p.status.as_ref().is_some_and(|s| {
+                    let c = |t: &str| {
+                        s.conditions
+                            .iter()
+                            .any(|c| c.type_ == t && c.status == "True")
+                    };
+                    c("Replicating") && c("PrimaryHealthy") && c("StandbyHealthy")
+                });
+                if ok {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "pair {name} did not become ready"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let t0 = Instant::now();
+            if mode == "notice" {
+                let hook = format!("{}/webhooks/notices/{ns}/{name}", op.1);
+                let r = http
+                    .post(format!("{}/admin/accounts/{a}/notice", sim.1))
+                    .json(&json!({ "url": hook, "secret": "bench-notice-secret", "event": { "type": "frozen", "reason": "bench" }, "applyStatus": true }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success(), "notice: {}", r.status());
+            } else {
+                http.post(format!("{}/admin/accounts/{a}/status", sim.1))
+                    .json(&json!({ "status": "frozen", "reason": "bench" }))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            let deadline = t0 + Duration::from_secs(60);
+            loop {
+                let dns_ok = record
+                    .query(record.servers[0])
+                    .await
+                    .map(|v| v == ["10.2.0.1"])
+                    .unwrap_or(false);
+                let lb_ok = dns_ok
+                    && http
+                        .get(&frontend)
+                        .send()
+                        .await
+                        .ok()
+                        .map(|r| r.status().is_success())
+                        .unwrap_or(false)
+                    && http
+                        .get(&frontend)
+                        .send()
+                        .await
+                        .unwrap()
+                        .text()
+                        .await
+                        .unwrap()
+                        .trim()
+                        == "standby";
+                if dns_ok && lb_ok {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{mode} run {i}: not verified within 60 s"
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let ms = t0.elapsed().as_secs_f64() * 1000.0;
+            eprintln!("{mode} run {i}: {ms:.0} ms");
+            times.push(ms);
+            pairs.delete(&name, &DeleteParams::default()).await.unwrap();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while pairs.get_opt(&name).await.unwrap().is_some() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        results.push((mode, times));
+    }
+    haproxy.ensure_active(&backend, &hp, &hs).await.ok();
+    let summary = |v: &[f64]| {
+        let mut s = v.to_vec();
+        s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        json!({ "p50": pct(&s, 0.5).round(), "p99": pct(&s, 0.99).round(), "min": s[0].round(), "max": s[s.len() - 1].round() })
+    };
+    let out = json!({
+        "runs": runs,
+        "notice_to_verified_ms": summary(&results[0].1),
+        "poll_to_verified_ms": summary(&results[1].1),
+        "poll_interval_ms": 2000,
+        "confirmations": 2,
+    });
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench/failover.json");
+    std::fs::write(path, serde_json::to_string_pretty(&out).unwrap()).unwrap();
+    println!("{}", serde_json::to_string_pretty(&out).unwrap());
+    drop(op);
+    drop(sim);
+}

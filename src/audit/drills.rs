@@ -1,0 +1,108 @@
+//! Drills in the audit trail: a watch on Drill objects that records each drill when it
+//! finishes (result and counts), on the Kafka cluster of the drill's pair. Drills that
+//! had already finished when the watch started were recorded by whoever ran before.
+
+use std::collections::HashMap;
+
+use futures::StreamExt;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use super::kind;
+use super::sink::AuditSink;
+use crate::api::drill::DrillPhase;
+use crate::api::{AccountPair, Drill};
+
+/// Pure: should this observation of a drill be recorded as finished? `before` is the
+/// phase seen last time (`None`: first sight during the initial listing).
+pub fn finished_now(before: Option<DrillPhase>, now: DrillPhase, initial: bool) -> bool {
+    now == DrillPhase::Finished && before != Some(DrillPhase::Finished) && !initial
+}
+
+/// Run until the stream ends. `may_act`: only the Lease holder records.
+pub async fn watch(
+    client: Client,
+    namespace: Option<String>,
+    sink: AuditSink,
+    may_act: impl Fn() -> bool + Send + 'static,
+) {
+    let drills: Api<Drill> = match &namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let mut seen: HashMap<String, DrillPhase> = HashMap::new();
+    let mut initial = true;
+    let mut stream = watcher::watcher(drills, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(ev) = stream.next().await {
+        let d = match ev {
+            Ok(Event::Init) => {
+                initial = true;
+                continue;
+            }
+            Ok(Event::InitDone) => {
+                initial = false;
+                continue;
+            }
+            Ok(Event::InitApply(d)) | Ok(Event::Apply(d)) => d,
+            Ok(Event::Delete(_)) => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, "drill watch");
+                continue;
+            }
+        };
+        let key = format!("{}/{}", d.namespace().unwrap_or_default(), d.name_any());
+        let now = d.status.as_ref().map(|s| s.phase).unwrap_or_default();
+        let before = seen.insert(key, now);
+        if !finished_now(before, now, initial) || !may_act() {
+            continue;
+        }
+        let ns = d.namespace().unwrap_or_default();
+        let pairs: Api<AccountPair> = Api::namespaced(client.clone(), &ns);
+        let Ok(Some(pair)) = pairs.get_opt(&d.spec.pair).await else {
+            continue;
+        };
+        let st = d.status.clone().unwrap_or_default();
+        sink.record(
+            &pair.spec.replication.kafka.bootstrap_servers,
+            kind::DRILL_FINISHED,
+            &ns,
+            &d.spec.pair,
+            json!({
+                "name": d.name_any(),
+                "result": st.result,
+                "rehearse": d.spec.rehearse,
+                "verification": st.verification,
+                "kafkaCopy": st.kafka_copy,
+                "rehearsal": st.rehearsal,
+                "startedAt": st.started_at,
+                "finishedAt": st.finished_at,
+                "message": st.message,
+            }),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drill_is_recorded_once_when_it_finishes() {
+        use DrillPhase::*;
+        assert!(finished_now(Some(Verifying), Finished, false));
+        assert!(
+            finished_now(None, Finished, false),
+            "created and finished between two watches"
+        );
+        assert!(!finished_now(Some(Finished), Finished, false), "once");
+        assert!(
+            !finished_now(None, Finished, true),
+            "finished before we started"
+        );
+        assert!(!finished_now(Some(Pending), Verifying, false));
+    }
+}

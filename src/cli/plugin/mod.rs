@@ -1,0 +1,351 @@
+//! `kubectl understudy …`: the on-call verbs. Every change goes through the API server as
+//! a Switchover (the same object and executor an automatic failover uses) or a patch of
+//! `spec.paused`; nothing here moves traffic or touches replication directly.
+//!
+//! Contract:
+//! - The current kubeconfig is used (`KUBECONFIG`, `--kubeconfig`, `--context`), and the
+//!   namespace is `--namespace/-n`, else the kubeconfig context's namespace.
+//! - Exit codes ([`crate::cli::exit`]): 0 done, 1 failed, 2 wrong or refused input
+//!   (nothing changed), 3 not found, 4 conflict (e.g. a switchover is already running).
+//! - A change asks for confirmation on a terminal; without a terminal it needs `--yes`.
+//! - Decisions (may this request go ahead, what to print) are pure functions in
+//!   [`checks`], [`view`] and [`progress`], unit-tested; the rest is I/O.
+
+pub mod checks;
+mod client;
+mod cmd_audit;
+mod cmd_change;
+mod cmd_switch;
+mod evidence;
+mod evidence_ops;
+pub mod progress;
+pub mod view;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::exit;
+use crate::api::Side;
+
+/// Options every verb takes.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Path of the kubeconfig (default: $KUBECONFIG, else ~/.kube/config).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use (default: the current context).
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// Namespace of the pair (default: the kubeconfig context's namespace).
+    #[arg(short = 'n', long, global = true)]
+    pub namespace: Option<String>,
+}
+
+/// How results are printed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    #[default]
+    Table,
+    Json,
+    Yaml,
+}
+
+/// The plugin's verbs.
+#[derive(Subcommand, Debug)]
+pub enum Verb {
+    /// Show pairs: active side, each side's verdict, lag, last switchover and drill,
+    /// pause, and every condition that needs attention.
+    ///
+    /// Example: kubectl understudy status wecom -n payments
+    Status {
+        /// Name of one AccountPair (all pairs of the namespace when omitted).
+        pair: Option<String>,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Move traffic to the other side with a Planned switchover (gated, lossless).
+    ///
+    /// Creates a Switchover (mode Planned, trigger Manual) that the operator runs:
+    /// precheck (target healthy, replication lag within maxLagForSwitchover) · fence ·
+    /// drain (every acknowledged change applied) · flip DNS · flip load balancers ·
+    /// reverse replication · record. A gate is skipped only by its own --force flag,
+    /// which is recorded in the Switchover and the audit trail.
+    ///
+    /// Example: kubectl understudy switchover wecom --to standby --reason "provider maintenance 02:00" --wait
+    Switchover(SwitchArgs),
+    /// Return traffic to the primary after a failover (a Planned switchover to the
+    /// primary that also checks the primary is level before traffic returns).
+    ///
+    /// Example: kubectl understudy failback wecom --reason "primary unfrozen, appeal granted" --wait
+    Failback(FailbackArgs),
+    /// Cancel a switchover that has not started yet (e.g. one scheduled with --at).
+    /// A switchover that has started cannot be cancelled: it finishes or fails by itself.
+    ///
+    /// Example: kubectl understudy cancel wecom-switchover-x7k2p
+    Cancel {
+        /// Name of the Switchover.
+        switchover: String,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Suspend automatic failover of a pair (a freeze then pages humans instead).
+    /// Manual switchovers still work.
+    ///
+    /// Example: kubectl understudy pause wecom --reason "provider incident INC-4411, we decide by hand"
+    Pause {
+        /// Name of the AccountPair.
+        pair: String,
+        /// Why (required; stored in the annotation understudy.dev/pause-reason).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// Resume automatic failover of a paused pair.
+    ///
+    /// Example: kubectl understudy resume wecom
+    Resume {
+        /// Name of the AccountPair.
+        pair: String,
+        #[command(flatten)]
+        change: ChangeArgs,
+    },
+    /// A pair's switchovers, newest first: trigger, result, records lost, duration.
+    ///
+    /// Example: kubectl understudy history wecom
+    History {
+        /// Name of the AccountPair.
+        pair: String,
+        /// Show at most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Export what an appeal to the provider needs into a directory: freeze signals and
+    /// notices with timestamps, the account's recent operations, the audit records, the
+    /// pair's Events and switchovers, and a README.txt explaining each file.
+    ///
+    /// Example: kubectl understudy evidence wecom --since 7d -o ./appeal-wecom
+    Evidence {
+        /// Name of the AccountPair.
+        pair: String,
+        /// How far back (e.g. 7d, 36h).
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// Directory to write (created if missing).
+        #[arg(short = 'o', long = "output-dir")]
+        output_dir: PathBuf,
+        /// Kafka bootstrap servers (default: the pair's spec.replication.kafka.bootstrapServers).
+        #[arg(long)]
+        kafka: Option<String>,
+        /// Audit topic.
+        #[arg(long, env = "UNDERSTUDY_AUDIT_TOPIC", default_value = crate::audit::DEFAULT_TOPIC)]
+        audit_topic: String,
+    },
+    /// The hash-chained audit trail.
+    #[command(subcommand)]
+    Audit(AuditVerb),
+}
+
+/// `audit …`
+#[derive(Subcommand, Debug)]
+pub enum AuditVerb {
+    /// Read the whole audit topic and prove the hash chain unbroken, or name the first
+    /// record (seq and offset) that was changed or removed. Exit 0 whole, 1 broken.
+    ///
+    /// Example: kubectl understudy audit verify --kafka kafka-0.kafka:9092
+    Verify {
+        /// Kafka bootstrap servers (default: those of the first AccountPair in the namespace).
+        #[arg(long)]
+        kafka: Option<String>,
+        /// Audit topic (e.g. a copy to check).
+        #[arg(long, env = "UNDERSTUDY_AUDIT_TOPIC", default_value = crate::audit::DEFAULT_TOPIC)]
+        topic: String,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+/// Options of every verb that changes something.
+#[derive(Args, Debug, Clone)]
+pub struct ChangeArgs {
+    /// Do not ask for confirmation (required when not on a terminal).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Kafka bootstrap servers for the audit record (default: the pair's).
+    #[arg(long)]
+    pub kafka: Option<String>,
+    /// Audit topic the record is appended to.
+    #[arg(long, env = "UNDERSTUDY_AUDIT_TOPIC", default_value = crate::audit::DEFAULT_TOPIC)]
+    pub audit_topic: String,
+}
+
+/// Options shared by `switchover` and `failback`.
+#[derive(Args, Debug, Clone)]
+pub struct MoveArgs {
+    /// Why (required): goes into the Switchover, the history and the audit trail.
+    #[arg(long)]
+    pub reason: String,
+    /// Evaluate the plan and every gate, change nothing (creates a dry-run Switchover).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not start before this time: RFC 3339 (2026-03-01T02:00:00Z) or +DURATION (+30m).
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Skip the replication-lag gate (recorded).
+    #[arg(long)]
+    pub force_skip_lag_gate: bool,
+    /// Skip the target side's health gate (recorded).
+    #[arg(long)]
+    pub force_skip_standby_health: bool,
+    /// Follow the switchover's steps until it ends; exit 0 only if it succeeded.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait (and --dry-run) wait for the end.
+    #[arg(long, default_value = "10m")]
+    pub timeout: String,
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    #[command(flatten)]
+    pub change: ChangeArgs,
+}
+
+/// `switchover PAIR --to SIDE …`
+#[derive(Args, Debug, Clone)]
+pub struct SwitchArgs {
+    /// Name of the AccountPair.
+    pub pair: String,
+    /// Side that should serve traffic afterwards: standby or primary.
+    #[arg(long, value_parser = parse_side)]
+    pub to: Side,
+    #[command(flatten)]
+    pub args: MoveArgs,
+}
+
+/// `failback PAIR …`
+#[derive(Args, Debug, Clone)]
+pub struct FailbackArgs {
+    /// Name of the AccountPair.
+    pub pair: String,
+    #[command(flatten)]
+    pub args: MoveArgs,
+}
+
+fn parse_side(s: &str) -> Result<Side, String> {
+    s.parse()
+}
+
+/// Why a verb ended without doing what was asked, and the exit code that says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure::new(exit::USAGE, message)
+    }
+    pub fn failed(message: impl Into<String>) -> Self {
+        Failure::new(exit::FAILED, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Failure::new(exit::NOT_FOUND, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Failure::new(exit::CONFLICT, message)
+    }
+}
+
+pub type Outcome = Result<(), Failure>;
+
+/// Run a verb and turn its outcome into the process exit code.
+pub fn run(global: Global, verb: Verb) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILED);
+        }
+    };
+    let outcome = runtime.block_on(dispatch(global, verb));
+    // rdkafka clients may linger in the background; do not wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match outcome {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn dispatch(global: Global, verb: Verb) -> Outcome {
+    let kube = client::Kube::connect(&global).await?;
+    match verb {
+        Verb::Status { pair, output } => cmd_change::status(&kube, pair.as_deref(), output).await,
+        Verb::Switchover(a) => cmd_switch::switchover(&kube, &a.pair, a.to, &a.args, false).await,
+        Verb::Failback(a) => {
+            cmd_switch::switchover(&kube, &a.pair, Side::Primary, &a.args, true).await
+        }
+        Verb::Cancel { switchover, change } => {
+            cmd_switch::cancel(&kube, &switchover, &change).await
+        }
+        Verb::Pause {
+            pair,
+            reason,
+            change,
+        } => cmd_change::pause(&kube, &pair, Some(&reason), &change).await,
+        Verb::Resume { pair, change } => cmd_change::pause(&kube, &pair, None, &change).await,
+        Verb::History {
+            pair,
+            limit,
+            output,
+        } => cmd_change::history(&kube, &pair, limit, output).await,
+        Verb::Evidence {
+            pair,
+            since,
+            output_dir,
+            kafka,
+            audit_topic,
+        } => {
+            evidence::export(
+                &kube,
+                &pair,
+                &since,
+                &output_dir,
+                kafka.as_deref(),
+                &audit_topic,
+            )
+            .await
+        }
+        Verb::Audit(AuditVerb::Verify {
+            kafka,
+            topic,
+            output,
+        }) => cmd_audit::verify(&kube, kafka.as_deref(), &topic, output).await,
+    }
+}
+
+/// Print a serialisable value as JSON or YAML.
+pub(crate) fn print_value<T: serde::Serialize>(value: &T, output: Output) -> Outcome {
+    let text = match output {
+        Output::Yaml => serde_yaml::to_string(value).map_err(|e| Failure::failed(e.to_string()))?,
+        _ => serde_json::to_string_pretty(value).map_err(|e| Failure::failed(e.to_string()))?,
+    };
+    println!("{}", text.trim_end());
+    Ok(())
+}

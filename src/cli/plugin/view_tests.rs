@@ -1,0 +1,129 @@
+//! Unit tests of the status and history views.
+
+use super::super::checks::tests::{pair, so};
+use super::*;
+use crate::api::switchover::{SwitchoverMode, SwitchoverStatus, Trigger};
+use crate::api::{Condition, Side};
+
+fn cond(t: &str, status: &str, reason: &str, message: &str) -> Condition {
+    Condition {
+        type_: t.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn attention_lists_what_a_human_must_look_at() {
+    let mut p = pair(Side::Primary);
+    if let Some(st) = p.status.as_mut() {
+        st.conditions = vec![
+            cond(
+                "Ready",
+                "False",
+                "NotReady",
+                "the active side (primary) is not healthy",
+            ),
+            cond(
+                "NeedsHuman",
+                "True",
+                "FailoverBlocked",
+                "both sides are frozen",
+            ),
+            cond(
+                "RiskWarning",
+                "True",
+                "mass_adds",
+                "61 member adds in an hour",
+            ),
+            cond("Replicating", "True", "Replicating", "ok"),
+            cond("NeedsHuman", "False", "None", "nothing"),
+        ];
+    }
+    p.spec.paused = true;
+    p.metadata.annotations = Some(
+        [(PAUSE_REASON.to_string(), "INC-4411".to_string())]
+            .into_iter()
+            .collect(),
+    );
+    let a = attention(&p);
+    assert_eq!(a.len(), 4, "{a:#?}");
+    assert!(a[0].starts_with("Ready=False"));
+    assert!(a[1].contains("both sides are frozen"));
+    assert!(a[2].starts_with("RiskWarning=True"));
+    assert!(a[3].contains("INC-4411"));
+    let mut fresh = pair(Side::Primary);
+    fresh.status = None;
+    assert!(attention(&fresh)[0].contains("operator"));
+}
+
+#[test]
+fn status_table_shows_sides_lag_and_what_is_in_progress() {
+    let p = pair(Side::Standby);
+    let busy = so("wecom-failback-x", "wecom", None);
+    let r = row(&p, &[busy]);
+    assert_eq!(r.active, "standby");
+    assert_eq!(r.primary, "Healthy (corp-a)");
+    assert_eq!(r.lag, "0.4s/3");
+    assert!(
+        r.in_progress
+            .as_deref()
+            .unwrap()
+            .contains("wecom-failback-x")
+    );
+    let text = render_status(&[r]);
+    let header = text.lines().next().unwrap();
+    assert!(header.starts_with("PAIR") && header.contains("LAST DRILL"));
+    assert!(text.contains("in progress: wecom-failback-x"), "{text}");
+}
+
+#[test]
+fn history_is_newest_first_with_result_loss_and_duration() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let at = |s: i64| {
+        Some(Time(
+            k8s_openapi::jiff::Timestamp::from_second(1_700_000_000 + s).unwrap(),
+        ))
+    };
+    let mut old = so("wecom-failover-1", "wecom", None);
+    old.metadata.creation_timestamp = at(0);
+    old.spec.trigger = Trigger::Automatic;
+    old.spec.mode = SwitchoverMode::Emergency;
+    old.status = Some(SwitchoverStatus {
+        phase: SwitchoverPhase::Succeeded,
+        records_lost: Some(2),
+        duration_ms: Some(840),
+        ..Default::default()
+    });
+    let mut new = so("wecom-switchover-2", "wecom", None);
+    new.metadata.creation_timestamp = at(100);
+    new.spec.to = Side::Primary;
+    new.status = Some(SwitchoverStatus {
+        phase: SwitchoverPhase::Succeeded,
+        records_lost: Some(0),
+        duration_ms: Some(2500),
+        ..Default::default()
+    });
+    let mut other = so("x", "other", None);
+    other.metadata.creation_timestamp = at(200);
+    let rows = history("wecom", &[old, other, new], 10);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].name, "wecom-switchover-2");
+    assert_eq!(rows[1].trigger, "Automatic");
+    assert_eq!(rows[1].records_lost, Some(2));
+    let text = render_history(&rows);
+    assert!(text.lines().nth(1).unwrap().contains("2.5s"), "{text}");
+    assert!(text.contains("Emergency") && text.contains("alice"));
+    assert_eq!(history("wecom", &[], 10).len(), 0);
+}
+
+#[test]
+fn table_columns_align() {
+    let t = table(
+        &["A", "BB"],
+        &[vec!["xxx".into(), "y".into()], vec!["z".into(), "".into()]],
+    );
+    assert_eq!(t, "A    BB\nxxx  y\nz\n");
+}

@@ -1,0 +1,313 @@
+//! The sink's tasks: dispatching fetched records per partition, applying chunks in
+//! order, dead-lettering poison and committing applied offsets (see the parent module
+//! for the contract).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{mpsc, watch};
+
+use super::{Ctx, Shared, lock};
+use crate::provider::ProviderError;
+use crate::replication::codec::{self, DlqReason, StateRecord};
+use crate::replication::config::backoff;
+use crate::replication::decide::{self, ApplyVerdict};
+
+/// Reads ready messages in chunks and hands each partition's run to its worker.
+pub(super) async fn dispatch(
+    consumer: Arc<StreamConsumer>,
+    senders: BTreeMap<i32, mpsc::Sender<Vec<OwnedMessage>>>,
+    shared: Arc<Shared>,
+    chunk: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut stream = consumer.stream().ready_chunks(chunk.max(1));
+    loop {
+        let batch = tokio::select! {
+            b = stream.next() => b,
+            _ = stop.changed() => return,
+        };
+        let Some(batch) = batch else { return };
+        let mut by_part: BTreeMap<i32, Vec<OwnedMessage>> = BTreeMap::new();
+        for m in batch {
+            match m {
+                Ok(m) => by_part.entry(m.partition()).or_default().push(m.detach()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "consuming the state topic");
+                    *lock(&shared.kafka_error) = Some(e.to_string());
+                }
+            }
+        }
+        for (p, msgs) in by_part {
+            let (Some(tx), Some(part)) = (senders.get(&p), shared.parts.get(&p)) else {
+                continue;
+            };
+            let first_ts = msgs
+                .first()
+                .and_then(|m| m.timestamp().to_millis())
+                .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+            lock(&part.pending).push_back(first_ts);
+            tokio::select! {
+                r = tx.send(msgs) => if r.is_err() { return },
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+/// Applies one partition's chunks in order.
+pub(super) async fn worker(
+    p: i32,
+    mut rx: mpsc::Receiver<Vec<OwnedMessage>>,
+    ctx: Arc<Ctx>,
+    stop: watch::Receiver<bool>,
+) {
+    let Some(part) = ctx.shared.parts.get(&p) else {
+        return;
+    };
+    loop {
+        let mut stop_w = stop.clone();
+        if *stop_w.borrow() {
+            return;
+        }
+        let chunk = tokio::select! {
+            c = rx.recv() => c,
+            _ = stop_w.changed() => return,
+        };
+        let Some(chunk) = chunk else { return };
+        let Some(last) = chunk.last().map(|m| m.offset()) else {
+            continue;
+        };
+        if !apply_chunk(&ctx, &chunk, &stop).await {
+            return; // stopped mid-chunk: nothing of it counts as applied
+        }
+        part.applied.store(last + 1, Ordering::Release);
+        lock(&part.pending).pop_front();
+        ctx.shared.progress.notify_waiters();
+    }
+}
+
+enum Applied {
+    Done,
+    Poison(String),
+    Stopped,
+}
+
+/// Applies one chunk; false when stopped before it was complete.
+async fn apply_chunk(ctx: &Ctx, chunk: &[OwnedMessage], stop: &watch::Receiver<bool>) -> bool {
+    let mut dead: Vec<(usize, DlqReason, String)> = Vec::new();
+    let mut decoded = Vec::with_capacity(chunk.len());
+    for (i, m) in chunk.iter().enumerate() {
+        let headers = m.headers();
+        let lookup = |name: &str| {
+            headers.and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value))
+        };
+        match codec::decode(m.key(), m.payload(), lookup) {
+            Ok(rec) => decoded.push((rec.key().clone(), (i, rec))),
+            Err(e) => dead.push((i, DlqReason::Undecodable, e.to_string())),
+        }
+    }
+    let n_decoded = decoded.len();
+    let writes = decide::coalesce(decoded);
+    let n_writes = writes.len();
+    let conc = ctx.cfg.tuning.apply_concurrency.max(1);
+    let results: Vec<(usize, Applied)> = futures::stream::iter(writes)
+        .map(|(_, (i, rec))| async move { (i, apply_one(ctx, &rec, stop.clone()).await) })
+        .buffer_unordered(conc)
+        .collect()
+        .await;
+    let mut rejected = 0;
+    for (i, r) in results {
+        match r {
+            Applied::Done => {}
+            Applied::Poison(e) => {
+                rejected += 1;
+                dead.push((i, DlqReason::Rejected, e));
+            }
+            Applied::Stopped => return false,
+        }
+    }
+    dead.sort_by_key(|(i, _, _)| *i);
+    for (i, reason, err) in &dead {
+        if !dead_letter(ctx, &chunk[*i], *reason, err, stop).await {
+            return false;
+        }
+    }
+    let s = &ctx.shared;
+    let applied = (n_decoded - rejected) as u64;
+    s.applied.fetch_add(applied, Ordering::Relaxed);
+    s.writes
+        .fetch_add((n_writes - rejected) as u64, Ordering::Relaxed);
+    s.dlq.fetch_add(dead.len() as u64, Ordering::Relaxed);
+    s.applied_total.inc_by(applied);
+    s.dlq_total.inc_by(dead.len() as u64);
+    s.last_applied_ms
+        .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+    true
+}
+
+/// Writes one record to the passive account, retrying until it succeeds, is poison, or
+/// the sink stops.
+async fn apply_one(ctx: &Ctx, rec: &StateRecord, mut stop: watch::Receiver<bool>) -> Applied {
+    let mut delays = backoff(&ctx.cfg.tuning);
+    loop {
+        let result = match rec {
+            StateRecord::Upsert { entity, .. } => {
+                ctx.provider.put_entity(entity, Some(&ctx.tag)).await
+            }
+            StateRecord::Delete { key, .. } => {
+                match ctx.provider.delete_entity(key, Some(&ctx.tag)).await {
+                    Err(ProviderError::NotFound(_)) => Ok(()),
+                    r => r,
+                }
+            }
+        };
+        let err = match result {
+            Ok(()) => {
+                let mut e = lock(&ctx.shared.apply_error);
+                if e.is_some() {
+                    *e = None;
+                }
+                return Applied::Done;
+            }
+            Err(e) => e,
+        };
+        let verdict = decide::classify_apply_error(&err);
+        if verdict == ApplyVerdict::Poison {
+            return Applied::Poison(err.to_string());
+        }
+        let mut delay = delays.next().unwrap_or(ctx.cfg.tuning.retry_max);
+        if let ProviderError::RateLimited { retry_after } = &err {
+            delay = delay.max(*retry_after);
+        }
+        if verdict == ApplyVerdict::Blocked {
+            tracing::warn!(error = %err, key = %rec.key(), "the passive account refuses writes; retrying");
+        }
+        *lock(&ctx.shared.apply_error) = Some(err);
+        if *stop.borrow() {
+            return Applied::Stopped;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.changed() => return Applied::Stopped,
+        }
+    }
+}
+
+/// Copies a record to the DLQ with the reason in its headers; retries until Kafka
+/// acknowledges or the sink stops.
+async fn dead_letter(
+    ctx: &Ctx,
+    m: &OwnedMessage,
+    reason: DlqReason,
+    err: &str,
+    stop: &watch::Receiver<bool>,
+) -> bool {
+    tracing::warn!(reason = reason.as_str(), error = %err, partition = m.partition(), offset = m.offset(), "record to the dead-letter topic");
+    let mut headers = OwnedHeaders::new();
+    if let Some(h) = m.headers() {
+        for x in h.iter() {
+            headers = headers.insert(Header {
+                key: x.key,
+                value: x.value,
+            });
+        }
+    }
+    for (k, v) in codec::dlq_headers(reason, err, &ctx.topic, m.partition(), m.offset()) {
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(&v),
+        });
+    }
+    let mut delays = backoff(&ctx.cfg.tuning);
+    let mut stop = stop.clone();
+    loop {
+        let mut rec: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&ctx.dlq_topic).headers(headers.clone());
+        if let Some(k) = m.key() {
+            rec = rec.key(k);
+        }
+        if let Some(v) = m.payload() {
+            rec = rec.payload(v);
+        }
+        match ctx.dlq.send(rec, Duration::from_secs(5)).await {
+            Ok(_) => return true,
+            Err((e, _)) => {
+                tracing::warn!(error = %e, "writing to the dead-letter topic; retrying");
+                *lock(&ctx.shared.kafka_error) = Some(e.to_string());
+            }
+        }
+        let d = delays.next().unwrap_or(ctx.cfg.tuning.retry_max);
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = stop.changed() => return false,
+        }
+    }
+}
+
+/// Commits the applied offsets every `interval`.
+pub(super) async fn committer(
+    consumer: Arc<StreamConsumer>,
+    shared: Arc<Shared>,
+    topic: String,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = commit_now(&consumer, &shared, &topic).await {
+            tracing::warn!(error = %e, "committing the sink's offsets; retrying");
+        }
+    }
+}
+
+/// Commits every partition whose applied offset moved past the committed one, with the
+/// pipeline's epoch as the offsets' metadata.
+pub(super) async fn commit_now(
+    consumer: &Arc<StreamConsumer>,
+    shared: &Arc<Shared>,
+    topic: &str,
+) -> Result<(), String> {
+    let mut tpl = TopicPartitionList::new();
+    let mut moved = Vec::new();
+    for (p, st) in &shared.parts {
+        let a = st.applied.load(Ordering::Acquire);
+        if a > st.committed.load(Ordering::Acquire) {
+            let mut e = tpl.add_partition(topic, *p);
+            e.set_offset(Offset::Offset(a)).map_err(|e| e.to_string())?;
+            e.set_metadata(&shared.epoch);
+            moved.push((*p, a));
+        }
+    }
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let c = consumer.clone();
+    let r = tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync))
+        .await
+        .map_err(|e| e.to_string())?;
+    match r {
+        Ok(()) => {
+            for (p, a) in moved {
+                if let Some(st) = shared.parts.get(&p) {
+                    st.committed.fetch_max(a, Ordering::AcqRel);
+                }
+            }
+            Ok(())
+        }
+        Err(e) => {
+            *lock(&shared.kafka_error) = Some(e.to_string());
+            Err(e.to_string())
+        }
+    }
+}

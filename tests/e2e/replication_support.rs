@@ -1,0 +1,214 @@
+//! Helpers of the replication end-to-end tests: two simulator accounts and a pipeline
+//! configuration per test, full comparisons through `list_entities` paging, condition
+//! waits, the broker restart script and a DLQ reader.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use rdkafka::Message;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use tokio::sync::RwLock;
+use understudy::api::Side;
+use understudy::model::{Digest, EntityKey, EntityKind};
+use understudy::provider::AccountProvider;
+use understudy::provider::sim::load::{LoadGen, Until};
+use understudy::provider::sim::{SimProvider, SimStore};
+use understudy::replication::{KafkaConfig, PipelineConfig};
+
+use crate::support::{Testbed, suffix, wait_until};
+
+/// Readers: tests using Kafka. Writer: the test restarting it.
+pub fn broker_lock() -> &'static RwLock<()> {
+    static LOCK: OnceLock<RwLock<()>> = OnceLock::new();
+    LOCK.get_or_init(|| RwLock::new(()))
+}
+
+pub struct Bed {
+    pub bootstrap: String,
+    pub store: SimStore,
+    pub primary: Arc<SimProvider>,
+    pub standby: Arc<SimProvider>,
+    pub ns: String,
+    pub pair: String,
+}
+
+impl Bed {
+    pub fn new(tb: &Testbed) -> Bed {
+        let store = SimStore::new();
+        let ns = format!("e2e{}", suffix());
+        Bed {
+            bootstrap: tb.var("TESTBED_KAFKA_BOOTSTRAP"),
+            primary: Arc::new(SimProvider::new(store.clone(), "corp-a")),
+            standby: Arc::new(SimProvider::new(store.clone(), "corp-b")),
+            store,
+            ns,
+            pair: "wecom".into(),
+        }
+    }
+
+    pub fn config(&self, from: Side) -> PipelineConfig {
+        let mut c = PipelineConfig::new(
+            &self.ns,
+            &self.pair,
+            from,
+            KafkaConfig::new(&self.bootstrap),
+        );
+        c.partitions = 6;
+        c.tuning.retry_max = Duration::from_millis(500);
+        c
+    }
+
+    pub async fn load(&self, account: &str, changes: u64, rate: u64, seed: u64) -> u64 {
+        LoadGen::run(&self.store, account, rate, Until::Count(changes), seed)
+            .await
+            .changes
+    }
+}
+
+/// Differences between two accounts, read in full through `list_entities` paging.
+#[derive(Debug, Default, PartialEq)]
+pub struct Diff {
+    pub compared: usize,
+    pub missing: Vec<EntityKey>,
+    pub extra: Vec<EntityKey>,
+    pub mismatched: Vec<EntityKey>,
+}
+
+impl Diff {
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.extra.is_empty() && self.mismatched.is_empty()
+    }
+}
+
+pub async fn all_entities(p: &dyn AccountProvider) -> Vec<(EntityKey, Digest)> {
+    let mut out = Vec::new();
+    let mut after: Option<EntityKey> = None;
+    loop {
+        let page = p
+            .list_entities(after.as_ref(), 10_000)
+            .await
+            .expect("list entities");
+        out.extend(page.entities.into_iter().map(|e| (e.key, e.digest)));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return out,
+        }
+    }
+}
+
+pub async fn diff(a: &dyn AccountProvider, b: &dyn AccountProvider) -> Diff {
+    let (a, b) = (all_entities(a).await, all_entities(b).await);
+    let mut d = Diff {
+        compared: a.len().max(b.len()),
+        ..Diff::default()
+    };
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x.0 == y.0 => {
+                if x.1 != y.1 {
+                    d.mismatched.push(x.0.clone());
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(x), Some(y)) if x.0 < y.0 => {
+                d.missing.push(x.0.clone());
+                i += 1;
+            }
+            (Some(x), None) => {
+                d.missing.push(x.0.clone());
+                i += 1;
+            }
+            (_, Some(y)) => {
+                d.extra.push(y.0.clone());
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    d
+}
+
+/// Cheap equality (shared payloads, no deep copies) for polling.
+pub fn same_state(store: &SimStore, a: &str, b: &str) -> bool {
+    let list = |id: &str| -> Vec<(EntityKey, Digest)> {
+        let acc = store.account(id);
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let (page, next) = acc.list(after.as_ref(), 10_000).expect("list");
+            out.extend(page.into_iter().map(|(k, p)| (k, p.digest)));
+            match next {
+                Some(n) => after = Some(n),
+                None => return out,
+            }
+        }
+    };
+    list(a) == list(b)
+}
+
+pub async fn wait_same(store: &SimStore, a: &str, b: &str, timeout: Duration, what: &str) {
+    wait_until(timeout, what, || async {
+        same_state(store, a, b).then_some(())
+    })
+    .await;
+}
+
+pub fn kafka_script(cmd: &str) -> tokio::process::Command {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/testbed/kafka.sh");
+    let mut c = tokio::process::Command::new(script);
+    c.arg(cmd);
+    c
+}
+
+pub fn kinds_of(keys: &[(EntityKey, Digest)]) -> usize {
+    let mut kinds: Vec<EntityKind> = keys.iter().map(|(k, _)| k.kind()).collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds.len()
+}
+
+pub fn dlq_records(
+    bootstrap: &str,
+    topic: &str,
+    want: usize,
+) -> Vec<(Option<String>, BTreeMap<String, String>)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("e2e-dlq-{}", suffix()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    c.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while out.len() < want && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|x| {
+                            (
+                                x.key.to_string(),
+                                String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push((
+                m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                headers,
+            ));
+        }
+    }
+    out
+}
