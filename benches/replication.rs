@@ -66,9 +66,16 @@ fn testbed_env() -> Result<HashMap<String, String>, String> {
 }
 
 fn suffix() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
     format!(
-        "{:x}",
-        std::process::id() as u64 * 7919 + Instant::now().elapsed().as_nanos() as u64 % 7919
+        "{:x}{:x}{}",
+        std::process::id(),
+        nanos,
+        NEXT.fetch_add(1, Ordering::Relaxed)
     )
 }
 
@@ -86,6 +93,15 @@ fn percentile(sorted: &[i64], p: f64) -> f64 {
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)] as f64
+}
+
+/// The machine's 1-minute load average: the bench shares two cores with the broker and
+/// whatever else runs, so every figure is read against it.
+fn load_avg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
 }
 
 fn rss_kib(field: &str) -> u64 {
@@ -134,7 +150,7 @@ async fn throughput_run(bootstrap: &str, n: u64, seed: u64) -> Result<Throughput
     let standby: Arc<dyn AccountProvider> = Arc::new(SimProvider::new(store.clone(), "corp-b"));
     let ns = format!("bench{}", suffix());
     let start = Start::AfterFlip(Flip {
-        epoch: "bench".into(),
+        epoch: format!("bench-{}", suffix()),
         source_cursor: "0".into(),
         sink_offsets: BTreeMap::new(),
     });
@@ -331,6 +347,7 @@ async fn run() -> Result<serde_json::Value, String> {
     let runs = env_num("BENCH_RUNS", 3).max(1);
     let skip_java = std::env::var("BENCH_SKIP_JAVA").is_ok_and(|v| v == "1");
     let started = Instant::now();
+    let load_start = load_avg();
 
     let size = record_bytes(20_000).await;
     eprintln!("record size: {size:.0} bytes (key + JSON envelope)");
@@ -427,6 +444,8 @@ async fn run() -> Result<serde_json::Value, String> {
             "breakdown_us_per_record": breakdown,
             "perf_test_topic": "non-compacted, 6 partitions (ProducerPerformance sends keyless records)",
             "elapsed_s": started.elapsed().as_secs(),
+            "load_avg_1m_start": load_start,
+            "load_avg_1m_end": load_avg(),
         }
     }))
 }

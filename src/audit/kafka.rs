@@ -59,6 +59,20 @@ pub enum AuditError {
     Internal(String),
 }
 
+impl AuditError {
+    /// The topic (or its partition) does not exist.
+    pub fn is_missing_topic(&self) -> bool {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        match self {
+            AuditError::Kafka { source, .. } => matches!(
+                source.rdkafka_error_code(),
+                Some(C::UnknownPartition | C::UnknownTopic | C::UnknownTopicOrPartition)
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// Where the chain lives.
 #[derive(Clone, Debug)]
 pub struct AuditTarget {

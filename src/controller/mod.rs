@@ -5,6 +5,7 @@
 pub mod account_pair;
 pub mod conditions;
 pub mod context;
+pub mod drill;
 pub mod executor_glue;
 pub mod leader;
 pub mod metrics;

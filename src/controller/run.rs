@@ -89,8 +89,26 @@ pub async fn run(
                 tracing::debug!(error = %e, "switchover reconcile");
             }
         });
+    let drills: Api<crate::api::Drill> = match &opts.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let drill_ctl = Controller::new(drills, watcher::Config::default())
+        .shutdown_on_signal()
+        .run(
+            super::drill::reconcile,
+            super::drill::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "drill reconcile");
+            }
+        });
+    let schedule = tokio::spawn(super::drill::schedule_loop(ctx.clone()));
     readiness.set_ready(true);
-    futures::join!(pair_ctl, so_ctl);
+    futures::join!(pair_ctl, so_ctl, drill_ctl);
+    schedule.abort();
     // Graceful shutdown: stop every pipeline cleanly (flush, commit).
     let workers: Vec<_> = lock(&ctx.workers).drain().map(|(_, w)| w).collect();
     for w in workers {

@@ -332,7 +332,8 @@ pub async fn reconcile(so: Arc<Switchover>, ctx: Arc<Context>) -> Result<Action,
                 } else {
                     "failed"
                 };
-                if !executor.spec.dry_run {
+                // A cancelled switchover moved nothing: it is neither a success nor a failure.
+                if !executor.spec.dry_run && st.phase != SwitchoverPhase::Cancelled {
                     m.failovers_total
                         .with_label_values(&[&namespace, &pair_name, &trigger, result])
                         .inc();

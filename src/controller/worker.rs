@@ -298,7 +298,7 @@ impl PairWorker {
                 &self.namespace,
                 &self.name,
                 serde_json::json!({
-                    "side": signal.side,
+                    "side": signal.side.as_str(),
                     "account": self.spec_account(signal.side),
                     "notice": notice.as_str(),
                     "reason": reason,

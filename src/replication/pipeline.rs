@@ -274,21 +274,16 @@ impl Pipeline {
         let _ = monitor.await;
         let source = Arc::try_unwrap(source).map_err(|_| PipelineError::Busy)?;
         let sink = Arc::try_unwrap(sink).map_err(|_| PipelineError::Busy)?;
+        let mut last = source.status();
         let end = source.stop().await?;
         let sink_status = sink.stop().await?;
         let end_offsets = lock(&cache).end_offsets.clone();
+        last.state = SourceState::Stopped;
+        last.checkpoint = end.checkpoint.clone();
+        last.oldest_pending_ms = None;
         let snapshot = compute_snapshot(
             &cfg,
-            &SourceStatus {
-                state: SourceState::Stopped,
-                produced: 0,
-                skipped: 0,
-                checkpoint: end.checkpoint.clone(),
-                oldest_pending_ms: None,
-                produced_offsets: BTreeMap::new(),
-                feed_error: end.feed_error.clone(),
-                kafka_error: None,
-            },
+            &last,
             &sink_status,
             &end_offsets,
             chrono::Utc::now().timestamp_millis(),

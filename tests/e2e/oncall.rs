@@ -244,6 +244,19 @@ async fn wrong_input_is_refused_with_a_clear_message_and_changes_nothing() {
         .await
         .expect(code(exit::USAGE), "pause, no --yes");
 
+    // --kubeconfig wins over $KUBECONFIG.
+    let elsewhere = Oncall {
+        kubeconfig: "/nonexistent/kubeconfig".into(),
+        audit_topic: oc.audit_topic.clone(),
+    };
+    let r = elsewhere.run(&["status", "wecom", "-n", &ns]).await;
+    assert_ne!(r.code, 0, "a missing kubeconfig is an error: {}", r.text());
+    let path = tb.var("TESTBED_KUBECONFIG");
+    elsewhere
+        .run(&["status", "wecom", "-n", &ns, "--kubeconfig", &path])
+        .await
+        .expect(0, "status with --kubeconfig");
+
     // Nothing changed.
     assert!(
         switchovers(&client, &ns).await.is_empty(),
@@ -551,6 +564,16 @@ async fn planned_switchover_under_load_loses_nothing_and_an_uneven_primary_block
     .await;
     let v = oc.run(&["audit", "verify"]).await;
     v.expect(0, "audit verify");
+    let bootstrap = tb.var("TESTBED_KAFKA_BOOTSTRAP");
+    assert_eq!(
+        topic_config(&bootstrap, &topic).await,
+        (
+            1,
+            "delete".to_string(),
+            (730u64 * 24 * 3600 * 1000).to_string()
+        ),
+        "one partition, deleted by age after 730 days"
+    );
     assert!(v.stdout.contains("audit chain whole"), "{}", v.stdout);
     eprintln!("planned switchover under load: {:?}", started.elapsed());
 }

@@ -313,7 +313,8 @@ async fn failback_by_hand_returns_traffic_once_the_primary_is_level_and_the_audi
         r.stderr
     );
     let r = verify(copy("missing")).await;
-    assert_ne!(r.code, 0, "a topic that does not exist: {}", r.text());
+    r.expect(i32::from(exit::NOT_FOUND), "a topic that does not exist");
+    assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
 
     // Evidence for the appeal.
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -396,7 +397,7 @@ async fn automatic_failback_after_the_hold_down() {
         &tb,
         &ns,
         "oncall-autofb",
-        &[],
+        &["--audit-retention", "90d"],
         &[("UNDERSTUDY_AUDIT_TOPIC", topic.clone())],
     );
     wait_replicating(&client, &scene).await;
@@ -474,5 +475,12 @@ async fn automatic_failback_after_the_hold_down() {
     oc.run(&["audit", "verify", "-n", &ns])
         .await
         .expect(0, "audit verify");
+    let (partitions, policy, retention) =
+        topic_config(&tb.var("TESTBED_KAFKA_BOOTSTRAP"), &oc.audit_topic).await;
+    assert_eq!(
+        (partitions, policy.as_str(), retention),
+        (1, "delete", (90u64 * 24 * 3600 * 1000).to_string()),
+        "--audit-retention 90d"
+    );
     eprintln!("automatic failback: {:?}", started.elapsed());
 }

@@ -79,13 +79,12 @@ pub async fn verify(kube: &Kube, kafka: Option<&str>, topic: &str, output: Outpu
     let v = crate::audit::read::verify_topic(&target)
         .await
         .map_err(|e| {
-            let text = e.to_string();
-            if text.contains("Unknown topic") || text.contains("UnknownTopic") {
+            if e.is_missing_topic() {
                 Failure::not_found(format!(
                     "the audit topic {topic} does not exist on {bootstrap}"
                 ))
             } else {
-                Failure::failed(format!("reading the audit topic {topic}: {text}"))
+                Failure::failed(format!("reading the audit topic {topic}: {e}"))
             }
         })?;
     if output != Output::Table {

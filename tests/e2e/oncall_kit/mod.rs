@@ -291,3 +291,34 @@ pub const EVIDENCE_FILES: [&str; 7] = [
 pub fn read(dir: &Path, file: &str) -> String {
     std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
 }
+
+/// (partitions, cleanup.policy, retention.ms) of a topic, from the broker.
+pub async fn topic_config(bootstrap: &str, topic: &str) -> (usize, String, String) {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::config::ClientConfig;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let res = admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new())
+        .await
+        .expect("describe configs");
+    let r = res
+        .into_iter()
+        .next()
+        .expect("one resource")
+        .expect("topic config");
+    let get = |k: &str| r.get(k).and_then(|e| e.value.clone()).unwrap_or_default();
+    let md = admin
+        .inner()
+        .fetch_metadata(Some(topic), std::time::Duration::from_secs(10))
+        .expect("metadata");
+    let partitions = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len());
+    (partitions, get("cleanup.policy"), get("retention.ms"))
+}

@@ -1,0 +1,328 @@
+//! Drills at run time: the schedule (one `Drill` per slot, named after the slot so a
+//! restarted operator gets AlreadyExists instead of a duplicate; missed slots are not
+//! replayed; `historyLimit` finished drills kept) and the Drill controller that runs each
+//! Drill once through `drills::run_drill`. A rehearsal is a Switchover with trigger
+//! Drill on the drill's own traffic, run by the one executor.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use super::context::{Context, lock};
+use super::worker::PairWorker;
+use crate::api::drill::{DrillPhase, DrillResult, DrillSpec, DrillStatus, RehearsalStatus};
+use crate::api::switchover::{SwitchoverMode, SwitchoverPhase, Trigger};
+use crate::api::{AccountPair, Drill, Side, Switchover, SwitchoverSpec};
+use crate::drills::{self, DrillInputs, DrillStatusSink, KafkaCopyConfig, Rehearsal, Settle};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+struct Sink {
+    api: Api<Drill>,
+    name: String,
+}
+
+#[async_trait]
+impl DrillStatusSink for Sink {
+    async fn save(&self, status: &DrillStatus) {
+        let patch = serde_json::json!({ "status": status });
+        if let Err(e) = self
+            .api
+            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            tracing::warn!(drill = %self.name, error = %e, "saving the drill status failed");
+        }
+    }
+}
+
+/// Settled when the pair's replication shows no lag (or after 30 s).
+struct LagSettle(Arc<PairWorker>);
+
+#[async_trait]
+impl Settle for LagSettle {
+    async fn settle(&self) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while tokio::time::Instant::now() < deadline {
+            let lag = lock(&self.0.state)
+                .last_snapshot
+                .as_ref()
+                .map(|s| s.lag_records);
+            if lag == Some(0) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    }
+}
+
+/// A rehearsal: a Switchover with trigger Drill (flip the drill's traffic and restore it).
+struct SwitchoverRehearsal {
+    api: Api<Switchover>,
+    drill: String,
+    pair: String,
+}
+
+#[async_trait]
+impl Rehearsal for SwitchoverRehearsal {
+    async fn flip_and_restore(&self) -> Result<RehearsalStatus, String> {
+        let name = format!("{}-rehearsal", self.drill);
+        let so = Switchover {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..Default::default()
+            },
+            spec: SwitchoverSpec {
+                pair: self.pair.clone(),
+                to: Side::Standby,
+                mode: SwitchoverMode::Planned,
+                trigger: Trigger::Drill,
+                reason: format!("rehearsal of drill {}", self.drill),
+                requested_by: Some("understudy".into()),
+                dry_run: false,
+                not_before: None,
+                force: None,
+            },
+            status: None,
+        };
+        match self.api.create(&PostParams::default(), &so).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(format!("creating the rehearsal switchover failed: {e}")),
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let so = self.api.get(&name).await.map_err(|e| e.to_string())?;
+            if let Some(st) = so.status.filter(|s| s.phase.is_finished()) {
+                if st.phase != SwitchoverPhase::Succeeded {
+                    return Err(st
+                        .message
+                        .unwrap_or_else(|| "the rehearsal switchover failed".into()));
+                }
+                let ms = |names: &[&str]| -> i64 {
+                    st.steps
+                        .iter()
+                        .filter(|s| names.contains(&s.name.as_str()))
+                        .filter_map(|s| {
+                            Some((
+                                parse(s.started_at.as_deref()?)?,
+                                parse(s.finished_at.as_deref()?)?,
+                            ))
+                        })
+                        .map(|(a, b)| (b - a).num_milliseconds())
+                        .sum()
+                };
+                return Ok(RehearsalStatus {
+                    flip_ms: ms(&["flip-dns", "flip-lb"]),
+                    restore_ms: ms(&["restore-dns", "restore-lb"]),
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err("the rehearsal switchover did not finish within 120 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn parse(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+pub async fn reconcile(drill: Arc<Drill>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.leader.may_act() {
+        super::metrics::metrics()
+            .dropped_work_total
+            .with_label_values(&["drill"])
+            .inc();
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
+    if drill
+        .status
+        .as_ref()
+        .is_some_and(|s| s.phase == DrillPhase::Finished)
+    {
+        return Ok(Action::await_change());
+    }
+    let ns = drill.namespace().unwrap_or_default();
+    let name = drill.name_any();
+    let Some(worker) = ctx.worker(&ns, &drill.spec.pair) else {
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    };
+    let key = format!("drill#{ns}/{name}");
+    if !lock(&ctx.executing).insert(key.clone()) {
+        return Ok(Action::requeue(Duration::from_secs(10)));
+    }
+    let active = worker.active();
+    let drills_api: Api<Drill> = Api::namespaced(ctx.client.clone(), &ns);
+    let reference = drill.object_ref(&());
+    tokio::spawn(async move {
+        let sink = Sink {
+            api: drills_api,
+            name: name.clone(),
+        };
+        let settle = LagSettle(worker.clone());
+        let kafka = KafkaCopyConfig::for_pair(
+            &worker.spec.replication.kafka.bootstrap_servers,
+            &ns,
+            &worker.name,
+        );
+        let rehearsal = SwitchoverRehearsal {
+            api: Api::namespaced(ctx.client.clone(), &ns),
+            drill: name.clone(),
+            pair: worker.name.clone(),
+        };
+        let clock = || Utc::now();
+        let status = drills::run_drill(DrillInputs {
+            namespace: &ns,
+            pair: &worker.name,
+            primary: worker.provider(active),
+            standby: worker.provider(active.other()),
+            kafka: &kafka,
+            rehearsal: (drill.spec.rehearse || worker.spec.drills.rehearse)
+                .then_some(&rehearsal as &dyn Rehearsal),
+            settle: &settle,
+            sink: &sink,
+            options: Default::default(),
+            clock: &clock,
+        })
+        .await;
+        let passed = status.result == Some(DrillResult::Passed);
+        let note = format!(
+            "drill {name}: {}",
+            status.message.clone().unwrap_or_default()
+        );
+        ctx.event(
+            &reference,
+            !passed,
+            if passed { "DrillPassed" } else { "DrillFailed" },
+            "Drill",
+            note,
+        )
+        .await;
+        record_on_pair(&ctx, &ns, &worker.name, &name, &status).await;
+        lock(&ctx.executing).remove(&key);
+    });
+    Ok(Action::requeue(Duration::from_secs(30)))
+}
+
+/// `lastDrill` and the `DrillsPassing` condition on the pair.
+async fn record_on_pair(ctx: &Context, ns: &str, pair: &str, drill: &str, status: &DrillStatus) {
+    let api: Api<AccountPair> = Api::namespaced(ctx.client.clone(), ns);
+    let Ok(p) = api.get_status(pair).await else {
+        return;
+    };
+    let mut st = p.status.unwrap_or_default();
+    let passed = status.result == Some(DrillResult::Passed);
+    super::conditions::set_condition(
+        &mut st.conditions,
+        "DrillsPassing",
+        passed.into(),
+        if passed { "DrillPassed" } else { "DrillFailed" },
+        &format!(
+            "drill {drill}: {}",
+            status.message.clone().unwrap_or_default()
+        ),
+        p.metadata.generation,
+        Utc::now(),
+    );
+    let patch = serde_json::json!({ "status": {
+        "conditions": st.conditions,
+        "lastDrill": { "name": drill, "result": status.result, "finishedAt": status.finished_at },
+    }});
+    if let Err(e) = api
+        .patch_status(pair, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        tracing::warn!(pair, error = %e, "recording the drill on the pair failed");
+    }
+}
+
+pub fn error_policy(_d: Arc<Drill>, err: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(error = %err, "drill reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Every 15 s: create the Drill of a due slot for each pair, prune old drills.
+pub async fn schedule_loop(ctx: Arc<Context>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        if !ctx.leader.is_leader() {
+            continue;
+        }
+        let workers: Vec<Arc<PairWorker>> = lock(&ctx.workers).values().cloned().collect();
+        for w in workers {
+            if let Err(e) = schedule_pair(&ctx, &w).await {
+                tracing::warn!(pair = %w.name, error = %e, "drill schedule");
+            }
+        }
+    }
+}
+
+async fn schedule_pair(ctx: &Context, w: &PairWorker) -> Result<(), String> {
+    let spec = &w.spec.drills;
+    if spec.suspend {
+        return Ok(());
+    }
+    let api: Api<Drill> = Api::namespaced(ctx.client.clone(), &w.namespace);
+    let all = api
+        .list(&Default::default())
+        .await
+        .map_err(|e| e.to_string())?
+        .items;
+    let mine: Vec<Drill> = all.into_iter().filter(|d| d.spec.pair == w.name).collect();
+    // The last slot handled: the newest scheduled drill's slot, else the pair's creation.
+    let pairs: Api<AccountPair> = Api::namespaced(ctx.client.clone(), &w.namespace);
+    let created = pairs
+        .get(&w.name)
+        .await
+        .map_err(|e| e.to_string())?
+        .metadata
+        .creation_timestamp
+        .and_then(|t| DateTime::<Utc>::from_timestamp_micros(t.0.as_microsecond()))
+        .unwrap_or_else(Utc::now);
+    let last = mine
+        .iter()
+        .filter_map(|d| d.spec.slot.as_deref().and_then(parse))
+        .max()
+        .unwrap_or(created);
+    let now = Utc::now();
+    let plan =
+        drills::plan(&spec.schedule, &spec.time_zone, last, now).map_err(|e| e.to_string())?;
+    if let Some(slot) = plan.due {
+        let name = drills::slot_name(&w.name, slot);
+        let drill = Drill {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..Default::default()
+            },
+            spec: DrillSpec {
+                pair: w.name.clone(),
+                rehearse: spec.rehearse,
+                slot: Some(super::conditions::rfc3339(slot)),
+            },
+            status: None,
+        };
+        match api.create(&PostParams::default(), &drill).await {
+            Ok(_) => tracing::info!(pair = %w.name, drill = %name, "scheduled drill created"),
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    for old in drills::history_to_delete(&mine, spec.history_limit) {
+        let _ = api.delete(&old, &DeleteParams::default()).await;
+    }
+    Ok(())
+}
