@@ -8,7 +8,6 @@ mod oncall_kit;
 mod oncall_people;
 mod support;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use harness::*;
@@ -271,64 +270,6 @@ async fn wrong_input_is_refused_with_a_clear_message_and_changes_nothing() {
     eprintln!("wrong input: {:?}", started.elapsed());
 }
 
-/// State of `account` replayed from `base` through its feed after `from`; returns the
-/// first feed position at or after `at_least` where it equals `target` (key → digest).
-async fn first_equal_point(
-    sim: &Proc,
-    account: &str,
-    base: &[(String, String)],
-    from: u64,
-    at_least: u64,
-    target: &[(String, String)],
-) -> Option<u64> {
-    let p =
-        understudy::provider::http::HttpProvider::new(&sim.url, account, Some("t0ken")).unwrap();
-    let mut state: BTreeMap<String, String> = base.iter().cloned().collect();
-    let target: BTreeMap<String, String> = target.iter().cloned().collect();
-    let mut differ: std::collections::BTreeSet<String> = state
-        .keys()
-        .chain(target.keys())
-        .filter(|k| state.get(*k) != target.get(*k))
-        .cloned()
-        .collect();
-    if from >= at_least && differ.is_empty() {
-        return Some(from);
-    }
-    let mut cursor = from.to_string();
-    loop {
-        let batch = p
-            .changes(Some(&cursor), 1000, Duration::ZERO)
-            .await
-            .unwrap();
-        if batch.changes.is_empty() {
-            return None;
-        }
-        for c in &batch.changes {
-            let key = c.key.to_string();
-            match &c.op {
-                understudy::model::ChangeOp::Upsert { payload } => {
-                    state.insert(
-                        key.clone(),
-                        understudy::model::Digest::of_payload(payload).to_hex(),
-                    );
-                }
-                understudy::model::ChangeOp::Delete => {
-                    state.remove(&key);
-                }
-            }
-            if state.get(&key) == target.get(&key) {
-                differ.remove(&key);
-            } else {
-                differ.insert(key);
-            }
-            if c.seq >= at_least && differ.is_empty() {
-                return Some(c.seq);
-            }
-        }
-        cursor = batch.cursor;
-    }
-}
-
 #[tokio::test]
 async fn planned_switchover_under_load_loses_nothing_and_an_uneven_primary_blocks_the_failback() {
     let _serial = SERIAL.lock().await;
@@ -387,6 +328,41 @@ async fn planned_switchover_under_load_loses_nothing_and_an_uneven_primary_block
     ] {
         assert!(dry.stdout.contains(needle), "{needle}:\n{}", dry.stdout);
     }
+    // Each gate is skipped only by its own flag, and the skip is recorded.
+    let forced = oc
+        .run(&[
+            "switchover",
+            "wecom",
+            "--to",
+            "standby",
+            "--reason",
+            "forced check",
+            "--dry-run",
+            "--force-skip-lag-gate",
+            "-o",
+            "json",
+        ])
+        .await;
+    forced.expect(0, "dry run with a forced gate");
+    assert!(
+        forced.stderr.contains("SKIPPED by --force-skip-lag-gate"),
+        "{}",
+        forced.stderr
+    );
+    let so: understudy::api::Switchover = serde_json::from_str(&forced.stdout).unwrap();
+    let force = so.spec.force.clone().unwrap();
+    assert!(
+        force.skip_lag_gate && !force.skip_standby_health,
+        "{force:?}"
+    );
+    assert!(so.spec.dry_run);
+    let recs = audit_records(&tb.var("TESTBED_KAFKA_BOOTSTRAP"), &topic).await;
+    assert!(
+        recs.iter().any(|(_, r, _)| r.kind == "switchover.created"
+            && r.data["spec"]["force"]["skipLagGate"] == json!(true)
+            && r.data["name"] == json!(so.metadata.name)),
+        "the forced gate is in the audit trail"
+    );
     assert_eq!(dig(&tb, &scene.dns_name), vec!["10.1.0.1"]);
     assert_eq!(
         pair(&client, &scene).await.status.unwrap().active_side,
@@ -472,7 +448,7 @@ async fn planned_switchover_under_load_loses_nothing_and_an_uneven_primary_block
     );
     assert_eq!(so.status.as_ref().unwrap().records_lost, Some(0));
     assert_eq!(dig(&tb, &scene.dns_name), vec!["10.2.0.1"]);
-    assert_eq!(through_haproxy(&tb).await, "standby");
+    assert!(haproxy_verified(so, "standby"), "{:?}", so.status);
     assert_eq!(service_selector(&client, &scene).await, "wecom-standby");
     assert_eq!(
         pair(&client, &scene).await.status.unwrap().active_side,
@@ -496,7 +472,7 @@ async fn planned_switchover_under_load_loses_nothing_and_an_uneven_primary_block
     h.expect(0, "history");
     let lines: Vec<&str> = h.stdout.lines().collect();
     assert!(
-        lines[0].starts_with("NAME") && lines.len() == 3,
+        lines[0].starts_with("NAME") && lines.len() == 4,
         "{}",
         h.stdout
     );
@@ -505,7 +481,11 @@ async fn planned_switchover_under_load_loses_nothing_and_an_uneven_primary_block
         "{}",
         h.stdout
     );
-    assert!(lines[2].contains("(dry run)"), "{}", h.stdout);
+    assert!(
+        lines[2].contains("(dry run)") && lines[3].contains("(dry run)"),
+        "{}",
+        h.stdout
+    );
 
     // Someone wrote to the old primary after the flip: it is not level, so a failback
     // must not return traffic to it.
@@ -547,7 +527,10 @@ async fn planned_switchover_under_load_loses_nothing_and_an_uneven_primary_block
         vec!["10.2.0.1"],
         "traffic stays on the standby"
     );
-    assert_eq!(through_haproxy(&tb).await, "standby");
+    assert!(
+        !fb.says("flip-lb       Succeeded"),
+        "the load balancers were not touched"
+    );
     wait_until(
         Duration::from_secs(30),
         "the pair replicates again, not moving",

@@ -318,6 +318,45 @@ async fn an_oncall_user_switches_over_and_pauses_but_cannot_edit_the_pair() {
     oc.run(&["pause", "wecom", "-n", &ns, "--reason", "again", "--yes"])
         .await
         .expect(0, "pause twice is a no-op");
+    // Paused: a freeze pages humans instead of failing over.
+    wait_until(
+        Duration::from_secs(60),
+        "the paused pair is watched again",
+        || async {
+            let p = pair(&admin_client, &scene).await;
+            let st = p.status?;
+            (st.observed_generation == p.metadata.generation && st.primary?.status == "Healthy")
+                .then_some(())
+        },
+    )
+    .await;
+    set_status(&sim, "corp-a", "frozen", "content report").await;
+    let page = wait_until(Duration::from_secs(30), "NeedsHuman is raised", || async {
+        pair(&admin_client, &scene)
+            .await
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "NeedsHuman" && c.status == "True")
+    })
+    .await;
+    assert!(page.message.contains("paused"), "{}", page.message);
+    let st = oc.run(&["status", "wecom", "-n", &ns]).await;
+    assert!(st.says("NeedsHuman=True"), "{}", st.text());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        switchovers(&admin_client, &ns).await.is_empty(),
+        "no automatic failover while paused"
+    );
+    set_status(&sim, "corp-a", "active", "false alarm").await;
+    wait_until(
+        Duration::from_secs(30),
+        "the primary is Healthy again",
+        || async {
+            (pair(&admin_client, &scene).await.status?.primary?.status == "Healthy").then_some(())
+        },
+    )
+    .await;
     oc.run(&["resume", "wecom", "-n", &ns, "--yes"])
         .await
         .expect(0, "resume");
@@ -417,8 +456,7 @@ async fn an_oncall_user_switches_over_and_pauses_but_cannot_edit_the_pair() {
     );
 
     // Evidence works with on-call rights; what they may not read is said in README.txt.
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("target/testbed/evidence-{ns}"));
+    let dir = evidence_dir(&ns);
     oc.run(&["evidence", "wecom", "-n", &ns, "-o", dir.to_str().unwrap()])
         .await
         .expect(0, "evidence as on-call");
@@ -427,5 +465,7 @@ async fn an_oncall_user_switches_over_and_pauses_but_cannot_edit_the_pair() {
         readme.contains("Not included") && readme.contains("Kubernetes Events"),
         "{readme}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&oc.kubeconfig);
     eprintln!("on-call RBAC: {:?}", started.elapsed());
 }

@@ -4,9 +4,11 @@
 //! audit topic for tampering.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -23,11 +25,9 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A directory holding `kubectl-understudy`, a symlink to the built binary.
+/// A temporary directory holding `kubectl-understudy`, a symlink to the built binary.
 pub static PLUGIN_DIR: LazyLock<PathBuf> = LazyLock::new(|| {
-    let dir = repo()
-        .join("target/testbed")
-        .join(format!("plugin-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("understudy-plugin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("plugin dir");
     let link = dir.join("kubectl-understudy");
     let _ = std::fs::remove_file(&link);
@@ -130,9 +130,7 @@ pub fn kubeconfig_in_namespace(tb: &Testbed, namespace: &str) -> PathBuf {
             c["context"]["namespace"] = serde_yaml::Value::String(namespace.to_string());
         }
     }
-    let path = repo()
-        .join("target/testbed")
-        .join(format!("oncall-{namespace}.kubeconfig"));
+    let path = std::env::temp_dir().join(format!("understudy-{namespace}.kubeconfig"));
     std::fs::write(&path, serde_yaml::to_string(&cfg).expect("yaml")).expect("write");
     path
 }
@@ -321,4 +319,83 @@ pub async fn topic_config(bootstrap: &str, topic: &str) -> (usize, String, Strin
         .find(|t| t.name() == topic)
         .map_or(0, |t| t.partitions().len());
     (partitions, get("cleanup.policy"), get("retention.ms"))
+}
+
+/// The switchover's flip-lb step verified HAProxy on `side` (read back from the runtime
+/// API by the executor). The test bed's HAProxy backend is shared with other suites that
+/// may run at the same time, so its state is judged at the moment of the flip.
+pub fn haproxy_verified(so: &understudy::api::Switchover, side: &str) -> bool {
+    so.status.as_ref().is_some_and(|st| {
+        st.steps.iter().any(|s| {
+            s.name == "flip-lb"
+                && s.state == understudy::api::switchover::StepState::Succeeded
+                && s.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains(&format!("backend app → {side}")))
+        })
+    })
+}
+
+/// A fresh temporary directory for an evidence export (removed by the caller).
+pub fn evidence_dir(ns: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("understudy-evidence-{ns}"))
+}
+
+/// State of `account` replayed from `base` through its feed after `from`; returns the
+/// first feed position at or after `at_least` where it equals `target` (key → digest).
+pub async fn first_equal_point(
+    sim: &crate::harness::Proc,
+    account: &str,
+    base: &[(String, String)],
+    from: u64,
+    at_least: u64,
+    target: &[(String, String)],
+) -> Option<u64> {
+    use understudy::provider::AccountProvider;
+    let p =
+        understudy::provider::http::HttpProvider::new(&sim.url, account, Some("t0ken")).unwrap();
+    let mut state: BTreeMap<String, String> = base.iter().cloned().collect();
+    let target: BTreeMap<String, String> = target.iter().cloned().collect();
+    let mut differ: std::collections::BTreeSet<String> = state
+        .keys()
+        .chain(target.keys())
+        .filter(|k| state.get(*k) != target.get(*k))
+        .cloned()
+        .collect();
+    if from >= at_least && differ.is_empty() {
+        return Some(from);
+    }
+    let mut cursor = from.to_string();
+    loop {
+        let batch = p
+            .changes(Some(&cursor), 1000, Duration::ZERO)
+            .await
+            .unwrap();
+        if batch.changes.is_empty() {
+            return None;
+        }
+        for c in &batch.changes {
+            let key = c.key.to_string();
+            match &c.op {
+                understudy::model::ChangeOp::Upsert { payload } => {
+                    state.insert(
+                        key.clone(),
+                        understudy::model::Digest::of_payload(payload).to_hex(),
+                    );
+                }
+                understudy::model::ChangeOp::Delete => {
+                    state.remove(&key);
+                }
+            }
+            if state.get(&key) == target.get(&key) {
+                differ.remove(&key);
+            } else {
+                differ.insert(key);
+            }
+            if c.seq >= at_least && differ.is_empty() {
+                return Some(c.seq);
+            }
+        }
+        cursor = batch.cursor;
+    }
 }
