@@ -50,6 +50,8 @@ pub mod kind {
     /// Automatic failover suspended / resumed (data: reason).
     pub const PAUSED: &str = "pair.paused";
     pub const RESUMED: &str = "pair.resumed";
+    /// Someone ran a drill on demand (data: name, rehearse).
+    pub const DRILL_REQUESTED: &str = "drill.requested";
     /// A drill finished (data: name, result, counts).
     pub const DRILL_FINISHED: &str = "drill.finished";
 }

@@ -71,11 +71,16 @@ struct SwitchoverRehearsal {
     api: Api<Switchover>,
     drill: String,
     pair: String,
+    /// Why the pair's spec allows no rehearsal (checked before anything is created).
+    refused: Option<String>,
 }
 
 #[async_trait]
 impl Rehearsal for SwitchoverRehearsal {
     async fn flip_and_restore(&self) -> Result<RehearsalStatus, String> {
+        if let Some(why) = &self.refused {
+            return Err(why.clone());
+        }
         let name = format!("{}-rehearsal", self.drill);
         let so = Switchover {
             metadata: ObjectMeta {
@@ -183,6 +188,7 @@ pub async fn reconcile(drill: Arc<Drill>, ctx: Arc<Context>) -> Result<Action, E
             api: Api::namespaced(ctx.client.clone(), &ns),
             drill: name.clone(),
             pair: worker.name.clone(),
+            refused: drills::rehearsal_traffic(&worker.spec).err(),
         };
         let clock = || Utc::now();
         let status = drills::run_drill(DrillInputs {

@@ -237,11 +237,14 @@ pub async fn reconcile(so: Arc<Switchover>, ctx: Arc<Context>) -> Result<Action,
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
     let traffic = if so.spec.trigger == Trigger::Drill {
-        pair.spec
-            .drills
-            .rehearsal_traffic
-            .clone()
-            .unwrap_or_default()
+        match crate::drills::rehearsal_traffic(&pair.spec) {
+            Ok(t) => t.clone(),
+            Err(msg) => {
+                release();
+                fail(&api, &name, msg, Some(&audit)).await?;
+                return Ok(Action::await_change());
+            }
+        }
     } else {
         pair.spec.traffic.clone()
     };

@@ -4,6 +4,8 @@
 //! Contract:
 //! - [`schedule`] (pure) decides which slot is due, names its Drill object and prunes
 //!   history; missed slots are never replayed.
+//! - [`rehearsal`] (pure) decides which traffic a rehearsal may flip: only the drill's
+//!   own, never a production record or target.
 //! - [`join`] (pure) is the merge-join of two key-sorted streams; [`verify`] drives it
 //!   over both accounts' paged listings in memory independent of the number of
 //!   entities, then re-checks the differences after replication has settled.
@@ -18,6 +20,7 @@
 pub mod join;
 pub mod kafka_copy;
 pub mod recheck;
+pub mod rehearsal;
 pub mod report;
 pub mod runner;
 pub mod schedule;
@@ -26,6 +29,7 @@ pub mod verify;
 pub use join::{DiffKind, Difference, Tally};
 pub use kafka_copy::{KafkaCopyConfig, KafkaCopyError, KafkaCopyOutcome, check_kafka_copy};
 pub use recheck::{AtRest, Settle};
+pub use rehearsal::rehearsal_traffic;
 pub use report::{render_json, render_text};
 pub use runner::{CopyCheck, DrillInputs, DrillStatusSink, Rehearsal, run_drill};
 pub use schedule::{ScheduleError, SlotPlan, due_slot, history_to_delete, plan, slot_name};

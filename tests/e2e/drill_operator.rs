@@ -1,8 +1,11 @@
 //! Drills run by the operator on the real test bed: an on-demand drill of a clean pair
 //! passes; divergence made behind the operator's back fails it with the right counts;
-//! the schedule creates one Drill per slot in a non-UTC time zone.
+//! the schedule creates one Drill per slot in a non-UTC time zone; `kubectl understudy
+//! drill --rehearse --wait` flips the drill's own DNS record and Service to the standby
+//! and back, never production, and `drill report` shows it.
 
 mod harness;
+mod oncall_kit;
 mod support;
 
 use std::time::Duration;
@@ -162,4 +165,184 @@ async fn the_schedule_creates_one_drill_per_slot_in_the_pairs_time_zone() {
         .filter(|x| x.spec.slot == d.spec.slot)
         .count();
     assert_eq!(same_slot, 1);
+}
+
+/// The drill name in the plugin's "drill NAME of PAIR created" line.
+fn created_name(run: &oncall_kit::Run) -> String {
+    run.text()
+        .lines()
+        .find_map(|l| l.strip_prefix("drill ")?.split(" of ").next())
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no drill name in {}", run.text()))
+}
+
+#[tokio::test]
+async fn a_rehearsal_from_the_plugin_flips_only_the_drills_own_traffic() {
+    use k8s_openapi::api::core::v1::Service;
+    let _serial = SERIAL.lock().await;
+    let tb = Testbed::load();
+    let client = tb.kube().await;
+    support::install_crds(&client).await;
+    let sim = start_sim("rehearsal");
+    let scene = scene(&tb, &client, &sim, "e2e-rehearsal", fast_detection()).await;
+    let oncall = oncall_kit::Oncall {
+        kubeconfig: oncall_kit::kubeconfig_in_namespace(&tb, &scene.namespace),
+        audit_topic: oncall_kit::audit_topic(),
+    };
+    let drills: Api<Drill> = Api::namespaced(client.clone(), &scene.namespace);
+
+    // Refusals change nothing: no rehearsal traffic yet, an unknown pair or drill.
+    let r = oncall.run(&["drill", "wecom", "--rehearse"]).await;
+    r.expect(2, "rehearsal without rehearsalTraffic");
+    assert!(r.says("spec.drills.rehearsalTraffic"), "{}", r.text());
+    oncall
+        .run(&["drill", "nosuch"])
+        .await
+        .expect(3, "unknown pair");
+    oncall
+        .run(&["drill", "report", "nosuch"])
+        .await
+        .expect(3, "unknown drill");
+    assert!(
+        drills
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    // No operator runs yet, so the first drill stays Pending: a second one is a conflict.
+    let first = oncall.run(&["drill", "wecom"]).await;
+    first.expect(0, "on-demand drill");
+    let first = created_name(&first);
+    let r = oncall.run(&["drill", "wecom"]).await;
+    r.expect(4, "a second drill while one is unfinished");
+    assert!(
+        r.says(&format!("drill {first} of wecom is not finished")),
+        "{}",
+        r.text()
+    );
+    let r = oncall.run(&["drill", "report", &first]).await;
+    r.expect(0, "report of a pending drill");
+    assert!(r.says("Result:    pending"), "{}", r.text());
+
+    // The drill's own traffic: a record and a Service of its own, both on the primary.
+    let drill_record = format!("drill-{}", support::suffix());
+    dns_record(&tb, &drill_record)
+        .ensure_values(&[], &["10.1.0.9".to_string()])
+        .await
+        .unwrap();
+    let services: Api<Service> = Api::namespaced(client.clone(), &scene.namespace);
+    let svc: Service = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "app-drill" },
+        "spec": { "selector": { "app.kubernetes.io/instance": "drill-primary" }, "ports": [{ "port": 80 }] }
+    }))
+    .unwrap();
+    services.create(&PostParams::default(), &svc).await.unwrap();
+    let patch = serde_json::json!({ "spec": { "drills": { "rehearsalTraffic": {
+        "dns": [{ "servers": [tb.var("TESTBED_DNS_SERVER")], "zone": tb.var("TESTBED_DNS_ZONE"), "name": drill_record,
+                  "type": "A", "ttl": 5, "tsigSecretRef": { "name": "tsig" },
+                  "primary": ["10.1.0.9"], "standby": ["10.2.0.9"] }],
+        "loadBalancers": [{ "service": { "name": "app-drill", "selectorKey": "app.kubernetes.io/instance",
+                                         "primary": "drill-primary", "standby": "drill-standby" } }]
+    } } } });
+    Api::<understudy::api::AccountPair>::namespaced(client.clone(), &scene.namespace)
+        .patch(&scene.pair, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+
+    let _op = start_operator(&tb, &scene.namespace, "rehearsal", &[], &[]);
+    wait_replicating(&client, &scene).await;
+    let primary = read_all(&sim, "corp-a").await;
+    wait_until(Duration::from_secs(60), "the standby caught up", || async {
+        (read_all(&sim, "corp-b").await == primary).then_some(())
+    })
+    .await;
+    wait_until(
+        Duration::from_secs(120),
+        "the first drill finishes",
+        || async {
+            drills.get(&first).await.ok().filter(|d| {
+                d.status
+                    .as_ref()
+                    .is_some_and(|s| s.phase == DrillPhase::Finished)
+            })
+        },
+    )
+    .await;
+
+    let serial = soa_serial(&tb);
+    let run = oncall
+        .run(&["drill", "wecom", "--rehearse", "--wait", "--timeout", "3m"])
+        .await;
+    run.expect(0, "drill --rehearse --wait");
+    for line in ["Result:    PASSED", "flip to standby", "restore"] {
+        assert!(run.stdout.contains(line), "{line:?} in\n{}", run.stdout);
+    }
+    let name = created_name(&run);
+
+    let r = oncall.run(&["drill", "report", &name, "-o", "json"]).await;
+    r.expect(0, "drill report -o json");
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(report["result"], "Passed", "{report:#}");
+    assert_eq!(report["rehearse"], true);
+    assert_eq!(report["verification"]["matched"], 300, "{report:#}");
+    assert_eq!(report["kafkaCopy"]["missing"], 0, "{report:#}");
+    let flip = report["rehearsal"]["flipMs"].as_i64().unwrap();
+    let restore = report["rehearsal"]["restoreMs"].as_i64().unwrap();
+    assert!(flip > 0 && restore > 0, "each move timed: {report:#}");
+
+    // The rehearsal ran as a Drill-trigger Switchover through the executor, every step verified.
+    let so = Api::<understudy::api::Switchover>::namespaced(client.clone(), &scene.namespace)
+        .get(&format!("{name}-rehearsal"))
+        .await
+        .unwrap();
+    assert_eq!(so.spec.trigger, understudy::api::switchover::Trigger::Drill);
+    let st = so.status.unwrap();
+    assert_eq!(
+        st.phase,
+        understudy::api::switchover::SwitchoverPhase::Succeeded
+    );
+    let steps: Vec<(String, understudy::api::switchover::StepState)> =
+        st.steps.iter().map(|s| (s.name.clone(), s.state)).collect();
+    assert_eq!(
+        steps,
+        [
+            "precheck",
+            "flip-dns",
+            "flip-lb",
+            "restore-dns",
+            "restore-lb"
+        ]
+        .map(|n| (
+            n.to_string(),
+            understudy::api::switchover::StepState::Succeeded
+        ))
+        .to_vec()
+    );
+    // Exactly two DNS UPDATEs (flip, restore) reached the zone, both on the drill's record,
+    // which is back on the primary; so is the drill's Service.
+    assert_eq!(soa_serial(&tb), serial + 2, "one flip and one restore");
+    assert_eq!(dig(&tb, &drill_record), vec!["10.1.0.9".to_string()]);
+    let drill_svc = services.get("app-drill").await.unwrap();
+    assert_eq!(
+        drill_svc.spec.unwrap().selector.unwrap()["app.kubernetes.io/instance"],
+        "drill-primary"
+    );
+    // Production never moved.
+    assert_eq!(dig(&tb, &scene.dns_name), vec!["10.1.0.1".to_string()]);
+    assert_eq!(service_selector(&client, &scene).await, "wecom-primary");
+    assert_eq!(through_haproxy(&tb).await, "primary");
+    let p = pair(&client, &scene).await.status.unwrap();
+    assert_eq!(p.active_side, Some(understudy::api::Side::Primary));
+    // The request is in the audit trail with who asked.
+    let records =
+        oncall_kit::audit_records(&tb.var("TESTBED_KAFKA_BOOTSTRAP"), &oncall.audit_topic).await;
+    assert!(
+        records
+            .iter()
+            .any(|(_, r, _)| r.kind == "drill.requested" && r.data["name"] == name.as_str()),
+        "{records:?}"
+    );
 }

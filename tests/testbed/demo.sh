@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the whole story on the real local stack — the test bed (kube-apiserver,
 # Kafka, BIND, HAProxy), the provider simulator, the operator, a pair replicating under
-# load, a signed freeze notice, the automatic failover, and a timeline of what happened.
+# load, a DR drill with a rehearsal flip (through `kubectl understudy`), a signed freeze
+# notice, the automatic failover, a timeline of what happened and the drill's report.
 # The test bed keeps running afterwards (`make testbed-down` stops it).
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
@@ -16,11 +17,17 @@ trap cleanup EXIT
 step "building understudy"
 cargo build -q --bin understudy
 UNDERSTUDY="$REPO_ROOT/target/debug/understudy"
+# The same binary as the kubectl plugin, found by kubectl on PATH.
+mkdir -p "$DEMO_DIR/bin"
+ln -sf "$UNDERSTUDY" "$DEMO_DIR/bin/kubectl-understudy"
+export PATH="$DEMO_DIR/bin:$PATH"
 
 step "starting the test bed (the first run builds kube-apiserver, etcd and helm from source)"
 "$TESTBED_SCRIPTS/up.sh"
 set -a; source "$TESTBED_DIR/env"; set +a
 KUBECTL=("$TESTBED_KUBECTL" --kubeconfig "$TESTBED_KUBECONFIG")
+# kubectl takes no flags before a plugin's name: `kubectl understudy --kubeconfig …`.
+PLUGIN=("$TESTBED_KUBECTL" understudy --kubeconfig "$TESTBED_KUBECONFIG")
 DNS_HOST=${TESTBED_DNS_SERVER%:*}; DNS_PORT=${TESTBED_DNS_SERVER##*:}
 "${KUBECTL[@]}" version | sed 's/^/   /'
 
@@ -37,7 +44,8 @@ echo "   simulator at $SIM"
 
 ns="demo-$(date +%s)"
 record="support-$(date +%s)"
-step "namespace $ns: secrets, a Service, the DNS record $record.$TESTBED_DNS_ZONE"
+drill_record="drill-$record"
+step "namespace $ns: secrets, Services, the DNS records $record and $drill_record (drills' own) in $TESTBED_DNS_ZONE"
 "${KUBECTL[@]}" create namespace "$ns" >/dev/null
 "${KUBECTL[@]}" -n "$ns" create secret generic corp-token --from-literal=token=demo-token >/dev/null
 "${KUBECTL[@]}" -n "$ns" create secret generic tsig --from-literal=name="$TESTBED_TSIG_KEY_NAME" \
@@ -50,11 +58,19 @@ metadata: { name: support-api }
 spec:
   selector: { app.kubernetes.io/instance: support-primary }
   ports: [{ port: 80 }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: support-api-drill }
+spec:
+  selector: { app.kubernetes.io/instance: support-drill-primary }
+  ports: [{ port: 80 }]
 YAML
 nsupdate -y "hmac-sha256:$TESTBED_TSIG_KEY_NAME:$TESTBED_TSIG_SECRET" <<NSU
 server $DNS_HOST $DNS_PORT
 zone $TESTBED_DNS_ZONE
 update add $record.$TESTBED_DNS_ZONE 5 A 10.1.0.1
+update add $drill_record.$TESTBED_DNS_ZONE 5 A 10.1.0.9
 send
 NSU
 echo "support-api selector: app.kubernetes.io/instance=support-primary; DNS $record -> $(dig @"$DNS_HOST" -p "$DNS_PORT" "$record.$TESTBED_DNS_ZONE" A +short +tcp)" | sed 's/^/   /'
@@ -95,24 +111,62 @@ spec:
     loadBalancers:
       - service: { name: support-api, selectorKey: app.kubernetes.io/instance, primary: support-primary, standby: support-standby }
       - haproxy: { runtimeApi: "$TESTBED_HAPROXY_RUNTIME_API", backend: "$TESTBED_HAPROXY_BACKEND", primaryServer: "$TESTBED_HAPROXY_PRIMARY_SERVER", standbyServer: "$TESTBED_HAPROXY_STANDBY_SERVER" }
+  drills:
+    schedule: "0 3 1 * *"
+    timeZone: Asia/Shanghai
+    rehearsalTraffic:
+      dns:
+        - servers: ["$TESTBED_DNS_SERVER"]
+          zone: "$TESTBED_DNS_ZONE"
+          name: "$drill_record"
+          type: A
+          ttl: 5
+          tsigSecretRef: { name: tsig }
+          primary: ["10.1.0.9"]
+          standby: ["10.2.0.9"]
+      loadBalancers:
+        - service: { name: support-api-drill, selectorKey: app.kubernetes.io/instance, primary: support-drill-primary, standby: support-drill-standby }
 YAML
 "${KUBECTL[@]}" -n "$ns" wait --for=condition=Replicating ap/wecom-support --timeout=60s >/dev/null
 
-step "replicating under load: 200 changes/s on the primary"
-curl -fsS -XPOST "$SIM/admin/accounts/corp-a/load" -H 'content-type: application/json' -d '{"rate":200,"count":20000,"seed":42}' >/dev/null
+entities() {
+  printf '   entities: primary %s, standby %s\n' \
+    "$(curl -fsS "$SIM/admin/accounts/corp-a" | python3 -c 'import json,sys; print(json.load(sys.stdin)["entities"])')" \
+    "$(curl -fsS "$SIM/admin/accounts/corp-b" | python3 -c 'import json,sys; print(json.load(sys.stdin)["entities"])')"
+}
+load_done() { curl -fsS "$SIM/admin/accounts/corp-a/load" | grep -q '"running":false'; }
+lag_zero() { [ "$("${KUBECTL[@]}" -n "$ns" get ap wecom-support -o jsonpath='{.status.replication.lagRecords}')" = 0 ]; }
+
+step "replicating under load: 3000 changes at 200/s on the primary"
+curl -fsS -XPOST "$SIM/admin/accounts/corp-a/load" -H 'content-type: application/json' -d '{"rate":200,"count":3000,"seed":42}' >/dev/null
 for _ in 1 2 3 4; do
   sleep 2
   "${KUBECTL[@]}" -n "$ns" get ap wecom-support -o wide --no-headers | sed 's/^/   /'
 done
-printf '   entities: primary %s, standby %s\n' \
-  "$(curl -fsS "$SIM/admin/accounts/corp-a" | python3 -c 'import json,sys; print(json.load(sys.stdin)["entities"])')" \
-  "$(curl -fsS "$SIM/admin/accounts/corp-b" | python3 -c 'import json,sys; print(json.load(sys.stdin)["entities"])')"
+wait_for 120 "the load to finish" load_done
+wait_for 120 "replication to settle" lag_zero
+entities
+
+step "a DR drill on demand: kubectl understudy drill wecom-support --rehearse"
+"${PLUGIN[@]}" -n "$ns" drill wecom-support --rehearse | tee "$DEMO_DIR/drill.out" | sed 's/^/   /'
+DRILL=$(sed -n 's/^drill \([^ ]*\) of .*/\1/p' "$DEMO_DIR/drill.out")
+"${KUBECTL[@]}" -n "$ns" wait --for=jsonpath='{.status.phase}'=Finished "drill/$DRILL" --timeout=300s >/dev/null
+"${KUBECTL[@]}" -n "$ns" get drill "$DRILL" -o wide | sed 's/^/   /'
+echo "   the drill's record $drill_record -> $(dig @"$DNS_HOST" -p "$DNS_PORT" "$drill_record.$TESTBED_DNS_ZONE" A +short +tcp) (flipped and restored); production $record -> $(dig @"$DNS_HOST" -p "$DNS_PORT" "$record.$TESTBED_DNS_ZONE" A +short +tcp) (untouched)"
+
+step "replicating under load again: 200 changes/s on the primary"
+curl -fsS -XPOST "$SIM/admin/accounts/corp-a/load" -H 'content-type: application/json' -d '{"rate":200,"count":20000,"seed":43}' >/dev/null
+for _ in 1 2; do
+  sleep 2
+  "${KUBECTL[@]}" -n "$ns" get ap wecom-support -o wide --no-headers | sed 's/^/   /'
+done
+entities
 
 step "the provider freezes corp-a and sends a signed notice to the operator's webhook"
 curl -fsS -XPOST "$SIM/admin/accounts/corp-a/notice" -H 'content-type: application/json' \
   -d "{\"url\":\"$OP/webhooks/notices/$ns/wecom-support\",\"secret\":\"demo-notice-secret\",\"event\":{\"type\":\"frozen\",\"reason\":\"abnormal login from a new device\"},\"applyStatus\":true}" | sed 's/^/   /'
 echo
-wait_for 60 "the failover" sh -c "'${KUBECTL[0]}' ${KUBECTL[*]:1} -n $ns get so -o jsonpath='{.items[0].status.phase}' | grep -qE 'Succeeded|Failed'"
+wait_for 60 "the failover" sh -c "'${KUBECTL[0]}' ${KUBECTL[*]:1} -n $ns get so -o jsonpath='{.items[?(@.spec.trigger==\"Automatic\")].status.phase}' | grep -qE 'Succeeded|Failed'"
 
 step "after the failover"
 "${KUBECTL[@]}" -n "$ns" get ap,so -o wide | sed 's/^/   /'
@@ -146,5 +200,8 @@ for r in rows:
         continue
     print("   %+8.3fs  %-12s %-16s %s" % ((key(r) - t0).total_seconds(), r[1], r[2], r[3][:150]))
 '
+
+step "the drill's report: kubectl understudy drill report $DRILL"
+"${PLUGIN[@]}" -n "$ns" drill report "$DRILL" | sed 's/^/   /'
 
 step "done — the operator and simulator stop now; the test bed keeps running (make testbed-down)"

@@ -5,8 +5,9 @@
 use chrono::{DateTime, Utc};
 
 use super::Failure;
+use crate::api::drill::DrillPhase;
 use crate::api::switchover::{ForceSpec, SwitchoverMode, SwitchoverPhase, Trigger};
-use crate::api::{AccountPair, Side, Switchover, SwitchoverSpec};
+use crate::api::{AccountPair, Drill, Side, Switchover, SwitchoverSpec};
 use crate::controller::switchover::CANCEL_REQUESTED_BY;
 use crate::failover::plan;
 
@@ -55,6 +56,43 @@ pub fn progress_of(so: &Switchover) -> String {
         Some(step) => format!("{:?}, step {}", st.phase, step.name),
         None => format!("{:?}", st.phase),
     }
+}
+
+/// The unfinished drill of `pair`, if any.
+pub fn running_drill<'a>(pair: &str, drills: &'a [Drill]) -> Option<&'a Drill> {
+    drills.iter().find(|d| {
+        d.spec.pair == pair
+            && !d
+                .status
+                .as_ref()
+                .is_some_and(|s| s.phase == DrillPhase::Finished)
+    })
+}
+
+/// May a drill of `pair` start now? One drill per pair at a time (two would read both
+/// accounts twice and race on the rehearsal's records); a rehearsal needs the pair's own
+/// rehearsal traffic, never the production records.
+pub fn check_drill_request(
+    pair: &AccountPair,
+    drills: &[Drill],
+    rehearse: bool,
+) -> Result<(), Failure> {
+    let name = pair.metadata.name.as_deref().unwrap_or_default();
+    if rehearse || pair.spec.drills.rehearse {
+        crate::drills::rehearsal_traffic(&pair.spec).map_err(|why| {
+            Failure::usage(format!(
+                "cannot rehearse a flip of {name}: {why}. Set spec.drills.rehearsalTraffic on the pair, or run the drill without --rehearse"
+            ))
+        })?;
+    }
+    if let Some(d) = running_drill(name, drills) {
+        let d_name = d.metadata.name.as_deref().unwrap_or_default();
+        let phase = d.status.as_ref().map(|s| s.phase).unwrap_or_default();
+        return Err(Failure::conflict(format!(
+            "drill {d_name} of {name} is not finished ({phase:?}); wait for it (kubectl understudy drill report {d_name})"
+        )));
+    }
+    Ok(())
 }
 
 /// May a switchover of `pair` to `to` go ahead? Every refusal names what to do.

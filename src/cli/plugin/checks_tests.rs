@@ -237,3 +237,75 @@ fn pausing_twice_changes_nothing() {
     assert!(pause_noop(&p, true).unwrap().contains("already paused"));
     assert!(pause_noop(&p, false).is_none());
 }
+
+fn drill(name: &str, pair: &str, phase: Option<crate::api::drill::DrillPhase>) -> Drill {
+    let mut d = Drill::new(
+        name,
+        crate::api::DrillSpec {
+            pair: pair.into(),
+            rehearse: false,
+            slot: None,
+        },
+    );
+    d.status = phase.map(|phase| crate::api::DrillStatus {
+        phase,
+        ..Default::default()
+    });
+    d
+}
+
+#[test]
+fn one_drill_per_pair_at_a_time() {
+    use crate::api::drill::DrillPhase;
+    let p = pair(Side::Primary);
+    let finished = drill("old", "wecom", Some(DrillPhase::Finished));
+    let other_pair = drill("x", "billing", Some(DrillPhase::Verifying));
+    assert!(check_drill_request(&p, &[finished.clone(), other_pair.clone()], false).is_ok());
+    for phase in [
+        None,
+        Some(DrillPhase::Verifying),
+        Some(DrillPhase::Rehearsing),
+    ] {
+        let running = drill("now", "wecom", phase);
+        let e = check_drill_request(&p, &[finished.clone(), running], false).unwrap_err();
+        assert_eq!(e.code, exit::CONFLICT, "{phase:?}");
+        assert!(
+            e.message.contains("drill now of wecom is not finished"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.contains("drill report now"), "{}", e.message);
+    }
+}
+
+#[test]
+fn a_rehearsal_needs_the_pairs_own_rehearsal_traffic() {
+    let mut p = pair(Side::Primary);
+    let e = check_drill_request(&p, &[], true).unwrap_err();
+    assert_eq!(e.code, exit::USAGE);
+    assert!(
+        e.message.contains("spec.drills.rehearsalTraffic"),
+        "{}",
+        e.message
+    );
+    assert!(check_drill_request(&p, &[], false).is_ok());
+    // The production record as rehearsal traffic is refused too.
+    p.spec.drills.rehearsal_traffic = Some(p.spec.traffic.clone());
+    let e = check_drill_request(&p, &[], true).unwrap_err();
+    assert!(
+        e.message.contains("production DNS record api"),
+        "{}",
+        e.message
+    );
+    // Its own record is fine; a pair that always rehearses is checked without the flag.
+    let mut own = p.spec.traffic.clone();
+    own.dns[0].name = "drill-api".into();
+    p.spec.drills.rehearsal_traffic = Some(own);
+    assert!(check_drill_request(&p, &[], true).is_ok());
+    p.spec.drills.rehearsal_traffic = None;
+    p.spec.drills.rehearse = true;
+    assert_eq!(
+        check_drill_request(&p, &[], false).unwrap_err().code,
+        exit::USAGE
+    );
+}

@@ -15,6 +15,7 @@ pub mod checks;
 mod client;
 mod cmd_audit;
 mod cmd_change;
+mod cmd_drill;
 mod cmd_switch;
 mod evidence;
 mod evidence_ops;
@@ -145,9 +146,64 @@ pub enum Verb {
         #[arg(long, env = "UNDERSTUDY_AUDIT_TOPIC", default_value = crate::audit::DEFAULT_TOPIC)]
         audit_topic: String,
     },
+    /// Run a DR drill of a pair now, or show a drill's report (`drill report NAME`).
+    ///
+    /// A drill compares both accounts record by record (re-checking differences once
+    /// replication has settled), compares the Kafka copy with the primary and, with
+    /// --rehearse (or spec.drills.rehearse), flips the drill's own DNS record and
+    /// load-balancer target (spec.drills.rehearsalTraffic, never production) to the
+    /// standby and back. It creates a Drill the operator runs like a scheduled one.
+    /// Exit codes: 0 passed (or created, without --wait), 1 failed, 2 refused (nothing
+    /// created), 3 pair not found, 4 a drill of the pair is still running.
+    ///
+    /// Example: kubectl understudy drill wecom --rehearse --wait
+    Drill(DrillArgs),
     /// The hash-chained audit trail.
     #[command(subcommand)]
     Audit(AuditVerb),
+}
+
+/// `drill PAIR …` or `drill report NAME`.
+#[derive(Args, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct DrillArgs {
+    #[command(subcommand)]
+    pub report: Option<DrillVerb>,
+    /// Name of the AccountPair to drill.
+    #[arg(required = true)]
+    pub pair: Option<String>,
+    /// Also rehearse a flip of the drill's own traffic (spec.drills.rehearsalTraffic).
+    #[arg(long)]
+    pub rehearse: bool,
+    /// Follow the drill until it ends, print its report; exit 0 only if it passed.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits.
+    #[arg(long, default_value = "30m")]
+    pub timeout: String,
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Kafka bootstrap servers for the audit record (default: the pair's).
+    #[arg(long)]
+    pub kafka: Option<String>,
+    /// Audit topic the record is appended to.
+    #[arg(long, env = "UNDERSTUDY_AUDIT_TOPIC", default_value = crate::audit::DEFAULT_TOPIC)]
+    pub audit_topic: String,
+}
+
+/// `drill report …`
+#[derive(Subcommand, Debug, Clone)]
+pub enum DrillVerb {
+    /// A drill's report: counts of both checks, differing keys, rehearsal timings, what
+    /// to do. Text, or the stable JSON form with -o json. Exit 0 when shown, 3 not found.
+    ///
+    /// Example: kubectl understudy drill report wecom-drill-x7k2p -o json
+    Report {
+        /// Name of the Drill.
+        name: String,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
 }
 
 /// `audit …`
@@ -332,6 +388,12 @@ async fn dispatch(global: Global, verb: Verb) -> Outcome {
             )
             .await
         }
+        Verb::Drill(a) => match &a.report {
+            Some(DrillVerb::Report { name, output }) => {
+                cmd_drill::report(&kube, name, *output).await
+            }
+            None => cmd_drill::run(&kube, &a).await,
+        },
         Verb::Audit(AuditVerb::Verify {
             kafka,
             topic,
