@@ -47,7 +47,7 @@ async fn on_demand_drills_pass_on_a_clean_pair_and_find_divergence() {
     support::install_crds(&client).await;
     let sim = start_sim("drill");
     let scene = scene(&tb, &client, &sim, "e2e-drill", fast_detection()).await;
-    let _op = start_operator(&tb, &scene.namespace, "drill", &[], &[]);
+    let op = start_operator(&tb, &scene.namespace, "drill", &[], &[]);
     wait_replicating(&client, &scene).await;
     let primary = read_all(&sim, "corp-a").await;
     wait_until(Duration::from_secs(60), "the standby caught up", || async {
@@ -61,26 +61,106 @@ async fn on_demand_drills_pass_on_a_clean_pair_and_find_divergence() {
     let v = st.verification.unwrap();
     assert_eq!((v.primary, v.standby, v.matched), (300, 300, 300));
     assert_eq!(st.kafka_copy.unwrap().missing, 0);
+    let labels = format!("{{namespace=\"{}\",pair=\"wecom\"}}", scene.namespace);
+    let m = metrics(&op).await;
+    assert_eq!(
+        metric(&m, "understudy_drill_mismatches", &labels),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&m, "understudy_drill_last_result", &labels),
+        Some(1.0)
+    );
+    let passed_at = metric(
+        &m,
+        "understudy_drill_last_success_timestamp_seconds",
+        &labels,
+    )
+    .expect("last success timestamp");
+    assert!((chrono::Utc::now().timestamp() as f64 - passed_at).abs() < 300.0);
+    assert_eq!(
+        metric(&m, "understudy_drill_duration_seconds_count", &labels),
+        Some(1.0)
+    );
+    wait_until(Duration::from_secs(10), "a DrillPassed Event", || async {
+        events(&client, &scene.namespace)
+            .await
+            .into_iter()
+            .find(|(t, r, n)| t == "Normal" && r == "DrillPassed" && n.contains("clean"))
+    })
+    .await;
 
-    // Behind the operator's back: delete one entity on the standby.
+    // Behind the operator's back, on the standby: one entity deleted, one added, one
+    // changed.
+    use understudy::model::{Entity, EntityKey};
     let standby =
         understudy::provider::http::HttpProvider::new(&sim.url, "corp-b", Some("t0ken")).unwrap();
-    let victim: understudy::model::EntityKey = primary[7].0.parse().unwrap();
+    let victim: EntityKey = primary[7].0.parse().unwrap();
     standby.delete_entity(&victim, None).await.unwrap();
+    let page = standby.list_entities(None, 1000).await.unwrap().entities;
+    let mut edited = page[20].clone();
+    edited.payload["note"] = serde_json::json!("edited by hand on the standby");
+    let edited = Entity::new(edited.key, edited.payload);
+    standby.put_entity(&edited, None).await.unwrap();
+    let template = &page[30];
+    let extra_key = EntityKey::new(template.key.kind(), "zz-added-by-hand").unwrap();
+    standby
+        .put_entity(
+            &Entity::new(extra_key.clone(), template.payload.clone()),
+            None,
+        )
+        .await
+        .unwrap();
     let d = run_drill(&client, &scene.namespace, "diverged").await;
     let st = d.status.unwrap();
     assert_eq!(st.result, Some(DrillResult::Failed));
     let v = st.verification.unwrap();
+    assert_eq!((v.primary, v.standby, v.matched), (300, 300, 298), "{v:?}");
     assert_eq!(
         (v.missing_on_standby, v.extra_on_standby, v.mismatched),
-        (1, 0, 0),
+        (1, 1, 1),
         "{v:?}"
     );
-    assert!(
-        v.samples.iter().any(|s| s.contains(victim.as_str())),
-        "{:?}",
-        v.samples
+    for (key, what) in [
+        (&victim, "missing"),
+        (&extra_key, "extra"),
+        (&edited.key, "mismatched"),
+    ] {
+        assert!(
+            v.samples.iter().any(|s| s.contains(key.as_str())),
+            "the {what} key {key} in {:?}",
+            v.samples
+        );
+    }
+    let m = metrics(&op).await;
+    assert_eq!(
+        metric(&m, "understudy_drill_mismatches", &labels),
+        Some(3.0)
     );
+    assert_eq!(
+        metric(&m, "understudy_drill_last_result", &labels),
+        Some(0.0)
+    );
+    // A failed drill leaves the last success where it was (the overdue alert counts from it).
+    assert_eq!(
+        metric(
+            &m,
+            "understudy_drill_last_success_timestamp_seconds",
+            &labels
+        ),
+        Some(passed_at)
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "a DrillFailed Warning Event",
+        || async {
+            events(&client, &scene.namespace)
+                .await
+                .into_iter()
+                .find(|(t, r, n)| t == "Warning" && r == "DrillFailed" && n.contains("diverged"))
+        },
+    )
+    .await;
     wait_until(
         Duration::from_secs(10),
         "DrillsPassing=False on the pair",
@@ -165,6 +245,24 @@ async fn the_schedule_creates_one_drill_per_slot_in_the_pairs_time_zone() {
         .filter(|x| x.spec.slot == d.spec.slot)
         .count();
     assert_eq!(same_slot, 1);
+}
+
+/// The operator's /metrics text.
+async fn metrics(op: &Proc) -> String {
+    reqwest::get(format!("{}/metrics", op.url))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of `name{labels}` in a Prometheus text exposition.
+fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = format!("{name}{labels} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The drill name in the plugin's "drill NAME of PAIR created" line.
