@@ -2,12 +2,16 @@
 //! (realistic payloads from the simulator's generator, a few hundred bytes to 4 KB),
 //! compared record by record, in process (`SimProvider`) and over HTTP (the simulator's
 //! server on 127.0.0.1 and `HttpProvider`). Writes `target/bench/verify.json`:
-//! `{"runs": [{"entities_per_side", "mode", "seconds", "entities_per_s", "peak_rss_mib", …}]}`.
+//! `{"runs": [{"entities_per_side", "mode", "listing", "seconds", "entities_per_s",
+//! "peak_rss_mib", …}]}`.
 //!
-//! `listing` says how the first pass reads: `list_entities` is the `AccountProvider`
-//! trait as it is (every payload materialised, then dropped); `digests` is a prototype
-//! of a digest-only listing (`DigestSource` straight over the simulator's store), to
-//! show what adding one to the provider trait and the Provider API would buy.
+//! `listing` says how the first pass reads:
+//! - `digests`: `AccountProvider::list_digests`, what the operator's drills use
+//!   (`verify_accounts`): `SimProvider` reads the digests it stores, `HttpProvider` asks
+//!   the Provider API for `fields=digest`; no payload is moved or parsed.
+//! - `list_entities`: the baseline, `AccountProvider::list_entities` with every payload
+//!   materialised (parsed into a `serde_json::Value`) only to be dropped. Run at 100k
+//!   per side in process only, for comparison.
 //!
 //! Every run is its own child process, so each peak RSS (`VmHWM`) is that run's alone:
 //! - `http`: the simulator serves from another child process, so the verifier's process
@@ -27,26 +31,32 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use understudy::drills::{AtRest, DigestSource, KeyDigest, VerifyOptions, verify_with};
+use understudy::drills::{AtRest, DigestSource, KeyDigest, Listing, VerifyOptions, verify_with};
 use understudy::model::EntityKey;
-use understudy::provider::sim::{Generator, Payload, SimAccount, SimProvider, SimStore, serve};
+use understudy::provider::sim::{Generator, Payload, SimProvider, SimStore, serve};
 use understudy::provider::{AccountProvider, HttpProvider, ProviderError};
 
 const SEED: u64 = 2026;
+/// The size the `list_entities` baseline runs at (it takes ~30 s at 1M per side).
+const BASELINE_SIZE: usize = 100_000;
 
-/// The proposed digest-only listing, straight from the simulator's store: what a
-/// `list_digests` on the provider trait would give the verifier (no payload parsing).
-struct SimDigests(Arc<SimAccount>);
+/// The baseline first pass: whole entities through `list_entities`, payloads dropped.
+struct EntityListing(Arc<dyn AccountProvider>);
 
 #[async_trait]
-impl DigestSource for SimDigests {
+impl DigestSource for EntityListing {
     async fn list_digests(
         &self,
         after: Option<&EntityKey>,
         limit: usize,
     ) -> Result<(Vec<KeyDigest>, Option<EntityKey>), ProviderError> {
-        let (page, next) = self.0.list(after, limit)?;
-        Ok((page.into_iter().map(|(k, p)| (k, p.digest)).collect(), next))
+        let page = self.0.list_entities(after, limit).await?;
+        let items = page
+            .entities
+            .into_iter()
+            .map(|e| (e.key, e.digest))
+            .collect();
+        Ok((items, page.next))
     }
 }
 
@@ -105,48 +115,41 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// One measurement in this (child) process; prints its JSON on stdout. `listing` is
-/// `list_entities` (the `AccountProvider` trait as it is) or `digests` (the proposed
-/// digest-only listing, in process only).
+/// `digests` (`Listing`, the operator's path) or `list_entities` (the baseline).
 fn child(mode: &str, listing: &str, n: usize, port: Option<u16>) {
     let rt = runtime();
-    type Side = (Arc<dyn DigestSource>, Arc<dyn AccountProvider>);
-    let side = |p: Arc<dyn AccountProvider>, d: Option<Arc<SimAccount>>| -> Side {
-        let digests: Arc<dyn DigestSource> = match d {
-            Some(acct) => Arc::new(SimDigests(acct)),
-            None => Arc::new(understudy::drills::Listing(p.clone())),
-        };
-        (digests, p)
-    };
-    let (primary, standby, data_kib) = match (mode, port) {
+    type Provider = Arc<dyn AccountProvider>;
+    let (primary, standby, data_kib): (Provider, Provider, u64) = match (mode, port) {
         ("http", Some(port)) => {
             let url = format!("http://127.0.0.1:{port}");
             let p = HttpProvider::new(&url, "corp-a", None).unwrap_or_else(|e| panic!("{e}"));
             let s = HttpProvider::new(&url, "corp-b", None).unwrap_or_else(|e| panic!("{e}"));
-            (side(Arc::new(p), None), side(Arc::new(s), None), 0)
+            (Arc::new(p), Arc::new(s), 0)
         }
         _ => {
             let store = seeded(n);
             let p = SimProvider::new(store.clone(), "corp-a");
             let s = SimProvider::new(store, "corp-b");
-            let fast = listing == "digests";
-            let (pa, sa) = (p.account().clone(), s.account().clone());
-            (
-                side(Arc::new(p), fast.then_some(pa)),
-                side(Arc::new(s), fast.then_some(sa)),
-                status_kib("VmRSS:"),
-            )
+            (Arc::new(p), Arc::new(s), status_kib("VmRSS:"))
         }
     };
+    let digests = |p: &Provider| -> Arc<dyn DigestSource> {
+        match listing {
+            "list_entities" => Arc::new(EntityListing(p.clone())),
+            _ => Arc::new(Listing(p.clone())),
+        }
+    };
+    let (primary_digests, standby_digests) = (digests(&primary), digests(&standby));
     // Forget the seeding's peak: from here the high-water mark is the verification's.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let load = load_avg();
     let start = Instant::now();
     let out = rt
         .block_on(verify_with(
-            primary.0,
-            standby.0,
-            primary.1,
-            standby.1,
+            primary_digests,
+            standby_digests,
+            primary,
+            standby,
             &AtRest,
             &VerifyOptions::default(),
         ))
@@ -265,11 +268,11 @@ fn main() {
         .unwrap_or_else(|| vec![100_000, 1_000_000]);
     let mut runs = Vec::new();
     for &n in &sizes {
-        for (mode, listing) in [
-            ("in-process", "list_entities"),
-            ("in-process", "digests"),
-            ("http", "list_entities"),
-        ] {
+        let baseline = (n == BASELINE_SIZE).then_some(("in-process", "list_entities"));
+        for (mode, listing) in [("in-process", "digests"), ("http", "digests")]
+            .into_iter()
+            .chain(baseline)
+        {
             let run = measure(mode, listing, n);
             eprintln!("verify bench: {run}");
             runs.push(run);
@@ -282,8 +285,8 @@ fn main() {
         "target": "1M entities per side in <= 5 s in process; memory flat from 100k to 1M",
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "notes": [
-            "listing=list_entities: the first pass reads through AccountProvider::list_entities, which materialises every payload (the simulator parses each stored payload into a serde_json::Value; HttpProvider parses the JSON body) only for the verifier to drop it",
-            "listing=digests: prototype of a digest-only listing (DigestSource straight over the simulator's store), i.e. what a list_digests on the provider trait and the Provider API would give",
+            "listing=digests: the first pass reads through AccountProvider::list_digests, as the operator's drills do (verify_accounts): SimProvider reads the digests its store keeps, HttpProvider asks the Provider API for fields=digest; no payload is moved or parsed",
+            "listing=list_entities: baseline at 100k per side in process only; the first pass reads through AccountProvider::list_entities, which materialises every payload (the simulator parses each stored payload into a serde_json::Value) only for the verifier to drop it",
             "in-process: peak_rss_mib includes the simulated accounts; verify_extra_mib is the verification's own peak above them. http: the simulator runs in another process, peak_rss_mib is the verifier's alone",
             "load_avg_1m: the machine is shared with other builds and tests; a loaded machine reads slower",
         ],

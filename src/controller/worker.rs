@@ -399,16 +399,16 @@ impl PairWorker {
     }
 }
 
-/// Number of entities of an account, read page by page.
+/// Number of entities of an account, read page by page (keys and digests only).
 async fn count_entities(p: Arc<dyn AccountProvider>) -> Result<u64, String> {
     let mut n = 0u64;
     let mut after = None;
     loop {
         let page = p
-            .list_entities(after.as_ref(), 1000)
+            .list_digests(after.as_ref(), 1000)
             .await
             .map_err(|e| format!("listing entities failed: {e}"))?;
-        n += page.entities.len() as u64;
+        n += page.items.len() as u64;
         match page.next {
             Some(k) => after = Some(k),
             None => return Ok(n),

@@ -19,7 +19,7 @@ use backon::{ExponentialBuilder, Retryable};
 
 use super::join::{DiffKind, Difference, Tally};
 use crate::model::{Digest, Entity, EntityKey};
-use crate::provider::{AccountProvider, EntityPage, ProviderError};
+use crate::provider::{AccountProvider, DigestPage, EntityPage, ProviderError};
 
 /// Waits for replication to catch up before differences are re-checked.
 #[async_trait]
@@ -45,21 +45,36 @@ const MAX_READ: usize = 1_000;
 /// Extra items asked for per call, for keys inserted since the first pass.
 const SLACK: usize = 8;
 
-/// One `list_entities` call, retried a few times on transient errors: a drill over a
-/// large account should not fail on one blip of the provider's API.
+/// Backoff for the listing calls of a drill: a drill over a large account should not
+/// fail on one blip of the provider's API.
+fn listing_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(2))
+        .with_max_times(3)
+        .with_jitter()
+}
+
+/// One `list_entities` call, retried a few times on transient errors.
 pub async fn list_with_retry(
     provider: &dyn AccountProvider,
     after: Option<&EntityKey>,
     limit: usize,
 ) -> Result<EntityPage, ProviderError> {
     (|| provider.list_entities(after, limit))
-        .retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(100))
-                .with_max_delay(Duration::from_secs(2))
-                .with_max_times(3)
-                .with_jitter(),
-        )
+        .retry(listing_backoff())
+        .when(ProviderError::is_transient)
+        .await
+}
+
+/// One `list_digests` call, retried like [`list_with_retry`].
+pub async fn list_digests_with_retry(
+    provider: &dyn AccountProvider,
+    after: Option<&EntityKey>,
+    limit: usize,
+) -> Result<DigestPage, ProviderError> {
+    (|| provider.list_digests(after, limit))
+        .retry(listing_backoff())
         .when(ProviderError::is_transient)
         .await
 }

@@ -2,9 +2,12 @@
 //! key and compared by digest.
 //!
 //! Contract:
-//! - Memory is constant in the number of entities: per side, one page of entities being
-//!   fetched and a few pages of keys and digests (being joined or prefetched), plus at
-//!   most [`VerifyOptions::max_recheck`] differences. Keys are never collected.
+//! - The first pass reads keys and digests only (`AccountProvider::list_digests`: no
+//!   payload crosses the Provider API or is parsed); the re-check and the samples read
+//!   entities.
+//! - Memory is constant in the number of entities: per side, a few pages of keys and
+//!   digests (being fetched, joined or prefetched), plus at most
+//!   [`VerifyOptions::max_recheck`] differences. Keys are never collected.
 //! - Differences of the first pass are re-checked once replication has settled (the
 //!   [`Settle`] hook), by re-reading just those keys from both sides, so changes in
 //!   flight are not reported as loss. More differences than `max_recheck` are not
@@ -21,7 +24,9 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use super::join::{Difference, JoinSide, OrderError, Step, Tally, advance};
-use super::recheck::{self, Settle, describe, differing_fields, list_with_retry, read_keys};
+use super::recheck::{
+    self, Settle, describe, differing_fields, list_digests_with_retry, read_keys,
+};
 use crate::api::drill::VerificationStatus;
 use crate::model::{Digest, EntityKey};
 use crate::provider::{AccountProvider, ProviderError};
@@ -32,7 +37,7 @@ const PREFETCH: usize = 2;
 /// Tuning of a verification.
 #[derive(Clone, Debug)]
 pub struct VerifyOptions {
-    /// Entities per `list_entities` call.
+    /// Keys per listing call of the first pass.
     pub page_size: usize,
     /// Descriptions of differing keys kept for the status.
     pub max_samples: usize,
@@ -112,10 +117,9 @@ pub(super) type PageMsg = Result<(Vec<KeyDigest>, bool), VerifyError>;
 
 /// Keys and digests of an account in key order: what the first pass reads.
 ///
-/// Every `AccountProvider` is one through [`Listing`] (its `list_entities`, payloads
-/// dropped). A provider that can list digests without materialising payloads (a
-/// Provider API `fields=digest` listing, say) can implement it directly: the first pass
-/// then costs no payload parsing at all (see `benches/verify.rs`).
+/// Every `AccountProvider` is one through [`Listing`] (its `list_digests`, which the
+/// HTTP client and the simulator serve without any payload). Other sources of keys and
+/// digests can implement it directly and be verified with [`verify_with`].
 #[async_trait]
 pub trait DigestSource: Send + Sync {
     /// Keys > `after` with their digests, sorted, at most `limit`, and the key to
@@ -127,8 +131,8 @@ pub trait DigestSource: Send + Sync {
     ) -> Result<(Vec<KeyDigest>, Option<EntityKey>), ProviderError>;
 }
 
-/// An `AccountProvider` as a [`DigestSource`]: pages with `list_entities` (transient
-/// errors retried) and drops the payloads.
+/// An `AccountProvider` as a [`DigestSource`]: pages with
+/// [`AccountProvider::list_digests`], transient errors retried.
 pub struct Listing(pub Arc<dyn AccountProvider>);
 
 #[async_trait]
@@ -138,15 +142,10 @@ impl DigestSource for Listing {
         after: Option<&EntityKey>,
         limit: usize,
     ) -> Result<(Vec<KeyDigest>, Option<EntityKey>), ProviderError> {
-        let page = list_with_retry(self.0.as_ref(), after, limit).await?;
-        // Payloads are dropped here, on the pager's task: freeing them costs as much as
-        // building them, and this way it runs in parallel per side, not on the join.
-        let items = page
-            .entities
-            .into_iter()
-            .map(|e| (e.key, e.digest))
-            .collect();
-        Ok((items, page.next))
+        // Runs on the pager's task: a provider without a digest listing builds and drops
+        // its payloads here, in parallel per side, not on the join.
+        let page = list_digests_with_retry(self.0.as_ref(), after, limit).await?;
+        Ok((page.items, page.next))
     }
 }
 

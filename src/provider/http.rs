@@ -24,9 +24,9 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 
-use super::wire::{self, HeadCursor, ORIGIN_HEADER, PutBodyRef};
+use super::wire::{self, HeadCursor, ListFields, ORIGIN_HEADER, PutBodyRef};
 use super::{
-    AccountProvider, ActivityEvent, BatchOutcome, ChangeBatch, EntityPage, EntityWrite,
+    AccountProvider, ActivityEvent, BatchOutcome, ChangeBatch, DigestPage, EntityPage, EntityWrite,
     ProbeResult, ProviderError, StatusReport,
 };
 use crate::model::{Entity, EntityKey};
@@ -295,6 +295,25 @@ impl AccountProvider for HttpProvider {
             q.append_pair("limit", &limit.to_string());
         }
         self.get_json(url, None).await
+    }
+
+    /// `GET …/entities?fields=digest`: the provider sends no payloads.
+    async fn list_digests(
+        &self,
+        after: Option<&EntityKey>,
+        limit: usize,
+    ) -> Result<DigestPage, ProviderError> {
+        let mut url = self.url(&["entities"])?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(after) = after {
+                q.append_pair("after", after.as_str());
+            }
+            q.append_pair("limit", &limit.to_string());
+            q.append_pair("fields", ListFields::Digest.as_str());
+        }
+        let page: wire::WireDigestPage = self.get_json(url, None).await?;
+        Ok(page.into())
     }
 
     async fn changes(

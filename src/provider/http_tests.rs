@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::*;
-use crate::model::EntityKind;
+use crate::model::{Digest, EntityKind};
 
 #[derive(Clone)]
 struct Reply {
@@ -260,6 +260,61 @@ async fn changes_query_and_cursor_expired() {
         path,
         "/v1/accounts/corp%20a%2F1/changes?cursor=17&limit=500&wait=0.250"
     );
+}
+
+#[tokio::test]
+async fn digest_listing_asks_for_digests_and_retries_like_a_get() {
+    let page = r#"{"entities":[{"key":"tag/t1","digest":"abababababababababababababababababababababababababababababababab"},{"key":"tag/t2","digest":"abababababababababababababababababababababababababababababababab"}],"next":"tag/t2"}"#;
+    let (p, s) = start(vec![
+        reply(503, r#"{"error":{"code":"unavailable","message":"busy"}}"#),
+        reply(200, page),
+    ])
+    .await;
+    let after = EntityKey::new(EntityKind::Tag, "t 0").unwrap();
+    let got = p.list_digests(Some(&after), 2).await.unwrap();
+    let d = Digest([0xab; 32]);
+    let t = |id| EntityKey::new(EntityKind::Tag, id).unwrap();
+    assert_eq!(
+        got,
+        DigestPage {
+            items: vec![(t("t1"), d), (t("t2"), d)],
+            next: Some(t("t2")),
+        }
+    );
+    assert_eq!(hits(&s), 2, "a transient error is retried");
+    let (method, path, _) = s.lock().unwrap().seen[1].clone();
+    assert_eq!(method, "GET");
+    assert_eq!(
+        path,
+        "/v1/accounts/corp%20a%2F1/entities?after=tag%2Ft+0&limit=2&fields=digest"
+    );
+}
+
+#[tokio::test]
+async fn digest_listing_errors_are_typed() {
+    let (p, s) = start(vec![reply(
+        400,
+        r#"{"error":{"code":"bad_request","message":"unknown query parameter fields"}}"#,
+    )])
+    .await;
+    let err = p.list_digests(None, 10).await.unwrap_err();
+    assert!(
+        matches!(err, ProviderError::Protocol(ref m) if m == "HTTP 400: unknown query parameter fields"),
+        "{err:?}"
+    );
+    assert_eq!(hits(&s), 1, "a refused request is not retried");
+
+    // A provider that ignores `fields` and sends payloads still reads; a bad digest does not.
+    let full = r#"{"entities":[{"key":"tag/t1","payload":{"a":1},"digest":"abababababababababababababababababababababababababababababababab"}],"next":null}"#;
+    let bad = r#"{"entities":[{"key":"tag/t1","digest":"00"}],"next":null}"#;
+    let (p, _) = start(vec![reply(200, full), reply(200, bad)]).await;
+    let page = p.list_digests(None, 10).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.next, None);
+    assert!(matches!(
+        p.list_digests(None, 10).await,
+        Err(ProviderError::Protocol(ref m)) if m.contains("not 64 hex digits")
+    ));
 }
 
 #[tokio::test]

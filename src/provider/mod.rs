@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AccountState, Change, Entity, EntityKey};
+use crate::model::{AccountState, Change, Digest, Entity, EntityKey};
 
 pub mod http;
 pub mod notice;
@@ -96,6 +96,16 @@ pub struct StatusReport {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EntityPage {
     pub entities: Vec<Entity>,
+    /// Key to pass as `after` for the next page; `None` at the end.
+    pub next: Option<EntityKey>,
+}
+
+/// A page of keys and their digests, sorted by key: an [`EntityPage`] without the
+/// payloads (`GET …/entities?fields=digest`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DigestPage {
+    /// Each entity's key and the digest of its payload.
+    pub items: Vec<(EntityKey, Digest)>,
     /// Key to pass as `after` for the next page; `None` at the end.
     pub next: Option<EntityKey>,
 }
@@ -195,6 +205,30 @@ pub trait AccountProvider: Send + Sync {
         after: Option<&EntityKey>,
         limit: usize,
     ) -> Result<EntityPage, ProviderError>;
+
+    /// Keys > `after` with their digests, sorted by key, at most `limit`: the same pages
+    /// as [`list_entities`](Self::list_entities) (same `next`), without the payloads.
+    /// This is what the drill verifier's first pass reads.
+    ///
+    /// The default calls `list_entities` and drops the payloads. Adapters that can list
+    /// digests without materialising payloads override it (the HTTP client asks for
+    /// `fields=digest`; the simulator reads the digests it stores), which saves parsing
+    /// every payload of the account.
+    async fn list_digests(
+        &self,
+        after: Option<&EntityKey>,
+        limit: usize,
+    ) -> Result<DigestPage, ProviderError> {
+        let page = self.list_entities(after, limit).await?;
+        Ok(DigestPage {
+            items: page
+                .entities
+                .into_iter()
+                .map(|e| (e.key, e.digest))
+                .collect(),
+            next: page.next,
+        })
+    }
 
     /// Changes after `cursor` (from the oldest retained change when `None`), waiting up
     /// to `wait` for one. A cursor is the decimal `seq` of the last change consumed, so

@@ -1,6 +1,7 @@
 //! HTTP round trip: the simulator's router on 127.0.0.1:0, driven by `HttpProvider`
-//! through every trait method, compared with `SimProvider` on the same store, plus the
-//! admin API (seed, status, faults, load, activity, signed notices) and token auth.
+//! through every trait method, compared with `SimProvider` on the same store (and with
+//! the trait's default methods), plus the admin API (seed, status, faults, load,
+//! activity, signed notices) and token auth.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +16,8 @@ use serde_json::{Value, json};
 use super::notice::{self, Notice, NoticeEvent};
 use super::sim::{ServerConfig, SimProvider, SimStore, router};
 use super::{
-    AccountProvider, ActivityEvent, HttpOptions, HttpProvider, ProviderError, RetryPolicy,
+    AccountProvider, ActivityEvent, DigestPage, EntityPage, HttpOptions, HttpProvider,
+    ProviderError, RetryPolicy,
 };
 use crate::model::{AccountState, ChangeOp, Entity, EntityKey, EntityKind};
 
@@ -428,7 +430,8 @@ async fn admin_sends_a_notice_the_shared_verifier_accepts() {
     ));
 }
 
-/// Every method but `apply_batch` delegated: exercises the trait's default batch.
+/// Every required method delegated: exercises the trait's defaults (`apply_batch`,
+/// `list_digests`).
 struct OneByOne(SimProvider);
 
 #[async_trait::async_trait]
@@ -443,7 +446,7 @@ impl AccountProvider for OneByOne {
         &self,
         after: Option<&EntityKey>,
         limit: usize,
-    ) -> Result<super::EntityPage, ProviderError> {
+    ) -> Result<EntityPage, ProviderError> {
         self.0.list_entities(after, limit).await
     }
     async fn changes(
@@ -472,6 +475,117 @@ impl AccountProvider for OneByOne {
     }
     async fn activity(&self, since: &str) -> Result<Vec<ActivityEvent>, ProviderError> {
         self.0.activity(since).await
+    }
+}
+
+/// The keys and digests of a `list_entities` page: what `list_digests` must answer.
+fn digests_of(page: EntityPage) -> DigestPage {
+    DigestPage {
+        items: page
+            .entities
+            .into_iter()
+            .map(|e| (e.key, e.digest))
+            .collect(),
+        next: page.next,
+    }
+}
+
+#[tokio::test]
+async fn digest_listings_match_list_entities_page_by_page() {
+    let sim = Sim::start().await;
+    let (st, v) = sim
+        .admin(
+            reqwest::Method::POST,
+            "/admin/accounts/corp-a/seed",
+            json!({"count": 250, "seed": 5}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let http = sim.provider("corp-a");
+    let local = SimProvider::new(sim.store.clone(), "corp-a");
+    let default = OneByOne(SimProvider::new(sim.store.clone(), "corp-a"));
+    let providers: [&dyn AccountProvider; 3] = [&http, &local, &default];
+    // A short last page (7, 100), a last page ending on the last key (125), one page
+    // holding everything (250) and a page larger than the account (1000).
+    for limit in [7, 100, 125, 250, 1_000] {
+        let mut after: Option<EntityKey> = None;
+        let mut total = 0;
+        let mut pages = 0;
+        loop {
+            let want = digests_of(http.list_entities(after.as_ref(), limit).await.unwrap());
+            for p in providers {
+                let got = p.list_digests(after.as_ref(), limit).await.unwrap();
+                assert_eq!(got, want, "limit {limit} after {after:?}");
+            }
+            total += want.items.len();
+            pages += 1;
+            match want.next {
+                Some(n) => {
+                    assert_eq!(want.items.len(), limit, "only the last page is short");
+                    after = Some(n);
+                }
+                None => break,
+            }
+        }
+        assert_eq!(total, 250, "limit {limit}");
+        assert_eq!(pages, 250usize.div_ceil(limit), "limit {limit}");
+    }
+
+    // The wire form: keys and digests, no payloads; `fields=full` is the default.
+    let get = reqwest::Method::GET;
+    let path = "/v1/accounts/corp-a/entities?limit=3";
+    let (st, digests) = sim
+        .admin(get.clone(), &format!("{path}&fields=digest"), json!({}))
+        .await;
+    assert_eq!(st, 200, "{digests}");
+    let (_, full) = sim.admin(get.clone(), path, json!({})).await;
+    let (_, explicit) = sim
+        .admin(get.clone(), &format!("{path}&fields=full"), json!({}))
+        .await;
+    assert_eq!(full, explicit);
+    assert_eq!(digests["next"], full["next"]);
+    let items = digests["entities"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    for (d, f) in items.iter().zip(full["entities"].as_array().unwrap()) {
+        assert_eq!(d, &json!({"key": f["key"], "digest": f["digest"]}));
+    }
+
+    // An unknown `fields` is refused, before the account is even looked up.
+    for account in ["corp-a", "no-such-account"] {
+        let (st, v) = sim
+            .admin(
+                get.clone(),
+                &format!("/v1/accounts/{account}/entities?fields=payload"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, 400, "{v}");
+        assert_eq!(v["error"]["code"], "bad_request");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains("fields must be"), "{message}");
+    }
+
+    // An empty account: one empty last page.
+    sim.admin(reqwest::Method::PUT, "/admin/accounts/corp-e", json!({}))
+        .await;
+    let empty = sim.provider("corp-e");
+    let local_empty = SimProvider::new(sim.store.clone(), "corp-e");
+    for p in [&empty as &dyn AccountProvider, &local_empty] {
+        assert_eq!(
+            p.list_digests(None, 10).await.unwrap(),
+            DigestPage::default()
+        );
+    }
+
+    // A frozen account is typed as such.
+    sim.store
+        .account("corp-a")
+        .set_status(AccountState::Frozen, "test");
+    for p in providers {
+        assert!(matches!(
+            p.list_digests(None, 10).await,
+            Err(ProviderError::AccountFrozen { .. })
+        ));
     }
 }
 

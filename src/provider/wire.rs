@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ChangeBatch, EntityWrite, ProviderError};
-use crate::model::{Change, ChangeOp, EntityKey};
+use super::{ChangeBatch, DigestPage, EntityWrite, ProviderError};
+use crate::model::{Change, ChangeOp, Digest, EntityKey};
 
 /// Request header with the origin tag recorded on the change a write causes.
 pub const ORIGIN_HEADER: &str = "X-Understudy-Origin";
@@ -43,6 +43,61 @@ pub struct PutBody {
 #[derive(Serialize)]
 pub struct PutBodyRef<'a> {
     pub payload: &'a serde_json::Value,
+}
+
+/// `fields` of `GET …/entities`: what each listed entity carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ListFields {
+    /// Key, payload and digest (the default).
+    #[default]
+    Full,
+    /// Key and digest only ([`WireDigestPage`]).
+    Digest,
+}
+
+impl ListFields {
+    /// The query value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListFields::Full => "full",
+            ListFields::Digest => "digest",
+        }
+    }
+}
+
+impl std::str::FromStr for ListFields {
+    /// A message for the `bad_request` answer.
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [ListFields::Full, ListFields::Digest]
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| format!("fields must be \"full\" or \"digest\", not {s:?}"))
+    }
+}
+
+/// One entity of a `fields=digest` listing: its key and digest, no payload.
+#[derive(Deserialize)]
+pub struct WireKeyDigest {
+    pub key: EntityKey,
+    pub digest: Digest,
+}
+
+/// Answer of `GET …/entities?fields=digest`.
+#[derive(Deserialize)]
+pub struct WireDigestPage {
+    pub entities: Vec<WireKeyDigest>,
+    #[serde(default)]
+    pub next: Option<EntityKey>,
+}
+
+impl From<WireDigestPage> for DigestPage {
+    fn from(w: WireDigestPage) -> Self {
+        DigestPage {
+            items: w.entities.into_iter().map(|e| (e.key, e.digest)).collect(),
+            next: w.next,
+        }
+    }
 }
 
 /// Answer of `GET …/changes/head`.
@@ -378,6 +433,30 @@ mod tests {
             let code = status_and_code(&e).1;
             assert!(codes.contains(&code), "{code} is not documented");
         }
+    }
+
+    #[test]
+    fn list_fields_parse_as_documented() {
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(crate::provider::sim::server::OPENAPI_YAML).unwrap();
+        let params = doc["paths"]["/v1/accounts/{id}/entities"]["get"]["parameters"]
+            .as_sequence()
+            .unwrap();
+        let fields = params.iter().find(|p| p["name"] == "fields").unwrap();
+        let documented: Vec<&str> = fields["schema"]["enum"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        let ours = [ListFields::Full, ListFields::Digest];
+        assert_eq!(documented, ours.map(ListFields::as_str));
+        for f in ours {
+            assert_eq!(f.as_str().parse::<ListFields>(), Ok(f));
+        }
+        assert_eq!(fields["schema"]["default"], ListFields::default().as_str());
+        let err = "payload".parse::<ListFields>().unwrap_err();
+        assert!(err.contains("\"full\" or \"digest\""), "{err}");
     }
 
     #[test]

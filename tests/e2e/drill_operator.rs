@@ -82,7 +82,7 @@ async fn on_demand_drills_pass_on_a_clean_pair_and_find_divergence() {
         metric(&m, "understudy_drill_duration_seconds_count", &labels),
         Some(1.0)
     );
-    wait_until(Duration::from_secs(10), "a DrillPassed Event", || async {
+    wait_until(Duration::from_secs(30), "a DrillPassed Event", || async {
         events(&client, &scene.namespace)
             .await
             .into_iter()
@@ -151,7 +151,7 @@ async fn on_demand_drills_pass_on_a_clean_pair_and_find_divergence() {
         Some(passed_at)
     );
     wait_until(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "a DrillFailed Warning Event",
         || async {
             events(&client, &scene.namespace)
@@ -162,7 +162,7 @@ async fn on_demand_drills_pass_on_a_clean_pair_and_find_divergence() {
     )
     .await;
     wait_until(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "DrillsPassing=False on the pair",
         || async {
             pair(&client, &scene)

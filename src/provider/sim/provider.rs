@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use super::store::{FeedEntry, Payload, SimAccount, SimStore, fmt_ms, parse_cursor, parse_time_ms};
 use crate::model::{Change, ChangeOp, Entity, EntityKey};
 use crate::provider::{
-    AccountProvider, ActivityEvent, BatchOutcome, ChangeBatch, EntityPage, EntityWrite,
+    AccountProvider, ActivityEvent, BatchOutcome, ChangeBatch, DigestPage, EntityPage, EntityWrite,
     ProbeResult, ProviderError, Rejection, StatusReport,
 };
 
@@ -86,6 +86,16 @@ impl AccountProvider for SimProvider {
             entities: page.iter().map(|(k, p)| entity_of(k, p)).collect(),
             next,
         })
+    }
+
+    /// Read from the digests the store keeps: no payload is parsed.
+    async fn list_digests(
+        &self,
+        after: Option<&EntityKey>,
+        limit: usize,
+    ) -> Result<DigestPage, ProviderError> {
+        self.account.admit().await?;
+        self.account.list_digests(after, limit)
     }
 
     async fn changes(

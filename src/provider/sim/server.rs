@@ -9,7 +9,8 @@
 //! `Authorization: Bearer <token>`. Unknown accounts are 404 unless `auto_create`.
 //!
 //! Hot paths write JSON by hand around the payloads' stored canonical text, so a batch
-//! of changes is never parsed or re-serialised on the server.
+//! of changes or a page of entities is never parsed or re-serialised on the server, and
+//! a `fields=digest` listing reads the stored digests without touching the payloads.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,8 +33,10 @@ use super::load::LoadControl;
 use super::store::{
     FeedRead, MAX_LIMIT, Payload, SimAccount, SimStore, fmt_ms, parse_cursor, parse_time_ms,
 };
-use crate::model::{EntityKey, EntityKind};
-use crate::provider::wire::{self, HeadCursor, ORIGIN_HEADER, PutBody, WireOp, WireWriteBatch};
+use crate::model::{Digest, EntityKey, EntityKind};
+use crate::provider::wire::{
+    self, HeadCursor, ListFields, ORIGIN_HEADER, PutBody, WireOp, WireWriteBatch,
+};
 use crate::provider::{BatchOutcome, ProviderError, Rejection};
 
 /// Largest body of `POST …/writes` (10,000 writes of a few KB).
@@ -200,6 +203,7 @@ async fn status(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult {
 struct ListQuery {
     after: Option<String>,
     limit: Option<usize>,
+    fields: Option<String>,
 }
 
 async fn list_entities(
@@ -208,6 +212,13 @@ async fn list_entities(
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult {
     let Query(q) = q.map_err(|e| bad_request(e.body_text()))?;
+    let fields = q
+        .fields
+        .as_deref()
+        .map(str::parse::<ListFields>)
+        .transpose()
+        .map_err(bad_request)?
+        .unwrap_or_default();
     let after = q
         .after
         .as_deref()
@@ -216,9 +227,21 @@ async fn list_entities(
         .map_err(|e| bad_request(format!("after: {e}")))?;
     let acct = s.api_account(&id)?;
     acct.admit().await?;
-    let (page, next) = acct.list(after.as_ref(), q.limit.unwrap_or(1_000))?;
-    let mut out =
-        String::with_capacity(64 + page.iter().map(|(_, p)| p.json.len() + 128).sum::<usize>());
+    let limit = q.limit.unwrap_or(1_000);
+    let body = match fields {
+        ListFields::Full => {
+            let (page, next) = acct.list(after.as_ref(), limit)?;
+            entity_page_json(&page, next.as_ref())
+        }
+        ListFields::Digest => digest_page_json(&acct, after.as_ref(), limit)?,
+    };
+    Ok(json_text(StatusCode::OK, body))
+}
+
+/// `{"entities":[{"key","payload","digest"}…],"next":…}` around the stored payload text.
+fn entity_page_json(page: &[(EntityKey, Arc<Payload>)], next: Option<&EntityKey>) -> String {
+    let size: usize = page.iter().map(|(_, p)| p.json.len() + 128).sum();
+    let mut out = String::with_capacity(64 + size);
     out.push_str(r#"{"entities":["#);
     for (i, (key, p)) in page.iter().enumerate() {
         if i > 0 {
@@ -228,17 +251,60 @@ async fn list_entities(
         push_json_str(&mut out, key.as_str());
         out.push_str(r#","payload":"#);
         out.push_str(&p.json);
-        out.push_str(r#","digest":""#);
-        out.push_str(&p.digest.to_hex());
-        out.push_str(r#""}"#);
+        out.push_str(r#","digest":"#);
+        push_digest(&mut out, &p.digest);
+        out.push('}');
     }
+    push_next(&mut out, next);
+    out
+}
+
+/// `{"entities":[{"key","digest"}…],"next":…}`: a `fields=digest` page, written straight
+/// from the store (no copy of the keys, no payload touched).
+fn digest_page_json(
+    acct: &SimAccount,
+    after: Option<&EntityKey>,
+    limit: usize,
+) -> Result<String, ProviderError> {
+    // About 110 bytes an entity: the key, 64 hex digits and the punctuation.
+    let mut out = String::with_capacity(64 + 112 * limit.clamp(1, MAX_LIMIT));
+    out.push_str(r#"{"entities":["#);
+    let mut first = true;
+    let next = acct.visit_digests(after, limit, |key, digest| {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(r#"{"key":"#);
+        push_json_str(&mut out, key.as_str());
+        out.push_str(r#","digest":"#);
+        push_digest(&mut out, digest);
+        out.push('}');
+    })?;
+    push_next(&mut out, next.as_ref());
+    Ok(out)
+}
+
+/// Closes a page's `entities` array and appends its `next` and the closing brace.
+fn push_next(out: &mut String, next: Option<&EntityKey>) {
     out.push_str(r#"],"next":"#);
-    match &next {
-        Some(k) => push_json_str(&mut out, k.as_str()),
+    match next {
+        Some(k) => push_json_str(out, k.as_str()),
         None => out.push_str("null"),
     }
     out.push('}');
-    Ok(json_text(StatusCode::OK, out))
+}
+
+/// Appends a digest as a JSON string of 64 lowercase hex digits.
+fn push_digest(out: &mut String, digest: &Digest) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [b'"'; 66];
+    for (i, b) in digest.0.iter().enumerate() {
+        buf[1 + 2 * i] = HEX[usize::from(b >> 4)];
+        buf[2 + 2 * i] = HEX[usize::from(b & 0x0f)];
+    }
+    // Quotes and hex digits are ASCII: the buffer is always valid UTF-8.
+    out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
 }
 
 /// Appends `s` as a JSON string literal.

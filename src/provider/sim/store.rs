@@ -35,8 +35,8 @@ pub use super::payload::{
 };
 pub use super::registry::SimStore;
 use super::rng::Rng;
-use crate::model::{AccountState, EntityKey};
-use crate::provider::{ActivityEvent, ProbeResult, ProviderError, StatusReport};
+use crate::model::{AccountState, Digest, EntityKey};
+use crate::provider::{ActivityEvent, DigestPage, ProbeResult, ProviderError, StatusReport};
 
 /// Default number of changes each account's feed retains.
 pub const DEFAULT_RETENTION: usize = 2_000_000;
@@ -348,21 +348,55 @@ impl SimAccount {
         after: Option<&EntityKey>,
         limit: usize,
     ) -> Result<EntityPageRef, ProviderError> {
+        let mut page = Vec::new();
+        let next = self.visit(after, limit, |k, p| page.push((k.clone(), p.clone())))?;
+        Ok((page, next))
+    }
+
+    /// The keys of [`list`](Self::list)'s page with their payloads' digests, read
+    /// without touching the payloads.
+    pub fn list_digests(
+        &self,
+        after: Option<&EntityKey>,
+        limit: usize,
+    ) -> Result<DigestPage, ProviderError> {
+        let mut items = Vec::new();
+        let next = self.visit(after, limit, |k, p| items.push((k.clone(), p.digest)))?;
+        Ok(DigestPage { items, next })
+    }
+
+    /// Calls `f` with the key and digest of each entity of [`list`](Self::list)'s page,
+    /// in key order and under the account's lock (so `f` must be quick), without
+    /// copying the keys; returns the key to continue after (`None` at the end).
+    pub fn visit_digests(
+        &self,
+        after: Option<&EntityKey>,
+        limit: usize,
+        mut f: impl FnMut(&EntityKey, &Digest),
+    ) -> Result<Option<EntityKey>, ProviderError> {
+        self.visit(after, limit, |k, p| f(k, &p.digest))
+    }
+
+    /// Calls `f` on each entity with key > `after`, at most `limit`, under the lock;
+    /// returns the key to continue after (`None` at the end).
+    fn visit(
+        &self,
+        after: Option<&EntityKey>,
+        limit: usize,
+        mut f: impl FnMut(&EntityKey, &Arc<Payload>),
+    ) -> Result<Option<EntityKey>, ProviderError> {
         let limit = limit.clamp(1, MAX_LIMIT);
         let d = self.lock();
         Self::usable(&d)?;
         let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
         let mut iter = d.entities.range((lower, Bound::Unbounded));
-        let page: Vec<(EntityKey, Arc<Payload>)> = iter
-            .by_ref()
-            .take(limit)
-            .map(|(k, p)| (k.clone(), p.clone()))
-            .collect();
-        let next = match iter.next() {
-            Some(_) => page.last().map(|(k, _)| k.clone()),
-            None => None,
-        };
-        Ok((page, next))
+        let mut last = None;
+        for (k, p) in iter.by_ref().take(limit) {
+            f(k, p);
+            last = Some(k);
+        }
+        // A next page exists only when an entity follows the last one visited.
+        Ok(iter.next().and(last.cloned()))
     }
 
     /// Number of entities (admin, tests).
