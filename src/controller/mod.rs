@@ -7,6 +7,7 @@ pub mod conditions;
 pub mod context;
 pub mod drill;
 pub mod executor_glue;
+pub mod failback;
 pub mod leader;
 pub mod metrics;
 pub mod notices;

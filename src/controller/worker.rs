@@ -311,7 +311,7 @@ impl PairWorker {
         }
         // Standby active and the primary observed: maybe time for an automatic failback.
         if signal.side == Side::Primary && self.active() == Side::Standby {
-            super::trigger::evaluate_failback(self).await;
+            super::failback::evaluate_failback(self).await;
         }
     }
 
