@@ -13,7 +13,9 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::json;
-use understudy::api::AccountPair;
+use std::collections::BTreeMap;
+
+use understudy::api::{AccountPair, Switchover};
 
 const BIN: &str = env!("CARGO_BIN_EXE_understudy");
 
@@ -67,6 +69,38 @@ fn spawn(args: &[&str], envs: &[(&str, String)], marker: &str, log: &str) -> Pro
     };
     std::thread::spawn(move || for _ in lines {});
     Proc(child, url)
+}
+
+/// Milliseconds per phase of one run: signal → first step, each step, last flip → seen.
+fn breakdown(
+    so: &Switchover,
+    t0: chrono::DateTime<chrono::Utc>,
+    seen: chrono::DateTime<chrono::Utc>,
+) -> Vec<(String, f64)> {
+    let at = |s: &Option<String>| {
+        s.as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    let ms = |a: chrono::DateTime<chrono::Utc>, b: chrono::DateTime<chrono::Utc>| {
+        (b - a).num_microseconds().unwrap_or(0) as f64 / 1000.0
+    };
+    let mut out = Vec::new();
+    let Some(st) = &so.status else { return out };
+    if let Some(first) = st.steps.first().and_then(|s| at(&s.started_at)) {
+        out.push(("to-switchover-start".into(), ms(t0, first)));
+    }
+    for step in &st.steps {
+        if let (Some(a), Some(b)) = (at(&step.started_at), at(&step.finished_at)) {
+            out.push((step.name.clone(), ms(a, b)));
+        }
+        if step.name == "flip-lb"
+            && let Some(b) = at(&step.finished_at)
+        {
+            out.push(("flip-lb-end-to-observed".into(), ms(b, seen)));
+        }
+    }
+    out
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -146,7 +180,10 @@ async fn main() {
         ],
         &[
             ("KUBECONFIG", tb.var("TESTBED_KUBECONFIG")),
-            ("RUST_LOG", "warn".into()),
+            (
+                "RUST_LOG",
+                std::env::var("FAILOVER_BENCH_OPERATOR_LOG").unwrap_or_else(|_| "warn".into()),
+            ),
         ],
         "operator listening on",
         "failover-operator",
@@ -163,8 +200,11 @@ async fn main() {
     );
     let frontend = tb.var("TESTBED_HAPROXY_FRONTEND_URL");
     let mut results: Vec<(&str, Vec<f64>)> = Vec::new();
+    // Where the time of each run went, from the Switchover's step timestamps (same clock).
+    let mut breakdowns: Vec<(&str, BTreeMap<String, Vec<f64>>)> = Vec::new();
     for mode in ["notice", "poll"] {
         let mut times = Vec::new();
+        let mut parts: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for i in 0..runs {
             let name = format!("{mode}-{i}");
             let (a, b) = (format!("{name}-a"), format!("{name}-b"));
@@ -247,6 +287,7 @@ async fn main() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             let t0 = Instant::now();
+            let t0_wall = chrono::Utc::now();
             if mode == "notice" {
                 let hook = format!("{}/webhooks/notices/{ns}/{name}", op.1);
                 let r = http
@@ -298,8 +339,22 @@ async fn main() {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
             let ms = t0.elapsed().as_secs_f64() * 1000.0;
+            let verified_wall = chrono::Utc::now();
             eprintln!("{mode} run {i}: {ms:.0} ms");
             times.push(ms);
+            let sos: Api<Switchover> = Api::namespaced(client.clone(), &ns);
+            if let Some(so) = sos
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .find(|s| s.spec.pair == name)
+            {
+                for (part, v) in breakdown(&so, t0_wall, verified_wall) {
+                    parts.entry(part).or_default().push(v);
+                }
+            }
             pairs.delete(&name, &DeleteParams::default()).await.unwrap();
             let deadline = Instant::now() + Duration::from_secs(30);
             while pairs.get_opt(&name).await.unwrap().is_some() && Instant::now() < deadline {
@@ -307,6 +362,7 @@ async fn main() {
             }
         }
         results.push((mode, times));
+        breakdowns.push((mode, parts));
     }
     haproxy.ensure_active(&backend, &hp, &hs).await.ok();
     let summary = |v: &[f64]| {
@@ -320,6 +376,15 @@ async fn main() {
         "poll_to_verified_ms": summary(&results[1].1),
         "poll_interval_ms": 2000,
         "confirmations": 2,
+        "breakdown_p50_ms": breakdowns.iter().map(|(mode, parts)| {
+            let medians: serde_json::Map<String, serde_json::Value> = parts.iter().map(|(k, v)| {
+                let mut s = v.clone();
+                s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                (k.clone(), json!(pct(&s, 0.5).round()))
+            }).collect();
+            (mode.to_string(), serde_json::Value::Object(medians))
+        }).collect::<serde_json::Map<_, _>>(),
+        "breakdown_notes": "from the Switchover's step timestamps: to-switchover-start = signal sent → first step started (detection, trigger, Switchover create and watch); <step> = each step's own duration including its status write; flip-lb-end-to-observed = last flip verified by the operator → seen by this benchmark's DNS query and request through HAProxy",
     });
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench/failover.json");
     std::fs::write(path, serde_json::to_string_pretty(&out).unwrap()).unwrap();

@@ -133,6 +133,9 @@ pub struct StopReport {
 #[derive(Default)]
 struct Cache {
     end_offsets: BTreeMap<i32, i64>,
+    /// The first fence's report: a fenced source produces nothing more, so a repeated
+    /// fence (a drain re-fencing, a reverse) returns it without asking Kafka again.
+    fenced: Option<FenceReport>,
 }
 
 /// One pair's replication in one direction.
@@ -221,9 +224,21 @@ impl Pipeline {
     /// Stop the source at the feed head seen now (giving up reading at `within`; a frozen
     /// account stops it at once) and return the end offsets to drain to.
     pub async fn fence(&self, within: Duration) -> Result<FenceReport, PipelineError> {
+        if let Some(report) = lock(&self.cache).fenced.clone() {
+            return Ok(report);
+        }
+        let t = std::time::Instant::now();
         let end = self.source.fence(within).await?;
+        let source_ms = t.elapsed().as_millis();
         let status = self.source.status();
-        let mut offsets = match self.sink.end_offsets(self.cfg.tuning.stop_timeout).await {
+        let end_offsets = self.sink.end_offsets(self.cfg.tuning.stop_timeout).await;
+        tracing::debug!(
+            source_ms,
+            end_offsets_ms = t.elapsed().as_millis() - source_ms,
+            reached_head = end.reached_head,
+            "fence timings"
+        );
+        let mut offsets = match end_offsets {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(error = %e, "fence: end offsets from what the source saw acknowledged");
@@ -234,14 +249,17 @@ impl Pipeline {
             let e = offsets.entry(p).or_insert(0);
             *e = (*e).max(o);
         }
-        lock(&self.cache).end_offsets = offsets.clone();
-        Ok(FenceReport {
-            end_offsets: offsets,
+        let report = FenceReport {
+            end_offsets: offsets.clone(),
             source_cursor: end.checkpoint,
             reached_head: end.reached_head,
             unacknowledged: end.unacknowledged,
             source_error: end.feed_error,
-        })
+        };
+        let mut cache = lock(&self.cache);
+        cache.end_offsets = offsets;
+        cache.fenced = Some(report.clone());
+        Ok(report)
     }
 
     /// Wait until the sink applied everything before `offsets`, or until `deadline`.
@@ -251,8 +269,15 @@ impl Pipeline {
         deadline: std::time::Instant,
     ) -> DrainReport {
         let deadline = tokio::time::Instant::from_std(deadline);
+        let t = std::time::Instant::now();
         let lost = self.sink.wait_applied(offsets, deadline).await;
         let status = self.sink.status();
+        tracing::debug!(
+            wait_ms = t.elapsed().as_millis(),
+            ?offsets,
+            applied = ?status.applied_offsets,
+            "drain timings"
+        );
         DrainReport {
             records_lost: lost,
             dlq: status.dlq,

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus::IntCounter;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
@@ -120,6 +120,10 @@ pub struct SinkStatus {
 pub struct Sink {
     shared: Arc<Shared>,
     consumer: Arc<StreamConsumer>,
+    /// End offsets are asked on a connection of their own: on the consumer's, the broker
+    /// answers only after its pending long-poll fetch (up to `fetch.wait.max.ms`), which
+    /// a fence would wait for.
+    offsets_reader: Arc<BaseConsumer>,
     topic: String,
     stop: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
@@ -161,6 +165,14 @@ impl Sink {
                     source,
                 })?;
         let consumer = Arc::new(consumer);
+        let offsets_reader: BaseConsumer =
+            cfg.reader_config()
+                .create()
+                .map_err(|source| SinkError::Client {
+                    what: "offsets reader",
+                    source,
+                })?;
+        let offsets_reader = Arc::new(offsets_reader);
         let dlq: FutureProducer =
             cfg.producer_config()
                 .create()
@@ -254,6 +266,7 @@ impl Sink {
         Ok(Sink {
             shared,
             consumer,
+            offsets_reader,
             topic,
             stop: stop_tx,
             workers,
@@ -300,7 +313,11 @@ impl Sink {
 
     /// End offsets (high watermarks) of the state topic, asked of the broker now.
     pub async fn end_offsets(&self, timeout: Duration) -> Result<BTreeMap<i32, i64>, SinkError> {
-        let (c, t, parts) = (self.consumer.clone(), self.topic.clone(), self.partitions());
+        let (c, t, parts) = (
+            self.offsets_reader.clone(),
+            self.topic.clone(),
+            self.partitions(),
+        );
         blocking(move || {
             parts
                 .into_iter()

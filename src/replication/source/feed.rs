@@ -81,13 +81,22 @@ impl Run {
             }
             Ending::Stop(_) => (false, None),
         };
+        let t = Instant::now();
         let unacked = self.settle(self.cfg.tuning.stop_timeout).await;
+        let settle_ms = t.elapsed().as_millis();
         let _ = cp_stop_tx.send(true);
         let _ = checkpointer.await;
+        let checkpointer_ms = t.elapsed().as_millis() - settle_ms;
         let cursor = lock(&self.shared.tracker).safe().map(str::to_string);
         if let Some(c) = &cursor {
             self.write_checkpoint(c).await;
         }
+        tracing::debug!(
+            settle_ms,
+            checkpointer_ms,
+            total_ms = t.elapsed().as_millis(),
+            "source end timings"
+        );
         let end = SourceEnd {
             checkpoint: cursor,
             reached_head,
@@ -106,6 +115,10 @@ impl Run {
             }
         };
         let _ = reply.send(end);
+        // Dropping the Kafka producer joins its polling thread and waits for librdkafka:
+        // tens of milliseconds that must not block this runtime thread, where the task
+        // just woken by the reply (the switchover's fence step) is about to run.
+        tokio::task::spawn_blocking(move || drop(self));
     }
 
     /// Wait until Kafka answered for everything produced, at most `within`; returns how
