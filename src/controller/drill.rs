@@ -224,36 +224,58 @@ pub async fn reconcile(drill: Arc<Drill>, ctx: Arc<Context>) -> Result<Action, E
     Ok(Action::requeue(Duration::from_secs(30)))
 }
 
-/// `lastDrill` and the `DrillsPassing` condition on the pair.
+/// `lastDrill` and the `DrillsPassing` condition on the pair, written only over the
+/// status it was read from (the worker replaces the conditions as a whole too): on a
+/// conflict, read again and retry.
 async fn record_on_pair(ctx: &Context, ns: &str, pair: &str, drill: &str, status: &DrillStatus) {
     let api: Api<AccountPair> = Api::namespaced(ctx.client.clone(), ns);
-    let Ok(p) = api.get_status(pair).await else {
-        return;
-    };
-    let mut st = p.status.unwrap_or_default();
     let passed = status.result == Some(DrillResult::Passed);
-    super::conditions::set_condition(
-        &mut st.conditions,
-        "DrillsPassing",
-        passed.into(),
-        if passed { "DrillPassed" } else { "DrillFailed" },
-        &format!(
-            "drill {drill}: {}",
-            status.message.clone().unwrap_or_default()
-        ),
-        p.metadata.generation,
-        Utc::now(),
-    );
-    let patch = serde_json::json!({ "status": {
-        "conditions": st.conditions,
-        "lastDrill": { "name": drill, "result": status.result, "finishedAt": status.finished_at },
-    }});
-    if let Err(e) = api
-        .patch_status(pair, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        tracing::warn!(pair, error = %e, "recording the drill on the pair failed");
+    for _ in 0..10 {
+        let p = match api.get_status(pair).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(pair, error = %e, "reading the pair to record the drill failed");
+                return;
+            }
+        };
+        let mut st = p.status.unwrap_or_default();
+        super::conditions::set_condition(
+            &mut st.conditions,
+            "DrillsPassing",
+            passed.into(),
+            if passed { "DrillPassed" } else { "DrillFailed" },
+            &format!(
+                "drill {drill}: {}",
+                status.message.clone().unwrap_or_default()
+            ),
+            p.metadata.generation,
+            Utc::now(),
+        );
+        let patch = serde_json::json!({
+            "metadata": { "resourceVersion": p.metadata.resource_version },
+            "status": {
+                "conditions": st.conditions,
+                "lastDrill": { "name": drill, "result": status.result, "finishedAt": status.finished_at },
+            },
+        });
+        match api
+            .patch_status(pair, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return,
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                tracing::warn!(pair, error = %e, "recording the drill on the pair failed");
+                return;
+            }
+        }
     }
+    tracing::warn!(
+        pair,
+        "recording the drill on the pair kept conflicting; gave up"
+    );
 }
 
 pub fn error_policy(_d: Arc<Drill>, err: &Error, _ctx: Arc<Context>) -> Action {

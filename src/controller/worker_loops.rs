@@ -199,12 +199,21 @@ pub async fn status_loop(worker: Weak<PairWorker>) {
                     let value = serde_json::to_value(&status).unwrap_or_default();
                     // Conditions carry transition times only; compare without volatile lag.
                     if last.as_ref() != Some(&value) {
-                        let patch = serde_json::json!({ "status": value });
+                        // Only over the status it was built from: conditions are replaced
+                        // as a whole, and another writer (the drill controller's
+                        // DrillsPassing) may have changed them since (409: rebuilt next time).
+                        let patch = serde_json::json!({
+                            "metadata": { "resourceVersion": stored.metadata.resource_version },
+                            "status": value,
+                        });
                         match api
                             .patch_status(&w.name, &PatchParams::default(), &Patch::Merge(&patch))
                             .await
                         {
                             Ok(_) => last = Some(value),
+                            Err(kube::Error::Api(s)) if s.code == 409 => {
+                                tracing::debug!(pair = %w.name, "the status changed meanwhile; rebuilding it")
+                            }
                             Err(e) => {
                                 tracing::warn!(pair = %w.name, error = %e, "status update failed")
                             }
