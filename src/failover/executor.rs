@@ -139,6 +139,12 @@ impl Executor {
                             SwitchoverPhase::Succeeded if self.spec.dry_run => {
                                 "dry run: prechecks evaluated, nothing changed".into()
                             }
+                            SwitchoverPhase::Succeeded if self.spec.trigger == Trigger::Drill => {
+                                format!(
+                                    "rehearsal: the drill's traffic flipped to {} and restored; production untouched",
+                                    self.spec.to
+                                )
+                            }
                             SwitchoverPhase::Succeeded => format!("{} is active", self.spec.to),
                             _ => "failed".into(),
                         });

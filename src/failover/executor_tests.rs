@@ -408,6 +408,10 @@ async fn drill_rehearsal_flips_and_restores_without_touching_replication() {
         .await
         .unwrap();
     assert_eq!(st.phase, SwitchoverPhase::Succeeded, "{st:?}");
+    assert!(
+        st.message.as_deref().unwrap().starts_with("rehearsal: "),
+        "{st:?}"
+    );
     assert_eq!(w.repl.fences.load(Ordering::SeqCst), 0);
     assert_eq!(*w.repl.reversed_to.lock().unwrap(), None);
     for t in w.dns.iter().chain([&w.lb]) {

@@ -168,6 +168,9 @@ curl -fsS -XPOST "$SIM/admin/accounts/corp-a/notice" -H 'content-type: applicati
 echo
 wait_for 60 "the failover" sh -c "'${KUBECTL[0]}' ${KUBECTL[*]:1} -n $ns get so -o jsonpath='{.items[?(@.spec.trigger==\"Automatic\")].status.phase}' | grep -qE 'Succeeded|Failed'"
 
+pair_settled() { ! "${KUBECTL[@]}" -n "$ns" get ap wecom-support -o jsonpath='{.status.phase}' | grep -q SwitchingOver; }
+wait_for 30 "the pair to record its new active side" pair_settled || true
+
 step "after the failover"
 "${KUBECTL[@]}" -n "$ns" get ap,so -o wide | sed 's/^/   /'
 echo "   DNS $record -> $(dig @"$DNS_HOST" -p "$DNS_PORT" "$record.$TESTBED_DNS_ZONE" A +short +tcp)"
