@@ -1,6 +1,7 @@
 //! `kubectl understudy …`: the on-call verbs. Every change goes through the API server as
-//! a Switchover (the same object and executor an automatic failover uses) or a patch of
-//! `spec.paused`; nothing here moves traffic or touches replication directly.
+//! a Switchover (the same object and executor an automatic failover uses), a Drill (run
+//! by the operator like a scheduled one) or a patch of `spec.paused`; nothing here moves
+//! traffic, reads the accounts or touches replication directly.
 //!
 //! Contract:
 //! - The current kubeconfig is used (`KUBECONFIG`, `--kubeconfig`, `--context`), and the
