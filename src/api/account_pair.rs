@@ -34,6 +34,9 @@ use crate::model::EntityKind;
 #[x_kube(validation = kube::core::Rule::new(
     "self.primary.endpoint != self.standby.endpoint || self.primary.accountId != self.standby.accountId"
 ).message("spec.primary and spec.standby name the same account: the standby must be a different account (endpoint or accountId must differ)"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.drills) || !has(self.drills.rehearsalTraffic) || !has(self.drills.rehearsalTraffic.dns) || !has(self.traffic) || !has(self.traffic.dns) || self.drills.rehearsalTraffic.dns.all(r, !self.traffic.dns.exists(p, p.zone == r.zone && p.name == r.name))"
+).message("spec.drills.rehearsalTraffic.dns names a production record of spec.traffic.dns (same zone and name): a rehearsal flips its own DNS record, never production's"))]
 #[serde(rename_all = "camelCase")]
 pub struct AccountPairSpec {
     /// The account that normally serves traffic.

@@ -110,6 +110,19 @@ async fn crds_install_and_validate_on_the_real_api_server() {
     let msg = create_rejected(&api, v).await;
     assert!(msg.contains("5-field cron expression"), "{msg}");
 
+    // A rehearsal may not flip a production DNS record.
+    let mut v = pair("rehearse-prod-dns", "corp-a", "corp-b");
+    v["spec"]["drills"] =
+        json!({ "rehearsalTraffic": { "dns": [v["spec"]["traffic"]["dns"][0].clone()] } });
+    let msg = create_rejected(&api, v).await;
+    assert!(
+        msg.contains("rehearsalTraffic.dns names a production record"),
+        "{msg}"
+    );
+    // (A production Service or HAProxy backend as rehearsal target is refused when the
+    // drill runs: a CEL rule over both load-balancer lists exceeds the API server's cost
+    // budget.)
+
     // Nothing invalid was stored.
     let names: Vec<String> = api
         .list(&Default::default())
