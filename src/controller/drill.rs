@@ -17,7 +17,7 @@ use super::context::{Context, lock};
 use super::worker::PairWorker;
 use crate::api::drill::{DrillPhase, DrillResult, DrillSpec, DrillStatus, RehearsalStatus};
 use crate::api::switchover::{SwitchoverMode, SwitchoverPhase, Trigger};
-use crate::api::{AccountPair, Drill, Side, Switchover, SwitchoverSpec};
+use crate::api::{AccountPair, Drill, Side, Switchover};
 use crate::drills::{self, DrillInputs, DrillStatusSink, KafkaCopyConfig, Rehearsal, Settle};
 
 #[derive(Debug, thiserror::Error)]
@@ -82,24 +82,14 @@ impl Rehearsal for SwitchoverRehearsal {
             return Err(why.clone());
         }
         let name = format!("{}-rehearsal", self.drill);
-        let so = Switchover {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                ..Default::default()
-            },
-            spec: SwitchoverSpec {
-                pair: self.pair.clone(),
-                to: Side::Standby,
-                mode: SwitchoverMode::Planned,
-                trigger: Trigger::Drill,
-                reason: format!("rehearsal of drill {}", self.drill),
-                requested_by: Some("understudy".into()),
-                dry_run: false,
-                not_before: None,
-                force: None,
-            },
-            status: None,
-        };
+        let so = super::trigger::own_switchover(
+            &name,
+            &self.pair,
+            Side::Standby,
+            SwitchoverMode::Planned,
+            Trigger::Drill,
+            &format!("rehearsal of drill {}", self.drill),
+        );
         match self.api.create(&PostParams::default(), &so).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 409 => {}

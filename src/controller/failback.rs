@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use kube::api::{Api, ListParams};
 
 use super::context::lock;
-use super::trigger::{audit_created, ledger};
+use super::trigger::{create_audited, ledger, own_switchover};
 use super::worker::{PairWorker, idx};
 use crate::api::account_pair::FailbackMode;
 use crate::api::switchover::{SwitchoverMode, Trigger};
-use crate::api::{Side, Switchover, SwitchoverSpec};
+use crate::api::{Side, Switchover};
 use crate::detection::Verdict;
 
 /// Everything the automatic failback decision depends on.
@@ -150,28 +150,16 @@ pub async fn evaluate_failback(w: &Arc<PairWorker>) {
     let FailbackDecision::Failback { reason } = decide_failback(&input, now) else {
         return;
     };
-    let so = Switchover {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some(w.namespace.clone()),
-            ..Default::default()
-        },
-        spec: SwitchoverSpec {
-            pair: w.name.clone(),
-            to: Side::Primary,
-            mode: SwitchoverMode::Planned,
-            trigger: Trigger::Automatic,
-            reason: reason.clone(),
-            requested_by: Some("understudy".into()),
-            dry_run: false,
-            not_before: None,
-            force: None,
-        },
-        status: None,
-    };
-    match api.create(&PostParams::default(), &so).await {
-        Ok(_) => {
-            audit_created(&ctx, w, &so);
+    let so = own_switchover(
+        &name,
+        &w.name,
+        Side::Primary,
+        SwitchoverMode::Planned,
+        Trigger::Automatic,
+        &reason,
+    );
+    match create_audited(&ctx, w, &so).await {
+        Ok(true) => {
             ctx.event(
                 &w.object_ref,
                 false,
@@ -181,7 +169,7 @@ pub async fn evaluate_failback(w: &Arc<PairWorker>) {
             )
             .await;
         }
-        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Ok(false) => {}
         Err(e) => {
             tracing::warn!(pair = %w.name, error = %e, "creating the failback Switchover failed")
         }

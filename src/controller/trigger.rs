@@ -7,12 +7,12 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 
 use super::context::lock;
 use super::worker::{PairWorker, idx};
 use crate::api::switchover::{SwitchoverMode, Trigger};
-use crate::api::{Switchover, SwitchoverSpec};
+use crate::api::{Side, Switchover, SwitchoverSpec};
 use crate::detection::brakes::{FailoverDecision, FailoverInput, decide_failover};
 
 /// Automatic switchovers in the last 24 h: (this pair, all pairs, last of this pair),
@@ -126,29 +126,16 @@ pub async fn evaluate(w: &Arc<PairWorker>) {
                 w.name,
                 active.since.format("%Y%m%d-%H%M%S")
             );
-            let so = Switchover {
-                metadata: ObjectMeta {
-                    name: Some(name.clone()),
-                    namespace: Some(w.namespace.clone()),
-                    ..Default::default()
-                },
-                spec: SwitchoverSpec {
-                    pair: w.name.clone(),
-                    to: active_side.other(),
-                    mode: SwitchoverMode::Emergency,
-                    trigger: Trigger::Automatic,
-                    reason: reason.clone(),
-                    requested_by: Some("understudy".into()),
-                    dry_run: false,
-                    not_before: None,
-                    force: None,
-                },
-                status: None,
-            };
-            let ns_api: Api<Switchover> = Api::namespaced(ctx.client.clone(), &w.namespace);
-            match ns_api.create(&PostParams::default(), &so).await {
-                Ok(_) => {
-                    audit_created(&ctx, w, &so);
+            let so = own_switchover(
+                &name,
+                &w.name,
+                active_side.other(),
+                SwitchoverMode::Emergency,
+                Trigger::Automatic,
+                &reason,
+            );
+            match create_audited(&ctx, w, &so).await {
+                Ok(true) => {
                     ctx.event(
                         &w.object_ref,
                         true,
@@ -161,7 +148,7 @@ pub async fn evaluate(w: &Arc<PairWorker>) {
                     )
                     .await;
                 }
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(pair = %w.name, error = %e, "creating the failover Switchover failed")
                 }
@@ -197,14 +184,54 @@ pub async fn evaluate(w: &Arc<PairWorker>) {
     }
 }
 
-pub(super) fn audit_created(ctx: &super::context::Context, w: &PairWorker, so: &Switchover) {
-    ctx.audit.record(
-        &w.spec.replication.kafka.bootstrap_servers,
-        crate::audit::kind::SWITCHOVER_CREATED,
-        &w.namespace,
-        &w.name,
-        serde_json::json!({ "name": so.metadata.name, "spec": so.spec }),
-    );
+/// A Switchover the operator starts by itself (requested by `understudy`): an automatic
+/// failover or failback, or a drill's rehearsal.
+pub(super) fn own_switchover(
+    name: &str,
+    pair: &str,
+    to: Side,
+    mode: SwitchoverMode,
+    trigger: Trigger,
+    reason: &str,
+) -> Switchover {
+    Switchover::new(
+        name,
+        SwitchoverSpec {
+            pair: pair.to_string(),
+            to,
+            mode,
+            trigger,
+            reason: reason.to_string(),
+            requested_by: Some("understudy".into()),
+            dry_run: false,
+            not_before: None,
+            force: None,
+        },
+    )
+}
+
+/// Creates `so` in the pair's namespace and puts it in the audit trail. `Ok(false)` when
+/// it exists already: it is named after its episode, so that is the same one.
+pub(super) async fn create_audited(
+    ctx: &super::context::Context,
+    w: &PairWorker,
+    so: &Switchover,
+) -> Result<bool, kube::Error> {
+    let api: Api<Switchover> = Api::namespaced(ctx.client.clone(), &w.namespace);
+    match api.create(&PostParams::default(), so).await {
+        Ok(_) => {
+            ctx.audit.record(
+                &w.spec.replication.kafka.bootstrap_servers,
+                crate::audit::kind::SWITCHOVER_CREATED,
+                &w.namespace,
+                &w.name,
+                serde_json::json!({ "name": so.metadata.name, "spec": so.spec }),
+            );
+            Ok(true)
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 fn clear_page(w: &PairWorker) {
@@ -220,6 +247,7 @@ mod tests {
     use crate::api::Side;
     use crate::api::switchover::{SwitchoverPhase, SwitchoverStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use kube::api::ObjectMeta;
 
     fn so(
         ns: &str,

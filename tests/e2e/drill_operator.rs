@@ -247,16 +247,6 @@ async fn the_schedule_creates_one_drill_per_slot_in_the_pairs_time_zone() {
     assert_eq!(same_slot, 1);
 }
 
-/// The operator's /metrics text.
-async fn metrics(op: &Proc) -> String {
-    reqwest::get(format!("{}/metrics", op.url))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .unwrap()
-}
-
 /// The value of `name{labels}` in a Prometheus text exposition.
 fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
     let prefix = format!("{name}{labels} ");

@@ -302,12 +302,7 @@ async fn of_two_replicas_only_the_lease_holder_acts() {
     );
     // The other replica dropped work and counted it.
     let idle = if acted(&la) { &b } else { &a };
-    let metrics = reqwest::get(format!("{}/metrics", idle.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(idle).await;
     let dropped: f64 = metrics
         .lines()
         .filter(|l| l.starts_with("understudy_dropped_work_total"))
@@ -591,12 +586,7 @@ async fn mass_member_adds_raise_a_risk_warning_and_never_a_failover() {
             .find(|(t, r, _)| t == "Warning" && r == "RiskWarning")
     })
     .await;
-    let metrics = reqwest::get(format!("{}/metrics", op.url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&op).await;
     assert!(
         metrics.contains("understudy_risk_warning{kind=\"mass_adds\""),
         "{metrics}"

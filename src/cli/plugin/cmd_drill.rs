@@ -10,7 +10,7 @@ use serde_json::json;
 use super::checks;
 use super::client::{Kube, api_failure};
 use super::cmd_audit::append;
-use super::{ChangeArgs, DrillArgs, Failure, Outcome, Output, print_value};
+use super::{ChangeArgs, DrillArgs, Failure, Outcome, Output, print_value, say};
 use crate::api::drill::{DrillPhase, DrillResult};
 use crate::api::{Drill, DrillSpec};
 use crate::audit::kind;
@@ -18,15 +18,6 @@ use crate::drills::{render_json, render_text};
 
 fn drills(kube: &Kube) -> Api<Drill> {
     Api::namespaced(kube.client.clone(), &kube.namespace)
-}
-
-/// Progress lines go to stdout for text, to stderr when stdout carries JSON/YAML.
-fn say(output: Output, line: impl AsRef<str>) {
-    if output == Output::Table {
-        println!("{}", line.as_ref());
-    } else {
-        eprintln!("{}", line.as_ref());
-    }
 }
 
 /// `generateName` of an on-demand drill: `<pair>-drill-` (the pair name cut so the

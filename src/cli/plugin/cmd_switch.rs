@@ -15,20 +15,11 @@ use super::client::{Kube, api_failure};
 use super::cmd_audit::append;
 use super::cmd_change::confirm;
 use super::progress::{outcome, step_lines};
-use super::{Failure, MoveArgs, Outcome, Output, print_value};
+use super::{Failure, MoveArgs, Outcome, Output, print_value, say};
 use crate::api::switchover::{SwitchoverPhase, SwitchoverStatus};
 use crate::api::{Side, Switchover};
 use crate::audit::kind;
 use crate::controller::switchover::{CANCEL_REQUESTED_AT, CANCEL_REQUESTED_BY};
-
-/// Human lines go to stdout for tables, to stderr when stdout carries JSON/YAML.
-fn say(output: Output, line: impl AsRef<str>) {
-    if output == Output::Table {
-        println!("{}", line.as_ref());
-    } else {
-        eprintln!("{}", line.as_ref());
-    }
-}
 
 /// `switchover PAIR --to SIDE` and `failback PAIR` (to the primary, with its checks).
 pub async fn switchover(

@@ -403,6 +403,15 @@ async fn dispatch(global: Global, verb: Verb) -> Outcome {
     }
 }
 
+/// Human lines go to stdout for tables, to stderr when stdout carries JSON/YAML.
+pub(crate) fn say(output: Output, line: impl AsRef<str>) {
+    if output == Output::Table {
+        println!("{}", line.as_ref());
+    } else {
+        eprintln!("{}", line.as_ref());
+    }
+}
+
 /// Print a serialisable value as JSON or YAML.
 pub(crate) fn print_value<T: serde::Serialize>(value: &T, output: Output) -> Outcome {
     let text = match output {

@@ -410,6 +410,16 @@ pub fn phase(so: &Switchover) -> SwitchoverPhase {
     so.status.as_ref().map(|s| s.phase).unwrap_or_default()
 }
 
+/// The operator's /metrics text.
+pub async fn metrics(op: &Proc) -> String {
+    reqwest::get(format!("{}/metrics", op.url))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Text of the Events on objects in `ns`.
 pub async fn events(client: &Client, ns: &str) -> Vec<(String, String, String)> {
     use k8s_openapi::api::events::v1::Event;
