@@ -54,6 +54,15 @@ async fn metrics() -> impl IntoResponse {
     )
 }
 
+/// Serve `app` on a bound listener until the task is dropped.
+pub fn serve_on(listener: tokio::net::TcpListener, app: Router) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    })
+}
+
 /// Bind and serve until the task is dropped. Returns the bound address (port 0 allowed).
 pub async fn serve(
     addr: SocketAddr,

@@ -490,6 +490,22 @@ pub struct AccountPairStatus {
     pub last_drill: Option<ObjectSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Provider notices already accepted (replay protection that survives a restart
+    /// and holds on every replica); kept for twice the notice window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub seen_notices: Vec<SeenNotice>,
+}
+
+/// A provider notice already accepted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeenNotice {
+    /// The notice's id.
+    #[schemars(length(max = 256))]
+    pub id: String,
+    /// When it was accepted (RFC 3339).
+    pub at: String,
 }
 
 /// What understudy believes about one side.

@@ -150,9 +150,14 @@ pub struct SwitchoverStatus {
     /// Side that was active when the switchover started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<Side>,
-    /// Acknowledged changes not applied to the new active side (RPO).
+    /// Changes the old active side's feed delivered that did not reach the new active
+    /// side: not acknowledged by Kafka, or not applied by the drain (RPO).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records_lost: Option<i64>,
+    /// Set instead of recordsLost when that number cannot be known, saying why (e.g.
+    /// no replication pipeline was running). Never read as 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_lost_unknown: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
-use crate::controller::context::OperatorOptions;
+use crate::controller::env::OperatorOptions;
 use crate::controller::run::{Election, run as run_operator};
 use crate::failover::executor::Failpoint;
 
@@ -48,8 +48,18 @@ pub struct OperatorArgs {
     #[arg(long)]
     pub namespace: Option<String>,
     /// Automatic failovers allowed across all pairs in 24 h; past it humans are paged.
+    /// Counted in the ConfigMap understudy-failover-budget (…-NAMESPACE with --namespace)
+    /// in the Lease namespace, shared by every replica.
     #[arg(long, default_value_t = 3)]
     pub max_failovers_per_day: u32,
+    /// URL other replicas hand provider notices to while this one leads (written on the
+    /// Lease); default: http://$POD_IP:<port> in a Pod, else the --listen address.
+    #[arg(long, env = "UNDERSTUDY_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+    /// On SIGTERM, how long a running switchover step may take to reach its persisted
+    /// point before this replica frees the Lease for another.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
     /// Bound of the drain step of an emergency failover.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub drain_bound: Duration,
@@ -104,6 +114,8 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
         drain_bound: args.drain_bound,
         identity,
         namespace: args.namespace.clone(),
+        own_namespace: args.lease_namespace.clone(),
+        shutdown_grace: args.shutdown_grace,
         failpoint: Failpoint::from_env(),
         notice_window: args.notice_window,
         audit: crate::audit::AuditSettings {
@@ -113,10 +125,17 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
         },
         ..OperatorOptions::default()
     };
+    let advertise = args.advertise_url.clone().or_else(|| {
+        std::env::var("POD_IP")
+            .ok()
+            .filter(|ip| !ip.is_empty())
+            .map(|ip| format!("http://{ip}:{}", args.listen.port()))
+    });
     let election = args.leader_elect.then(|| Election {
         namespace: args.lease_namespace.clone(),
         name: args.lease_name.clone(),
         duration: args.lease_duration,
+        advertise,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

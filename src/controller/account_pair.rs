@@ -1,5 +1,5 @@
 //! The AccountPair controller, as a pipeline of steps: validate (pure) → ensure the
-//! worker (replication, detection) runs for the current generation → report. A
+//! pair's task (replication, detection) runs for the current generation → report. A
 //! finalizer stops the pair's pipeline cleanly (flush, commit) before the object goes.
 //!
 //! Requeue by error kind: an invalid spec waits for a change; a missing Secret is
@@ -16,7 +16,7 @@ use kube::{Resource, ResourceExt};
 
 use super::conditions::{CondStatus, set_condition};
 use super::context::{Context, lock, pair_key};
-use super::worker::PairWorker;
+use super::pair::PairHandle;
 use crate::api::{AccountPair, AccountPairSpec};
 
 pub const FINALIZER: &str = "understudy.dev/replication";
@@ -78,26 +78,23 @@ async fn apply(pair: Arc<AccountPair>, ctx: Arc<Context>) -> Result<Action, Erro
     let key = pair_key(&ns, &name);
     let generation = pair.metadata.generation.unwrap_or(0);
     if let Err(msg) = validate(&pair.spec) {
-        stop_worker(&ctx, &key).await;
+        stop_pair(&ctx, &key).await;
         report_problem(&ctx, &pair, "InvalidSpec", &msg).await?;
         return Ok(Action::await_change());
     }
-    if let Some(w) = ctx.worker(&ns, &name) {
+    if let Some(w) = ctx.pair(&ns, &name) {
         if w.generation == generation {
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
-        // The spec changed. Never swap the worker under a running switchover.
-        if lock(&ctx.executing)
-            .iter()
-            .any(|k| k.starts_with(&format!("{key}#")))
-        {
+        // The spec changed. Never swap the pair's task under a running switchover.
+        if lock(&ctx.executing).contains_key(&key) {
             return Ok(Action::requeue(Duration::from_secs(2)));
         }
-        stop_worker(&ctx, &key).await;
+        stop_pair(&ctx, &key).await;
     }
-    match PairWorker::start(&ctx, &pair).await {
+    match PairHandle::start(&ctx.env, &pair).await {
         Ok(w) => {
-            lock(&ctx.workers).insert(key, w);
+            lock(&ctx.pairs).insert(key, w);
             count_pairs(&ctx);
             ctx.event(
                 &pair.object_ref(&()),
@@ -121,9 +118,13 @@ async fn apply(pair: Arc<AccountPair>, ctx: Arc<Context>) -> Result<Action, Erro
 }
 
 async fn cleanup(pair: Arc<AccountPair>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let key = pair_key(&pair.namespace().unwrap_or_default(), &pair.name_any());
-    stop_worker(&ctx, &key).await;
+    let (ns, name) = (pair.namespace().unwrap_or_default(), pair.name_any());
+    let key = pair_key(&ns, &name);
+    stop_pair(&ctx, &key).await;
     count_pairs(&ctx);
+    // A deleted pair leaves no series behind (a stale status would keep an alert
+    // firing, a stale last-drill time would raise DrillOverdue a month later).
+    super::metrics::forget_pair(&ns, &name, true);
     ctx.event(
         &pair.object_ref(&()),
         false,
@@ -135,15 +136,15 @@ async fn cleanup(pair: Arc<AccountPair>, ctx: Arc<Context>) -> Result<Action, Er
     Ok(Action::await_change())
 }
 
-async fn stop_worker(ctx: &Context, key: &str) {
-    let w = lock(&ctx.workers).remove(key);
+async fn stop_pair(ctx: &Context, key: &str) {
+    let w = lock(&ctx.pairs).remove(key);
     if let Some(w) = w {
-        w.stop().await;
+        w.stop(std::time::Duration::from_secs(30)).await;
     }
 }
 
 fn count_pairs(ctx: &Context) {
-    let workers = lock(&ctx.workers);
+    let workers = lock(&ctx.pairs);
     let m = super::metrics::metrics();
     m.pairs.reset();
     for w in workers.values() {

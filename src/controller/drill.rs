@@ -14,7 +14,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
 use super::context::{Context, lock};
-use super::worker::PairWorker;
+use super::pair::PairHandle;
 use crate::api::drill::{DrillPhase, DrillResult, DrillSpec, DrillStatus, RehearsalStatus};
 use crate::api::switchover::{SwitchoverMode, SwitchoverPhase, Trigger};
 use crate::api::{AccountPair, Drill, Side, Switchover};
@@ -46,17 +46,14 @@ impl DrillStatusSink for Sink {
 }
 
 /// Settled when the pair's replication shows no lag (or after 30 s).
-struct LagSettle(Arc<PairWorker>);
+struct LagSettle(Arc<PairHandle>);
 
 #[async_trait]
 impl Settle for LagSettle {
     async fn settle(&self) -> bool {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while tokio::time::Instant::now() < deadline {
-            let lag = lock(&self.0.state)
-                .last_snapshot
-                .as_ref()
-                .map(|s| s.lag_records);
+            let lag = self.0.view().lag_records;
             if lag == Some(0) {
                 return true;
             }
@@ -82,7 +79,7 @@ impl Rehearsal for SwitchoverRehearsal {
             return Err(why.clone());
         }
         let name = format!("{}-rehearsal", self.drill);
-        let so = super::trigger::own_switchover(
+        let so = super::pair::switchovers::own_switchover(
             &name,
             &self.pair,
             Side::Standby,
@@ -153,11 +150,11 @@ pub async fn reconcile(drill: Arc<Drill>, ctx: Arc<Context>) -> Result<Action, E
     }
     let ns = drill.namespace().unwrap_or_default();
     let name = drill.name_any();
-    let Some(worker) = ctx.worker(&ns, &drill.spec.pair) else {
+    let Some(worker) = ctx.pair(&ns, &drill.spec.pair) else {
         return Ok(Action::requeue(Duration::from_secs(2)));
     };
-    let key = format!("drill#{ns}/{name}");
-    if !lock(&ctx.executing).insert(key.clone()) {
+    let key = format!("{ns}/{name}");
+    if !lock(&ctx.drills).insert(key.clone()) {
         return Ok(Action::requeue(Duration::from_secs(10)));
     }
     let active = worker.active();
@@ -209,7 +206,7 @@ pub async fn reconcile(drill: Arc<Drill>, ctx: Arc<Context>) -> Result<Action, E
         )
         .await;
         record_on_pair(&ctx, &ns, &worker.name, &name, &status).await;
-        lock(&ctx.executing).remove(&key);
+        lock(&ctx.drills).remove(&key);
     });
     Ok(Action::requeue(Duration::from_secs(30)))
 }
@@ -280,7 +277,7 @@ pub async fn schedule_loop(ctx: Arc<Context>) {
         if !ctx.leader.is_leader() {
             continue;
         }
-        let workers: Vec<Arc<PairWorker>> = lock(&ctx.workers).values().cloned().collect();
+        let workers = ctx.all_pairs();
         for w in workers {
             if let Err(e) = schedule_pair(&ctx, &w).await {
                 tracing::warn!(pair = %w.name, error = %e, "drill schedule");
@@ -289,7 +286,7 @@ pub async fn schedule_loop(ctx: Arc<Context>) {
     }
 }
 
-async fn schedule_pair(ctx: &Context, w: &PairWorker) -> Result<(), String> {
+async fn schedule_pair(ctx: &Context, w: &PairHandle) -> Result<(), String> {
     let spec = &w.spec.drills;
     if spec.suspend {
         return Ok(());

@@ -1,7 +1,8 @@
-//! The worker as the Switchover executor sees it: replication control (fence, drain,
-//! reverse) and the pair's view (verdicts, intent, recorded active side). Intent and
-//! result are written to the AccountPair's status right away (two-phase, like
-//! `targetPrimary`/`currentPrimary`), not left to the periodic status publisher.
+//! The executor's traits over the running operator: the Switchover's status in the API
+//! server ([`KubeStore`]), Events and audit records per step ([`EventNotifier`]), and
+//! the pair's task and replication ([`PairAdapter`]). The pair's task persists the
+//! intent, the flip and the result itself, right away (two-phase, like
+//! `targetPrimary`/`currentPrimary`), not left to its periodic status write.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,135 +10,149 @@ use std::time::Duration;
 use async_trait::async_trait;
 use kube::api::{Api, Patch, PatchParams};
 
-use super::context::lock;
-use super::worker::PairWorker;
-use crate::api::account_pair::{FlipStatus, ObjectSummary};
-use crate::api::{AccountPair, Side};
-use crate::failover::executor::{PairView, ReplicationControl};
+use super::context::{Context, lock};
+use super::pair::PairHandle;
+use crate::api::Side;
+use crate::api::Switchover;
+use crate::api::switchover::{StepState, SwitchoverStatus};
+use crate::failover::executor::{Drained, Notifier, PairView, ReplicationControl, SwitchoverStore};
+use crate::failover::plan::Gate;
 
-/// An `Arc<PairWorker>` the executor can hold.
-pub struct WorkerHandle(pub Arc<PairWorker>);
+/// Where a switchover's audit records go.
+#[derive(Clone)]
+pub struct Audit {
+    pub sink: crate::audit::AuditSink,
+    pub bootstrap: String,
+    pub namespace: String,
+    pub pair: String,
+}
 
-impl WorkerHandle {
-    async fn patch_status(&self, status: serde_json::Value) -> Result<(), String> {
-        let ctx = self.0.ctx.upgrade().ok_or("operator shutting down")?;
-        if !ctx.leader.may_act() {
-            return Err("this replica no longer holds the lease; stopping".into());
-        }
-        let api: Api<AccountPair> = Api::namespaced(ctx.client.clone(), &self.0.namespace);
-        api.patch_status(
-            &self.0.name,
-            &PatchParams::default(),
-            &Patch::Merge(&serde_json::json!({ "status": status })),
-        )
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("updating the AccountPair status failed: {e}"))
+impl Audit {
+    pub fn record(&self, kind: &str, data: serde_json::Value) {
+        self.sink
+            .record(&self.bootstrap, kind, &self.namespace, &self.pair, data);
     }
 }
 
+/// Persists the Switchover's status; refuses once this replica lost the Lease, which
+/// stops the executor at once.
+pub struct KubeStore {
+    pub api: Api<Switchover>,
+    pub name: String,
+    pub ctx: Arc<Context>,
+    /// resourceVersion the executor was started from, until its first write: a cancel
+    /// (or a supersede) in between makes that write fail with a conflict.
+    pub precondition: std::sync::Mutex<Option<String>>,
+}
+
 #[async_trait]
-impl ReplicationControl for WorkerHandle {
-    async fn fence(&self) -> Result<(), String> {
-        let guard = self.0.pipeline.lock().await;
-        let Some(p) = guard.as_ref() else {
-            return Ok(());
+impl SwitchoverStore for KubeStore {
+    async fn save(&self, status: &SwitchoverStatus) -> Result<(), String> {
+        if !self.ctx.leader.may_act() {
+            return Err("lost the lease: another replica takes over this switchover".into());
+        }
+        let rv = lock(&self.precondition).take();
+        let patch = match rv {
+            Some(rv) => {
+                serde_json::json!({ "metadata": { "resourceVersion": rv }, "status": status })
+            }
+            None => serde_json::json!({ "status": status }),
         };
-        let report = p
-            .fence(Duration::from_secs(2))
+        self.api
+            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(|e| e.to_string())?;
-        *lock(&self.0.fence_offsets) = Some(report.end_offsets);
-        Ok(())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Events on the Switchover for every step, and the audit records.
+pub struct EventNotifier {
+    pub ctx: Arc<Context>,
+    pub reference: k8s_openapi::api::core::v1::ObjectReference,
+    pub audit: Audit,
+    /// The spec, for the audit record of the start.
+    pub start: serde_json::Value,
+    pub first_step: String,
+}
+
+#[async_trait]
+impl Notifier for EventNotifier {
+    async fn step(&self, switchover: &str, step: &str, state: StepState, message: &str) {
+        let (warning, reason) = match state {
+            StepState::Running => (false, "StepStarted"),
+            StepState::Succeeded => (false, "StepSucceeded"),
+            StepState::Failed => (true, "StepFailed"),
+            _ => (false, "Step"),
+        };
+        tracing::info!(switchover, step, state = ?state, message, "switchover step");
+        match state {
+            StepState::Running if step == self.first_step => self
+                .audit
+                .record(crate::audit::kind::SWITCHOVER_STARTED, self.start.clone()),
+            StepState::Succeeded | StepState::Failed => {
+                self.audit.record(
+                    crate::audit::kind::SWITCHOVER_STEP,
+                    serde_json::json!({ "name": switchover, "step": step, "state": state, "message": message }),
+                );
+            }
+            _ => {}
+        }
+        // Published in the background: an Event is for humans and must not delay the flip.
+        let (ctx, reference) = (self.ctx.clone(), self.reference.clone());
+        let (step, note) = (step.to_string(), format!("{step}: {state:?} {message}"));
+        tokio::spawn(async move { ctx.event(&reference, warning, reason, &step, note).await });
     }
 
-    async fn drain(&self, bound: Duration) -> Result<u64, String> {
-        let offsets = lock(&self.0.fence_offsets).clone().unwrap_or_default();
-        let guard = self.0.pipeline.lock().await;
-        let Some(p) = guard.as_ref() else {
-            return Ok(0);
-        };
-        let report = p.drain(&offsets, std::time::Instant::now() + bound).await;
-        Ok(report.records_lost)
+    async fn forced(&self, switchover: &str, gates: &[Gate]) {
+        for gate in gates {
+            self.audit.record(
+                crate::audit::kind::GATE_FORCED,
+                serde_json::json!({ "name": switchover, "gate": gate.describe(), "gateName": gate.name }),
+            );
+        }
+    }
+}
+
+/// The pair's task and replication as the executor drives them.
+pub struct PairAdapter(pub Arc<PairHandle>);
+
+#[async_trait]
+impl ReplicationControl for PairAdapter {
+    async fn fence(&self, bound: Duration) -> Result<String, String> {
+        self.0.replication().fence(bound).await
     }
 
-    async fn reverse(&self, new_active: Side, epoch: &str) -> Result<(), String> {
-        let mut guard = self.0.pipeline.lock().await;
-        if self.0.active() == new_active && guard.is_some() {
-            return Ok(());
-        }
-        let Some(p) = guard.take() else {
-            // No pipeline (e.g. it could not start): the replication loop starts one from
-            // the new active side once the state says so.
-            lock(&self.0.state).active = new_active;
-            return Ok(());
-        };
-        let (pipeline, flip) = p.reverse(epoch).await.map_err(|e| e.to_string())?;
-        let flip = FlipStatus {
-            epoch: flip.epoch,
-            source_cursor: flip.source_cursor,
-            sink_offsets: flip
-                .sink_offsets
-                .iter()
-                .map(|(k, v)| (k.to_string(), *v))
-                .collect(),
-        };
-        *guard = Some(pipeline);
-        {
-            let mut st = lock(&self.0.state);
-            st.active = new_active;
-            st.last_flip = Some(flip.clone());
-            st.dirty = true;
-        }
-        drop(guard);
-        self.patch_status(serde_json::json!({ "lastFlip": flip }))
+    async fn drain(&self, bound: Duration) -> Drained {
+        self.0.replication().drain(bound).await
+    }
+
+    async fn reverse(&self, new_active: Side, epoch: &str) -> Result<String, String> {
+        self.0
+            .reverse(new_active, epoch, Duration::from_secs(5))
             .await
     }
 
     fn lag(&self) -> Option<Duration> {
-        let st = lock(&self.0.state);
-        st.last_snapshot
-            .as_ref()
-            .map(|s| Duration::from_secs_f64(s.lag_seconds.max(0.0)))
+        self.0.view().lag
+    }
+
+    async fn level(&self) -> Result<String, String> {
+        self.0.level(Duration::from_secs(60)).await
     }
 }
 
 #[async_trait]
-impl PairView for WorkerHandle {
+impl PairView for PairAdapter {
     fn verdict(&self, side: Side) -> String {
         self.0.verdict_of(side).kind.as_str().to_string()
     }
 
     async fn intend(&self, to: Side, switchover: &str) -> Result<(), String> {
-        {
-            let mut st = lock(&self.0.state);
-            st.target = Some(to);
-            st.dirty = true;
-        }
-        self.patch_status(serde_json::json!({
-            "targetSide": to,
-            "phase": "SwitchingOver",
-            "lastSwitchover": ObjectSummary { name: switchover.to_string(), result: Some("Running".into()), finished_at: None },
-        }))
-        .await
+        self.0.intend(to, switchover).await
     }
 
     async fn record_active(&self, to: Side, switchover: &str) -> Result<(), String> {
-        {
-            let mut st = lock(&self.0.state);
-            st.active = to;
-            st.target = None;
-            st.dirty = true;
-        }
-        self.patch_status(serde_json::json!({
-            "activeSide": to,
-            "targetSide": null,
-            "lastSwitchover": ObjectSummary {
-                name: switchover.to_string(),
-                result: Some("Succeeded".into()),
-                finished_at: Some(super::conditions::rfc3339(chrono::Utc::now())),
-            },
-        }))
-        .await
+        self.0.record_active(to, switchover).await
     }
 }

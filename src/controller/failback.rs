@@ -2,22 +2,16 @@
 //! [`decide_failback`]: once the standby is active and the primary has been Healthy for
 //! `spec.failback.holdDown`, with replication back toward the primary within the lag
 //! gate, the operator creates a Planned Switchover to the primary (trigger Automatic),
-//! whose precheck and verify-level step decide whether traffic really returns. It is
-//! serialised with the failover trigger (the worker's trigger lock) and counts running
-//! switchovers from the same ledger.
+//! whose precheck and verify-level step decide whether traffic really returns. The
+//! pair's task evaluates it (one message at a time, so never together with a failover
+//! decision of the same pair).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kube::api::{Api, ListParams};
 
-use super::context::lock;
-use super::trigger::{create_audited, ledger, own_switchover};
-use super::worker::{PairWorker, idx};
+use crate::api::Side;
 use crate::api::account_pair::FailbackMode;
-use crate::api::switchover::{SwitchoverMode, Trigger};
-use crate::api::{Side, Switchover};
 use crate::detection::Verdict;
 
 /// Everything the automatic failback decision depends on.
@@ -87,92 +81,6 @@ pub fn decide_failback(i: &FailbackInput, now: DateTime<Utc>) -> FailbackDecisio
         },
         Some(_) => Nothing("replication toward the primary is still catching up"),
         None => Nothing("replication lag toward the primary is unknown"),
-    }
-}
-
-/// Evaluate the automatic failback for the pair and act. Serialised with the failover
-/// trigger.
-pub async fn evaluate_failback(w: &Arc<PairWorker>) {
-    let Some(ctx) = w.ctx.upgrade() else { return };
-    let (active_side, primary, lag) = {
-        let st = lock(&w.state);
-        (
-            st.active,
-            st.detectors[idx(Side::Primary)].verdict().clone(),
-            st.last_snapshot
-                .as_ref()
-                .map(|s| Duration::from_secs_f64(s.lag_seconds.max(0.0))),
-        )
-    };
-    let mut input = FailbackInput {
-        mode: w.spec.failback.mode,
-        paused: w.spec.paused,
-        active_side,
-        primary: primary.clone(),
-        hold_down: w.spec.failback.hold_down.as_std(),
-        switchover_running: false,
-        lag,
-        max_lag: w.spec.replication.max_lag_for_switchover.as_std(),
-    };
-    let now = Utc::now();
-    // Cheap first: most calls end here without asking the API server.
-    if !matches!(
-        decide_failback(&input, now),
-        FailbackDecision::Failback { .. }
-    ) {
-        return;
-    }
-    let _serial = w.trigger_lock.lock().await;
-    if !ctx.leader.may_act() {
-        return;
-    }
-    let api: Api<Switchover> = Api::namespaced(ctx.client.clone(), &w.namespace);
-    let all = match api.list(&ListParams::default()).await {
-        Ok(l) => l.items,
-        Err(e) => {
-            tracing::warn!(pair = %w.name, error = %e, "listing Switchovers failed; failback deferred");
-            return;
-        }
-    };
-    // One attempt per healthy episode of the primary: named after its start.
-    let name = format!(
-        "{}-failback-{}",
-        w.name,
-        primary.since.format("%Y%m%d-%H%M%S")
-    );
-    if all
-        .iter()
-        .any(|s| s.metadata.name.as_deref() == Some(name.as_str()))
-    {
-        return;
-    }
-    input.switchover_running = ledger(&all, &w.namespace, &w.name, now).running;
-    let FailbackDecision::Failback { reason } = decide_failback(&input, now) else {
-        return;
-    };
-    let so = own_switchover(
-        &name,
-        &w.name,
-        Side::Primary,
-        SwitchoverMode::Planned,
-        Trigger::Automatic,
-        &reason,
-    );
-    match create_audited(&ctx, w, &so).await {
-        Ok(true) => {
-            ctx.event(
-                &w.object_ref,
-                false,
-                "FailbackStarted",
-                "Failback",
-                format!("automatic failback {name} to the primary: {reason}"),
-            )
-            .await;
-        }
-        Ok(false) => {}
-        Err(e) => {
-            tracing::warn!(pair = %w.name, error = %e, "creating the failback Switchover failed")
-        }
     }
 }
 

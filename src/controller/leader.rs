@@ -10,10 +10,21 @@
 //! on the local monotonic clock. A replica whose renewals stall (API server unreachable,
 //! process paused) stops acting when that deadline passes, before another replica can
 //! take the Lease, without waiting for the renewal loop to notice.
+//!
+//! Hand-over: [`LeaderHandle::release`] (graceful shutdown) stops acting first, then
+//! frees the Lease (holder cleared, over the version read), so a waiting replica — which
+//! looks every `retry_every`, about a second — takes it at once instead of after the
+//! whole lease duration.
+//!
+//! The holder writes the address of its webhook on the Lease
+//! ([`WEBHOOK_URL_ANNOTATION`]); the other replicas read it, so a provider notice that
+//! reaches a non-leader is handed to the leader instead of being refused.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -22,6 +33,9 @@ use kube::Client;
 use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+/// Annotation on the Lease: the holder's webhook base URL.
+pub const WEBHOOK_URL_ANNOTATION: &str = "understudy.dev/webhook-url";
 
 /// Settings of the election.
 #[derive(Clone, Debug)]
@@ -33,6 +47,10 @@ pub struct LeaseConfig {
     pub duration: Duration,
     /// How often the holder renews (well below `duration`).
     pub renew_every: Duration,
+    /// How often a replica that does not hold the Lease looks whether it is free.
+    pub retry_every: Duration,
+    /// This replica's webhook base URL, written on the Lease while it holds it.
+    pub advertise: Option<String>,
 }
 
 /// What to do with the Lease as read.
@@ -91,18 +109,39 @@ struct Inner {
     /// Monotonic ms (since `epoch`) until which our claim is safe; 0 when not leader.
     valid_until_ms: AtomicU64,
     dropped: AtomicU64,
+    /// The current holder's webhook URL, as read from the Lease.
+    holder_url: Mutex<Option<String>>,
+    /// Set by `release`; the election loop frees the Lease and ends.
+    release: watch::Sender<bool>,
+    released: tokio::sync::Notify,
 }
 
 impl LeaderHandle {
     /// A handle that is always leader (single-replica tools and tests).
     pub fn always() -> Self {
         let (_tx, rx) = watch::channel(true);
-        let inner = Arc::new(Inner {
-            epoch: Instant::now(),
-            valid_until_ms: AtomicU64::new(u64::MAX),
-            dropped: AtomicU64::new(0),
-        });
+        let inner = Arc::new(Inner::new(u64::MAX));
         LeaderHandle { inner, changes: rx }
+    }
+
+    /// The webhook URL of the replica holding the Lease (when it is not us).
+    pub fn holder_url(&self) -> Option<String> {
+        self.inner
+            .holder_url
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Stop acting now, then free the Lease for another replica (graceful shutdown).
+    /// Returns once it is freed, or after `within`.
+    pub async fn release(&self, within: Duration) {
+        self.inner.valid_until_ms.store(0, Ordering::Release);
+        let released = self.inner.released.notified();
+        let running = self.inner.release.receiver_count() > 0;
+        if !self.inner.release.send_replace(true) && running {
+            let _ = tokio::time::timeout(within, released).await;
+        }
     }
 
     /// True while our claim is valid on the local monotonic clock.
@@ -132,13 +171,22 @@ impl LeaderHandle {
 }
 
 /// Start the election loop; it runs until the returned handle's task is aborted.
+impl Inner {
+    fn new(valid_until_ms: u64) -> Self {
+        Inner {
+            epoch: Instant::now(),
+            valid_until_ms: AtomicU64::new(valid_until_ms),
+            dropped: AtomicU64::new(0),
+            holder_url: Mutex::new(None),
+            release: watch::channel(false).0,
+            released: tokio::sync::Notify::new(),
+        }
+    }
+}
+
 pub fn start(client: Client, cfg: LeaseConfig) -> (LeaderHandle, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(false);
-    let inner = Arc::new(Inner {
-        epoch: Instant::now(),
-        valid_until_ms: AtomicU64::new(0),
-        dropped: AtomicU64::new(0),
-    });
+    let inner = Arc::new(Inner::new(0));
     let handle = LeaderHandle {
         inner: inner.clone(),
         changes: rx,
@@ -152,9 +200,27 @@ async fn run(client: Client, cfg: LeaseConfig, inner: Arc<Inner>, tx: watch::Sen
     // The claim is trusted for the lease duration minus a margin for clock and scheduling
     // slack, counted from *before* the write that renewed it.
     let safe = cfg.duration.saturating_sub(cfg.duration / 5);
+    let mut release = inner.release.subscribe();
     loop {
+        if *release.borrow() {
+            match try_release(&api, &cfg).await {
+                Ok(true) => tracing::info!(lease = %cfg.name, "lease released for another replica"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, lease = %cfg.name, "releasing the lease failed; it expires by itself")
+                }
+            }
+            tx.send_replace(false);
+            inner.released.notify_waiters();
+            return;
+        }
         let attempt_started = inner.epoch.elapsed();
-        let result = try_once(&api, &cfg).await;
+        let result = try_once(&api, &cfg, &inner).await;
+        if *release.borrow() {
+            // Released while that round ran: never trust a renewal made meanwhile.
+            inner.valid_until_ms.store(0, Ordering::Release);
+            continue;
+        }
         match result {
             Ok(true) => {
                 let until = (attempt_started + safe).as_millis() as u64;
@@ -172,14 +238,53 @@ async fn run(client: Client, cfg: LeaseConfig, inner: Arc<Inner>, tx: watch::Sen
             *v = leader;
             changed
         });
-        tokio::time::sleep(cfg.renew_every).await;
+        let wait = if leader {
+            cfg.renew_every
+        } else {
+            cfg.retry_every
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = release.changed() => {}
+        }
+    }
+}
+
+/// Free the Lease if we hold it (over the version read). Ok(true) when freed.
+async fn try_release(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::Error> {
+    let Some(mut lease) = api.get_opt(&cfg.name).await? else {
+        return Ok(false);
+    };
+    let spec = lease.spec.get_or_insert_with(Default::default);
+    if spec.holder_identity.as_deref() != Some(cfg.identity.as_str()) {
+        return Ok(false);
+    }
+    spec.holder_identity = None;
+    spec.renew_time = None;
+    spec.acquire_time = None;
+    if let Some(a) = lease.metadata.annotations.as_mut() {
+        a.remove(WEBHOOK_URL_ANNOTATION);
+    }
+    match api.replace(&cfg.name, &PostParams::default(), &lease).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
 /// One read-decide-write round. Ok(true) when we hold the Lease afterwards.
-async fn try_once(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::Error> {
+async fn try_once(api: &Api<Lease>, cfg: &LeaseConfig, inner: &Inner) -> Result<bool, kube::Error> {
     let now = Utc::now();
     let current = api.get_opt(&cfg.name).await?;
+    let holder_url = current
+        .as_ref()
+        .filter(|l| {
+            l.spec.as_ref().and_then(|s| s.holder_identity.as_deref())
+                != Some(cfg.identity.as_str())
+        })
+        .and_then(|l| l.metadata.annotations.as_ref())
+        .and_then(|a| a.get(WEBHOOK_URL_ANNOTATION).cloned());
+    *inner.holder_url.lock().unwrap_or_else(|p| p.into_inner()) = holder_url;
     let action = decide(
         current.as_ref().and_then(|l| l.spec.as_ref()),
         &cfg.identity,
@@ -193,6 +298,12 @@ async fn try_once(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::Err
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(cfg.name.clone()),
+                    annotations: cfg.advertise.as_ref().map(|u| {
+                        std::collections::BTreeMap::from([(
+                            WEBHOOK_URL_ANNOTATION.to_string(),
+                            u.clone(),
+                        )])
+                    }),
                     ..Default::default()
                 },
                 spec: Some(LeaseSpec {
@@ -220,6 +331,18 @@ async fn try_once(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::Err
             spec.holder_identity = Some(cfg.identity.clone());
             spec.lease_duration_seconds = Some(duration_s);
             spec.renew_time = Some(micro);
+            let annotations = lease
+                .metadata
+                .annotations
+                .get_or_insert_with(Default::default);
+            match &cfg.advertise {
+                Some(u) => {
+                    annotations.insert(WEBHOOK_URL_ANNOTATION.to_string(), u.clone());
+                }
+                None => {
+                    annotations.remove(WEBHOOK_URL_ANNOTATION);
+                }
+            }
             // `replace` carries the resourceVersion we read: a concurrent writer makes it 409.
             match api.replace(&cfg.name, &PostParams::default(), &lease).await {
                 Ok(_) => Ok(true),
@@ -308,11 +431,7 @@ mod tests {
 
     #[test]
     fn lapsed_claim_stops_acting_and_counts_dropped_work() {
-        let inner = Arc::new(Inner {
-            epoch: Instant::now(),
-            valid_until_ms: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-        });
+        let inner = Arc::new(Inner::new(0));
         let (_tx, rx) = watch::channel(false);
         let h = LeaderHandle { inner, changes: rx };
         assert!(!h.may_act());

@@ -18,6 +18,7 @@ pub struct ControllerMetrics {
     pub leader: IntGaugeVec,
     pub pairs: IntGaugeVec,
     pub dropped_work_total: IntCounterVec,
+    pub failover_brakes_total: IntCounterVec,
 }
 
 pub const VERDICTS: [&str; 5] = ["Healthy", "Suspect", "Frozen", "Banned", "Unknown"];
@@ -86,6 +87,13 @@ fn build() -> Result<ControllerMetrics, prometheus::Error> {
             ),
             &["kind"],
         )?,
+        failover_brakes_total: IntCounterVec::new(
+            Opts::new(
+                "understudy_failover_brakes_total",
+                "A confirmed freeze of the active side that a brake kept from failing over, counted once per brake and freeze",
+            ),
+            &["namespace", "pair", "brake"],
+        )?,
     };
     let r = &crate::metrics::metrics().registry;
     r.register(Box::new(m.account_status.clone()))?;
@@ -98,6 +106,7 @@ fn build() -> Result<ControllerMetrics, prometheus::Error> {
     r.register(Box::new(m.leader.clone()))?;
     r.register(Box::new(m.pairs.clone()))?;
     r.register(Box::new(m.dropped_work_total.clone()))?;
+    r.register(Box::new(m.failover_brakes_total.clone()))?;
     Ok(m)
 }
 
@@ -118,6 +127,87 @@ pub fn set_account_status(namespace: &str, pair: &str, side: &str, verdict: &str
     }
 }
 
+/// Remove a pair's series: its gauges always (a replica that no longer runs the pair
+/// must not keep exporting a stale verdict, lag or "switchover running"), and with
+/// `deleted` also its counters and drill results (a deleted pair must not raise
+/// DrillOverdue a month later).
+pub fn forget_pair(namespace: &str, pair: &str, deleted: bool) {
+    let m = metrics();
+    for side in ["primary", "standby"] {
+        for v in VERDICTS {
+            let _ = m
+                .account_status
+                .remove_label_values(&[namespace, pair, side, v]);
+        }
+    }
+    for kind in crate::detection::risk::RiskKind::ALL {
+        let _ = m
+            .risk_warning
+            .remove_label_values(&[namespace, pair, kind.as_str()]);
+    }
+    let _ = m.switchover_running.remove_label_values(&[namespace, pair]);
+    let _ = m
+        .switchover_started_timestamp_seconds
+        .remove_label_values(&[namespace, pair]);
+    let r = crate::metrics::metrics();
+    for direction in ["primary-to-standby", "standby-to-primary"] {
+        let l = [namespace, pair, direction];
+        let _ = r.replication_lag_records.remove_label_values(&l);
+        let _ = r.replication_lag_seconds.remove_label_values(&l);
+        if deleted {
+            let _ = r.replication_applied_total.remove_label_values(&l);
+            let _ = r.replication_dlq_total.remove_label_values(&l);
+        }
+    }
+    let _ = r
+        .drill_last_success_timestamp_seconds
+        .remove_label_values(&[namespace, pair]);
+    let _ = r.drill_last_result.remove_label_values(&[namespace, pair]);
+    let _ = r.drill_mismatches.remove_label_values(&[namespace, pair]);
+    if deleted {
+        let _ = r
+            .drill_duration_seconds
+            .remove_label_values(&[namespace, pair]);
+        for trigger in ["manual", "automatic", "drill"] {
+            for result in ["succeeded", "failed"] {
+                let _ = m
+                    .failovers_total
+                    .remove_label_values(&[namespace, pair, trigger, result]);
+            }
+        }
+        for brake in crate::detection::Brake::ALL {
+            let _ = m
+                .failover_brakes_total
+                .remove_label_values(&[namespace, pair, brake.as_str()]);
+        }
+    }
+}
+
+/// Export what the pair's status says of its last drill, so the replica that runs the
+/// pair (and only it) shows the drill gauges, also after taking over.
+pub fn restore_drill_gauges(
+    namespace: &str,
+    pair: &str,
+    last: Option<&crate::api::account_pair::ObjectSummary>,
+) {
+    let Some(last) = last else { return };
+    let r = crate::metrics::metrics();
+    let passed = last.result.as_deref() == Some("Passed");
+    r.drill_last_result
+        .with_label_values(&[namespace, pair])
+        .set(i64::from(passed));
+    if passed
+        && let Some(t) = last
+            .finished_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    {
+        r.drill_last_success_timestamp_seconds
+            .with_label_values(&[namespace, pair])
+            .set(t.timestamp_millis() as f64 / 1000.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +218,31 @@ mod tests {
         let text = crate::metrics::metrics().render();
         assert!(text.contains("understudy_account_status{namespace=\"ns\",pair=\"p\",side=\"primary\",status=\"Frozen\"} 1"));
         assert!(text.contains("understudy_account_status{namespace=\"ns\",pair=\"p\",side=\"primary\",status=\"Healthy\"} 0"));
+    }
+
+    #[test]
+    fn a_forgotten_pair_leaves_no_series_and_a_deleted_one_no_drill_result() {
+        set_account_status("ns-forget", "gone", "primary", "Frozen");
+        crate::metrics::metrics()
+            .drill_last_success_timestamp_seconds
+            .with_label_values(&["ns-forget", "gone"])
+            .set(1.0);
+        metrics()
+            .failovers_total
+            .with_label_values(&["ns-forget", "gone", "automatic", "succeeded"])
+            .inc();
+        forget_pair("ns-forget", "gone", false);
+        let text = crate::metrics::metrics().render();
+        assert!(
+            !text.contains("understudy_account_status{namespace=\"ns-forget\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("understudy_failovers_total{namespace=\"ns-forget\""),
+            "counters stay on a lost lease"
+        );
+        forget_pair("ns-forget", "gone", true);
+        let text = crate::metrics::metrics().render();
+        assert!(!text.contains("namespace=\"ns-forget\""), "{text}");
     }
 }

@@ -3,19 +3,19 @@
 //! holds the Lease.
 
 pub mod account_pair;
+pub mod budget;
 pub mod conditions;
 pub mod context;
 pub mod drill;
+pub mod env;
 pub mod executor_glue;
 pub mod failback;
 pub mod leader;
 pub mod metrics;
 pub mod notices;
+pub mod pair;
 pub mod run;
 pub mod secrets;
 pub mod status;
 pub mod switchover;
 pub mod targets;
-pub mod trigger;
-pub mod worker;
-pub mod worker_loops;

@@ -1,10 +1,17 @@
 //! The provider-notice webhook: `POST /webhooks/notices/{namespace}/{pair}`. A notice
 //! is accepted only with a valid HMAC-SHA256 signature over `<timestamp>.<body>` made
-//! with the pair's notice secret, a timestamp inside the window, and an id not seen
-//! before. Bad or missing signature → 401; a signed but malformed body → 400; neither
-//! changes anything. Accepted notices become authoritative detector signals.
+//! with the pair's notice secret, a timestamp inside the window, and an id the pair has
+//! not accepted before (the ids are kept in the pair's status, so a restart or another
+//! replica refuses a replay too). Bad or missing signature → 401; a signed but malformed
+//! body → 400; a replay → 409; none changes anything. An accepted notice becomes an
+//! authoritative detector signal dated by the notice's own time (bounded by receipt),
+//! so a notice delivered late cannot undo a newer observation.
+//!
+//! Any replica accepts deliveries: one that does not hold the Lease hands the request,
+//! unchanged, to the leader (whose address is on the Lease) and returns its answer.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -13,12 +20,18 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use chrono::Utc;
 
-use super::context::{Context, lock};
+use super::context::Context;
+use super::pair::{NoticeOutcome, ReceivedNotice};
 use crate::api::Side;
-use crate::detection::signal::{Notice as NoticeSignal, Signal};
+use crate::detection::signal::Notice as NoticeSignal;
 use crate::provider::notice::{
     NoticeError, NoticeEvent, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_notice,
 };
+
+/// Marks a request a replica handed to the leader (never handed on twice).
+pub const FORWARDED_HEADER: &str = "X-Understudy-Forwarded-By";
+/// Longest notice id kept (they are stored in the pair's status).
+const MAX_ID: usize = 256;
 
 pub fn router(ctx: Arc<Context>) -> Router {
     Router::new()
@@ -33,18 +46,12 @@ async fn receive(
     body: Bytes,
 ) -> (StatusCode, String) {
     if !ctx.leader.is_leader() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not the leader; retry".into(),
-        );
+        return forward(&ctx, &namespace, &pair, &headers, body).await;
     }
-    let Some(worker) = ctx.worker(&namespace, &pair) else {
-        return (
-            StatusCode::NOT_FOUND,
-            format!("no AccountPair {namespace}/{pair} is managed here"),
-        );
+    let Some(handle) = ctx.pair(&namespace, &pair) else {
+        return not_running(&ctx, &namespace, &pair).await;
     };
-    let Some(secret) = worker.notice_secret.clone() else {
+    let Some(secret) = handle.notice_secret() else {
         return (
             StatusCode::UNAUTHORIZED,
             "the pair has no notices secret (spec.detection.notices); notice refused".into(),
@@ -57,13 +64,13 @@ async fn receive(
             .unwrap_or_default()
             .to_string()
     };
-    let now = Utc::now();
+    let received = Utc::now();
     let notice = match verify_notice(
-        &secret,
+        secret,
         &header(TIMESTAMP_HEADER),
         &header(SIGNATURE_HEADER),
         &body,
-        now,
+        received,
         ctx.opts.notice_window,
     ) {
         Ok(n) => n,
@@ -72,9 +79,29 @@ async fn receive(
         }
         Err(e) => return (StatusCode::UNAUTHORIZED, e.to_string()),
     };
-    let side = if notice.account == worker.spec.primary.account_id {
+    if notice.id.is_empty() || notice.id.len() > MAX_ID {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("a notice id must be 1 to {MAX_ID} characters long"),
+        );
+    }
+    let at = match chrono::DateTime::parse_from_rfc3339(&notice.at) {
+        // Never later than it arrived: a notice from the future cannot outrank what is
+        // observed after it.
+        Ok(t) => t.with_timezone(&Utc).min(received),
+        Err(_) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "malformed notice: at {:?} is not an RFC 3339 time",
+                    notice.at
+                ),
+            );
+        }
+    };
+    let side = if notice.account == handle.spec.primary.account_id {
         Side::Primary
-    } else if notice.account == worker.spec.standby.account_id {
+    } else if notice.account == handle.spec.standby.account_id {
         Side::Standby
     } else {
         return (
@@ -85,30 +112,102 @@ async fn receive(
             ),
         );
     };
-    {
-        let mut seen = lock(&ctx.seen_notices);
-        let window = chrono::Duration::from_std(ctx.opts.notice_window)
-            .unwrap_or(chrono::Duration::minutes(5))
-            * 2;
-        seen.retain(|_, t| now - *t < window);
-        let key = format!("{namespace}/{pair}/{}", notice.id);
-        if seen.contains_key(&key) {
-            return (
-                StatusCode::CONFLICT,
-                format!("notice {} was already received (replay refused)", notice.id),
-            );
-        }
-        seen.insert(key, now);
-    }
-    tracing::info!(pair = %pair, side = side.as_str(), event = ?notice.event, "verified provider notice");
     let event = match notice.event {
         NoticeEvent::Frozen => NoticeSignal::Frozen,
         NoticeEvent::Banned => NoticeSignal::Banned,
         NoticeEvent::Restricted => NoticeSignal::Restricted,
         NoticeEvent::Unfrozen => NoticeSignal::Unfrozen,
     };
-    worker
-        .observe(Signal::notice(side, now, event, &notice.reason))
+    let outcome = handle
+        .notice(ReceivedNotice {
+            id: notice.id,
+            side,
+            event,
+            reason: notice.reason,
+            at,
+            received,
+        })
         .await;
-    (StatusCode::ACCEPTED, "accepted".into())
+    match outcome {
+        NoticeOutcome::Accepted(msg) => (StatusCode::ACCEPTED, msg),
+        NoticeOutcome::Replay(msg) => (StatusCode::CONFLICT, msg),
+        NoticeOutcome::Failed(msg) => (StatusCode::SERVICE_UNAVAILABLE, msg),
+    }
+}
+
+/// The pair is not running here: 503 (retry) while it exists and is starting, 404 when
+/// there is no such pair.
+async fn not_running(ctx: &Context, namespace: &str, pair: &str) -> (StatusCode, String) {
+    let api: kube::Api<crate::api::AccountPair> =
+        kube::Api::namespaced(ctx.client.clone(), namespace);
+    let watched = ctx
+        .opts
+        .namespace
+        .as_deref()
+        .is_none_or(|ns| ns == namespace);
+    match api.get_opt(pair).await {
+        Ok(Some(_)) if watched => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "AccountPair {namespace}/{pair} is starting (or its configuration is invalid, see its Ready condition); retry"
+            ),
+        ),
+        Ok(_) => (
+            StatusCode::NOT_FOUND,
+            format!("no AccountPair {namespace}/{pair} is managed here"),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot look the pair up ({e}); retry"),
+        ),
+    }
+}
+
+/// Hand the request to the leader, unchanged, and return its answer.
+async fn forward(
+    ctx: &Context,
+    namespace: &str,
+    pair: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let unavailable = |why: String| (StatusCode::SERVICE_UNAVAILABLE, why);
+    if headers.contains_key(FORWARDED_HEADER) {
+        return unavailable("handed over by another replica, but this one is not the leader either (the Lease is moving); retry".into());
+    }
+    let Some(url) = ctx.leader.holder_url() else {
+        return unavailable(
+            "no leader is known right now (the Lease is free or moving); retry".into(),
+        );
+    };
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default()
+    });
+    let mut req = client
+        .post(format!(
+            "{}/webhooks/notices/{namespace}/{pair}",
+            url.trim_end_matches('/')
+        ))
+        .header(FORWARDED_HEADER, ctx.opts.identity.as_str())
+        .body(body);
+    for h in [TIMESTAMP_HEADER, SIGNATURE_HEADER, "content-type"] {
+        if let Some(v) = headers.get(h) {
+            req = req.header(h, v.as_bytes());
+        }
+    }
+    match req.send().await {
+        Ok(resp) => {
+            let status =
+                StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            let text = resp.text().await.unwrap_or_default();
+            (status, text)
+        }
+        Err(e) => unavailable(format!(
+            "handing the notice to the leader failed ({e}); retry"
+        )),
+    }
 }

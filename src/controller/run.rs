@@ -1,5 +1,11 @@
 //! Wiring of the running operator: client, leader election, HTTP server, the
-//! AccountPair and Switchover controllers. Losing the Lease aborts every worker at once.
+//! AccountPair, Switchover and Drill controllers. Losing the Lease aborts every pair at
+//! once and removes their series.
+//!
+//! Graceful shutdown (SIGTERM, SIGINT): no new switchover step starts; a running step
+//! reaches its persisted point (bounded by `shutdown_grace`); then this replica stops
+//! acting and frees the Lease, so another replica takes over in about a second; last,
+//! the pairs' replication stops cleanly (bounded).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +15,8 @@ use futures::StreamExt;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
 
-use super::context::{Context, OperatorOptions, lock};
+use super::context::{Context, lock};
+use super::env::{Env, OperatorOptions};
 use super::leader::{self, LeaderHandle, LeaseConfig};
 use crate::api::{AccountPair, Switchover};
 
@@ -18,6 +25,9 @@ pub struct Election {
     pub namespace: String,
     pub name: String,
     pub duration: Duration,
+    /// Base URL other replicas hand provider notices to while this one leads; `None`:
+    /// the address the webhook listener is bound to.
+    pub advertise: Option<String>,
 }
 
 pub async fn run(
@@ -26,6 +36,9 @@ pub async fn run(
     listen: SocketAddr,
     election: Option<Election>,
 ) -> anyhow::Result<()> {
+    // Bind first: the Lease carries our webhook address.
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let bound = listener.local_addr()?;
     let (leader, _lease_task) = match election {
         Some(e) => {
             let cfg = LeaseConfig {
@@ -34,16 +47,18 @@ pub async fn run(
                 identity: opts.identity.clone(),
                 duration: e.duration,
                 renew_every: e.duration / 5,
+                retry_every: Duration::from_secs(1).min(e.duration / 5),
+                advertise: Some(e.advertise.unwrap_or_else(|| format!("http://{bound}"))),
             };
             let (h, t) = leader::start(client.clone(), cfg);
             (h, Some(t))
         }
         None => (LeaderHandle::always(), None),
     };
-    let ctx = Context::new(client.clone(), leader.clone(), opts.clone());
+    let ctx = Context::new(Env::new(client.clone(), leader.clone(), opts.clone()));
     let readiness = crate::http::Readiness::default();
     let app = crate::http::router(readiness.clone()).merge(super::notices::router(ctx.clone()));
-    let (bound, _http) = crate::http::serve(listen, app).await?;
+    let _http = crate::http::serve_on(listener, app);
     // Tests and scripts parse this line.
     println!("understudy operator listening on http://{bound}");
     tracing::info!(%bound, identity = %opts.identity, "operator started");
@@ -58,6 +73,19 @@ pub async fn run(
         move || drill_leader.may_act(),
     ));
 
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
     let (pairs, switchovers): (Api<AccountPair>, Api<Switchover>) = match &opts.namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
@@ -65,8 +93,11 @@ pub async fn run(
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
+    // On becoming the leader, look at everything at once (a replica taking over after a
+    // hand-over must not wait for requeue timers).
     let pair_ctl = Controller::new(pairs, watcher::Config::default())
-        .shutdown_on_signal()
+        .reconcile_all_on(leadership_gained(&leader))
+        .graceful_shutdown_on(stopped())
         .run(
             super::account_pair::reconcile,
             super::account_pair::error_policy,
@@ -78,7 +109,8 @@ pub async fn run(
             }
         });
     let so_ctl = Controller::new(switchovers, watcher::Config::default())
-        .shutdown_on_signal()
+        .reconcile_all_on(leadership_gained(&leader))
+        .graceful_shutdown_on(stopped())
         .run(
             super::switchover::reconcile,
             super::switchover::error_policy,
@@ -94,7 +126,8 @@ pub async fn run(
         None => Api::all(client.clone()),
     };
     let drill_ctl = Controller::new(drills, watcher::Config::default())
-        .shutdown_on_signal()
+        .reconcile_all_on(leadership_gained(&leader))
+        .graceful_shutdown_on(stopped())
         .run(
             super::drill::reconcile,
             super::drill::error_policy,
@@ -107,18 +140,88 @@ pub async fn run(
         });
     let schedule = tokio::spawn(super::drill::schedule_loop(ctx.clone()));
     readiness.set_ready(true);
-    futures::join!(pair_ctl, so_ctl, drill_ctl);
+    let shutdown = {
+        let ctx = ctx.clone();
+        let stopped = stopped();
+        async move {
+            stopped.await;
+            hand_over(&ctx).await;
+        }
+    };
+    futures::join!(pair_ctl, so_ctl, drill_ctl, shutdown);
     schedule.abort();
-    // Graceful shutdown: stop every pipeline cleanly (flush, commit).
-    let workers: Vec<_> = lock(&ctx.workers).drain().map(|(_, w)| w).collect();
-    for w in workers {
-        w.stop().await;
-    }
     tracing::info!("operator stopped");
     Ok(())
 }
 
-/// Abort every worker the moment this replica stops being the leader.
+/// One item each time this replica becomes the leader.
+fn leadership_gained(leader: &LeaderHandle) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(leader.changes(), |mut rx| async move {
+        loop {
+            rx.changed().await.ok()?;
+            if *rx.borrow_and_update() {
+                return Some(((), rx));
+            }
+        }
+    })
+}
+
+/// Let running switchover steps reach their persisted point, stop acting, free the
+/// Lease, then stop the pairs' replication cleanly (each bounded).
+async fn hand_over(ctx: &Arc<Context>) {
+    ctx.begin_shutdown();
+    let grace = ctx.opts.shutdown_grace;
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        let running: Vec<String> = lock(&ctx.executing)
+            .values()
+            .map(|e| e.name.clone())
+            .collect();
+        if running.is_empty() {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                ?running,
+                ?grace,
+                "switchover steps still running at the end of the grace; the next leader resumes them"
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ctx.leader.release(Duration::from_secs(2)).await;
+    let pairs: Vec<_> = lock(&ctx.pairs).drain().map(|(_, p)| p).collect();
+    futures::future::join_all(pairs.iter().map(|p| p.stop(Duration::from_secs(5)))).await;
+    for p in &pairs {
+        super::metrics::forget_pair(&p.namespace, &p.name, false);
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Abort every pair the moment this replica stops being the leader, and remove their
+/// series (the new leader exports them).
 async fn watch_leadership(ctx: Arc<Context>, leader: LeaderHandle) {
     let mut rx = leader.changes();
     let m = super::metrics::metrics();
@@ -134,13 +237,14 @@ async fn watch_leadership(ctx: Arc<Context>, leader: LeaderHandle) {
             .with_label_values(&[&ctx.opts.identity])
             .set(i64::from(now));
         if was && !now {
-            let workers: Vec<_> = lock(&ctx.workers).drain().map(|(_, w)| w).collect();
+            let pairs: Vec<_> = lock(&ctx.pairs).drain().map(|(_, w)| w).collect();
             tracing::warn!(
-                dropped = workers.len(),
+                dropped = pairs.len(),
                 "lost the lease: stopping all work at once"
             );
-            for w in workers {
-                w.abort();
+            for p in pairs {
+                p.abort();
+                super::metrics::forget_pair(&p.namespace, &p.name, false);
             }
         }
         if now != was {

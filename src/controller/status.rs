@@ -5,10 +5,11 @@
 use chrono::{DateTime, Utc};
 
 use super::conditions::{CondStatus, rfc3339, set_condition};
-use crate::api::account_pair::{AccountPairStatus, ObjectSummary, SideStatus};
+use super::pair::recovery::Traffic;
+use crate::api::account_pair::{AccountPairStatus, DetectionMode, SeenNotice, SideStatus};
 use crate::api::{Condition, Side};
-use crate::detection::Verdict;
 use crate::detection::risk::RiskFinding;
+use crate::detection::{Brake, Verdict};
 use crate::replication::pipeline::PipelineSnapshot;
 
 /// Everything the status is computed from.
@@ -16,15 +17,24 @@ pub struct StatusInput<'a> {
     pub previous: &'a AccountPairStatus,
     pub generation: i64,
     pub paused: bool,
+    pub mode: DetectionMode,
     pub active: Side,
     pub target: Option<Side>,
     pub verdicts: [(&'a Verdict, Option<&'a str>); 2],
     pub snapshot: Option<&'a PipelineSnapshot>,
+    /// Why replication does not run (start failing, fenced, held).
     pub pipeline_error: Option<&'a str>,
-    pub page: Option<&'a str>,
+    /// The brake that stops an automatic failover now, and its message.
+    pub brake: Option<(Brake, &'a str)>,
+    /// The automatic failover started for the current freeze.
+    pub failover_started: Option<&'a str>,
+    /// What the traffic targets said when last read back.
+    pub traffic: Option<&'a Traffic>,
     pub risk: &'a [RiskFinding],
     pub last_flip: Option<crate::api::account_pair::FlipStatus>,
-    pub last_switchover: Option<ObjectSummary>,
+    pub seen_notices: &'a [SeenNotice],
+    /// Why the pair's audit records cannot be written, if they cannot.
+    pub audit_problem: Option<&'a str>,
 }
 
 pub fn build(input: &StatusInput<'_>, now: DateTime<Utc>) -> AccountPairStatus {
@@ -36,9 +46,7 @@ pub fn build(input: &StatusInput<'_>, now: DateTime<Utc>) -> AccountPairStatus {
     if input.last_flip.is_some() {
         s.last_flip = input.last_flip.clone();
     }
-    if input.last_switchover.is_some() {
-        s.last_switchover = input.last_switchover.clone();
-    }
+    s.seen_notices = input.seen_notices.to_vec();
     let side_status = |(v, last): (&Verdict, Option<&str>)| SideStatus {
         status: v.kind.as_str().to_string(),
         since: Some(rfc3339(v.since)),
@@ -138,13 +146,26 @@ pub fn build(input: &StatusInput<'_>, now: DateTime<Utc>) -> AccountPairStatus {
             );
         }
     }
-    match input.page {
-        Some(reason) => set_condition(
+    automatic_failover(&mut conds, input, g, now);
+    let split = match input.traffic {
+        Some(Traffic::Split { message }) => Some(message.as_str()),
+        _ => None,
+    };
+    let needs_human = match (input.brake, split) {
+        (Some((b, msg)), _) if b.pages() => Some((b.reason(), msg.to_string())),
+        (_, Some(msg)) => Some((
+            "TrafficSplit",
+            format!("{msg}: create a new switchover or fix the targets by hand"),
+        )),
+        _ => None,
+    };
+    match needs_human {
+        Some((reason, msg)) => set_condition(
             &mut conds,
             "NeedsHuman",
             CondStatus::True,
-            "FailoverBlocked",
             reason,
+            &msg,
             g,
             now,
         ),
@@ -158,12 +179,38 @@ pub fn build(input: &StatusInput<'_>, now: DateTime<Utc>) -> AccountPairStatus {
             now,
         ),
     };
+    let aligned = traffic_aligned(&mut conds, input, g, now);
+    match input.audit_problem {
+        Some(p) => {
+            set_condition(
+                &mut conds,
+                "AuditTrail",
+                CondStatus::False,
+                "AuditWriteFailing",
+                p,
+                g,
+                now,
+            );
+        }
+        None if super::conditions::get(&conds, "AuditTrail").is_some() => {
+            set_condition(
+                &mut conds,
+                "AuditTrail",
+                CondStatus::True,
+                "Writing",
+                "the pair's audit records are written",
+                g,
+                now,
+            );
+        }
+        None => {}
+    }
     let active_healthy = input.verdicts[if input.active == Side::Primary { 0 } else { 1 }]
         .0
         .kind
         .as_str()
         == "Healthy";
-    let ready = replicating && active_healthy && input.target.is_none();
+    let ready = replicating && active_healthy && input.target.is_none() && aligned;
     let ready_msg = if ready {
         format!(
             "{} is active and healthy; replicating to {}",
@@ -174,6 +221,8 @@ pub fn build(input: &StatusInput<'_>, now: DateTime<Utc>) -> AccountPairStatus {
         "a switchover is moving traffic".to_string()
     } else if !active_healthy {
         format!("the active side ({}) is not healthy", input.active)
+    } else if !aligned {
+        "the traffic targets do not all point at the active side (see TrafficAligned)".to_string()
     } else {
         message.clone()
     };
@@ -190,6 +239,8 @@ pub fn build(input: &StatusInput<'_>, now: DateTime<Utc>) -> AccountPairStatus {
     s.phase = Some(
         if input.target.is_some() {
             "SwitchingOver"
+        } else if !aligned {
+            "Degraded"
         } else if input.paused {
             "Paused"
         } else if ready {
@@ -202,6 +253,76 @@ pub fn build(input: &StatusInput<'_>, now: DateTime<Utc>) -> AccountPairStatus {
         .to_string(),
     );
     s
+}
+
+/// `AutomaticFailover`: armed, started, or stopped by a brake (which one, and what a
+/// human should do) — never silent.
+fn automatic_failover(
+    conds: &mut Vec<Condition>,
+    input: &StatusInput<'_>,
+    g: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    let (status, reason, message) = match (input.brake, input.failover_started) {
+        (Some((b, msg)), _) => (CondStatus::False, b.reason(), msg.to_string()),
+        (None, Some(name)) => (
+            CondStatus::True,
+            "FailoverStarted",
+            format!("the automatic failover {name} runs"),
+        ),
+        (None, None) if input.paused => (
+            CondStatus::False,
+            Brake::Paused.reason(),
+            "automatic failover is paused (spec.paused): a freeze pages humans".to_string(),
+        ),
+        (None, None) if input.mode == DetectionMode::Manual => (
+            CondStatus::False,
+            Brake::Manual.reason(),
+            "detection mode is Manual: a freeze pages humans".to_string(),
+        ),
+        (None, None) => (
+            CondStatus::True,
+            "Armed",
+            "a confirmed freeze of the active side starts an automatic failover, within the brakes"
+                .to_string(),
+        ),
+    };
+    set_condition(conds, "AutomaticFailover", status, reason, &message, g, now);
+}
+
+/// `TrafficAligned`: every traffic target points at the active side (as last read
+/// back). Returns false only when they were read and do not.
+fn traffic_aligned(
+    conds: &mut Vec<Condition>,
+    input: &StatusInput<'_>,
+    g: Option<i64>,
+    now: DateTime<Utc>,
+) -> bool {
+    let (status, reason, message) = match input.traffic {
+        None => return true,
+        Some(Traffic::NoTargets) => (
+            CondStatus::True,
+            "NoTargets",
+            "the pair has no traffic targets".to_string(),
+        ),
+        Some(Traffic::On(side)) if *side == input.active => (
+            CondStatus::True,
+            "Aligned",
+            format!("every traffic target points at {side}, the active side"),
+        ),
+        Some(Traffic::On(side)) => (
+            CondStatus::False,
+            "OnPassiveSide",
+            format!(
+                "every traffic target points at {side}, but {} is recorded as active: check who moved them; a switchover to {side} records it",
+                input.active
+            ),
+        ),
+        Some(Traffic::Split { message }) => (CondStatus::False, "TrafficSplit", message.clone()),
+    };
+    let aligned = status == CondStatus::True;
+    set_condition(conds, "TrafficAligned", status, reason, &message, g, now);
+    aligned
 }
 
 #[cfg(test)]
@@ -221,15 +342,19 @@ mod tests {
             previous: &prev,
             generation: 3,
             paused: false,
+            mode: DetectionMode::Automatic,
             active: Side::Primary,
             target: None,
             verdicts: [(&h1, None), (&h2, None)],
             snapshot: None,
             pipeline_error: None,
-            page: None,
+            brake: None,
+            failover_started: None,
+            traffic: None,
             risk: &[],
             last_flip: None,
-            last_switchover: None,
+            seen_notices: &[],
+            audit_problem: None,
         };
         let s = build(&input, Utc::now());
         assert_eq!(s.phase.as_deref(), Some("Pending"));
@@ -240,6 +365,81 @@ mod tests {
     }
 
     #[test]
+    fn every_brake_shows_as_automatic_failover_false_and_pages_only_when_humans_must_act() {
+        let prev = AccountPairStatus::default();
+        let (f, h) = (v(VerdictKind::Frozen), v(VerdictKind::Healthy));
+        for brake in Brake::ALL {
+            let input = StatusInput {
+                previous: &prev,
+                generation: 1,
+                paused: false,
+                mode: DetectionMode::Automatic,
+                active: Side::Primary,
+                target: None,
+                verdicts: [(&f, None), (&h, None)],
+                snapshot: None,
+                pipeline_error: None,
+                brake: Some((brake, "what a human should do")),
+                failover_started: None,
+                traffic: None,
+                risk: &[],
+                last_flip: None,
+                seen_notices: &[],
+                audit_problem: None,
+            };
+            let s = build(&input, Utc::now());
+            let get = |t: &str| s.conditions.iter().find(|c| c.type_ == t).unwrap().clone();
+            let af = get("AutomaticFailover");
+            assert_eq!(
+                (af.status.as_str(), af.reason.as_str()),
+                ("False", brake.reason()),
+                "{brake}"
+            );
+            assert_eq!(af.message, "what a human should do");
+            assert_eq!(
+                get("NeedsHuman").status,
+                if brake.pages() { "True" } else { "False" },
+                "{brake}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_split_traffic_is_shown_and_the_pair_is_not_ready() {
+        let prev = AccountPairStatus::default();
+        let h = v(VerdictKind::Healthy);
+        let split = Traffic::Split {
+            message: "traffic is split: dns a → standby; lb b → primary".into(),
+        };
+        let input = StatusInput {
+            previous: &prev,
+            generation: 1,
+            paused: false,
+            mode: DetectionMode::Automatic,
+            active: Side::Primary,
+            target: None,
+            verdicts: [(&h, None), (&h, None)],
+            snapshot: None,
+            pipeline_error: None,
+            brake: None,
+            failover_started: None,
+            traffic: Some(&split),
+            risk: &[],
+            last_flip: None,
+            seen_notices: &[],
+            audit_problem: None,
+        };
+        let s = build(&input, Utc::now());
+        let get = |t: &str| s.conditions.iter().find(|c| c.type_ == t).unwrap().clone();
+        assert_eq!(get("TrafficAligned").status, "False");
+        assert!(get("TrafficAligned").message.contains("lb b → primary"));
+        assert_eq!(get("NeedsHuman").reason, "TrafficSplit");
+        assert_eq!(get("Ready").status, "False");
+        assert_eq!(get("AutomaticFailover").reason, "Armed");
+        assert_eq!(s.phase.as_deref(), Some("Degraded"));
+    }
+
+    #[test]
     fn page_and_frozen_primary_show_in_conditions() {
         let prev = AccountPairStatus::default();
         let (f, h) = (v(VerdictKind::Frozen), v(VerdictKind::Frozen));
@@ -247,21 +447,27 @@ mod tests {
             previous: &prev,
             generation: 1,
             paused: false,
+            mode: DetectionMode::Automatic,
             active: Side::Primary,
             target: None,
             verdicts: [(&f, Some("poll: frozen")), (&h, None)],
             snapshot: None,
             pipeline_error: Some("kafka down"),
-            page: Some("both sides are frozen"),
+            brake: Some((Brake::BothSidesDown, "both sides are frozen")),
+            failover_started: None,
+            traffic: None,
             risk: &[],
             last_flip: None,
-            last_switchover: None,
+            seen_notices: &[],
+            audit_problem: None,
         };
         let s = build(&input, Utc::now());
         let get = |t: &str| s.conditions.iter().find(|c| c.type_ == t).unwrap().clone();
         assert_eq!(get("PrimaryHealthy").status, "False");
         assert_eq!(get("NeedsHuman").status, "True");
         assert!(get("NeedsHuman").message.contains("both sides"));
+        assert_eq!(get("AutomaticFailover").status, "False");
+        assert_eq!(get("AutomaticFailover").reason, "BothSidesDown");
         assert_eq!(get("Replicating").reason, "ReplicationError");
         assert_eq!(s.phase.as_deref(), Some("Degraded"));
         assert_eq!(

@@ -1,42 +1,54 @@
 //! The brakes: may a confirmed freeze of the active side start an automatic failover
-//! now, must humans be paged, or do we hold?
+//! now, or does a brake stop it — and if so, which one, and what should a human do?
 //!
-//! Contract (DESIGN §3, "Brakes"):
+//! Contract (DESIGN §3, "Brakes" and "Concurrency rules"):
 //!
 //! - [`decide_failover`] is a pure function of [`FailoverInput`] and `now`. Its inputs
-//!   are the two sides' detector verdicts, the pair's settings and failover counters.
-//!   There is deliberately no input for early-warning findings: behaviour that risk
-//!   control might punish is a warning for humans and can never move traffic.
+//!   are the two sides' detector verdicts, the pair's settings, what the pair's
+//!   Switchovers say (running, a rehearsal running, this freeze's failover already
+//!   failed) and the failover counters of the operator-wide budget
+//!   ([`super::ledger::FailoverLedger`]). There is deliberately no input for
+//!   early-warning findings: behaviour that risk control might punish is a warning for
+//!   humans and can never move traffic.
 //! - Only a `Frozen` or `Banned` active side can lead anywhere; `Suspect`, `Unknown`
 //!   and `Healthy` give [`FailoverDecision::Nothing`].
+//! - Every other outcome is either `Failover` or `Braked` with a typed [`Brake`] and a
+//!   message saying what a human should do. A brake either *holds* (the operator acts by
+//!   itself once it passes: a switchover or rehearsal running, the hold-down) or *pages*
+//!   ([`Brake::pages`]: nothing will happen until a human acts). None is silent: the
+//!   controller shows every brake as the `AutomaticFailover=False` condition, a Warning
+//!   Event and `understudy_failover_brakes_total{brake}`.
 //! - The checks, in order (the first that applies decides):
-//!   1. a switchover is already running → `Hold` (it owns the pair; we look again when
-//!      it ends);
-//!   2. the passive side is also `Frozen`/`Banned` → `Page` ("both sides …");
-//!   3. `spec.paused` → `Page`. Paused is not `Hold`: `Hold` means "the operator will act
-//!      by itself later", and a paused pair never will, while its active side is down;
-//!   4. `mode: Manual` → `Page`;
-//!   5. the passive side is not `Healthy` (`Suspect`, `Unknown`) → `Page`: never fail
-//!      over to a side that is not known to be healthy;
-//!   6. the pair's daily cap is reached → `Page`;
-//!   7. the operator-wide cap is reached → `Page` (a mass freeze pages humans, it does
-//!      not flip a hundred accounts blindly);
-//!   8. the hold-down since the pair's last automatic failover has not passed → `Hold`;
-//!   9. otherwise → `Failover`.
+//!   1. a switchover of the pair is already running → `SwitchoverRunning` (holds: it
+//!      owns the pair; decided again when it ends). A planned switchover that has not
+//!      started does not count: an emergency supersedes it;
+//!   2. a drill rehearsal of the pair is running → `RehearsalRunning` (holds; the
+//!      failover runs after it and nothing of the budget is used meanwhile);
+//!   3. the passive side is also `Frozen`/`Banned` → `BothSidesDown`;
+//!   4. `spec.paused` → `Paused`;
+//!   5. `mode: Manual` → `Manual`;
+//!   6. this freeze's automatic failover already ran and failed → `FailoverFailed` (one
+//!      attempt per freeze episode; humans decide the next);
+//!   7. the passive side is not `Healthy` (`Suspect`, `Unknown`) → `StandbyNotHealthy`:
+//!      never fail over to a side that is not known to be healthy;
+//!   8. the pair's daily cap is reached → `PairCap`;
+//!   9. the operator-wide cap is reached → `OperatorCap` (a mass freeze pages humans, it
+//!      does not flip a hundred accounts blindly);
+//!   10. the hold-down since the pair's last automatic failover has not passed →
+//!       `HoldDown` (holds);
+//!   11. otherwise → `Failover`.
 //!
 //!   Caps come before the hold-down because a capped pair will not fail over when the
 //!   hold-down ends either, so holding would only delay the page.
-//! - Counters come from a [`FailoverLedger`]. Decisions for many pairs must be made one
-//!   after the other, each `Failover` recorded in the ledger before the next decision,
-//!   or the operator-wide cap could be overrun (the one writer holding the Lease does
-//!   that). After a restart, rebuild the ledger from `Switchover` objects whose trigger
-//!   is `Automatic`.
+//! - Counters must come from one decision point for the whole operator: a decision
+//!   that says `Failover` is only acted on once its claim is recorded in the shared
+//!   ledger under optimistic concurrency (see `controller::budget`), so twenty pairs
+//!   frozen in the same second cannot all see a free budget.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::verdict::{Verdict, VerdictKind};
 use super::{delta, human};
@@ -46,6 +58,8 @@ use crate::api::account_pair::DetectionMode;
 /// Everything the failover decision depends on.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FailoverInput {
+    /// The pair's name (for the commands a message suggests).
+    pub pair: String,
     /// `spec.detection.mode`.
     pub mode: DetectionMode,
     /// `spec.paused`.
@@ -68,47 +82,88 @@ pub struct FailoverInput {
     pub operator_failovers: u32,
     /// Operator-wide cap over the same window.
     pub operator_cap: u32,
-    /// A `Switchover` of this pair is in progress.
+    /// A production `Switchover` of this pair is in progress (a planned one that has
+    /// not started is not: the failover supersedes it).
     pub switchover_running: bool,
+    /// A drill rehearsal of this pair is in progress.
+    pub rehearsal_running: bool,
+    /// This freeze's automatic failover already ran and failed (its message).
+    pub failed_attempt: Option<String>,
 }
 
-/// Why humans are paged (bounded: usable as a metric label).
+/// What stops an automatic failover (bounded: a metric label and a condition reason).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PageCause {
+pub enum Brake {
+    SwitchoverRunning,
+    RehearsalRunning,
     BothSidesDown,
     Paused,
     Manual,
+    FailoverFailed,
     StandbyNotHealthy,
     PairCap,
     OperatorCap,
-}
-
-impl PageCause {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PageCause::BothSidesDown => "both_sides_down",
-            PageCause::Paused => "paused",
-            PageCause::Manual => "manual",
-            PageCause::StandbyNotHealthy => "standby_not_healthy",
-            PageCause::PairCap => "pair_cap",
-            PageCause::OperatorCap => "operator_cap",
-        }
-    }
-}
-
-/// Why we hold (bounded: usable as a metric label).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum HoldCause {
-    SwitchoverRunning,
     HoldDown,
 }
 
-impl HoldCause {
+impl Brake {
+    pub const ALL: [Brake; 10] = [
+        Brake::SwitchoverRunning,
+        Brake::RehearsalRunning,
+        Brake::BothSidesDown,
+        Brake::Paused,
+        Brake::Manual,
+        Brake::FailoverFailed,
+        Brake::StandbyNotHealthy,
+        Brake::PairCap,
+        Brake::OperatorCap,
+        Brake::HoldDown,
+    ];
+
+    /// The metric label (`understudy_failover_brakes_total{brake}`).
     pub fn as_str(self) -> &'static str {
         match self {
-            HoldCause::SwitchoverRunning => "switchover_running",
-            HoldCause::HoldDown => "hold_down",
+            Brake::SwitchoverRunning => "switchover_running",
+            Brake::RehearsalRunning => "rehearsal_running",
+            Brake::BothSidesDown => "both_sides_down",
+            Brake::Paused => "paused",
+            Brake::Manual => "manual",
+            Brake::FailoverFailed => "failover_failed",
+            Brake::StandbyNotHealthy => "standby_not_healthy",
+            Brake::PairCap => "pair_cap",
+            Brake::OperatorCap => "operator_cap",
+            Brake::HoldDown => "hold_down",
         }
+    }
+
+    /// The condition reason (`AutomaticFailover=False`, reason this).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Brake::SwitchoverRunning => "SwitchoverRunning",
+            Brake::RehearsalRunning => "RehearsalRunning",
+            Brake::BothSidesDown => "BothSidesDown",
+            Brake::Paused => "Paused",
+            Brake::Manual => "ManualMode",
+            Brake::FailoverFailed => "FailoverFailed",
+            Brake::StandbyNotHealthy => "StandbyNotHealthy",
+            Brake::PairCap => "PairCapReached",
+            Brake::OperatorCap => "OperatorCapReached",
+            Brake::HoldDown => "HoldDown",
+        }
+    }
+
+    /// Nothing happens until a human acts (vs. the operator acting once it passes).
+    pub fn pages(self) -> bool {
+        !matches!(
+            self,
+            Brake::SwitchoverRunning | Brake::RehearsalRunning | Brake::HoldDown
+        )
+    }
+}
+
+impl fmt::Display for Brake {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -117,31 +172,36 @@ impl HoldCause {
 pub enum FailoverDecision {
     /// Start an automatic (Emergency) switchover to the passive side.
     Failover { reason: String },
-    /// Humans must act; nothing will happen by itself.
-    Page { cause: PageCause, reason: String },
-    /// Not now; the operator will decide again when the cause passes.
-    Hold { cause: HoldCause, reason: String },
+    /// A brake stops the failover; `reason` says why and what a human should do.
+    Braked { brake: Brake, reason: String },
     /// The active side is not down.
     Nothing,
 }
 
 impl FailoverDecision {
-    /// Bounded metric label: `failover`, `page`, `hold`, `nothing`.
+    /// Bounded label: `failover`, `page`, `hold`, `nothing`.
     pub fn as_str(&self) -> &'static str {
         match self {
             FailoverDecision::Failover { .. } => "failover",
-            FailoverDecision::Page { .. } => "page",
-            FailoverDecision::Hold { .. } => "hold",
+            FailoverDecision::Braked { brake, .. } if brake.pages() => "page",
+            FailoverDecision::Braked { .. } => "hold",
             FailoverDecision::Nothing => "nothing",
         }
     }
 
     pub fn reason(&self) -> &str {
         match self {
-            FailoverDecision::Failover { reason }
-            | FailoverDecision::Page { reason, .. }
-            | FailoverDecision::Hold { reason, .. } => reason,
+            FailoverDecision::Failover { reason } | FailoverDecision::Braked { reason, .. } => {
+                reason
+            }
             FailoverDecision::Nothing => "",
+        }
+    }
+
+    pub fn brake(&self) -> Option<Brake> {
+        match self {
+            FailoverDecision::Braked { brake, .. } => Some(*brake),
+            _ => None,
         }
     }
 }
@@ -150,6 +210,9 @@ impl fmt::Display for FailoverDecision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FailoverDecision::Nothing => f.write_str("nothing"),
+            FailoverDecision::Braked { brake, reason } => {
+                write!(f, "{} ({brake}): {reason}", self.as_str())
+            }
             other => write!(f, "{}: {}", other.as_str(), other.reason()),
         }
     }
@@ -170,60 +233,82 @@ pub fn decide_failover(input: &FailoverInput, now: DateTime<Utc>) -> FailoverDec
         "{passive} is {} ({})",
         input.passive.kind, input.passive.reason
     );
-    let page = |cause, reason| FailoverDecision::Page { cause, reason };
+    let braked = |brake, reason| FailoverDecision::Braked { brake, reason };
+    let by_hand = format!(
+        "kubectl understudy switchover {} --to {passive} --reason \"…\"",
+        input.pair
+    );
 
     if input.switchover_running {
-        return FailoverDecision::Hold {
-            cause: HoldCause::SwitchoverRunning,
-            reason: format!("{down}; a switchover is already running, decided again when it ends"),
-        };
+        return braked(
+            Brake::SwitchoverRunning,
+            format!(
+                "{down}; a switchover of the pair is already running, decided again when it ends"
+            ),
+        );
+    }
+    if input.rehearsal_running {
+        return braked(
+            Brake::RehearsalRunning,
+            format!(
+                "{down}; a drill rehearsal of the pair is running: the automatic failover follows as soon as it ends (nothing of the failover budget is used meanwhile)"
+            ),
+        );
     }
     if input.passive.kind.is_stopped() {
-        return page(
-            PageCause::BothSidesDown,
+        return braked(
+            Brake::BothSidesDown,
             format!(
-                "both sides are down: {down}, and {target}; no side can serve, appeal to the provider"
+                "both sides are down: {down}, and {target}; no side can serve: appeal to the provider (kubectl understudy evidence {} -o DIR)",
+                input.pair
             ),
         );
     }
     if input.paused {
-        return page(
-            PageCause::Paused,
+        return braked(
+            Brake::Paused,
             format!(
-                "{down}; automatic failover is paused (spec.paused): switch over by hand or unpause; {target}"
+                "{down}; automatic failover is paused (spec.paused): switch over by hand ({by_hand}) or resume (kubectl understudy resume {}); {target}",
+                input.pair
             ),
         );
     }
     if input.mode == DetectionMode::Manual {
-        return page(
-            PageCause::Manual,
+        return braked(
+            Brake::Manual,
+            format!("{down}; detection mode is Manual: move traffic by hand ({by_hand}); {target}"),
+        );
+    }
+    if let Some(failed) = &input.failed_attempt {
+        return braked(
+            Brake::FailoverFailed,
             format!(
-                "{down}; detection mode is Manual: run `kubectl understudy switchover` to move traffic; {target}"
+                "{down}; the automatic failover for this freeze failed ({failed}); it is not retried by itself: fix what it names, then switch over by hand ({by_hand})"
             ),
         );
     }
     if input.passive.kind != VerdictKind::Healthy {
-        return page(
-            PageCause::StandbyNotHealthy,
+        return braked(
+            Brake::StandbyNotHealthy,
             format!(
-                "{down}, but {target}: never fail over to a side that is not Healthy; check it, then switch over by hand (force.skipStandbyHealth) if it can serve"
+                "{down}, but {target}: never fail over to a side that is not Healthy; check it, then switch over by hand with --skip-standby-health if it can serve"
             ),
         );
     }
     if input.pair_failovers >= input.pair_cap {
-        return page(
-            PageCause::PairCap,
+        return braked(
+            Brake::PairCap,
             format!(
-                "{down}; this pair already failed over automatically {} time(s) in the last 24h (maxAutomaticFailoversPerDay {}): switch over by hand",
+                "{down}; this pair already failed over automatically {} time(s) in the last 24h (maxAutomaticFailoversPerDay {}): switch over by hand ({by_hand})",
                 input.pair_failovers, input.pair_cap
             ),
         );
     }
     if input.operator_failovers >= input.operator_cap {
-        return page(
-            PageCause::OperatorCap,
+        return braked(
+            Brake::OperatorCap,
             format!(
-                "{down}; the operator already made {} automatic failover(s) in the last 24h (operator cap {}): a mass freeze needs humans, switch over by hand",
+                "{down}; the operator already made {} automatic failover(s) in the last 24h (operator cap {}): a mass freeze needs humans, switch over by hand ({by_hand})",
                 input.operator_failovers, input.operator_cap
             ),
         );
@@ -233,15 +318,15 @@ pub fn decide_failover(input: &FailoverInput, now: DateTime<Utc>) -> FailoverDec
             .checked_add_signed(delta(input.hold_down))
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
         if now < until {
-            return FailoverDecision::Hold {
-                cause: HoldCause::HoldDown,
-                reason: format!(
-                    "{down}; hold-down after the automatic failover at {} lasts until {} ({} left)",
+            return braked(
+                Brake::HoldDown,
+                format!(
+                    "{down}; hold-down after the automatic failover at {} lasts until {} ({} left): the operator fails over by itself then, or switch over by hand now ({by_hand})",
                     last.to_rfc3339_opts(SecondsFormat::Secs, true),
                     until.to_rfc3339_opts(SecondsFormat::Secs, true),
                     human(until.signed_duration_since(now))
                 ),
-            };
+            );
         }
     }
     FailoverDecision::Failover {
@@ -252,107 +337,12 @@ pub fn decide_failover(input: &FailoverInput, now: DateTime<Utc>) -> FailoverDec
     }
 }
 
-/// Times of past automatic failovers, per pair and operator-wide, so the caller can fill
-/// the counters of [`FailoverInput`]. Pure data: nothing here reads a clock.
-///
-/// Memory is bounded by what the window holds (at most the caps' worth of failovers
-/// when every failover goes through [`decide_failover`]) plus one "last failover" time
-/// per pair, kept past the window because a hold-down may be longer than a day.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct FailoverLedger {
-    pairs: BTreeMap<String, PairHistory>,
-    operator: VecDeque<DateTime<Utc>>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-struct PairHistory {
-    recent: VecDeque<DateTime<Utc>>,
-    last: Option<DateTime<Utc>>,
-}
-
-/// The counters for one pair, as [`FailoverInput`] wants them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LedgerCounts {
-    pub last_automatic_failover: Option<DateTime<Utc>>,
-    pub pair_failovers: u32,
-    pub operator_failovers: u32,
-}
-
-impl FailoverLedger {
-    /// The sliding window the caps count over.
-    pub const WINDOW: TimeDelta = TimeDelta::hours(24);
-
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Record an automatic failover of `pair` (e.g. `namespace/name`) started at `at`.
-    pub fn record(&mut self, pair: &str, at: DateTime<Utc>) {
-        let history = self.pairs.entry(pair.to_string()).or_default();
-        insert_sorted(&mut history.recent, at);
-        history.last = Some(history.last.map_or(at, |l| l.max(at)));
-        insert_sorted(&mut self.operator, at);
-    }
-
-    /// Drop failovers that have left the window.
-    pub fn prune(&mut self, now: DateTime<Utc>) {
-        let cutoff = now - Self::WINDOW;
-        let drop_old = |q: &mut VecDeque<DateTime<Utc>>| {
-            while q.front().is_some_and(|t| *t <= cutoff) {
-                q.pop_front();
-            }
-        };
-        drop_old(&mut self.operator);
-        for history in self.pairs.values_mut() {
-            drop_old(&mut history.recent);
-        }
-    }
-
-    /// Forget a pair that was deleted (its failovers still count operator-wide).
-    pub fn forget(&mut self, pair: &str) {
-        self.pairs.remove(pair);
-    }
-
-    /// Automatic failovers of `pair` in the window ending at `now`.
-    pub fn pair_count(&self, pair: &str, now: DateTime<Utc>) -> u32 {
-        self.pairs
-            .get(pair)
-            .map_or(0, |h| count_in_window(&h.recent, now))
-    }
-
-    /// Automatic failovers across the operator in the window ending at `now`.
-    pub fn operator_count(&self, now: DateTime<Utc>) -> u32 {
-        count_in_window(&self.operator, now)
-    }
-
-    /// The pair's last automatic failover, even if it has left the window.
-    pub fn last_failover(&self, pair: &str) -> Option<DateTime<Utc>> {
-        self.pairs.get(pair).and_then(|h| h.last)
-    }
-
-    /// All three counters for `pair`.
-    pub fn counts(&self, pair: &str, now: DateTime<Utc>) -> LedgerCounts {
-        LedgerCounts {
-            last_automatic_failover: self.last_failover(pair),
-            pair_failovers: self.pair_count(pair, now),
-            operator_failovers: self.operator_count(now),
-        }
-    }
-}
-
-fn insert_sorted(q: &mut VecDeque<DateTime<Utc>>, at: DateTime<Utc>) {
-    // Records nearly always arrive in order; the search keeps a late one from
-    // breaking the front-to-back pruning.
-    let pos = q.partition_point(|t| *t <= at);
-    q.insert(pos, at);
-}
-
-/// Entries in `(now - WINDOW, ∞)`: failovers "from the future" (clock skew between
-/// replicas) count, since counting too many only pages sooner.
-fn count_in_window(q: &VecDeque<DateTime<Utc>>, now: DateTime<Utc>) -> u32 {
-    let cutoff = now - FailoverLedger::WINDOW;
-    let n = q.len() - q.partition_point(|t| *t <= cutoff);
-    u32::try_from(n).unwrap_or(u32::MAX)
+/// When a held decision should be taken again by itself (the hold-down's end);
+/// `None` when only an event (a switchover ending, a verdict change) can change it.
+pub fn hold_until(input: &FailoverInput) -> Option<DateTime<Utc>> {
+    input
+        .last_automatic_failover
+        .and_then(|last| last.checked_add_signed(delta(input.hold_down)))
 }
 
 #[cfg(test)]

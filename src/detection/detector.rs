@@ -46,9 +46,11 @@
 //! 8. **Time.** Durations are measured between signal times (`Signal::at`), clamped to
 //!    `now` so a future-dated signal cannot stretch a span. Time alone never changes a
 //!    verdict: a detector that stops receiving signals keeps its verdict (see
-//!    [`Detector::last_observed_at`] to tell it is stale). Observations older than the
-//!    newest signal already taken are dropped (a late answer must not overwrite newer
-//!    evidence); notices are never dropped for age.
+//!    [`Detector::last_observed_at`] to tell it is stale). Signals are ordered by the
+//!    time they were observed: any signal — a notice included, dated by the notice's own
+//!    time — older than the newest signal already taken is dropped, so a late answer or
+//!    a notice delivered late (an old "frozen" after a newer "active") cannot undo newer
+//!    evidence.
 //! 9. **Sides.** A detector is bound to one side and ignores signals for the other.
 //!
 //! `observe` returns `Some(VerdictChange)` only when the verdict's *kind* changes
@@ -285,7 +287,7 @@ impl Detector {
         }
         let at = signal.at.min(now);
         let obs = classify(&signal.kind);
-        if obs.is_some() && self.newest_at.is_some_and(|newest| at < newest) {
+        if self.newest_at.is_some_and(|newest| at < newest) {
             return None;
         }
         self.newest_at = Some(self.newest_at.map_or(at, |n| n.max(at)));

@@ -16,23 +16,24 @@
 //!   says so); `Frozen` needs an authoritative notice or `confirmations` consecutive
 //!   frozen observations spanning `failoverDelay`.
 //! - [`brakes`]: [`decide_failover`] — may a confirmed freeze start an automatic
-//!   failover now, must humans be paged, or should we hold? It takes verdicts and
-//!   counters only; risk findings are not an input, so they cannot cause a failover.
+//!   failover now, or which [`Brake`] stops it? It takes verdicts and counters only;
+//!   risk findings are not an input, so they cannot cause a failover.
+//! - [`ledger`]: the automatic failovers the caps and the hold-down count, as data the
+//!   operator keeps in one object for all its pairs.
 //! - [`risk`]: early warnings over the account's own activity (mass adds, bursts of
 //!   sensitive-word hits, logins from a new device at a new place). They raise the
 //!   `RiskWarning` condition, Events and metrics — never a failover.
 
 pub mod brakes;
 pub mod detector;
+pub mod ledger;
 pub mod risk;
 pub mod signal;
 pub mod verdict;
 
-pub use brakes::{
-    FailoverDecision, FailoverInput, FailoverLedger, HoldCause, LedgerCounts, PageCause,
-    decide_failover,
-};
+pub use brakes::{Brake, FailoverDecision, FailoverInput, decide_failover};
 pub use detector::{Detector, DetectorConfig};
+pub use ledger::{FailoverLedger, LedgerCounts};
 pub use risk::{RiskEvaluator, RiskFinding, RiskKind};
 pub use signal::{
     NoAnswer, NoAnswerCause, Notice, PollOutcome, ProbeOutcome, Signal, SignalKind, Stopped,

@@ -28,16 +28,28 @@ pub trait SwitchoverStore: Send + Sync {
     async fn save(&self, status: &SwitchoverStatus) -> Result<(), String>;
 }
 
+/// What a drain left behind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Drained {
+    /// Changes the feed delivered that Kafka did not acknowledge or the sink did not
+    /// apply; `None` when it cannot be known (no pipeline was running).
+    pub records_lost: Option<u64>,
+    /// What happened, for the step's message.
+    pub detail: String,
+}
+
 /// The pair's replication, as the executor drives it.
 #[async_trait]
 pub trait ReplicationControl: Send + Sync {
-    /// Stop the source on the old active side at the feed head seen now (idempotent).
-    async fn fence(&self) -> Result<(), String>;
-    /// Apply everything up to the fence within `bound`; returns records not applied.
-    async fn drain(&self, bound: Duration) -> Result<u64, String>;
-    /// Run replication from `new_active` from now on, starting at its feed head. `epoch`
-    /// names the flip (the Switchover), so a resumed run re-uses the same positions.
-    async fn reverse(&self, new_active: Side, epoch: &str) -> Result<(), String>;
+    /// Stop the source on the old active side at the feed head seen now, within
+    /// `bound` whatever Kafka does (idempotent). Ok(what happened).
+    async fn fence(&self, bound: Duration) -> Result<String, String>;
+    /// Apply everything up to the fence within `bound`; says what was not copied.
+    async fn drain(&self, bound: Duration) -> Drained;
+    /// Record `new_active` as the active side and run replication from it (starting at
+    /// its feed head captured at the fence). `epoch` names the flip (the Switchover), so
+    /// a resumed run re-uses the same positions. Ok(what happened).
+    async fn reverse(&self, new_active: Side, epoch: &str) -> Result<String, String>;
     /// Lag toward the passive side now; `None` when unknown.
     fn lag(&self) -> Option<Duration>;
     /// After the drain of a failback: is the passive side (the primary) level with the
@@ -63,20 +75,38 @@ pub trait PairView: Send + Sync {
 #[async_trait]
 pub trait Notifier: Send + Sync {
     async fn step(&self, switchover: &str, step: &str, state: StepState, message: &str);
+    /// Gates that failed and were overridden by an explicit `force` field (recorded).
+    async fn forced(&self, _switchover: &str, _gates: &[plan::Gate]) {}
 }
 
-/// A test hook: pause after persisting the intent of the named step, so an e2e test can
-/// SIGKILL the process at that exact point (`UNDERSTUDY_FAILPOINT=pause-after-intent:<step>`).
+/// A test hook after persisting the intent of the named step: pause for ever, so an
+/// e2e test can SIGKILL the process at that exact point
+/// (`UNDERSTUDY_FAILPOINT=pause-after-intent:<step>`), or hold the step for a while, so
+/// it can SIGTERM the process while the step runs
+/// (`UNDERSTUDY_FAILPOINT=slow-step:<step>:<milliseconds>`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failpoint {
     pub step: String,
+    /// `None`: pause for ever.
+    pub delay: Option<Duration>,
 }
 
 impl Failpoint {
     pub fn from_env() -> Option<Failpoint> {
-        let v = std::env::var("UNDERSTUDY_FAILPOINT").ok()?;
-        v.strip_prefix("pause-after-intent:").map(|s| Failpoint {
-            step: s.to_string(),
+        Self::parse(&std::env::var("UNDERSTUDY_FAILPOINT").ok()?)
+    }
+
+    pub fn parse(v: &str) -> Option<Failpoint> {
+        if let Some(step) = v.strip_prefix("pause-after-intent:") {
+            return Some(Failpoint {
+                step: step.to_string(),
+                delay: None,
+            });
+        }
+        let (step, ms) = v.strip_prefix("slow-step:")?.split_once(':')?;
+        Some(Failpoint {
+            step: step.to_string(),
+            delay: Some(Duration::from_millis(ms.parse().ok()?)),
         })
     }
 }
@@ -98,6 +128,9 @@ pub struct Executor {
     /// How long a flipped target may take to show the new value.
     pub verify_within: Duration,
     pub failpoint: Option<Failpoint>,
+    /// True once the process shuts down gracefully: no further step starts (the one
+    /// running reaches its persisted point; the next leader resumes from there).
+    pub shutdown: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Why the executor stopped before finishing (the status says the rest).
@@ -107,6 +140,8 @@ pub enum ExecError {
     Store(String),
     #[error("waiting until notBefore {0}")]
     NotYet(DateTime<Utc>),
+    #[error("the operator is shutting down; the next leader resumes at step {0}")]
+    ShuttingDown(String),
 }
 
 impl Executor {
@@ -126,6 +161,16 @@ impl Executor {
             ) {
                 Next::Done => return Ok(status),
                 Next::WaitUntil(t) => return Err(ExecError::NotYet(t)),
+                Next::Refuse(message) => {
+                    if status.steps.is_empty() {
+                        status = plan::initial_status(&self.spec, self.active, now);
+                    }
+                    status.phase = SwitchoverPhase::Failed;
+                    status.finished_at = Some(rfc3339(now));
+                    status.message = Some(message);
+                    self.save(&status).await?;
+                    return Ok(status);
+                }
                 Next::Initialise => {
                     status = plan::initial_status(&self.spec, self.active, now);
                     self.save(&status).await?;
@@ -157,6 +202,12 @@ impl Executor {
                     step,
                     resumed,
                 } => {
+                    if self.shutdown.as_ref().is_some_and(|s| *s.borrow()) {
+                        // The last step's result is persisted before we go (it would
+                        // otherwise ride on this step's intent).
+                        self.save(&status).await?;
+                        return Err(ExecError::ShuttingDown(step.name().to_string()));
+                    }
                     // Intent first.
                     let st = &mut status.steps[index];
                     st.state = StepState::Running;
@@ -166,16 +217,16 @@ impl Executor {
                     self.notifier
                         .step(&self.name, step.name(), StepState::Running, "")
                         .await;
-                    if self
-                        .failpoint
-                        .as_ref()
-                        .is_some_and(|f| f.step == step.name())
-                    {
+                    if let Some(f) = self.failpoint.as_ref().filter(|f| f.step == step.name()) {
                         tracing::warn!(
                             step = step.name(),
-                            "failpoint: pausing after persisting intent"
+                            delay = ?f.delay,
+                            "failpoint: holding the step after persisting its intent"
                         );
-                        std::future::pending::<()>().await;
+                        match f.delay {
+                            Some(d) => tokio::time::sleep(d).await,
+                            None => std::future::pending::<()>().await,
+                        }
                     }
                     let outcome = self.execute(step, &mut status).await;
                     let st = &mut status.steps[index];
@@ -203,6 +254,15 @@ impl Executor {
                     }
                 }
             }
+        }
+    }
+
+    /// Bound of the fence and the drain: the operator's drain bound in an emergency,
+    /// at least 30 s for a planned switchover (which must lose nothing).
+    fn step_bound(&self) -> Duration {
+        match self.spec.mode {
+            SwitchoverMode::Emergency => self.drain_bound,
+            SwitchoverMode::Planned => self.drain_bound.max(Duration::from_secs(30)),
         }
     }
 
@@ -244,16 +304,18 @@ impl Executor {
                 if !plan::gates_allow(&gates) {
                     return Err(format!("prechecks refused the switchover: {text}"));
                 }
+                let forced: Vec<plan::Gate> =
+                    gates.iter().filter(|g| g.overridden).cloned().collect();
+                if !forced.is_empty() {
+                    self.notifier.forced(&self.name, &forced).await;
+                }
                 if !self.spec.dry_run && self.spec.trigger != Trigger::Drill {
                     self.pair.intend(to, &self.name).await?;
                 }
                 Ok(text)
             }
             Step::Fence => match &self.replication {
-                Some(r) => r
-                    .fence()
-                    .await
-                    .map(|()| format!("source on {from} stopped at its feed head")),
+                Some(r) => r.fence(self.step_bound()).await,
                 None => Ok("no replication to fence".into()),
             },
             Step::Drain => {
@@ -262,25 +324,31 @@ impl Executor {
                 };
                 // A resumed run re-fences: fencing is idempotent and the new end offsets
                 // include everything the first fence captured.
-                r.fence().await?;
-                let bound = match self.spec.mode {
-                    SwitchoverMode::Emergency => self.drain_bound,
-                    SwitchoverMode::Planned => self.drain_bound.max(Duration::from_secs(30)),
+                r.fence(self.step_bound()).await?;
+                let bound = self.step_bound();
+                let drained = r.drain(bound).await;
+                status.records_lost = drained.records_lost.map(|n| n as i64);
+                status.records_lost_unknown = match drained.records_lost {
+                    Some(_) => None,
+                    None => Some(drained.detail.clone()),
                 };
-                let lost = r.drain(bound).await?;
-                status.records_lost = Some(lost as i64);
-                if lost > 0 && self.spec.mode == SwitchoverMode::Planned {
-                    return Err(format!(
-                        "{lost} acknowledged records were not applied to {to} within {bound:?}; a planned switchover loses nothing, so traffic was not moved"
-                    ));
+                let forced = self.spec.force.as_ref().is_some_and(|f| f.skip_lag_gate);
+                match (drained.records_lost, self.spec.mode) {
+                    (Some(lost), SwitchoverMode::Planned) if lost > 0 => Err(format!(
+                        "{}; a planned switchover loses nothing, so traffic was not moved",
+                        drained.detail
+                    )),
+                    (None, SwitchoverMode::Planned) if !forced => Err(format!(
+                        "{}; a planned switchover must prove it loses nothing, so traffic was not moved (fix replication first, or switch over with --force-skip-lag-gate, recorded)",
+                        drained.detail
+                    )),
+                    (Some(_), SwitchoverMode::Emergency) => Ok(format!(
+                        "{} (emergency: counted in recordsLost)",
+                        drained.detail
+                    )),
+                    (None, _) => Ok(format!("recordsLost unknown: {}", drained.detail)),
+                    (Some(_), _) => Ok(drained.detail),
                 }
-                Ok(if lost == 0 {
-                    "every acknowledged change applied (recordsLost 0)".to_string()
-                } else {
-                    format!(
-                        "{lost} records not applied within {bound:?} (emergency: counted in recordsLost)"
-                    )
-                })
             }
             Step::VerifyLevel => match &self.replication {
                 Some(r) => r.level().await.map_err(|e| {
@@ -293,10 +361,7 @@ impl Executor {
             Step::RestoreDns => self.flip(&self.dns, to, from).await,
             Step::RestoreLb => self.flip(&self.lbs, to, from).await,
             Step::Reverse => match &self.replication {
-                Some(r) => r
-                    .reverse(to, &self.name)
-                    .await
-                    .map(|()| format!("replication now runs from {to} to {}", to.other())),
+                Some(r) => r.reverse(to, &self.name).await,
                 None => Ok("no replication to reverse".into()),
             },
             Step::Record => {

@@ -91,21 +91,32 @@ struct FakeRepl {
     fences: AtomicU32,
     reversed_to: Mutex<Option<Side>>,
     lost: u64,
+    /// No pipeline ran: the loss cannot be known.
+    unknown: bool,
     lag: Option<Duration>,
 }
 
 #[async_trait]
 impl ReplicationControl for FakeRepl {
-    async fn fence(&self) -> Result<(), String> {
+    async fn fence(&self, _bound: Duration) -> Result<String, String> {
         self.fences.fetch_add(1, Ordering::SeqCst);
-        Ok(())
+        Ok("fenced".into())
     }
-    async fn drain(&self, _bound: Duration) -> Result<u64, String> {
-        Ok(self.lost)
+    async fn drain(&self, _bound: Duration) -> Drained {
+        if self.unknown {
+            return Drained {
+                records_lost: None,
+                detail: "no replication pipeline was running".into(),
+            };
+        }
+        Drained {
+            records_lost: Some(self.lost),
+            detail: format!("{} not copied", self.lost),
+        }
     }
-    async fn reverse(&self, new_active: Side, _epoch: &str) -> Result<(), String> {
+    async fn reverse(&self, new_active: Side, _epoch: &str) -> Result<String, String> {
         *self.reversed_to.lock().unwrap() = Some(new_active);
-        Ok(())
+        Ok("reversed".into())
     }
     fn lag(&self) -> Option<Duration> {
         self.lag
@@ -204,6 +215,7 @@ fn executor(w: &World, spec: SwitchoverSpec) -> Executor {
         drain_bound: Duration::from_secs(2),
         verify_within: Duration::from_millis(10),
         failpoint: None,
+        shutdown: None,
     }
 }
 
@@ -319,6 +331,128 @@ async fn emergency_counts_loss_and_proceeds() {
         .unwrap();
     assert_eq!(st.phase, SwitchoverPhase::Succeeded);
     assert_eq!(st.records_lost, Some(7));
+}
+
+#[tokio::test]
+async fn an_emergency_without_a_pipeline_says_records_lost_is_unknown_never_zero() {
+    let mut w = world("Healthy");
+    w.repl = Arc::new(FakeRepl {
+        unknown: true,
+        ..Default::default()
+    });
+    let st = executor(&w, spec(SwitchoverMode::Emergency, Trigger::Automatic))
+        .run(None)
+        .await
+        .unwrap();
+    assert_eq!(st.phase, SwitchoverPhase::Succeeded, "{:?}", st.message);
+    assert_eq!(st.records_lost, None);
+    assert!(
+        st.records_lost_unknown
+            .as_deref()
+            .is_some_and(|m| m.contains("no replication pipeline")),
+        "{st:?}"
+    );
+    let drain = st.steps.iter().find(|s| s.name == "drain").unwrap();
+    assert!(
+        drain
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("recordsLost unknown")
+    );
+}
+
+#[tokio::test]
+async fn a_planned_switchover_that_cannot_know_its_loss_moves_nothing_unless_forced() {
+    let mut w = world("Healthy");
+    w.repl = Arc::new(FakeRepl {
+        unknown: true,
+        lag: Some(Duration::from_millis(1)),
+        ..Default::default()
+    });
+    let st = executor(&w, spec(SwitchoverMode::Planned, Trigger::Manual))
+        .run(None)
+        .await
+        .unwrap();
+    assert_eq!(st.phase, SwitchoverPhase::Failed);
+    assert!(
+        st.message
+            .as_deref()
+            .unwrap()
+            .contains("must prove it loses nothing")
+    );
+    assert!(w.dns.iter().all(|t| t.changes.load(Ordering::SeqCst) == 0));
+    let mut forced = spec(SwitchoverMode::Planned, Trigger::Manual);
+    forced.force = Some(ForceSpec {
+        skip_lag_gate: true,
+        skip_standby_health: false,
+    });
+    let st = executor(&w, forced).run(None).await.unwrap();
+    assert_eq!(st.phase, SwitchoverPhase::Succeeded, "{:?}", st.message);
+}
+
+/// Begins the shutdown when the named step succeeds (as SIGTERM during that step would).
+struct ShutdownAfter {
+    step: &'static str,
+    tx: tokio::sync::watch::Sender<bool>,
+}
+
+#[async_trait]
+impl Notifier for ShutdownAfter {
+    async fn step(&self, _so: &str, step: &str, state: StepState, _message: &str) {
+        if step == self.step && state == StepState::Succeeded {
+            self.tx.send_replace(true);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_shutdown_stops_before_the_next_step_with_the_last_result_persisted() {
+    let w = world("Healthy");
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut e = executor(&w, spec(SwitchoverMode::Emergency, Trigger::Automatic));
+    e.shutdown = Some(rx);
+    e.notifier = Arc::new(ShutdownAfter { step: "drain", tx });
+    let err = e.run(None).await.unwrap_err();
+    assert!(
+        matches!(err, ExecError::ShuttingDown(ref s) if s == "flip-dns"),
+        "{err}"
+    );
+    let saved = w.store.saved.lock().unwrap().clone().unwrap();
+    let state = |n: &str| saved.steps.iter().find(|s| s.name == n).unwrap().state;
+    assert_eq!(
+        state("drain"),
+        StepState::Succeeded,
+        "persisted before going"
+    );
+    assert_eq!(state("flip-dns"), StepState::Pending, "never started");
+    assert!(w.dns.iter().all(|t| t.changes.load(Ordering::SeqCst) == 0));
+    // The next leader resumes from there: exactly one flip.
+    let resumed = executor(&w, spec(SwitchoverMode::Emergency, Trigger::Automatic))
+        .run(Some(saved))
+        .await
+        .unwrap();
+    assert_eq!(resumed.phase, SwitchoverPhase::Succeeded);
+    assert!(w.dns.iter().all(|t| t.changes.load(Ordering::SeqCst) == 1));
+}
+
+#[test]
+fn failpoints_parse() {
+    assert_eq!(
+        Failpoint::parse("pause-after-intent:drain"),
+        Some(Failpoint {
+            step: "drain".into(),
+            delay: None
+        })
+    );
+    assert_eq!(
+        Failpoint::parse("slow-step:drain:3000"),
+        Some(Failpoint {
+            step: "drain".into(),
+            delay: Some(Duration::from_secs(3))
+        })
+    );
+    assert_eq!(Failpoint::parse("slow-step:drain"), None);
 }
 
 #[tokio::test]

@@ -229,6 +229,9 @@ pub enum Next {
     Done,
     /// Wait until `notBefore`.
     WaitUntil(DateTime<Utc>),
+    /// The switchover cannot run as written (e.g. `notBefore` is not a time): fail it
+    /// before anything moves, with this message.
+    Refuse(String),
     /// Create the initial status (persist the plan) first.
     Initialise,
     /// Run (or re-run after a crash: steps are idempotent) step `index`.
@@ -248,13 +251,20 @@ pub fn next(spec: &SwitchoverSpec, status: Option<&SwitchoverStatus>, now: DateT
     {
         return Next::Done;
     }
-    if let Some(nb) = spec
-        .not_before
-        .as_deref()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        && now < nb
+    let started = status.is_some_and(|s| !s.steps.is_empty());
+    if let Some(text) = spec.not_before.as_deref()
+        && !started
     {
-        return Next::WaitUntil(nb.with_timezone(&Utc));
+        match DateTime::parse_from_rfc3339(text) {
+            Ok(nb) if now < nb => return Next::WaitUntil(nb.with_timezone(&Utc)),
+            Ok(_) => {}
+            // Never "at once": a time that cannot be read is refused.
+            Err(e) => {
+                return Next::Refuse(format!(
+                    "spec.notBefore {text:?} is not an RFC 3339 date-time ({e}), e.g. 2026-03-01T02:00:00Z; nothing was changed: create a new Switchover"
+                ));
+            }
+        }
     }
     let Some(status) = status.filter(|s| !s.steps.is_empty()) else {
         return Next::Initialise;
@@ -501,6 +511,20 @@ mod tests {
             next(&s, Some(&st), now),
             Next::Finish(SwitchoverPhase::Succeeded)
         );
+    }
+
+    #[test]
+    fn a_not_before_that_is_not_a_time_is_refused_never_run_at_once() {
+        let now = Utc::now();
+        let mut s = spec(Trigger::Manual, SwitchoverMode::Planned);
+        s.not_before = Some("tomorrow".into());
+        match next(&s, None, now) {
+            Next::Refuse(msg) => assert!(
+                msg.contains("\"tomorrow\"") && msg.contains("RFC 3339"),
+                "{msg}"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -33,11 +33,12 @@ use support::{
 };
 use understudy::api::{AccountPair, Drill, Switchover};
 
-const ALERTS: [&str; 12] = [
+const ALERTS: [&str; 13] = [
     "UnderstudyAccountFrozen",
     "UnderstudyFailoverHappened",
     "UnderstudyFailoverFailed",
     "UnderstudyFailoverStuck",
+    "UnderstudyFailoverBraked",
     "UnderstudyReplicationLagHigh",
     "UnderstudyDLQGrowing",
     "UnderstudyStandbyUnhealthy",

@@ -326,7 +326,7 @@ async fn standby_frozen_too_means_no_flip_and_a_page() {
     support::install_crds(&client).await;
     let sim = start_sim("both");
     let scene = scene(&tb, &client, &sim, "e2e-both", fast_detection()).await;
-    let _op = start_operator(&tb, &scene.namespace, "both", &[], &[]);
+    let op = start_operator(&tb, &scene.namespace, "both", &[], &[]);
     wait_replicating(&client, &scene).await;
     set_status(&sim, "corp-b", "frozen", "mass report").await;
     wait_until(Duration::from_secs(30), "the standby is Frozen", || async {
@@ -358,6 +358,25 @@ async fn standby_frozen_too_means_no_flip_and_a_page() {
         },
     )
     .await;
+    // The brake is named where people and alerts look.
+    let af = condition(&client, &scene, "AutomaticFailover")
+        .await
+        .unwrap();
+    assert_eq!(
+        (af.status.as_str(), af.reason.as_str()),
+        ("False", "BothSidesDown"),
+        "{af:?}"
+    );
+    let text = metrics(&op).await;
+    assert_eq!(
+        metric_sum(
+            &text,
+            "understudy_failover_brakes_total",
+            &["brake=\"both_sides_down\""]
+        ),
+        1.0,
+        "counted once, however often it is decided again:\n{text}"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         switchovers(&client, &scene.namespace).await.is_empty(),

@@ -17,7 +17,7 @@ second Prometheus never doubles an alert. Counters use increase() plus an
 {{- define "understudy.alertGroups" -}}
 {{- $groups := list
       (dict "name" "understudy.accounts" "alerts" (list "UnderstudyAccountFrozen" "UnderstudyBothSidesFrozen" "UnderstudyStandbyUnhealthy" "UnderstudyRiskWarning"))
-      (dict "name" "understudy.failover" "alerts" (list "UnderstudyFailoverHappened" "UnderstudyFailoverFailed" "UnderstudyFailoverStuck"))
+      (dict "name" "understudy.failover" "alerts" (list "UnderstudyFailoverHappened" "UnderstudyFailoverFailed" "UnderstudyFailoverStuck" "UnderstudyFailoverBraked"))
       (dict "name" "understudy.replication" "alerts" (list "UnderstudyReplicationLagHigh" "UnderstudyDLQGrowing"))
       (dict "name" "understudy.drills" "alerts" (list "UnderstudyDrillFailed" "UnderstudyDrillOverdue"))
       (dict "name" "understudy.operator" "alerts" (list "UnderstudyNoLeader")) -}}
@@ -169,6 +169,25 @@ labels:
       {{ $value | humanizeDuration }} ago and has not finished (switchovers take seconds).
       A step is waiting on DNS, a load balancer, Kafka or the provider.`}}
     runbook_url: {{ include "understudy.runbookUrl" (dict "root" . "alert" "UnderstudyFailoverStuck") }}
+{{- end -}}
+
+{{- define "understudy.alert.UnderstudyFailoverBraked" -}}
+- alert: UnderstudyFailoverBraked
+  expr: |-
+    sum by (namespace, pair, brake) (increase(understudy_failover_brakes_total{brake!~"switchover_running|rehearsal_running|hold_down"}[15m])) > 0
+    or
+    sum by (namespace, pair, brake) (
+      understudy_failover_brakes_total{brake!~"switchover_running|rehearsal_running|hold_down"}
+      unless understudy_failover_brakes_total offset 15m
+    ) > 0
+  {{- include "understudy.alertLabels" (dict "root" . "severity" "critical") | nindent 2 }}
+  annotations:
+    summary: {{`AccountPair {{ $labels.namespace }}/{{ $labels.pair }} is frozen and will not fail over by itself ({{ $labels.brake }})`}}
+    description: >-
+      {{`The active side of AccountPair {{ $labels.namespace }}/{{ $labels.pair }} is Frozen or
+      Banned and the {{ $labels.brake }} brake keeps understudy from failing over: nothing moves
+      until a human acts. The pair's AutomaticFailover condition says what to do.`}}
+    runbook_url: {{ include "understudy.runbookUrl" (dict "root" . "alert" "UnderstudyFailoverBraked") }}
 {{- end -}}
 
 {{- define "understudy.alert.UnderstudyReplicationLagHigh" -}}

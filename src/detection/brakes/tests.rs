@@ -3,6 +3,7 @@
 use chrono::TimeDelta;
 
 use super::*;
+use crate::detection::ledger::FailoverLedger;
 
 fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_767_225_600, 0).unwrap()
@@ -19,6 +20,7 @@ fn v(kind: VerdictKind) -> Verdict {
 /// Primary Frozen, standby Healthy, Automatic, nothing used up: a failover.
 fn base() -> FailoverInput {
     FailoverInput {
+        pair: "wecom".into(),
         mode: DetectionMode::Automatic,
         paused: false,
         active_side: Side::Primary,
@@ -31,22 +33,24 @@ fn base() -> FailoverInput {
         operator_failovers: 0,
         operator_cap: 5,
         switchover_running: false,
+        rehearsal_running: false,
+        failed_attempt: None,
     }
 }
 
 #[derive(Debug, PartialEq)]
 enum Want {
     Failover,
-    Page(PageCause),
-    Hold(HoldCause),
+    Page(Brake),
+    Hold(Brake),
     Nothing,
 }
 
 fn want_of(d: &FailoverDecision) -> Want {
     match d {
         FailoverDecision::Failover { .. } => Want::Failover,
-        FailoverDecision::Page { cause, .. } => Want::Page(*cause),
-        FailoverDecision::Hold { cause, .. } => Want::Hold(*cause),
+        FailoverDecision::Braked { brake, .. } if brake.pages() => Want::Page(*brake),
+        FailoverDecision::Braked { brake, .. } => Want::Hold(*brake),
         FailoverDecision::Nothing => Want::Nothing,
     }
 }
@@ -97,37 +101,37 @@ fn decision_table() {
         (
             "standby Suspect: page",
             |i| i.passive = v(VerdictKind::Suspect),
-            Want::Page(PageCause::StandbyNotHealthy),
+            Want::Page(Brake::StandbyNotHealthy),
             "never fail over to a side that is not Healthy",
         ),
         (
             "standby Unknown: page",
             |i| i.passive = v(VerdictKind::Unknown),
-            Want::Page(PageCause::StandbyNotHealthy),
+            Want::Page(Brake::StandbyNotHealthy),
             "standby is Unknown",
         ),
         (
             "both frozen: page saying so",
             |i| i.passive = v(VerdictKind::Frozen),
-            Want::Page(PageCause::BothSidesDown),
+            Want::Page(Brake::BothSidesDown),
             "both sides are down",
         ),
         (
             "both down, standby banned",
             |i| i.passive = v(VerdictKind::Banned),
-            Want::Page(PageCause::BothSidesDown),
+            Want::Page(Brake::BothSidesDown),
             "standby is Banned",
         ),
         (
             "manual mode: page",
             |i| i.mode = DetectionMode::Manual,
-            Want::Page(PageCause::Manual),
+            Want::Page(Brake::Manual),
             "kubectl understudy switchover",
         ),
         (
             "paused: page, not hold",
             |i| i.paused = true,
-            Want::Page(PageCause::Paused),
+            Want::Page(Brake::Paused),
             "spec.paused",
         ),
         (
@@ -136,13 +140,13 @@ fn decision_table() {
                 i.paused = true;
                 i.mode = DetectionMode::Manual
             },
-            Want::Page(PageCause::Paused),
+            Want::Page(Brake::Paused),
             "paused",
         ),
         (
             "switchover running: hold",
             |i| i.switchover_running = true,
-            Want::Hold(HoldCause::SwitchoverRunning),
+            Want::Hold(Brake::SwitchoverRunning),
             "already running",
         ),
         (
@@ -152,8 +156,35 @@ fn decision_table() {
                 i.passive = v(VerdictKind::Frozen);
                 i.paused = true;
             },
-            Want::Hold(HoldCause::SwitchoverRunning),
+            Want::Hold(Brake::SwitchoverRunning),
             "",
+        ),
+        (
+            "a rehearsal running: hold, the failover follows it",
+            |i| i.rehearsal_running = true,
+            Want::Hold(Brake::RehearsalRunning),
+            "follows as soon as it ends",
+        ),
+        (
+            "a rehearsal running beats the caps: nothing of the budget is used",
+            |i| {
+                i.rehearsal_running = true;
+                i.operator_failovers = 5;
+            },
+            Want::Hold(Brake::RehearsalRunning),
+            "nothing of the failover budget is used",
+        ),
+        (
+            "this freeze's failover failed: page, no second attempt",
+            |i| i.failed_attempt = Some("flip-dns failed: NXRRSET".into()),
+            Want::Page(Brake::FailoverFailed),
+            "flip-dns failed: NXRRSET",
+        ),
+        (
+            "paused says how to move by hand and how to resume",
+            |i| i.paused = true,
+            Want::Page(Brake::Paused),
+            "kubectl understudy resume wecom",
         ),
         (
             "both down beats paused",
@@ -161,7 +192,7 @@ fn decision_table() {
                 i.paused = true;
                 i.passive = v(VerdictKind::Frozen)
             },
-            Want::Page(PageCause::BothSidesDown),
+            Want::Page(Brake::BothSidesDown),
             "",
         ),
         (
@@ -171,7 +202,7 @@ fn decision_table() {
                 i.pair_cap = 2;
                 i.pair_failovers = 1;
             },
-            Want::Hold(HoldCause::HoldDown),
+            Want::Hold(Brake::HoldDown),
             "30m left",
         ),
         (
@@ -190,19 +221,19 @@ fn decision_table() {
                 i.last_automatic_failover = Some(mins(-30));
                 i.pair_failovers = 1;
             },
-            Want::Page(PageCause::PairCap),
+            Want::Page(Brake::PairCap),
             "maxAutomaticFailoversPerDay 1",
         ),
         (
             "per-pair cap reached",
             |i| i.pair_failovers = 1,
-            Want::Page(PageCause::PairCap),
+            Want::Page(Brake::PairCap),
             "1 time(s) in the last 24h",
         ),
         (
             "per-pair cap 0 disables automatic failover",
             |i| i.pair_cap = 0,
-            Want::Page(PageCause::PairCap),
+            Want::Page(Brake::PairCap),
             "",
         ),
         (
@@ -217,7 +248,7 @@ fn decision_table() {
         (
             "operator cap reached",
             |i| i.operator_failovers = 5,
-            Want::Page(PageCause::OperatorCap),
+            Want::Page(Brake::OperatorCap),
             "mass freeze",
         ),
         (
@@ -226,7 +257,7 @@ fn decision_table() {
                 i.passive = v(VerdictKind::Suspect);
                 i.pair_failovers = 9
             },
-            Want::Page(PageCause::StandbyNotHealthy),
+            Want::Page(Brake::StandbyNotHealthy),
             "",
         ),
         (
@@ -246,7 +277,7 @@ fn decision_table() {
                 i.last_automatic_failover = Some(mins(10));
                 i.pair_cap = 5;
             },
-            Want::Hold(HoldCause::HoldDown),
+            Want::Hold(Brake::HoldDown),
             "",
         ),
     ];
@@ -270,7 +301,7 @@ fn hold_down_boundaries() {
     let at = |ms| t0() + TimeDelta::milliseconds(ms);
     assert_eq!(
         want_of(&decide_failover(&input, at(3_599_999))),
-        Want::Hold(HoldCause::HoldDown)
+        Want::Hold(Brake::HoldDown)
     );
     assert_eq!(
         want_of(&decide_failover(&input, at(3_600_000))),
@@ -280,7 +311,7 @@ fn hold_down_boundaries() {
     input.hold_down = Duration::MAX;
     assert_eq!(
         want_of(&decide_failover(&input, at(i64::from(i32::MAX)))),
-        Want::Hold(HoldCause::HoldDown)
+        Want::Hold(Brake::HoldDown)
     );
 }
 
@@ -294,8 +325,8 @@ fn decision_labels_and_display() {
         d.to_string()
             .starts_with("failover: active side primary is Frozen (test Frozen)")
     );
-    assert_eq!(PageCause::OperatorCap.as_str(), "operator_cap");
-    assert_eq!(HoldCause::HoldDown.as_str(), "hold_down");
+    assert_eq!(Brake::OperatorCap.as_str(), "operator_cap");
+    assert_eq!(Brake::HoldDown.as_str(), "hold_down");
 }
 
 /// A mass freeze of 100 pairs at once: only the operator cap's worth fail over, the
@@ -317,64 +348,19 @@ fn mass_freeze_fails_over_only_the_operator_cap() {
         };
         let d = decide_failover(&input, now);
         if matches!(d, FailoverDecision::Failover { .. }) {
-            ledger.record(&pair, now);
+            ledger.record(&pair, &format!("{pair}-failover"), now);
         }
         decisions.push(want_of(&d));
     }
     let failovers = decisions.iter().filter(|d| **d == Want::Failover).count();
     let pages = decisions
         .iter()
-        .filter(|d| **d == Want::Page(PageCause::OperatorCap))
+        .filter(|d| **d == Want::Page(Brake::OperatorCap))
         .count();
     assert_eq!((failovers, pages), (5, 95));
     assert_eq!(ledger.operator_count(now), 5);
     // A day later the window has slid past them: the cap is free again.
     assert_eq!(ledger.operator_count(now + TimeDelta::hours(24)), 0);
-}
-
-#[test]
-fn ledger_counts_slide_and_prune() {
-    let mut l = FailoverLedger::new();
-    l.record("ns/a", mins(0));
-    l.record("ns/a", mins(60));
-    l.record("ns/b", mins(30));
-    assert_eq!(l.pair_count("ns/a", mins(61)), 2);
-    assert_eq!(l.pair_count("ns/b", mins(61)), 1);
-    assert_eq!(l.pair_count("ns/none", mins(61)), 0);
-    assert_eq!(l.operator_count(mins(61)), 3);
-    // Exactly 24 h after the first failover it has left the window `(now − 24h, now]`.
-    let day = 24 * 60;
-    assert_eq!(l.pair_count("ns/a", mins(day)), 1);
-    assert_eq!(l.operator_count(mins(day)), 2);
-    assert_eq!(l.operator_count(mins(day - 1)), 3);
-    l.prune(mins(day + 60));
-    assert_eq!(l.operator_count(mins(day + 60)), 0);
-    assert_eq!(l.pair_count("ns/a", mins(day + 60)), 0);
-    // The last failover survives pruning (a hold-down may be longer than a day).
-    assert_eq!(l.last_failover("ns/a"), Some(mins(60)));
-    let c = l.counts("ns/a", mins(day + 60));
-    assert_eq!(
-        c,
-        LedgerCounts {
-            last_automatic_failover: Some(mins(60)),
-            pair_failovers: 0,
-            operator_failovers: 0
-        }
-    );
-    l.forget("ns/a");
-    assert_eq!(l.last_failover("ns/a"), None);
-}
-
-#[test]
-fn ledger_keeps_late_records_in_order() {
-    let mut l = FailoverLedger::new();
-    l.record("ns/a", mins(100));
-    l.record("ns/a", mins(10));
-    assert_eq!(l.last_failover("ns/a"), Some(mins(100)));
-    // Pruning from the front drops the old one only, even though it was recorded last.
-    l.prune(mins(24 * 60 + 50));
-    assert_eq!(l.pair_count("ns/a", mins(24 * 60 + 50)), 1);
-    assert_eq!(l.operator_count(mins(24 * 60 + 50)), 1);
 }
 
 #[test]
@@ -394,14 +380,11 @@ fn per_pair_cap_over_a_day() {
         want_of(&decide_failover(&input, at))
     };
     assert_eq!(decide(&l, mins(0)), Want::Failover);
-    l.record("ns/p", mins(0));
-    assert_eq!(decide(&l, mins(30)), Want::Hold(HoldCause::HoldDown));
+    l.record("ns/p", "ns/p-1", mins(0));
+    assert_eq!(decide(&l, mins(30)), Want::Hold(Brake::HoldDown));
     assert_eq!(decide(&l, mins(60)), Want::Failover);
-    l.record("ns/p", mins(60));
-    assert_eq!(decide(&l, mins(200)), Want::Page(PageCause::PairCap));
-    assert_eq!(
-        decide(&l, mins(24 * 60 - 1)),
-        Want::Page(PageCause::PairCap)
-    );
+    l.record("ns/p", "ns/p-2", mins(60));
+    assert_eq!(decide(&l, mins(200)), Want::Page(Brake::PairCap));
+    assert_eq!(decide(&l, mins(24 * 60 - 1)), Want::Page(Brake::PairCap));
     assert_eq!(decide(&l, mins(24 * 60)), Want::Failover);
 }

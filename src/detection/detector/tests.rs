@@ -162,7 +162,7 @@ fn reasons_explain_progress_and_confirmation() {
 }
 
 #[test]
-fn late_observations_are_dropped_but_notices_are_not() {
+fn late_signals_are_dropped_notices_included() {
     let mut det = Detector::new(Side::Primary, cfg(2, 10_000, None), t0());
     let sig = |ms, kind| Signal {
         side: Side::Primary,
@@ -174,9 +174,38 @@ fn late_observations_are_dropped_but_notices_are_not() {
     assert!(det.observe(&sig(9_000, active()), at(11_000)).is_none());
     assert_eq!(det.verdict().kind, S);
     assert_eq!(det.last_observed_at(), Some(at(10_000)));
-    // A notice stamped a little earlier still counts: the provider's word.
-    det.observe(&sig(9_500, notice(Notice::Frozen)), at(11_000));
+    // A notice stamped before the newest observation is older evidence too.
+    assert!(
+        det.observe(&sig(9_500, notice(Notice::Frozen)), at(11_000))
+            .is_none()
+    );
+    assert_eq!(det.verdict().kind, S);
+    // Stamped after it, it is the provider's word.
+    det.observe(&sig(10_500, notice(Notice::Frozen)), at(11_000));
     assert_eq!(det.verdict().kind, F);
+}
+
+#[test]
+fn an_old_frozen_notice_delivered_after_a_newer_unfrozen_one_cannot_freeze_the_side() {
+    let mut det = Detector::new(Side::Primary, cfg(2, 10_000, None), t0());
+    let sig = |ms, kind| Signal {
+        side: Side::Primary,
+        at: at(ms),
+        kind,
+    };
+    det.observe(&sig(1_000, active()), at(1_000));
+    assert_eq!(det.verdict().kind, H);
+    // The provider unfroze at 5 s; its "frozen" notice of 3 s arrives after that one.
+    det.observe(&sig(5_000, notice(Notice::Unfrozen)), at(5_100));
+    assert!(
+        det.observe(&sig(3_000, notice(Notice::Frozen)), at(5_200))
+            .is_none()
+    );
+    assert_eq!(
+        det.verdict().kind,
+        H,
+        "a stale frozen notice never fails over"
+    );
 }
 
 #[test]

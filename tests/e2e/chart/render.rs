@@ -184,6 +184,13 @@ async fn rbac_rules_are_exactly_what_the_operator_and_people_need() {
         lease_role["rules"][1]["resourceNames"],
         json!(["understudy"])
     );
+    let budget_role = find(&docs, "Role", "understudy-failover-budget");
+    assert_eq!(budget_role["metadata"]["namespace"], "understudy-system");
+    assert_eq!(
+        budget_role["rules"],
+        json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "update"]}]),
+        "the failover budget's ConfigMap, in the release namespace only"
+    );
     for (role, label) in [
         ("understudy-viewer", "aggregate-to-view"),
         ("understudy-oncall", "aggregate-to-edit"),
@@ -371,6 +378,7 @@ async fn everything_on_renders_monitoring_network_policy_dashboard_and_scoped_rb
         "billing/us-understudy-secrets",
         "messaging/us-understudy-services",
         "ops/us-understudy-leader-election",
+        "ops/us-understudy-failover-budget",
     ] {
         assert!(bindings.contains(b), "no RoleBinding {b}: {bindings:?}");
     }

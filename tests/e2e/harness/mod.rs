@@ -80,14 +80,13 @@ fn spawn(args: &[&str], envs: &[(&str, String)], prefix: &str, log_name: &str) -
 
 /// The Provider API simulator.
 pub fn start_sim(name: &str) -> Proc {
+    start_sim_seeded(name, "corp-a=300,corp-b=0")
+}
+
+/// The simulator with the given `--seed-accounts` (e.g. `a=10,b=0`).
+pub fn start_sim_seeded(name: &str, seed: &str) -> Proc {
     spawn(
-        &[
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--seed-accounts",
-            "corp-a=300,corp-b=0",
-        ],
+        &["sim", "--listen", "127.0.0.1:0", "--seed-accounts", seed],
         &[],
         "listening on",
         &format!("sim-{name}"),
@@ -461,4 +460,73 @@ pub async fn read_all(sim: &Proc, account: &str) -> Vec<(String, String)> {
             None => return out,
         }
     }
+}
+
+/// A condition of the pair, if set.
+pub async fn condition(
+    client: &Client,
+    scene: &Scene,
+    type_: &str,
+) -> Option<understudy::api::Condition> {
+    pair(client, scene)
+        .await
+        .status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == type_)
+}
+
+/// The operator's webhook URL for the scene's pair.
+pub fn notice_hook(op: &Proc, scene: &Scene) -> String {
+    format!(
+        "{}/webhooks/notices/{}/{}",
+        op.url, scene.namespace, scene.pair
+    )
+}
+
+/// Post a notice signed with `secret` (dated `at`, signed now) to `hook`; returns the
+/// HTTP status and body.
+pub async fn post_notice(
+    hook: &str,
+    secret: &str,
+    account: &str,
+    event: understudy::provider::notice::NoticeEvent,
+    id: &str,
+    at: chrono::DateTime<chrono::Utc>,
+) -> (u16, String) {
+    let notice = understudy::provider::notice::Notice {
+        account: account.into(),
+        event,
+        reason: "e2e".into(),
+        at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        id: id.into(),
+    };
+    let signed = notice
+        .sign(secret.as_bytes(), chrono::Utc::now())
+        .expect("sign");
+    let resp = reqwest::Client::new()
+        .post(hook)
+        .header("content-type", "application/json")
+        .header(
+            understudy::provider::notice::TIMESTAMP_HEADER,
+            &signed.timestamp,
+        )
+        .header(
+            understudy::provider::notice::SIGNATURE_HEADER,
+            &signed.signature,
+        )
+        .body(signed.body)
+        .send()
+        .await
+        .expect("post the notice");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}
+
+/// Sum of a metric's samples whose line contains every one of `labels`.
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

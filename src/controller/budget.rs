@@ -1,0 +1,272 @@
+//! The operator-wide automatic-failover budget: one decision point for every pair.
+//!
+//! Contract:
+//! - The ledger of automatic failovers ([`FailoverLedger`]) lives in one ConfigMap (key
+//!   `ledger.json`) in the operator's own namespace (the Lease's): `understudy-failover-budget`,
+//!   or `understudy-failover-budget-<namespace>` for an operator that watches one
+//!   namespace only (two such operators are two scopes with a budget each).
+//! - [`FailoverBudget::decide`] reads the ledger, runs the caller's pure decision over
+//!   the counts it holds, and — only when the decision is `Failover` — records the
+//!   claim by writing the ConfigMap back with the resourceVersion it read. A conflict
+//!   (another pair's claim, on this replica or another) starts over from a fresh read,
+//!   so no two claims are ever decided on the same counts: twenty pairs frozen in the
+//!   same second get exactly the cap's worth of failovers. Within one process the
+//!   decisions also queue on a lock, so conflicts are rare.
+//! - A claim names the Switchover that carries it out. The caller creates that
+//!   Switchover after the claim; if it cannot, it [`release`](FailoverBudget::release)s
+//!   the claim. A process that dies in between leaves a claim without a Switchover,
+//!   which the next decision drops once it is a minute old.
+//! - A missing ConfigMap is seeded from the automatic Emergency Switchovers that exist
+//!   (what the caps counted before the budget existed), then created; two replicas
+//!   seeding at once conflict on the create and the loser reads the winner's.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use kube::{Client, ResourceExt};
+
+use crate::api::Switchover;
+use crate::api::switchover::{SwitchoverMode, Trigger};
+use crate::detection::{FailoverDecision, FailoverLedger, LedgerCounts};
+
+/// Name of the ConfigMap (of an operator that watches every namespace).
+pub const NAME: &str = "understudy-failover-budget";
+
+/// Name of the ConfigMap of an operator watching `scope` (`None`: every namespace).
+pub fn name_for(scope: Option<&str>) -> String {
+    match scope {
+        Some(ns) => format!("{NAME}-{ns}"),
+        None => NAME.to_string(),
+    }
+}
+const KEY: &str = "ledger.json";
+/// A claim younger than this may still be waiting for its Switchover to be created.
+const PHANTOM_GRACE: TimeDelta = TimeDelta::seconds(60);
+/// Claims older than this are not checked for their Switchover any more (a phantom
+/// only arises from a crash right after a claim).
+const PHANTOM_CHECK: TimeDelta = TimeDelta::minutes(10);
+const MAX_ATTEMPTS: usize = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BudgetError {
+    #[error(
+        "reading the failover budget ConfigMap in {namespace} failed: {source}; automatic failover is decided again shortly"
+    )]
+    Read {
+        namespace: String,
+        source: kube::Error,
+    },
+    #[error(
+        "writing the failover budget ConfigMap in {namespace} failed: {source}; check the operator's RBAC for configmaps in {namespace}"
+    )]
+    Write {
+        namespace: String,
+        source: kube::Error,
+    },
+    #[error(
+        "the failover budget ConfigMap in {namespace} holds no valid ledger ({detail}); fix or delete it (it is rebuilt from the Switchovers)"
+    )]
+    Corrupt { namespace: String, detail: String },
+    #[error(
+        "the failover budget kept changing under {MAX_ATTEMPTS} attempts; decided again shortly"
+    )]
+    Contended,
+}
+
+pub struct FailoverBudget {
+    cms: Api<ConfigMap>,
+    client: Client,
+    namespace: String,
+    name: String,
+    /// The watched namespace, where Switchovers are listed when seeding.
+    scope: Option<String>,
+    serial: tokio::sync::Mutex<()>,
+}
+
+impl FailoverBudget {
+    pub fn new(client: Client, namespace: &str, scope: Option<String>) -> Self {
+        FailoverBudget {
+            cms: Api::namespaced(client.clone(), namespace),
+            client,
+            namespace: namespace.to_string(),
+            name: name_for(scope.as_deref()),
+            scope,
+            serial: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// Decide over the ledger's counts for `pair` (`namespace/name`) and, when the
+    /// decision is `Failover`, record a claim for `switchover` (`namespace/name`)
+    /// atomically with the counts it was decided on.
+    pub async fn decide(
+        &self,
+        pair: &str,
+        switchover: &str,
+        now: DateTime<Utc>,
+        decide: impl Fn(LedgerCounts) -> FailoverDecision,
+    ) -> Result<FailoverDecision, BudgetError> {
+        let _serial = self.serial.lock().await;
+        for _ in 0..MAX_ATTEMPTS {
+            let (mut ledger, rv) = self.load().await?;
+            let before = ledger.clone();
+            ledger.prune(now);
+            self.drop_phantoms(&mut ledger, now).await;
+            let decision = decide(ledger.counts(pair, now));
+            let claimed = matches!(decision, FailoverDecision::Failover { .. })
+                && ledger.record(pair, switchover, now);
+            if !claimed && ledger == before {
+                return Ok(decision);
+            }
+            if self.store(&ledger, rv).await? {
+                return Ok(decision);
+            }
+            tracing::debug!(pair, "failover budget changed meanwhile; deciding again");
+        }
+        Err(BudgetError::Contended)
+    }
+
+    /// Withdraw the claim of `switchover` (`namespace/name`): it was not created.
+    pub async fn release(&self, switchover: &str) -> Result<(), BudgetError> {
+        let _serial = self.serial.lock().await;
+        for _ in 0..MAX_ATTEMPTS {
+            let (mut ledger, rv) = self.load().await?;
+            if !ledger.release(switchover) {
+                return Ok(());
+            }
+            if self.store(&ledger, rv).await? {
+                return Ok(());
+            }
+        }
+        Err(BudgetError::Contended)
+    }
+
+    /// The ledger as stored now (for reports and tests).
+    pub async fn read(&self) -> Result<FailoverLedger, BudgetError> {
+        Ok(self.load().await?.0)
+    }
+
+    /// The ledger and the resourceVersion it was read at (`None`: not stored yet,
+    /// seeded from the Switchovers).
+    async fn load(&self) -> Result<(FailoverLedger, Option<String>), BudgetError> {
+        let read = |source| BudgetError::Read {
+            namespace: self.namespace.clone(),
+            source,
+        };
+        match self.cms.get_opt(&self.name).await.map_err(read)? {
+            Some(cm) => {
+                let text = cm
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(KEY))
+                    .map(String::as_str)
+                    .unwrap_or("{}");
+                let ledger = serde_json::from_str(text).map_err(|e| BudgetError::Corrupt {
+                    namespace: self.namespace.clone(),
+                    detail: e.to_string(),
+                })?;
+                Ok((ledger, cm.metadata.resource_version.clone()))
+            }
+            None => Ok((self.seed().await.map_err(read)?, None)),
+        }
+    }
+
+    /// Write the ledger over version `rv` (create when `None`). False on a conflict.
+    async fn store(
+        &self,
+        ledger: &FailoverLedger,
+        rv: Option<String>,
+    ) -> Result<bool, BudgetError> {
+        let text = serde_json::to_string(ledger).map_err(|e| BudgetError::Corrupt {
+            namespace: self.namespace.clone(),
+            detail: e.to_string(),
+        })?;
+        let cm = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                namespace: Some(self.namespace.clone()),
+                resource_version: rv.clone(),
+                labels: Some(BTreeMap::from([(
+                    "app.kubernetes.io/managed-by".to_string(),
+                    "understudy".to_string(),
+                )])),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(KEY.to_string(), text)])),
+            ..Default::default()
+        };
+        let written = match rv {
+            Some(_) => {
+                self.cms
+                    .replace(&self.name, &PostParams::default(), &cm)
+                    .await
+            }
+            None => self.cms.create(&PostParams::default(), &cm).await,
+        };
+        match written {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(source) => Err(BudgetError::Write {
+                namespace: self.namespace.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// The automatic Emergency Switchovers that exist, as claims.
+    async fn seed(&self) -> Result<FailoverLedger, kube::Error> {
+        let api: Api<Switchover> = match &self.scope {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let mut ledger = FailoverLedger::new();
+        for so in api.list(&ListParams::default()).await?.items {
+            if so.spec.trigger != Trigger::Automatic || so.spec.mode != SwitchoverMode::Emergency {
+                continue;
+            }
+            let Some(created) = so.metadata.creation_timestamp.as_ref() else {
+                continue;
+            };
+            let at = DateTime::<Utc>::from_timestamp_micros(created.0.as_microsecond())
+                .unwrap_or_else(Utc::now);
+            let ns = so.namespace().unwrap_or_default();
+            ledger.record(
+                &format!("{ns}/{}", so.spec.pair),
+                &format!("{ns}/{}", so.name_any()),
+                at,
+            );
+        }
+        ledger.prune(Utc::now());
+        Ok(ledger)
+    }
+
+    /// Drop claims whose Switchover never appeared (see the module docs).
+    async fn drop_phantoms(&self, ledger: &mut FailoverLedger, now: DateTime<Utc>) {
+        let mut missing = Vec::new();
+        for c in ledger.claims() {
+            let age = now - c.at;
+            if age < PHANTOM_GRACE || age > PHANTOM_CHECK {
+                continue;
+            }
+            let Some((ns, name)) = c.switchover.split_once('/') else {
+                continue;
+            };
+            let api: Api<Switchover> = Api::namespaced(self.client.clone(), ns);
+            if let Ok(None) = api.get_opt(name).await {
+                missing.push(c.switchover.clone());
+            }
+        }
+        if missing.is_empty() {
+            return;
+        }
+        let dropped = ledger.drop_phantoms(now, PHANTOM_GRACE, |s| !missing.iter().any(|m| m == s));
+        for s in dropped {
+            tracing::warn!(switchover = %s, "a failover claim whose Switchover was never created is dropped from the budget");
+        }
+    }
+}

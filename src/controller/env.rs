@@ -1,0 +1,128 @@
+//! What every part of the running operator shares and nothing in it depends on: the
+//! Kubernetes client, leadership, options, the audit trail, the Event recorder and the
+//! operator-wide failover budget. The per-pair tasks (`pair`) see only this, so they do
+//! not reach back into the controllers that hold them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use super::budget::FailoverBudget;
+use super::leader::LeaderHandle;
+use crate::failover::executor::Failpoint;
+
+/// Operator-wide settings (from the command line).
+#[derive(Clone, Debug)]
+pub struct OperatorOptions {
+    /// Automatic failovers allowed across all pairs in 24 h; past it humans are paged.
+    pub operator_failover_cap: u32,
+    /// Bound of an Emergency drain (the fence gets the same bound).
+    pub drain_bound: Duration,
+    /// How long a flipped target may take to verify.
+    pub verify_within: Duration,
+    /// This replica's identity (pod name).
+    pub identity: String,
+    /// Only watch this namespace (all when `None`).
+    pub namespace: Option<String>,
+    /// Namespace of the operator's own objects (the Lease, the failover budget).
+    pub own_namespace: String,
+    pub failpoint: Option<Failpoint>,
+    /// Maximum age of a notice's timestamp, and how long notice ids are remembered.
+    pub notice_window: Duration,
+    /// The audit trail (topic, retention; the actor is `understudy/<identity>`).
+    pub audit: crate::audit::AuditSettings,
+    /// How long a graceful shutdown lets a running switchover step reach its persisted
+    /// point before the Lease is released.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for OperatorOptions {
+    fn default() -> Self {
+        OperatorOptions {
+            operator_failover_cap: 3,
+            drain_bound: Duration::from_secs(2),
+            verify_within: Duration::from_secs(10),
+            identity: "understudy".into(),
+            namespace: None,
+            own_namespace: "default".into(),
+            failpoint: None,
+            notice_window: Duration::from_secs(300),
+            audit: crate::audit::AuditSettings::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `namespace/name` of a pair (or any namespaced object).
+pub fn pair_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+pub struct Env {
+    pub client: Client,
+    pub leader: LeaderHandle,
+    pub opts: OperatorOptions,
+    /// Hash-chained audit records (non-blocking).
+    pub audit: crate::audit::AuditSink,
+    /// The one decision point of the automatic-failover caps.
+    pub budget: FailoverBudget,
+    recorder: Recorder,
+}
+
+impl Env {
+    pub fn new(client: Client, leader: LeaderHandle, opts: OperatorOptions) -> Arc<Self> {
+        let reporter = Reporter {
+            controller: "understudy".into(),
+            instance: Some(opts.identity.clone()),
+        };
+        let recorder = Recorder::new(client.clone(), reporter);
+        let audit = crate::audit::AuditSink::new(crate::audit::AuditSettings {
+            actor: format!("understudy/{}", opts.identity),
+            ..opts.audit.clone()
+        });
+        // With the operator's own objects (the Lease); one per scope of pairs.
+        let budget =
+            FailoverBudget::new(client.clone(), &opts.own_namespace, opts.namespace.clone());
+        Arc::new(Env {
+            client,
+            leader,
+            opts,
+            audit,
+            budget,
+            recorder,
+        })
+    }
+
+    /// Publish a Kubernetes Event; failures are logged, never fatal.
+    pub async fn event(
+        &self,
+        reference: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, reference).await {
+            tracing::warn!(error = %e, reason, "publishing an Event failed");
+        }
+    }
+}
+
+/// Lock a std mutex, recovering from poisoning (a panicked holder leaves plain data).
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,554 @@
+//! The pair's task: takes one message at a time, decides with the pure functions and
+//! carries out the effects (see the module docs of `pair`). Failover and failback
+//! evaluation are in `failover.rs`, the traffic read-back and the recovery after a
+//! failed switchover in `traffic.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, Patch, PatchParams};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::recovery::Traffic;
+use super::replication::{Cmd, ReplicationHandle, ReplicationReport};
+use super::seen::{Admission, SeenNotices};
+use super::{Finished, Msg, NoticeOutcome, PairView, ReceivedNotice, idx};
+use crate::api::account_pair::{AccountPairStatus, FlipStatus, ObjectSummary};
+use crate::api::{AccountPair, AccountPairSpec, Side};
+use crate::controller::env::Env;
+use crate::controller::metrics::{metrics, set_account_status};
+use crate::controller::status::{StatusInput, build};
+use crate::detection::risk::{RiskEvaluator, RiskFinding};
+use crate::detection::signal::{Signal, SignalKind};
+use crate::detection::{Brake, Detector, DetectorConfig, VerdictChange};
+
+pub(super) struct Setup {
+    pub env: Arc<Env>,
+    pub namespace: String,
+    pub name: String,
+    pub generation: i64,
+    pub spec: Arc<AccountPairSpec>,
+    pub object_ref: ObjectReference,
+    pub replication: ReplicationHandle,
+    pub status: AccountPairStatus,
+}
+
+/// Where the traffic targets were last seen pointing.
+pub(super) struct TrafficState {
+    pub judged: Option<Traffic>,
+    /// The split was left by a failed switchover: resolving it resumes replication.
+    pub split_from_failure: bool,
+    pub next_check: Instant,
+}
+
+pub(super) struct PairActor {
+    pub(super) env: Arc<Env>,
+    pub(super) ns: String,
+    pub(super) name: String,
+    pub(super) generation: i64,
+    pub(super) spec: Arc<AccountPairSpec>,
+    pub(super) object_ref: ObjectReference,
+    pub(super) replication: ReplicationHandle,
+    view_tx: watch::Sender<PairView>,
+
+    pub(super) active: Side,
+    pub(super) target: Option<Side>,
+    pub(super) detectors: [Detector; 2],
+    /// The brake that stops an automatic failover now, with its message.
+    pub(super) brake: Option<(Brake, String)>,
+    /// The automatic failover created for the current freeze.
+    pub(super) failover_started: Option<String>,
+    /// When to evaluate the failover again by itself (a hold-down ends, a safety re-look).
+    pub(super) next_evaluation: Option<Instant>,
+    risk: RiskEvaluator,
+    risk_findings: Vec<RiskFinding>,
+    pub(super) report: Option<ReplicationReport>,
+    replication_reported: bool,
+    /// The last source error fed to the detector (one observation per failed read).
+    last_source_error: Option<String>,
+    pub(super) last_flip: Option<FlipStatus>,
+    pub(super) traffic: TrafficState,
+    seen: SeenNotices,
+    /// The status as last read or written (fields others own are carried from it).
+    pub(super) stored: AccountPairStatus,
+    last_published: Option<serde_json::Value>,
+    /// A recorded intent found at start is checked once against its switchover.
+    intent_unchecked: bool,
+}
+
+impl PairActor {
+    pub(super) fn new(s: Setup) -> (PairActor, watch::Receiver<PairView>) {
+        let now = Utc::now();
+        let dcfg = DetectorConfig::from(&s.spec.detection);
+        let active = s.status.active_side.unwrap_or(Side::Primary);
+        let detectors = [
+            Detector::new(Side::Primary, dcfg.clone(), now),
+            Detector::new(Side::Standby, dcfg, now),
+        ];
+        let view = PairView {
+            active,
+            target: s.status.target_side,
+            verdicts: [
+                detectors[0].verdict().clone(),
+                detectors[1].verdict().clone(),
+            ],
+            lag: None,
+            lag_records: None,
+            replication_reported: false,
+        };
+        let (view_tx, view_rx) = watch::channel(view);
+        crate::controller::metrics::restore_drill_gauges(
+            &s.namespace,
+            &s.name,
+            s.status.last_drill.as_ref(),
+        );
+        let actor = PairActor {
+            ns: s.namespace,
+            name: s.name,
+            generation: s.generation,
+            object_ref: s.object_ref,
+            replication: s.replication,
+            view_tx,
+            active,
+            target: s.status.target_side,
+            detectors,
+            brake: None,
+            failover_started: None,
+            next_evaluation: None,
+            risk: RiskEvaluator::new(&s.spec.detection.risk),
+            risk_findings: Vec::new(),
+            report: None,
+            replication_reported: false,
+            last_source_error: None,
+            last_flip: s.status.last_flip.clone(),
+            traffic: TrafficState {
+                judged: None,
+                split_from_failure: false,
+                next_check: Instant::now() + Duration::from_secs(5),
+            },
+            seen: SeenNotices::from_status(&s.status.seen_notices),
+            stored: s.status,
+            last_published: None,
+            intent_unchecked: true,
+            spec: s.spec,
+            env: s.env,
+        };
+        (actor, view_rx)
+    }
+
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(msg) => self.on(msg).await,
+                    None => return,
+                },
+                _ = tick.tick() => self.on_tick().await,
+            }
+            self.publish_view();
+        }
+    }
+
+    pub(super) fn key(&self) -> String {
+        crate::controller::env::pair_key(&self.ns, &self.name)
+    }
+
+    pub(super) fn account(&self, side: Side) -> &str {
+        match side {
+            Side::Primary => &self.spec.primary.account_id,
+            Side::Standby => &self.spec.standby.account_id,
+        }
+    }
+
+    pub(super) fn audit(&self, kind: &str, data: serde_json::Value) {
+        self.env.audit.record(
+            &self.spec.replication.kafka.bootstrap_servers,
+            kind,
+            &self.ns,
+            &self.name,
+            data,
+        );
+    }
+
+    /// An Event on the pair, published in the background (a decision never waits for it).
+    pub(super) fn event(&self, warning: bool, reason: &str, action: &str, note: String) {
+        let (env, reference) = (self.env.clone(), self.object_ref.clone());
+        let (reason, action) = (reason.to_string(), action.to_string());
+        tokio::spawn(async move { env.event(&reference, warning, &reason, &action, note).await });
+    }
+
+    async fn on(&mut self, msg: Msg) {
+        match msg {
+            Msg::Signal(signal) => self.observe(signal).await,
+            Msg::Notice { notice, reply } => {
+                let outcome = self.on_notice(notice).await;
+                let _ = reply.send(outcome);
+            }
+            Msg::Replication(report) => self.on_replication(report).await,
+            Msg::Activity(events) => self.on_activity(events),
+            Msg::Intend {
+                to,
+                switchover,
+                reply,
+            } => {
+                self.target = Some(to);
+                let r = self
+                    .persist(serde_json::json!({
+                        "targetSide": to,
+                        "phase": "SwitchingOver",
+                        "lastSwitchover": ObjectSummary { name: switchover, result: Some("Running".into()), finished_at: None },
+                    }))
+                    .await;
+                let _ = reply.send(r);
+            }
+            Msg::RecordFlip { to, flip, reply } => {
+                let r = self
+                    .persist(serde_json::json!({ "activeSide": to, "lastFlip": flip }))
+                    .await;
+                if r.is_ok() {
+                    self.active = to;
+                    self.last_flip = Some(flip.clone());
+                    self.replication.send(Cmd::Follow {
+                        active: to,
+                        flip: Some(flip),
+                    });
+                }
+                let _ = reply.send(r);
+            }
+            Msg::FlipCompleted { flip, reply } => {
+                let r = self.persist(serde_json::json!({ "lastFlip": flip })).await;
+                if r.is_ok() {
+                    self.last_flip = Some(flip);
+                }
+                let _ = reply.send(r);
+            }
+            Msg::RecordActive {
+                to,
+                switchover,
+                reply,
+            } => {
+                let r = self
+                    .persist(serde_json::json!({
+                        "activeSide": to,
+                        "targetSide": null,
+                        "lastSwitchover": ObjectSummary {
+                            name: switchover,
+                            result: Some("Succeeded".into()),
+                            finished_at: Some(crate::controller::conditions::rfc3339(Utc::now())),
+                        },
+                    }))
+                    .await;
+                if r.is_ok() {
+                    self.active = to;
+                    self.target = None;
+                    self.traffic.judged = None;
+                    self.traffic.split_from_failure = false;
+                }
+                let _ = reply.send(r);
+            }
+            Msg::SwitchoverFinished(f) => self.on_finished(f).await,
+        }
+    }
+
+    async fn on_tick(&mut self) {
+        if self.intent_unchecked {
+            self.intent_unchecked = false;
+            if self.target.is_some() && self.env.leader.may_act() {
+                self.reconcile_intent().await;
+            }
+        }
+        let now = Instant::now();
+        if self.next_evaluation.is_some_and(|t| now >= t) {
+            self.next_evaluation = None;
+            self.evaluate_failover().await;
+        }
+        if self.target.is_none() && now >= self.traffic.next_check {
+            self.check_traffic().await;
+        }
+        self.seen.prune(Utc::now(), self.env.opts.notice_window);
+        self.publish_status().await;
+    }
+
+    /// Feed a signal to its side's detector; act on a verdict change.
+    pub(super) async fn observe(&mut self, signal: Signal) {
+        let now = Utc::now();
+        let i = idx(signal.side);
+        let change = self.detectors[i].observe(&signal, now);
+        let verdict = self.detectors[i].verdict().kind;
+        metrics()
+            .freeze_signals_total
+            .with_label_values(&[signal.source(), verdict.as_str()])
+            .inc();
+        if let SignalKind::Notice { notice, reason } = &signal.kind {
+            self.audit(
+                crate::audit::kind::NOTICE,
+                serde_json::json!({
+                    "side": signal.side.as_str(),
+                    "account": self.account(signal.side),
+                    "notice": notice.as_str(),
+                    "reason": reason,
+                    "at": crate::controller::conditions::rfc3339_ms(signal.at),
+                }),
+            );
+        }
+        if let Some(change) = change {
+            self.on_verdict_change(change);
+            self.evaluate_failover().await;
+        }
+        if signal.side == Side::Primary && self.active == Side::Standby {
+            self.evaluate_failback().await;
+        }
+    }
+
+    fn on_verdict_change(&mut self, change: VerdictChange) {
+        let side = change.side.as_str();
+        set_account_status(&self.ns, &self.name, side, change.to.kind.as_str());
+        tracing::info!(pair = %self.name, side, from = change.from.kind.as_str(), to = change.to.kind.as_str(), reason = %change.to.reason, "verdict changed");
+        let warning = change.to.kind.as_str() != "Healthy";
+        let reason = format!("{}{}", capitalise(side), change.to.kind.as_str());
+        let note = format!(
+            "{side} account {}: {} → {} ({})",
+            self.account(change.side),
+            change.from.kind.as_str(),
+            change.to.kind.as_str(),
+            change.to.reason
+        );
+        let last_signal = self.detectors[idx(change.side)]
+            .last_signal()
+            .map(str::to_string);
+        self.audit(
+            crate::audit::kind::VERDICT,
+            serde_json::json!({
+                "side": side,
+                "account": self.account(change.side),
+                "from": change.from.kind.as_str(),
+                "to": change.to.kind.as_str(),
+                "reason": change.to.reason,
+                "since": crate::controller::conditions::rfc3339_ms(change.to.since),
+                "signal": last_signal,
+            }),
+        );
+        self.event(warning, &reason, "Detect", note);
+    }
+
+    /// A verified notice: admitted once (its id persisted first), ordered by its own
+    /// time against the side's other observations.
+    async fn on_notice(&mut self, n: ReceivedNotice) -> NoticeOutcome {
+        if !self.env.leader.may_act() {
+            return NoticeOutcome::Failed("this replica no longer holds the lease; retry".into());
+        }
+        match self
+            .seen
+            .admit(&n.id, n.received, self.env.opts.notice_window)
+        {
+            Admission::Replay { seen_at } => {
+                return NoticeOutcome::Replay(format!(
+                    "notice {} was already received at {seen_at} (replay refused)",
+                    n.id
+                ));
+            }
+            Admission::Admit => {}
+        }
+        let entries = self.seen.entries().to_vec();
+        if let Err(e) = self
+            .persist(serde_json::json!({ "seenNotices": entries }))
+            .await
+        {
+            self.seen.forget(&n.id);
+            return NoticeOutcome::Failed(format!(
+                "the notice could not be recorded ({e}); nothing changed, retry"
+            ));
+        }
+        let i = idx(n.side);
+        let newest = self.detectors[i].last_observed_at();
+        let stale = newest.is_some_and(|t| n.at < t);
+        tracing::info!(pair = %self.name, side = n.side.as_str(), event = n.event.as_str(), at = %n.at, stale, "verified provider notice");
+        self.observe(Signal::notice(n.side, n.at, n.event, &n.reason))
+            .await;
+        NoticeOutcome::Accepted(match newest {
+            Some(t) if stale => format!(
+                "recorded; it is dated {} but the {} side was observed later ({}), so it does not change the verdict",
+                crate::controller::conditions::rfc3339_ms(n.at),
+                n.side,
+                crate::controller::conditions::rfc3339_ms(t)
+            ),
+            _ => "accepted".into(),
+        })
+    }
+
+    async fn on_replication(&mut self, report: ReplicationReport) {
+        if report.snapshot.is_some() {
+            self.replication_reported = true;
+        }
+        let error = report
+            .snapshot
+            .as_ref()
+            .and_then(|s| s.source_error.clone());
+        let from = report.from;
+        self.report = Some(report);
+        // One failed read is one observation: the same error reported again on the next
+        // snapshot is not a new one.
+        let Some(err) = error else {
+            self.last_source_error = None;
+            return;
+        };
+        let key = err.to_string();
+        if self.last_source_error.as_deref() == Some(key.as_str()) {
+            return;
+        }
+        self.last_source_error = Some(key);
+        if let Some(signal) = Signal::replication_error(from, Utc::now(), &err) {
+            self.observe(signal).await;
+        }
+    }
+
+    fn on_activity(&mut self, events: Vec<crate::provider::ActivityEvent>) {
+        let now = Utc::now();
+        let new = self.risk.observe(&events, now);
+        self.risk_findings = self.risk.active_findings(now);
+        let m = metrics();
+        for kind in crate::detection::risk::RiskKind::ALL {
+            let on = self.risk_findings.iter().any(|f| f.kind == kind);
+            m.risk_warning
+                .with_label_values(&[&self.ns, &self.name, kind.as_str()])
+                .set(i64::from(on));
+        }
+        for f in new {
+            self.event(true, "RiskWarning", "Detect", f.message.clone());
+        }
+    }
+
+    async fn on_finished(&mut self, f: Finished) {
+        use crate::api::switchover::{SwitchoverPhase, Trigger};
+        if self.failover_started.as_deref() == Some(f.name.as_str()) {
+            self.failover_started = None;
+        }
+        let production = f.spec.trigger != Trigger::Drill && !f.spec.dry_run;
+        if production && f.status.phase == SwitchoverPhase::Failed {
+            self.recover(&f).await;
+        }
+        // A brake that waited for this switchover (or rehearsal) may be gone: look now.
+        self.next_evaluation = Some(Instant::now());
+    }
+
+    /// Merge `status` into the pair's stored status (fields this task owns alone).
+    pub(super) async fn persist(&mut self, status: serde_json::Value) -> Result<(), String> {
+        if !self.env.leader.may_act() {
+            return Err("this replica no longer holds the lease; stopping".into());
+        }
+        let api: Api<AccountPair> = Api::namespaced(self.env.client.clone(), &self.ns);
+        let stored = api
+            .patch_status(
+                &self.name,
+                &PatchParams::default(),
+                &Patch::Merge(&serde_json::json!({ "status": status })),
+            )
+            .await
+            .map_err(|e| format!("updating the AccountPair status failed: {e}"))?;
+        self.stored = stored.status.unwrap_or_default();
+        Ok(())
+    }
+
+    fn publish_view(&self) {
+        let snap = self.report.as_ref().and_then(|r| r.snapshot.as_ref());
+        let view = PairView {
+            active: self.active,
+            target: self.target,
+            verdicts: [
+                self.detectors[0].verdict().clone(),
+                self.detectors[1].verdict().clone(),
+            ],
+            lag: snap.map(|s| Duration::from_secs_f64(s.lag_seconds.max(0.0))),
+            lag_records: snap.map(|s| s.lag_records),
+            replication_reported: self.replication_reported,
+        };
+        self.view_tx.send_if_modified(|v| {
+            let changed = *v != view;
+            if changed {
+                *v = view;
+            }
+            changed
+        });
+    }
+
+    fn status_input<'a>(&'a self, previous: &'a AccountPairStatus) -> StatusInput<'a> {
+        let d = &self.detectors;
+        let report = self.report.as_ref();
+        StatusInput {
+            previous,
+            generation: self.generation,
+            paused: self.spec.paused,
+            mode: self.spec.detection.mode,
+            active: self.active,
+            target: self.target,
+            verdicts: [
+                (d[0].verdict(), d[0].last_signal()),
+                (d[1].verdict(), d[1].last_signal()),
+            ],
+            snapshot: report.and_then(|r| r.snapshot.as_ref()),
+            pipeline_error: report.and_then(|r| r.problem.as_deref()),
+            brake: self.brake.as_ref().map(|(b, m)| (*b, m.as_str())),
+            failover_started: self.failover_started.as_deref(),
+            traffic: self.traffic.judged.as_ref(),
+            risk: &self.risk_findings,
+            last_flip: self.last_flip.clone(),
+            seen_notices: self.seen.entries(),
+            audit_problem: None,
+        }
+    }
+
+    /// Write the status when what this task shows changed, over the version read (the
+    /// drill controller writes its condition too: a conflict is rebuilt next tick).
+    async fn publish_status(&mut self) {
+        if !self.env.leader.is_leader() {
+            return;
+        }
+        let now = Utc::now();
+        let value =
+            serde_json::to_value(build(&self.status_input(&self.stored), now)).unwrap_or_default();
+        if self.last_published.as_ref() == Some(&value) {
+            return;
+        }
+        let api: Api<AccountPair> = Api::namespaced(self.env.client.clone(), &self.ns);
+        let fresh = match api.get_status(&self.name).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(pair = %self.name, error = %e, "reading the pair's status failed; status not updated");
+                return;
+            }
+        };
+        let previous = fresh.status.clone().unwrap_or_default();
+        let status = build(&self.status_input(&previous), now);
+        let patch = serde_json::json!({
+            "metadata": { "resourceVersion": fresh.metadata.resource_version },
+            "status": status,
+        });
+        match api
+            .patch_status(&self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(p) => {
+                self.stored = p.status.unwrap_or_default();
+                self.last_published = Some(value);
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                self.stored = previous;
+                tracing::debug!(pair = %self.name, "the status changed meanwhile; rebuilding it");
+            }
+            Err(e) => tracing::warn!(pair = %self.name, error = %e, "status update failed"),
+        }
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}

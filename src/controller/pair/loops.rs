@@ -1,0 +1,108 @@
+//! The pair's observers: a status poll and (with `spec.detection.probe`) a synthetic
+//! probe per side, and the active account's activity for risk warnings. Each only
+//! observes and sends what it saw to the pair's task; none holds any of the pair's
+//! state. They end when the pair's task is gone.
+//!
+//! Every observation carries the time it was made: when the answer arrived, or when
+//! the attempt gave up. A poll that outlives its interval counts as no answer (never
+//! as a freeze).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{mpsc, watch};
+
+use super::{Msg, PairView};
+use crate::api::Side;
+use crate::detection::signal::Signal;
+use crate::provider::AccountProvider;
+
+/// Poll one side's status every `interval`.
+pub async fn poll(
+    side: Side,
+    provider: Arc<dyn AccountProvider>,
+    interval: Duration,
+    pair: mpsc::Sender<Msg>,
+) {
+    let limit = interval.max(Duration::from_secs(2));
+    loop {
+        let signal = match tokio::time::timeout(limit, provider.status()).await {
+            Ok(result) => Signal::poll(side, Utc::now(), result),
+            Err(_) => Signal::poll_timeout(side, Utc::now(), format!("no answer within {limit:?}")),
+        };
+        if pair.send(Msg::Signal(signal)).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Probe one side every `interval`, giving up after `timeout`.
+pub async fn probe(
+    side: Side,
+    provider: Arc<dyn AccountProvider>,
+    interval: Duration,
+    timeout: Duration,
+    pair: mpsc::Sender<Msg>,
+) {
+    loop {
+        let signal = match tokio::time::timeout(timeout, provider.probe()).await {
+            Ok(result) => Signal::probe(side, Utc::now(), result),
+            Err(_) => {
+                Signal::probe_timeout(side, Utc::now(), format!("no answer within {timeout:?}"))
+            }
+        };
+        if pair.send(Msg::Signal(signal)).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Fetch the active account's activity since the newest event already handed over.
+/// Each event is sent once: activity is asked from the watermark and events at or
+/// before it are dropped.
+pub async fn activity(
+    providers: [Arc<dyn AccountProvider>; 2],
+    view: watch::Receiver<PairView>,
+    interval: Duration,
+    pair: mpsc::Sender<Msg>,
+) {
+    let mut watermark: Option<chrono::DateTime<Utc>> = None;
+    let started = Utc::now();
+    loop {
+        let active = view.borrow().active;
+        let provider = providers[super::idx(active)].clone();
+        let since = watermark.unwrap_or(started);
+        if let Ok(events) = provider
+            .activity(&crate::controller::conditions::rfc3339(since))
+            .await
+        {
+            let fresh: Vec<_> = events
+                .into_iter()
+                .filter(|e| watermark.is_none_or(|wm| event_time(e).is_none_or(|t| t > wm)))
+                .collect();
+            if let Some(newest) = fresh.iter().filter_map(event_time).max() {
+                watermark = Some(watermark.map_or(newest, |w| w.max(newest)));
+            }
+            if !fresh.is_empty() && pair.send(Msg::Activity(fresh)).await.is_err() {
+                return;
+            }
+        }
+        if pair.is_closed() {
+            return;
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+fn event_time(e: &crate::provider::ActivityEvent) -> Option<chrono::DateTime<Utc>> {
+    use crate::provider::ActivityEvent::*;
+    let at = match e {
+        Login { at, .. } | MemberAdd { at, .. } | Message { at, .. } => at,
+    };
+    chrono::DateTime::parse_from_rfc3339(at)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}

@@ -1,0 +1,465 @@
+//! One AccountPair at run time, as one task that owns the pair's state.
+//!
+//! Contract:
+//! - The pair's task ([`actor`]) alone holds the pair's state: the recorded active side
+//!   and intent, both sides' detectors, the brake shown, risk findings, what
+//!   replication reports, the traffic check, the notices seen. Everything else talks to
+//!   it through messages ([`Msg`]): the observers (`loops`: polls, probes, activity),
+//!   replication's reports, verified notices, and the Switchover executor's requests
+//!   (persist the intent, the flip, the result; a switchover ended). Messages are taken
+//!   one at a time, so no two decisions about a pair ever interleave.
+//! - It decides with the pure functions (`detection::Detector`,
+//!   `detection::decide_failover`, `failback::decide_failback`, [`recovery`],
+//!   [`switchovers::classify`], [`seen`], `status::build`) and carries out the effects —
+//!   status writes, Events, audit records, metrics, Switchovers — only while this
+//!   replica may act (the Lease).
+//! - Replication runs in a task of its own ([`replication`]) that the pair's task
+//!   commands; its direction changes only after the pair's task persisted the new
+//!   active side.
+//! - [`PairHandle`] is what the controllers hold: a cheap [`PairView`] (for the
+//!   executor's prechecks), requests to the task, and the replication handle.
+
+mod actor;
+mod failover;
+mod loops;
+pub mod recovery;
+pub mod replication;
+pub mod seen;
+pub mod switchovers;
+mod traffic;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::Resource;
+use kube::api::Api;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::env::{Env, lock};
+use super::secrets;
+use crate::api::account_pair::FlipStatus;
+use crate::api::switchover::{SwitchoverSpec, SwitchoverStatus};
+use crate::api::{AccountPair, AccountPairSpec, Side};
+use crate::detection::Verdict;
+use crate::detection::signal::{Notice, Signal};
+use crate::provider::AccountProvider;
+use crate::provider::http::HttpProvider;
+pub use replication::ReplicationHandle;
+
+pub(crate) fn idx(side: Side) -> usize {
+    match side {
+        Side::Primary => 0,
+        Side::Standby => 1,
+    }
+}
+
+/// Why a pair could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Secret(#[from] secrets::SecretError),
+    #[error("the {side} account's endpoint or token is unusable: {detail}")]
+    Provider { side: Side, detail: String },
+    #[error("reading the AccountPair failed: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the AccountPair was deleted")]
+    Gone,
+}
+
+impl StartError {
+    /// The user must change the spec or a Secret (vs. a transient failure).
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            StartError::Secret(e) => e.is_user_error(),
+            StartError::Provider { .. } => true,
+            StartError::Kube(_) | StartError::Gone => false,
+        }
+    }
+}
+
+/// What others may read about the pair at any time (published by its task).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PairView {
+    pub active: Side,
+    pub target: Option<Side>,
+    pub verdicts: [Verdict; 2],
+    /// Replication lag toward the passive side; `None` when unknown.
+    pub lag: Option<Duration>,
+    pub lag_records: Option<u64>,
+    /// Replication reported a running pipeline at least once.
+    pub replication_reported: bool,
+}
+
+/// A verified notice, as the webhook hands it over.
+#[derive(Clone, Debug)]
+pub struct ReceivedNotice {
+    pub id: String,
+    pub side: Side,
+    pub event: Notice,
+    pub reason: String,
+    /// The notice's own time, bounded by when it was received.
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub received: chrono::DateTime<chrono::Utc>,
+}
+
+/// What became of a notice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NoticeOutcome {
+    /// It took effect (or was recorded; the message says).
+    Accepted(String),
+    /// Seen before.
+    Replay(String),
+    /// Could not be recorded; nothing changed, the provider should retry.
+    Failed(String),
+}
+
+/// A switchover of the pair ended (any phase).
+#[derive(Clone, Debug)]
+pub struct Finished {
+    pub name: String,
+    pub spec: SwitchoverSpec,
+    pub status: SwitchoverStatus,
+}
+
+pub enum Msg {
+    Signal(Signal),
+    Notice {
+        notice: ReceivedNotice,
+        reply: oneshot::Sender<NoticeOutcome>,
+    },
+    Replication(replication::ReplicationReport),
+    Activity(Vec<crate::provider::ActivityEvent>),
+    /// The executor persists its intent: traffic is moving to `to`.
+    Intend {
+        to: Side,
+        switchover: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// The reverse step: `to` is active now, replication starts at `flip`.
+    RecordFlip {
+        to: Side,
+        flip: FlipStatus,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Replication completed the flip's positions before starting from them.
+    FlipCompleted {
+        flip: FlipStatus,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// The executor's last step: `to` is the verified active side.
+    RecordActive {
+        to: Side,
+        switchover: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    SwitchoverFinished(Finished),
+}
+
+/// The controllers' handle on a running pair.
+pub struct PairHandle {
+    pub namespace: String,
+    pub name: String,
+    pub generation: i64,
+    pub spec: Arc<AccountPairSpec>,
+    notice_secret: Option<Vec<u8>>,
+    providers: [Arc<dyn AccountProvider>; 2],
+    tx: mpsc::Sender<Msg>,
+    view: watch::Receiver<PairView>,
+    replication: ReplicationHandle,
+    started: std::time::Instant,
+    /// The pair's task and its observers (aborted on stop).
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The replication task (stopped cleanly on a graceful stop).
+    replication_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Capacity of the pair's message queue: observers wait when it is full.
+const QUEUE: usize = 256;
+
+impl PairHandle {
+    /// Read the pair as stored now (its recorded active side decides replication's
+    /// direction, so a cached copy will not do), its Secrets, and start its task,
+    /// replication and observers.
+    pub async fn start(
+        env: &Arc<Env>,
+        cached: &AccountPair,
+    ) -> Result<Arc<PairHandle>, StartError> {
+        let namespace = cached.metadata.namespace.clone().unwrap_or_default();
+        let name = cached.metadata.name.clone().unwrap_or_default();
+        let api: Api<AccountPair> = Api::namespaced(env.client.clone(), &namespace);
+        let pair = api.get_opt(&name).await?.ok_or(StartError::Gone)?;
+        let spec = Arc::new(pair.spec.clone());
+        let client = &env.client;
+        let mut providers: Vec<Arc<dyn AccountProvider>> = Vec::new();
+        for (side, account) in [
+            (Side::Primary, &spec.primary),
+            (Side::Standby, &spec.standby),
+        ] {
+            let token = secrets::read_key(
+                client,
+                &namespace,
+                &account.credentials_secret_ref,
+                "token",
+                &format!("spec.{side}.credentialsSecretRef"),
+            )
+            .await?;
+            let token = String::from_utf8(token).map_err(|_| StartError::Provider {
+                side,
+                detail: "the token is not UTF-8".into(),
+            })?;
+            let p = HttpProvider::new(&account.endpoint, &account.account_id, Some(token.trim()))
+                .map_err(|e| StartError::Provider {
+                side,
+                detail: e.to_string(),
+            })?;
+            providers.push(Arc::new(p));
+        }
+        let [primary, standby]: [Arc<dyn AccountProvider>; 2] =
+            providers.try_into().map_err(|_| StartError::Provider {
+                side: Side::Primary,
+                detail: "internal: two providers expected".into(),
+            })?;
+        let providers = [primary, standby];
+        let notice_secret = match &spec.detection.notices {
+            Some(n) => Some(
+                secrets::read_key(
+                    client,
+                    &namespace,
+                    &n.secret_ref,
+                    "secret",
+                    "spec.detection.notices.secretRef",
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        let status = pair.status.clone().unwrap_or_default();
+        let active = status.active_side.unwrap_or(Side::Primary);
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (replication, replication_task) = replication::spawn(replication::Setup {
+            client: env.client.clone(),
+            namespace: namespace.clone(),
+            name: name.clone(),
+            spec: spec.clone(),
+            providers: providers.clone(),
+            active,
+            flip: status.last_flip.clone(),
+            pair: tx.clone(),
+        });
+        let (actor, view) = actor::PairActor::new(actor::Setup {
+            env: env.clone(),
+            namespace: namespace.clone(),
+            name: name.clone(),
+            generation: pair.metadata.generation.unwrap_or(0),
+            spec: spec.clone(),
+            object_ref: pair.object_ref(&()),
+            replication: replication.clone(),
+            status,
+        });
+        let mut tasks = vec![tokio::spawn(actor.run(rx))];
+        let interval = poll_interval(&spec);
+        for side in [Side::Primary, Side::Standby] {
+            tasks.push(tokio::spawn(loops::poll(
+                side,
+                providers[idx(side)].clone(),
+                interval,
+                tx.clone(),
+            )));
+            if let Some(p) = &spec.detection.probe {
+                tasks.push(tokio::spawn(loops::probe(
+                    side,
+                    providers[idx(side)].clone(),
+                    p.interval.as_std().max(Duration::from_millis(200)),
+                    p.timeout.as_std(),
+                    tx.clone(),
+                )));
+            }
+        }
+        tasks.push(tokio::spawn(loops::activity(
+            providers.clone(),
+            view.clone(),
+            interval.max(Duration::from_secs(1)),
+            tx.clone(),
+        )));
+        Ok(Arc::new(PairHandle {
+            namespace,
+            name,
+            generation: pair.metadata.generation.unwrap_or(0),
+            spec,
+            notice_secret,
+            providers,
+            tx,
+            view,
+            replication,
+            started: std::time::Instant::now(),
+            tasks: Mutex::new(tasks),
+            replication_task: Mutex::new(Some(replication_task)),
+        }))
+    }
+
+    pub fn key(&self) -> String {
+        super::env::pair_key(&self.namespace, &self.name)
+    }
+
+    pub fn view(&self) -> PairView {
+        self.view.borrow().clone()
+    }
+
+    pub fn active(&self) -> Side {
+        self.view.borrow().active
+    }
+
+    pub fn verdict_of(&self, side: Side) -> Verdict {
+        self.view.borrow().verdicts[idx(side)].clone()
+    }
+
+    pub fn provider(&self, side: Side) -> Arc<dyn AccountProvider> {
+        self.providers[idx(side)].clone()
+    }
+
+    pub fn notice_secret(&self) -> Option<&[u8]> {
+        self.notice_secret.as_deref()
+    }
+
+    pub fn replication(&self) -> &ReplicationHandle {
+        &self.replication
+    }
+
+    /// Just started and replication has not reported yet: its lag is unknown for a
+    /// moment, which a planned switchover's lag gate must not mistake for a failure.
+    pub fn replication_warming_up(&self) -> bool {
+        !self.view.borrow().replication_reported && self.started.elapsed() < Duration::from_secs(30)
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Msg) -> Result<T, String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| "the pair's task stopped".to_string())?;
+        rx.await.map_err(|_| "the pair's task stopped".to_string())
+    }
+
+    /// Hand a verified notice to the pair's task (which persists its id first).
+    pub async fn notice(&self, notice: ReceivedNotice) -> NoticeOutcome {
+        self.ask(|reply| Msg::Notice { notice, reply })
+            .await
+            .unwrap_or_else(NoticeOutcome::Failed)
+    }
+
+    pub async fn intend(&self, to: Side, switchover: &str) -> Result<(), String> {
+        let switchover = switchover.to_string();
+        self.ask(|reply| Msg::Intend {
+            to,
+            switchover,
+            reply,
+        })
+        .await?
+    }
+
+    pub async fn record_active(&self, to: Side, switchover: &str) -> Result<(), String> {
+        let switchover = switchover.to_string();
+        self.ask(|reply| Msg::RecordActive {
+            to,
+            switchover,
+            reply,
+        })
+        .await?
+    }
+
+    /// The reverse step: stop the old direction, capture the flip's positions, persist
+    /// `to` as the active side with them, and only then let replication follow it.
+    pub async fn reverse(&self, to: Side, epoch: &str, bound: Duration) -> Result<String, String> {
+        let flip = self.replication.stop_for_reverse(to, epoch, bound).await?;
+        let pending = flip.sink_offsets.is_empty();
+        self.ask(|reply| Msg::RecordFlip { to, flip, reply })
+            .await??;
+        Ok(if pending {
+            format!(
+                "{to} recorded as active; replication from {to} to {} starts once Kafka answers (retrying in the background; Replicating says when)",
+                to.other()
+            )
+        } else {
+            format!("replication now runs from {to} to {}", to.other())
+        })
+    }
+
+    /// Tell the pair's task a switchover ended.
+    pub async fn switchover_finished(&self, finished: Finished) {
+        let _ = self.tx.send(Msg::SwitchoverFinished(finished)).await;
+    }
+
+    /// The failback's level check, after the drain: both accounts hold the same number
+    /// of entities (counted page by page through the providers, within `within`).
+    pub async fn level(&self, within: Duration) -> Result<String, String> {
+        let active = self.active();
+        let passive = active.other();
+        let counted = tokio::time::timeout(
+            within,
+            futures::future::join(
+                count_entities(self.provider(active)),
+                count_entities(self.provider(passive)),
+            ),
+        )
+        .await
+        .map_err(|_| format!("counting the entities took longer than {within:?}"))?;
+        let (a, p) = (counted.0?, counted.1?);
+        if a != p {
+            return Err(format!(
+                "{passive} holds {p} entities but {active} holds {a}: one of them took writes outside replication (e.g. {passive} after it stopped being active, or {active} after the fence)"
+            ));
+        }
+        Ok(format!(
+            "level: {passive} and {active} both hold {a} entities; every acknowledged change was applied by the drain"
+        ))
+    }
+
+    /// Stop everything: observers and the pair's task first, then replication cleanly
+    /// (flush and commit) within `within`, so no acknowledged change is lost.
+    pub async fn stop(&self, within: Duration) {
+        for t in lock(&self.tasks).drain(..) {
+            t.abort();
+        }
+        self.replication.stop(within).await;
+        let task = lock(&self.replication_task).take();
+        if let Some(t) = task {
+            t.abort();
+        }
+    }
+
+    /// Abort at once (lost Lease): no further writes from this replica.
+    pub fn abort(&self) {
+        for t in lock(&self.tasks).drain(..) {
+            t.abort();
+        }
+        if let Some(t) = lock(&self.replication_task).take() {
+            t.abort();
+        }
+    }
+}
+
+/// Number of entities of an account, read page by page (keys and digests only).
+async fn count_entities(p: Arc<dyn AccountProvider>) -> Result<u64, String> {
+    let mut n = 0u64;
+    let mut after = None;
+    loop {
+        let page = p
+            .list_digests(after.as_ref(), 1000)
+            .await
+            .map_err(|e| format!("listing entities failed: {e}"))?;
+        n += page.items.len() as u64;
+        match page.next {
+            Some(k) => after = Some(k),
+            None => return Ok(n),
+        }
+    }
+}
+
+/// Poll interval of a side, bounded below so a typo cannot hammer the provider.
+pub fn poll_interval(spec: &AccountPairSpec) -> Duration {
+    spec.detection
+        .poll_interval
+        .as_std()
+        .max(Duration::from_millis(200))
+}

@@ -1,0 +1,602 @@
+//! The pair's replication, run by one task that owns the pipeline.
+//!
+//! Contract:
+//! - Replication's direction is derived from the recorded active side alone: the task
+//!   starts with the side the pair's status records and changes it only on
+//!   [`Cmd::Follow`], which the pair's task sends *after* it persisted the new active
+//!   side (with the flip's positions). Nothing else restarts a pipeline in another
+//!   direction, so a failed reverse can never restart replication into the side that
+//!   now serves traffic.
+//! - While it should run and no pipeline runs, it starts one, in the background
+//!   (commands are answered meanwhile), retrying with a capped backoff; the reason it
+//!   cannot start is reported (`Replicating=False`) until it can.
+//! - A fence stops the source (bounded) and keeps the pipeline fenced: nothing is
+//!   restarted until the switchover reverses it ([`Cmd::StopForReverse`] +
+//!   [`Cmd::Follow`]), resumes it after a failure that moved no traffic
+//!   ([`Cmd::Resume`]) or holds it because traffic is split ([`Cmd::Hold`]).
+//! - Fence, drain and stop are bounded whatever Kafka does; what could not be known is
+//!   said, never reported as 0.
+//! - It reports a snapshot to the pair's task every 500 ms; reports are dropped, not
+//!   queued, when that task is busy (the next one follows).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::Msg;
+use crate::api::account_pair::FlipStatus;
+use crate::api::{AccountPairSpec, Side};
+use crate::failover::executor::Drained;
+use crate::provider::AccountProvider;
+use crate::replication::config::{KafkaConfig, PipelineConfig};
+use crate::replication::decide::{Flip, Start};
+use crate::replication::pipeline::{FenceReport, Pipeline, PipelineSnapshot};
+
+/// What the pair's task learns from replication, every 500 ms.
+#[derive(Clone, Debug)]
+pub struct ReplicationReport {
+    /// The direction replication follows (the recorded active side).
+    pub from: Side,
+    pub snapshot: Option<PipelineSnapshot>,
+    /// Why replication does not run (start failing, fenced, held).
+    pub problem: Option<String>,
+}
+
+pub enum Cmd {
+    Fence {
+        bound: Duration,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    Drain {
+        bound: Duration,
+        reply: oneshot::Sender<Drained>,
+    },
+    /// Stop the old direction and capture the flip's positions for the new one.
+    StopForReverse {
+        to: Side,
+        epoch: String,
+        bound: Duration,
+        reply: oneshot::Sender<Result<FlipStatus, String>>,
+    },
+    /// Run from `active`, starting at `flip` (the recorded flip, if any).
+    Follow {
+        active: Side,
+        flip: Option<FlipStatus>,
+    },
+    /// A switchover failed before traffic moved: run again in the recorded direction.
+    Resume,
+    /// Do not replicate (e.g. traffic is split), saying why.
+    Hold { reason: String },
+    /// Stop cleanly within `within` (else abort) and end the task.
+    Stop {
+        within: Duration,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// The pair's task's handle on its replication.
+#[derive(Clone)]
+pub struct ReplicationHandle {
+    tx: mpsc::UnboundedSender<Cmd>,
+}
+
+impl ReplicationHandle {
+    pub fn send(&self, cmd: Cmd) {
+        // The task only ends on Stop (or with the pair); a command after that is moot.
+        let _ = self.tx.send(cmd);
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).ok()?;
+        rx.await.ok()
+    }
+
+    pub async fn fence(&self, bound: Duration) -> Result<String, String> {
+        self.ask(|reply| Cmd::Fence { bound, reply })
+            .await
+            .unwrap_or_else(|| Err("replication stopped (the pair is being stopped)".into()))
+    }
+
+    pub async fn drain(&self, bound: Duration) -> Drained {
+        self.ask(|reply| Cmd::Drain { bound, reply })
+            .await
+            .unwrap_or(Drained {
+                records_lost: None,
+                detail: "replication stopped (the pair is being stopped)".into(),
+            })
+    }
+
+    pub async fn stop_for_reverse(
+        &self,
+        to: Side,
+        epoch: &str,
+        bound: Duration,
+    ) -> Result<FlipStatus, String> {
+        self.ask(|reply| Cmd::StopForReverse {
+            to,
+            epoch: epoch.to_string(),
+            bound,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| Err("replication stopped (the pair is being stopped)".into()))
+    }
+
+    pub async fn stop(&self, within: Duration) {
+        let _ = self.ask(|reply| Cmd::Stop { within, reply }).await;
+    }
+}
+
+/// How the task was set up.
+pub struct Setup {
+    pub client: Client,
+    pub namespace: String,
+    pub name: String,
+    pub spec: Arc<AccountPairSpec>,
+    pub providers: [Arc<dyn AccountProvider>; 2],
+    pub active: Side,
+    pub flip: Option<FlipStatus>,
+    /// Where reports (and flip completions) go.
+    pub pair: mpsc::Sender<Msg>,
+}
+
+/// Start the task.
+pub fn spawn(setup: Setup) -> (ReplicationHandle, JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(run(Supervisor::new(setup), rx));
+    (ReplicationHandle { tx }, task)
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Mode {
+    Run,
+    /// A switchover fenced it: nothing starts until it says what next.
+    Fenced,
+    Held(String),
+}
+
+struct Supervisor {
+    s: Setup,
+    mode: Mode,
+    pipeline: Option<Pipeline>,
+    starting: Option<JoinHandle<Result<Pipeline, String>>>,
+    fence: Option<FenceReport>,
+    /// Feed head of the passive side captured at the fence: the new direction starts
+    /// there, so nothing written to it after the fence is missed.
+    head: Option<(Side, String)>,
+    problem: Option<String>,
+    next_attempt: Instant,
+    backoff: Duration,
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl Supervisor {
+    fn new(s: Setup) -> Self {
+        Supervisor {
+            s,
+            mode: Mode::Run,
+            pipeline: None,
+            starting: None,
+            fence: None,
+            head: None,
+            problem: None,
+            next_attempt: Instant::now(),
+            backoff: FIRST_BACKOFF,
+        }
+    }
+
+    fn provider(&self, side: Side) -> Arc<dyn AccountProvider> {
+        self.s.providers[super::idx(side)].clone()
+    }
+
+    fn report(&self) {
+        let problem = match &self.mode {
+            Mode::Held(why) => Some(why.clone()),
+            Mode::Fenced if self.pipeline.is_none() => {
+                Some("replication is fenced by a switchover".to_string())
+            }
+            _ => self.problem.clone(),
+        };
+        let report = ReplicationReport {
+            from: self.s.active,
+            snapshot: self.pipeline.as_ref().map(Pipeline::snapshot),
+            problem,
+        };
+        let _ = self.s.pair.try_send(Msg::Replication(report));
+    }
+
+    fn abort_start(&mut self) {
+        if let Some(t) = self.starting.take() {
+            t.abort();
+        }
+    }
+
+    /// Stop the pipeline within `within`, else abort it (nothing more is written).
+    async fn stop_pipeline(&mut self, within: Duration) -> Result<(), String> {
+        let Some(p) = self.pipeline.take() else {
+            return Ok(());
+        };
+        let stopping = tokio::spawn(async move { p.stop().await });
+        match tokio::time::timeout(within, stopping).await {
+            Ok(Ok(Ok(_))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(format!("stopping the pipeline was not clean: {e}")),
+            Ok(Err(e)) => Err(format!("stopping the pipeline failed: {e}")),
+            // The task keeps stopping in the background; the pipeline is no longer ours.
+            Err(_) => Err(format!(
+                "stopping the pipeline took longer than {within:?}; it was abandoned"
+            )),
+        }
+    }
+
+    fn maybe_start(&mut self) {
+        if self.mode != Mode::Run
+            || self.pipeline.is_some()
+            || self.starting.is_some()
+            || Instant::now() < self.next_attempt
+        {
+            return;
+        }
+        let client = self.s.client.clone();
+        let spec = self.s.spec.clone();
+        let (ns, name) = (self.s.namespace.clone(), self.s.name.clone());
+        let from = self.s.active;
+        let flip = self.s.flip.clone();
+        let source = self.provider(from);
+        let sink = self.provider(from.other());
+        let pair = self.s.pair.clone();
+        self.starting = Some(tokio::spawn(async move {
+            let extra = kafka_properties(&client, &ns, &spec).await?;
+            let mut kafka = KafkaConfig::new(spec.replication.kafka.bootstrap_servers.clone());
+            kafka.extra = extra;
+            let mut cfg = PipelineConfig::new(&ns, &name, from, kafka);
+            cfg.partitions = spec.replication.partitions;
+            cfg.kinds = spec.replication.kinds.clone();
+            cfg.start = match flip {
+                None => Start::Resume,
+                Some(mut f) => {
+                    if f.sink_offsets.is_empty() {
+                        // The flip's end offsets were not known at the flip (Kafka away):
+                        // nothing was produced since (the old source is fenced, this one
+                        // not started), so they are the same now. Persisted before any
+                        // record moves, so a restart starts at the same positions.
+                        let offsets = crate::replication::pipeline::end_offsets(&cfg)
+                            .await
+                            .map_err(|e| format!("capturing the flip's end offsets: {e}"))?;
+                        f.sink_offsets = offsets.iter().map(|(p, o)| (p.to_string(), *o)).collect();
+                        let (tx, rx) = oneshot::channel();
+                        pair.send(Msg::FlipCompleted {
+                            flip: f.clone(),
+                            reply: tx,
+                        })
+                        .await
+                        .map_err(|_| "the pair stopped".to_string())?;
+                        rx.await
+                            .map_err(|_| "the pair stopped".to_string())?
+                            .map_err(|e| format!("recording the flip's end offsets: {e}"))?;
+                    }
+                    Start::AfterFlip(flip_of(&f))
+                }
+            };
+            Pipeline::start(cfg, source, sink)
+                .await
+                .map_err(|e| e.to_string())
+        }));
+    }
+
+    fn on_started(&mut self, result: Result<Pipeline, String>) {
+        match result {
+            Ok(p) if self.mode == Mode::Run => {
+                self.pipeline = Some(p);
+                self.problem = None;
+                self.backoff = FIRST_BACKOFF;
+            }
+            // Fenced or held meanwhile: this pipeline must not run.
+            Ok(p) => p.abort(),
+            Err(e) => {
+                tracing::warn!(pair = %self.s.name, error = %e, retry_in = ?self.backoff, "replication pipeline could not start; retrying");
+                self.problem = Some(format!(
+                    "the {} replication pipeline cannot start: {e}",
+                    crate::replication::config::direction(self.s.active)
+                ));
+                self.next_attempt = Instant::now() + self.backoff;
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+
+    async fn fence(&mut self, bound: Duration) -> Result<String, String> {
+        self.abort_start();
+        self.mode = Mode::Fenced;
+        let passive = self.s.active.other();
+        let head = {
+            let p = self.provider(passive);
+            async move { tokio::time::timeout(bound, p.head_cursor()).await }
+        };
+        let Some(pipeline) = self.pipeline.as_ref() else {
+            if let Ok(Ok(h)) = head.await {
+                self.head = Some((passive, h));
+            }
+            return Ok(format!(
+                "no replication pipeline was running ({}): nothing to fence",
+                self.problem.as_deref().unwrap_or("not started")
+            ));
+        };
+        if let Some(report) = &self.fence {
+            return Ok(describe_fence(report, self.s.active));
+        }
+        let (fenced, head) = futures::join!(
+            tokio::time::timeout(bound + Duration::from_secs(1), pipeline.fence(bound)),
+            head
+        );
+        if let Ok(Ok(h)) = head {
+            self.head = Some((passive, h));
+        }
+        match fenced {
+            Ok(Ok(report)) => {
+                let msg = describe_fence(&report, self.s.active);
+                self.fence = Some(report);
+                Ok(msg)
+            }
+            Ok(Err(e)) => Err(format!("fencing the source failed: {e}")),
+            Err(_) => {
+                // Kafka did not let the fence finish: abort the whole pipeline so nothing
+                // more is read or written; what it had in flight is unknown.
+                if let Some(p) = self.pipeline.take() {
+                    p.abort();
+                }
+                Ok(format!(
+                    "the fence did not finish within {bound:?} (Kafka unreachable?): the pipeline was aborted, nothing more is replicated"
+                ))
+            }
+        }
+    }
+
+    async fn drain(&mut self, bound: Duration) -> Drained {
+        let (Some(p), Some(fence)) = (self.pipeline.as_ref(), self.fence.as_ref()) else {
+            return Drained {
+                records_lost: None,
+                detail: format!(
+                    "no replication pipeline was running ({}): how many changes were not copied is unknown",
+                    self.problem
+                        .as_deref()
+                        .unwrap_or("it was aborted at the fence")
+                ),
+            };
+        };
+        let report = p
+            .drain(&fence.end_offsets, std::time::Instant::now() + bound)
+            .await;
+        let unacknowledged = fence.unacknowledged as u64;
+        let lost = report.records_lost + unacknowledged;
+        Drained {
+            records_lost: Some(lost),
+            detail: if lost == 0 {
+                "every change the feed delivered was acknowledged by Kafka and applied (recordsLost 0)".into()
+            } else {
+                format!(
+                    "{lost} change(s) not copied: {} acknowledged but not applied within {bound:?}, {unacknowledged} read from the feed but not acknowledged by Kafka",
+                    report.records_lost
+                )
+            },
+        }
+    }
+
+    async fn stop_for_reverse(
+        &mut self,
+        to: Side,
+        epoch: &str,
+        bound: Duration,
+    ) -> Result<FlipStatus, String> {
+        self.abort_start();
+        self.mode = Mode::Fenced;
+        if let Some(f) = &self.s.flip
+            && f.epoch == epoch
+            && self.s.active == to
+        {
+            // A resumed run of a reverse that was already recorded.
+            return Ok(f.clone());
+        }
+        if let Err(e) = self.stop_pipeline(bound).await {
+            tracing::warn!(pair = %self.s.name, error = %e, "old direction stopped uncleanly for the reverse");
+        }
+        self.fence = None;
+        let head = match self.head.take() {
+            Some((side, h)) if side == to => h,
+            _ => {
+                let p = self.provider(to);
+                let mut last = String::new();
+                let mut got = None;
+                for _ in 0..3 {
+                    match tokio::time::timeout(bound, p.head_cursor()).await {
+                        Ok(Ok(h)) => {
+                            got = Some(h);
+                            break;
+                        }
+                        Ok(Err(e)) => last = e.to_string(),
+                        Err(_) => last = format!("no answer within {bound:?}"),
+                    }
+                }
+                got.ok_or_else(|| {
+                    format!("reading the feed head of {to} (where replication must start) failed: {last}")
+                })?
+            }
+        };
+        // The topic's end offsets now, if Kafka answers quickly; else captured before the
+        // new direction starts (see `maybe_start`).
+        let mut kafka = KafkaConfig::new(self.s.spec.replication.kafka.bootstrap_servers.clone());
+        kafka.extra = kafka_properties(&self.s.client, &self.s.namespace, &self.s.spec)
+            .await
+            .unwrap_or_default();
+        let cfg = PipelineConfig::new(&self.s.namespace, &self.s.name, to, kafka);
+        let offsets = match tokio::time::timeout(
+            bound,
+            crate::replication::pipeline::end_offsets(&cfg),
+        )
+        .await
+        {
+            Ok(Ok(o)) => o.iter().map(|(p, o)| (p.to_string(), *o)).collect(),
+            _ => BTreeMap::new(),
+        };
+        Ok(FlipStatus {
+            epoch: epoch.to_string(),
+            source_cursor: head,
+            sink_offsets: offsets,
+        })
+    }
+
+    async fn on(&mut self, cmd: Cmd) -> bool {
+        match cmd {
+            Cmd::Fence { bound, reply } => {
+                let r = self.fence(bound).await;
+                let _ = reply.send(r);
+            }
+            Cmd::Drain { bound, reply } => {
+                let r = self.drain(bound).await;
+                let _ = reply.send(r);
+            }
+            Cmd::StopForReverse {
+                to,
+                epoch,
+                bound,
+                reply,
+            } => {
+                let r = self.stop_for_reverse(to, &epoch, bound).await;
+                let _ = reply.send(r);
+            }
+            Cmd::Follow { active, flip } => {
+                if active != self.s.active || self.pipeline.is_none() || self.mode != Mode::Run {
+                    self.abort_start();
+                    if let Err(e) = self.stop_pipeline(Duration::from_secs(5)).await {
+                        tracing::warn!(pair = %self.s.name, error = %e, "stopping the previous direction");
+                    }
+                }
+                self.s.active = active;
+                self.s.flip = flip;
+                self.fence = None;
+                self.head = None;
+                self.mode = Mode::Run;
+                self.problem = None;
+                self.next_attempt = Instant::now();
+                self.backoff = FIRST_BACKOFF;
+            }
+            Cmd::Resume => {
+                if self.mode != Mode::Run {
+                    // A fenced source cannot read again: stop it cleanly (its checkpoint
+                    // holds everything acknowledged) and start afresh from there.
+                    if let Err(e) = self.stop_pipeline(Duration::from_secs(10)).await {
+                        tracing::warn!(pair = %self.s.name, error = %e, "stopping the fenced pipeline");
+                    }
+                    self.fence = None;
+                    self.head = None;
+                    self.mode = Mode::Run;
+                    self.next_attempt = Instant::now();
+                }
+            }
+            Cmd::Hold { reason } => {
+                self.abort_start();
+                if let Err(e) = self.stop_pipeline(Duration::from_secs(10)).await {
+                    tracing::warn!(pair = %self.s.name, error = %e, "stopping the pipeline to hold it");
+                }
+                self.fence = None;
+                self.mode = Mode::Held(reason);
+            }
+            Cmd::Stop { within, reply } => {
+                self.abort_start();
+                if let Err(e) = self.stop_pipeline(within).await {
+                    tracing::warn!(pair = %self.s.name, error = %e, "stopping the replication pipeline was not clean");
+                }
+                let _ = reply.send(());
+                return false;
+            }
+        }
+        true
+    }
+}
+
+async fn run(mut s: Supervisor, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            cmd = rx.recv() => match cmd {
+                Some(cmd) => {
+                    if !s.on(cmd).await {
+                        return;
+                    }
+                    s.report();
+                }
+                // The pair is gone: end at once (dropping the pipeline aborts it).
+                None => return,
+            },
+            started = async { s.starting.as_mut().expect("guarded").await }, if s.starting.is_some() => {
+                s.starting = None;
+                let result = started.unwrap_or_else(|e| Err(format!("the start task ended: {e}")));
+                s.on_started(result);
+                s.report();
+            }
+            _ = tick.tick() => {
+                s.maybe_start();
+                s.report();
+            }
+        }
+    }
+}
+
+fn describe_fence(report: &FenceReport, from: Side) -> String {
+    let mut msg = format!("source on {from} stopped");
+    msg.push_str(if report.reached_head {
+        " at its feed head"
+    } else {
+        " before its feed head (the feed could not be read to the end)"
+    });
+    if report.unacknowledged > 0 {
+        msg.push_str(&format!(
+            "; {} change(s) read but not acknowledged by Kafka",
+            report.unacknowledged
+        ));
+    }
+    msg
+}
+
+fn flip_of(f: &FlipStatus) -> Flip {
+    Flip {
+        epoch: f.epoch.clone(),
+        source_cursor: f.source_cursor.clone(),
+        sink_offsets: f
+            .sink_offsets
+            .iter()
+            .filter_map(|(k, v)| k.parse().ok().map(|p| (p, *v)))
+            .collect(),
+    }
+}
+
+/// The librdkafka properties in the pair's `spec.replication.kafka.secretRef` Secret.
+pub async fn kafka_properties(
+    client: &Client,
+    namespace: &str,
+    spec: &AccountPairSpec,
+) -> Result<BTreeMap<String, String>, String> {
+    let Some(r) = &spec.replication.kafka.secret_ref else {
+        return Ok(BTreeMap::new());
+    };
+    let all = crate::controller::secrets::read_all(
+        client,
+        namespace,
+        &r.name,
+        "spec.replication.kafka.secretRef",
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(all
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+        .collect())
+}

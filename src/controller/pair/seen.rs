@@ -1,0 +1,139 @@
+//! Replay protection of provider notices that survives a restart: the ids the pair has
+//! accepted, kept in the pair's status (`status.seenNotices`) so any replica that
+//! becomes the leader refuses them too. Pure.
+//!
+//! Contract:
+//! - A notice is admitted once: an id already seen is a replay, whatever its time.
+//! - An id is remembered for twice the notice window (the signature check refuses any
+//!   notice older than the window, so an id forgotten after that cannot come back).
+//! - At most [`MAX_SEEN`] ids are kept per pair (the oldest are forgotten first); a
+//!   flood of valid signed notices cannot grow the status without bound.
+//! - The caller persists the set with the new id *before* the notice takes effect, so
+//!   a crash cannot accept the same notice twice.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::api::account_pair::SeenNotice;
+
+/// Most ids kept per pair.
+pub const MAX_SEEN: usize = 64;
+
+/// Accepted notice ids and when they were accepted, oldest first.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SeenNotices {
+    ids: Vec<SeenNotice>,
+}
+
+/// Whether a notice may take effect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// New: persist [`SeenNotices::entries`] (now holding it), then act on it.
+    Admit,
+    /// Seen at that time already.
+    Replay { seen_at: String },
+}
+
+impl SeenNotices {
+    /// From the pair's stored status.
+    pub fn from_status(ids: &[SeenNotice]) -> Self {
+        let mut ids = ids.to_vec();
+        ids.sort_by(|a, b| a.at.cmp(&b.at));
+        SeenNotices { ids }
+    }
+
+    pub fn entries(&self) -> &[SeenNotice] {
+        &self.ids
+    }
+
+    /// Decide on notice `id`, received at `now`; on `Admit` it is recorded.
+    pub fn admit(&mut self, id: &str, now: DateTime<Utc>, window: Duration) -> Admission {
+        self.prune(now, window);
+        if let Some(seen) = self.ids.iter().find(|s| s.id == id) {
+            return Admission::Replay {
+                seen_at: seen.at.clone(),
+            };
+        }
+        self.ids.push(SeenNotice {
+            id: id.to_string(),
+            at: crate::controller::conditions::rfc3339_ms(now),
+        });
+        if self.ids.len() > MAX_SEEN {
+            let drop = self.ids.len() - MAX_SEEN;
+            self.ids.drain(..drop);
+        }
+        Admission::Admit
+    }
+
+    /// Undo an admission whose persistence failed (the notice had no effect; the
+    /// provider's retry must be accepted).
+    pub fn forget(&mut self, id: &str) {
+        self.ids.retain(|s| s.id != id);
+    }
+
+    /// Forget ids older than twice the window. True when any was dropped.
+    pub fn prune(&mut self, now: DateTime<Utc>, window: Duration) -> bool {
+        let keep = chrono::Duration::from_std(window * 2).unwrap_or(chrono::Duration::MAX);
+        let before = self.ids.len();
+        self.ids.retain(|s| {
+            DateTime::parse_from_rfc3339(&s.at)
+                .map(|t| now - t.with_timezone(&Utc) < keep)
+                .unwrap_or(false)
+        });
+        self.ids.len() != before
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: Duration = Duration::from_secs(300);
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_767_225_600 + s, 0).unwrap()
+    }
+
+    #[test]
+    fn a_notice_id_is_admitted_once_even_after_a_restart() {
+        let mut seen = SeenNotices::default();
+        assert_eq!(seen.admit("n-1", t(0), W), Admission::Admit);
+        assert!(matches!(
+            seen.admit("n-1", t(5), W),
+            Admission::Replay { .. }
+        ));
+        // What a restarted replica reads back from the status.
+        let mut restarted = SeenNotices::from_status(seen.entries());
+        assert!(matches!(
+            restarted.admit("n-1", t(60), W),
+            Admission::Replay { .. }
+        ));
+        assert_eq!(restarted.admit("n-2", t(61), W), Admission::Admit);
+    }
+
+    #[test]
+    fn ids_are_forgotten_after_twice_the_window_and_bounded_in_number() {
+        let mut seen = SeenNotices::default();
+        seen.admit("old", t(0), W);
+        assert!(matches!(
+            seen.admit("old", t(599), W),
+            Admission::Replay { .. }
+        ));
+        assert_eq!(seen.admit("old", t(600), W), Admission::Admit);
+        let mut many = SeenNotices::default();
+        for i in 0..(MAX_SEEN + 10) {
+            many.admit(&format!("n-{i}"), t(i as i64), W);
+        }
+        assert_eq!(many.entries().len(), MAX_SEEN);
+        assert_eq!(many.entries()[0].id, "n-10", "the oldest go first");
+    }
+
+    #[test]
+    fn a_notice_whose_persistence_failed_can_be_delivered_again() {
+        let mut seen = SeenNotices::default();
+        assert_eq!(seen.admit("n-1", t(0), W), Admission::Admit);
+        seen.forget("n-1");
+        assert_eq!(seen.admit("n-1", t(1), W), Admission::Admit);
+    }
+}
