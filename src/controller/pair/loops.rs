@@ -106,3 +106,35 @@ fn event_time(e: &crate::provider::ActivityEvent) -> Option<chrono::DateTime<Utc
         .ok()
         .map(|t| t.with_timezone(&Utc))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::sim::{Faults, SimProvider, SimStore};
+
+    #[tokio::test]
+    async fn a_poll_is_dated_when_its_answer_arrived_not_when_it_was_sent() {
+        let sim = SimProvider::new(SimStore::new(), "corp-a");
+        sim.account().set_faults(Faults {
+            latency_ms: 300,
+            ..Faults::default()
+        });
+        let (tx, mut rx) = mpsc::channel(4);
+        let sent = Utc::now();
+        let task = tokio::spawn(poll(
+            Side::Primary,
+            Arc::new(sim),
+            Duration::from_secs(60),
+            tx,
+        ));
+        let Some(Msg::Signal(signal)) = rx.recv().await else {
+            panic!("no signal")
+        };
+        task.abort();
+        assert!(
+            signal.at - sent >= chrono::Duration::milliseconds(300),
+            "dated {} after sending, the answer took 300 ms",
+            (signal.at - sent).num_milliseconds()
+        );
+    }
+}
