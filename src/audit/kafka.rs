@@ -19,15 +19,16 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::AdminClient;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
 
 use super::access::AuditKafka;
 use super::chain::{AuditRecord, Draft, Tail, seal};
 use super::context::{AuditContext, ClientErrors};
+pub use super::reader::{
+    drain_events, offset_for_time_blocking, read_tail, scan_blocking, watermarks,
+    watermarks_blocking,
+};
 use crate::replication::topics::{TopicSpec, ensure_topic};
 
 /// The audit topic's default name.
@@ -123,7 +124,7 @@ impl AuditTarget {
         &self.kafka.bootstrap
     }
 
-    fn base(&self) -> ClientConfig {
+    pub(super) fn base(&self) -> ClientConfig {
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &self.kafka.bootstrap);
         for (k, v) in &self.kafka.properties {
@@ -132,7 +133,7 @@ impl AuditTarget {
         cfg
     }
 
-    fn context(&self) -> AuditContext {
+    pub(super) fn context(&self) -> AuditContext {
         AuditContext {
             errors: self.errors.clone(),
         }
@@ -140,7 +141,11 @@ impl AuditTarget {
 
     /// A client failure: the brokers' refusal when one was reported since `since` (the
     /// operation only timed out because of it), else the failure itself.
-    fn fail(&self, what: &'static str, since: Instant) -> impl Fn(KafkaError) -> AuditError + '_ {
+    pub(super) fn fail(
+        &self,
+        what: &'static str,
+        since: Instant,
+    ) -> impl Fn(KafkaError) -> AuditError + '_ {
         move |source| {
             self.refusal(since).unwrap_or_else(|| AuditError::Kafka {
                 what,
@@ -161,7 +166,10 @@ impl AuditTarget {
     }
 
     /// A client could not be made (a bad property: librdkafka's message may quote it).
-    fn create_failed(&self, what: &'static str) -> impl Fn(KafkaError) -> AuditError + '_ {
+    pub(super) fn create_failed(
+        &self,
+        what: &'static str,
+    ) -> impl Fn(KafkaError) -> AuditError + '_ {
         move |e| AuditError::Client {
             what,
             bootstrap: self.kafka.bootstrap.clone(),
@@ -243,10 +251,6 @@ impl ChainWriter {
     }
 
     async fn connect(&mut self) -> Result<FutureProducer<AuditContext>, AuditError> {
-        if !self.topic_checked {
-            ensure_audit_topic(&self.target).await?;
-            self.topic_checked = true;
-        }
         let since = Instant::now();
         let mut cfg = self.target.base();
         cfg.set("transactional.id", self.target.transactional_id())
@@ -258,6 +262,12 @@ impl ChainWriter {
         let producer: FutureProducer<AuditContext> = cfg
             .create_with_context(self.target.context())
             .map_err(self.target.create_failed("audit producer"))?;
+        // The producer first: its own thread serves its events, so a refusal of the
+        // credentials is seen at once, also while the admin request below waits.
+        if !self.topic_checked {
+            ensure_audit_topic(&self.target).await?;
+            self.topic_checked = true;
+        }
         let p = producer.clone();
         let target = &self.target;
         watch_refusal(target, since, async {
@@ -359,144 +369,10 @@ impl ChainWriter {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, AuditError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| AuditError::Internal(e.to_string()))
-}
-
-/// The last committed record on the topic and its offset (`None`: the chain is empty).
-pub async fn read_tail(target: &AuditTarget) -> Result<Option<(i64, AuditRecord)>, AuditError> {
-    let t = target.clone();
-    blocking(move || read_tail_blocking(&t)).await?
-}
-
-fn read_tail_blocking(t: &AuditTarget) -> Result<Option<(i64, AuditRecord)>, AuditError> {
-    let (low, high) = watermarks_blocking(t)?;
-    if high <= low {
-        return Ok(None);
-    }
-    // Aborted transactions and commit markers take offsets too: look further back until
-    // a committed record turns up.
-    let mut back = 16i64;
-    loop {
-        let from = (high - back).max(low);
-        let mut last: Option<(i64, Vec<u8>)> = None;
-        scan_blocking(t, from, |offset, bytes| {
-            last = Some((offset, bytes.to_vec()));
-            true
-        })?;
-        if let Some((offset, bytes)) = last {
-            let record = serde_json::from_slice(&bytes).map_err(|e| AuditError::BadTail {
-                topic: t.topic.clone(),
-                offset,
-                reason: e.to_string(),
-            })?;
-            return Ok(Some((offset, record)));
-        }
-        if from == low {
-            return Ok(None);
-        }
-        back = back.saturating_mul(8);
-    }
-}
-
-/// The topic's (earliest, end) offsets of its single partition.
-pub async fn watermarks(target: &AuditTarget) -> Result<(i64, i64), AuditError> {
-    let t = target.clone();
-    blocking(move || watermarks_blocking(&t)).await?
-}
-
-fn reader(t: &AuditTarget) -> Result<BaseConsumer<AuditContext>, AuditError> {
-    let mut cfg = t.base();
-    cfg.set("group.id", "understudy-audit-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest");
-    cfg.create_with_context(t.context())
-        .map_err(t.create_failed("audit reader"))
-}
-
-/// Blocking form of [`watermarks`].
-pub fn watermarks_blocking(t: &AuditTarget) -> Result<(i64, i64), AuditError> {
-    let since = Instant::now();
-    let c = reader(t)?;
-    c.fetch_watermarks(&t.topic, 0, Duration::from_secs(10))
-        .map_err(t.fail("reading the audit topic's offsets", since))
-}
-
-/// Read committed records from `from` to the end of the partition, calling `f` with each
-/// record's offset and value; `f` returns false to stop early.
-pub fn scan_blocking(
-    t: &AuditTarget,
-    from: i64,
-    mut f: impl FnMut(i64, &[u8]) -> bool,
-) -> Result<(), AuditError> {
-    let since = Instant::now();
-    let c = reader(t)?;
-    let (low, high) = c
-        .fetch_watermarks(&t.topic, 0, Duration::from_secs(10))
-        .map_err(t.fail("reading the audit topic's offsets", since))?;
-    if high <= low || from >= high {
-        return Ok(());
-    }
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&t.topic, 0, Offset::Offset(from.max(low)))
-        .map_err(t.fail("assigning the audit partition", since))?;
-    c.assign(&tpl)
-        .map_err(t.fail("assigning the audit partition", since))?;
-    let idle = Duration::from_secs(30);
-    let mut last_progress = Instant::now();
-    loop {
-        match c.poll(Duration::from_millis(200)) {
-            None => {
-                if let Some(e) = t.refusal(since) {
-                    return Err(e);
-                }
-                if last_progress.elapsed() > idle {
-                    return Err(AuditError::Timeout {
-                        topic: t.topic.clone(),
-                        timeout: idle,
-                    });
-                }
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(()),
-            Some(Err(e)) => return Err(t.fail("reading the audit topic", since)(e)),
-            Some(Ok(m)) => {
-                last_progress = Instant::now();
-                if !f(m.offset(), m.payload().unwrap_or_default()) {
-                    return Ok(());
-                }
-            }
-        }
-    }
-}
-
-/// Offset of the first record written at or after `at_ms` (epoch ms), or the end.
-pub fn offset_for_time_blocking(t: &AuditTarget, at_ms: i64) -> Result<i64, AuditError> {
-    let since = Instant::now();
-    let c = reader(t)?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&t.topic, 0, Offset::Offset(at_ms))
-        .map_err(t.fail("looking up offsets by time", since))?;
-    let found = c
-        .offsets_for_times(tpl, Duration::from_secs(10))
-        .map_err(t.fail("looking up offsets by time", since))?;
-    let offset = found
-        .elements()
-        .first()
-        .map(|e| e.offset())
-        .unwrap_or(Offset::End);
-    match offset {
-        Offset::Offset(o) => Ok(o),
-        _ => {
-            let (_, high) = c
-                .fetch_watermarks(&t.topic, 0, Duration::from_secs(10))
-                .map_err(t.fail("reading the audit topic's offsets", since))?;
-            Ok(high)
-        }
-    }
 }

@@ -18,7 +18,8 @@
 //! - [`sink`] is what the operator's call sites use: non-blocking, in order, retried,
 //!   with a bounded queue per cluster and credentials; [`health`] and [`metrics`] say
 //!   when a pair's records cannot be written.
-//! - [`read`] verifies a whole topic and collects a pair's records (evidence).
+//! - [`reader`] reads the topic back (blocking); [`read`] verifies a whole topic and
+//!   collects a pair's records (evidence).
 //! - [`drills`] turns Drill objects finishing into records.
 
 pub mod access;
@@ -29,6 +30,7 @@ pub mod health;
 pub mod kafka;
 pub mod metrics;
 pub mod read;
+pub mod reader;
 pub mod sink;
 
 pub use access::{AuditKafka, KafkaSecretError, pair_kafka};
