@@ -409,7 +409,23 @@ async fn run_writer(
     mut rx: mpsc::Receiver<Queued>,
     mut appender: Box<dyn Append>,
 ) {
-    while let Some(q) = rx.recv().await {
+    loop {
+        // Idle: also end when the pairs recorded here moved elsewhere (no record of theirs
+        // would come here any more).
+        let q = tokio::select! {
+            q = rx.recv() => match q {
+                Some(q) => q,
+                None => return,
+            },
+            _ = rerouted.notified() => {
+                if let Some(inner) = sink.upgrade()
+                    && inner.retire_if_unused(&kafka, &rx)
+                {
+                    return;
+                }
+                continue;
+            }
+        };
         let mut wait = RETRY_MIN;
         loop {
             // Registered before looking where the record goes, so a move during the

@@ -239,3 +239,21 @@ async fn a_forgotten_pair_loses_its_series_and_its_problem() {
     let text = crate::metrics::metrics().render();
     assert!(!text.contains("pair=\"forgotten\""), "{text}");
 }
+
+#[tokio::test]
+async fn an_idle_writer_ends_when_its_pairs_moved_to_other_credentials() {
+    let pair = "idle-moved";
+    let (s, written) = sink(10, Duration::from_secs(10));
+    let old = AuditKafka::new(BOOTSTRAP, kafka(RIGHT).properties.clone());
+    s.record_to(&old, "verdict", "ns", pair, json!({ "n": 1 }));
+    until("written", || written.lock().unwrap().len() == 1).await;
+    // Same password, another user: another writer; the first one has nothing left to do.
+    let mut other = kafka(RIGHT);
+    other
+        .properties
+        .insert("sasl.username".into(), "someone-else".into());
+    s.record_to(&other, "verdict", "ns", pair, json!({ "n": 2 }));
+    until("written", || written.lock().unwrap().len() == 2).await;
+    until("one writer left", || s.inner.lock().writers.len() == 1).await;
+    assert!(s.inner.lock().writers.contains_key(&other));
+}
