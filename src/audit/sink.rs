@@ -238,6 +238,8 @@ impl AuditSink {
         let mut st = self.inner.lock();
         st.health.remove(&key);
         st.routes.remove(&key);
+        // A writer that served only this pair may end.
+        self.inner.rerouted.notify_waiters();
         forget_series(namespace, pair);
     }
 }
