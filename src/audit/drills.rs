@@ -65,9 +65,18 @@ pub async fn watch(
         let Ok(Some(pair)) = pairs.get_opt(&d.spec.pair).await else {
             continue;
         };
+        // The pair's SASL/TLS settings; without them (Secret missing) the record still
+        // goes to the pair's cluster, and the sink reports it if it cannot be written.
+        let kafka = match super::access::pair_kafka(&client, &pair).await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(error = %e, drill = %d.name_any(), "reading the pair's Kafka settings for the audit record");
+                super::access::AuditKafka::plain(&pair.spec.replication.kafka.bootstrap_servers)
+            }
+        };
         let st = d.status.clone().unwrap_or_default();
-        sink.record(
-            &pair.spec.replication.kafka.bootstrap_servers,
+        sink.record_to(
+            &kafka,
             kind::DRILL_FINISHED,
             &ns,
             &d.spec.pair,

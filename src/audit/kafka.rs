@@ -9,19 +9,27 @@
 //! A writer that was fenced meanwhile cannot commit: it starts over with a fresh
 //! producer and re-reads the tail. So two writers can never both link to the same
 //! record, and a restarted operator resumes the chain from the last record on the topic.
+//!
+//! Every client (admin, producer, reader) is made with the target's [`AuditKafka`]
+//! properties (the pair's SASL/TLS settings) and an [`AuditContext`]: when the brokers
+//! refuse the credentials or TLS, the operation stops with [`AuditError::Refused`] and the
+//! brokers' reason instead of waiting for a timeout.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use rdkafka::admin::AdminClient;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{Offset, TopicPartitionList};
 
+use super::access::AuditKafka;
 use super::chain::{AuditRecord, Draft, Tail, seal};
-use crate::replication::topics::{TopicSpec, admin_client, ensure_topic};
+use super::context::{AuditContext, ClientErrors};
+pub use super::reader::{
+    drain_events, offset_for_time_blocking, read_tail, scan_blocking, watermarks,
+    watermarks_blocking,
+};
+use crate::replication::topics::{TopicSpec, ensure_topic};
 
 /// The audit topic's default name.
 pub const DEFAULT_TOPIC: &str = "understudy.audit";
@@ -38,6 +46,17 @@ pub enum AuditError {
         what: &'static str,
         bootstrap: String,
         source: KafkaError,
+    },
+    #[error(
+        "the brokers at {bootstrap} refused the connection: {reason}; check the Kafka SASL/TLS settings (the pair's spec.replication.kafka.secretRef Secret) and the user on the brokers"
+    )]
+    Refused { bootstrap: String, reason: String },
+    #[error("cannot make a Kafka client for {bootstrap} ({what}): {message}")]
+    Client {
+        what: &'static str,
+        bootstrap: String,
+        /// librdkafka's message with every secret property value removed.
+        message: String,
     },
     #[error("creating or checking the audit topic failed: {0}")]
     Topic(#[from] crate::replication::topics::TopicError),
@@ -73,41 +92,88 @@ impl AuditError {
     }
 }
 
-/// Where the chain lives.
+/// Where the chain lives. `Debug` shows no credential (see [`AuditKafka`]).
 #[derive(Clone, Debug)]
 pub struct AuditTarget {
-    pub bootstrap: String,
+    /// The cluster and the client properties (SASL/TLS) for producer, consumer and admin.
+    pub kafka: AuditKafka,
     pub topic: String,
     /// Retention of the topic when understudy creates it.
     pub retention: Duration,
-    /// Extra librdkafka properties (SASL/TLS).
-    pub extra: BTreeMap<String, String>,
+    /// The last error the target's clients reported (shared by clones).
+    pub errors: ClientErrors,
 }
 
 impl AuditTarget {
+    /// A cluster reached without client properties (PLAINTEXT).
     pub fn new(bootstrap: &str, topic: &str, retention: Duration) -> Self {
+        AuditTarget::with_kafka(&AuditKafka::plain(bootstrap), topic, retention)
+    }
+
+    /// A cluster reached with `kafka`'s client properties.
+    pub fn with_kafka(kafka: &AuditKafka, topic: &str, retention: Duration) -> Self {
         AuditTarget {
-            bootstrap: bootstrap.to_string(),
+            kafka: kafka.clone(),
             topic: topic.to_string(),
             retention,
-            extra: BTreeMap::new(),
+            errors: ClientErrors::default(),
         }
     }
 
-    fn base(&self) -> ClientConfig {
+    pub fn bootstrap(&self) -> &str {
+        &self.kafka.bootstrap
+    }
+
+    pub(super) fn base(&self) -> ClientConfig {
         let mut cfg = ClientConfig::new();
-        cfg.set("bootstrap.servers", &self.bootstrap);
-        for (k, v) in &self.extra {
+        cfg.set("bootstrap.servers", &self.kafka.bootstrap);
+        for (k, v) in &self.kafka.properties {
             cfg.set(k, v);
         }
         cfg
     }
 
-    fn err(&self, what: &'static str) -> impl Fn(KafkaError) -> AuditError + '_ {
-        move |source| AuditError::Kafka {
+    pub(super) fn context(&self) -> AuditContext {
+        AuditContext {
+            errors: self.errors.clone(),
+        }
+    }
+
+    /// A client failure: the brokers' refusal when one was reported since `since` (the
+    /// operation only timed out because of it), else the failure itself.
+    pub(super) fn fail(
+        &self,
+        what: &'static str,
+        since: Instant,
+    ) -> impl Fn(KafkaError) -> AuditError + '_ {
+        move |source| {
+            self.refusal(since).unwrap_or_else(|| AuditError::Kafka {
+                what,
+                bootstrap: self.kafka.bootstrap.clone(),
+                source,
+            })
+        }
+    }
+
+    /// The refusal reported by the target's clients since `since`, as an error.
+    pub fn refusal(&self, since: Instant) -> Option<AuditError> {
+        self.errors
+            .refused_since(since)
+            .map(|e| AuditError::Refused {
+                bootstrap: self.kafka.bootstrap.clone(),
+                reason: self.kafka.scrub(&e.reason),
+            })
+    }
+
+    /// A client could not be made (a bad property: librdkafka's message may quote it).
+    pub(super) fn create_failed(
+        &self,
+        what: &'static str,
+    ) -> impl Fn(KafkaError) -> AuditError + '_ {
+        move |e| AuditError::Client {
             what,
-            bootstrap: self.bootstrap.clone(),
-            source,
+            bootstrap: self.kafka.bootstrap.clone(),
+            message: self.kafka.scrub(&e.to_string()),
         }
     }
 
@@ -119,15 +185,40 @@ impl AuditTarget {
 
 /// Create the topic if missing: one partition, `cleanup.policy=delete`, the retention.
 pub async fn ensure_audit_topic(target: &AuditTarget) -> Result<(), AuditError> {
-    let extra = target.extra.clone().into_iter().collect();
-    let admin = admin_client(&target.bootstrap, &extra)?;
+    let since = Instant::now();
+    let admin: AdminClient<AuditContext> = target
+        .base()
+        .create_with_context(target.context())
+        .map_err(target.create_failed("audit admin client"))?;
     let retention_ms = i64::try_from(target.retention.as_millis()).unwrap_or(i64::MAX);
-    ensure_topic(
-        &admin,
-        &TopicSpec::retained(target.topic.clone(), 1, retention_ms),
-    )
-    .await?;
-    Ok(())
+    let spec = TopicSpec::retained(target.topic.clone(), 1, retention_ms);
+    let ensured = watch_refusal(target, since, async {
+        ensure_topic(&admin, &spec).await.map_err(AuditError::from)
+    });
+    match ensured.await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(target.refusal(since).unwrap_or(e)),
+    }
+}
+
+/// Run `op`, but stop as soon as the target's clients report that the brokers refused
+/// them (credentials, TLS): waiting for `op`'s own timeout would only hide the reason.
+async fn watch_refusal<T>(
+    target: &AuditTarget,
+    since: Instant,
+    op: impl std::future::Future<Output = Result<T, AuditError>>,
+) -> Result<T, AuditError> {
+    tokio::pin!(op);
+    loop {
+        tokio::select! {
+            r = &mut op => return r,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                if let Some(e) = target.refusal(since) {
+                    return Err(e);
+                }
+            }
+        }
+    }
 }
 
 /// A record appended, and where.
@@ -140,7 +231,7 @@ pub struct Appended {
 /// Appends records to the chain (see the module docs for how writers coordinate).
 pub struct ChainWriter {
     target: AuditTarget,
-    producer: Option<FutureProducer>,
+    producer: Option<FutureProducer<AuditContext>>,
     tail: Option<Tail>,
     topic_checked: bool,
 }
@@ -159,11 +250,8 @@ impl ChainWriter {
         &self.target
     }
 
-    async fn connect(&mut self) -> Result<FutureProducer, AuditError> {
-        if !self.topic_checked {
-            ensure_audit_topic(&self.target).await?;
-            self.topic_checked = true;
-        }
+    async fn connect(&mut self) -> Result<FutureProducer<AuditContext>, AuditError> {
+        let since = Instant::now();
         let mut cfg = self.target.base();
         cfg.set("transactional.id", self.target.transactional_id())
             .set("enable.idempotence", "true")
@@ -171,11 +259,23 @@ impl ChainWriter {
             .set("linger.ms", "0")
             .set("message.timeout.ms", "10000")
             .set("transaction.timeout.ms", "60000");
-        let producer: FutureProducer = cfg.create().map_err(self.target.err("audit producer"))?;
+        let producer: FutureProducer<AuditContext> = cfg
+            .create_with_context(self.target.context())
+            .map_err(self.target.create_failed("audit producer"))?;
+        // The producer first: its own thread serves its events, so a refusal of the
+        // credentials is seen at once, also while the admin request below waits.
+        if !self.topic_checked {
+            ensure_audit_topic(&self.target).await?;
+            self.topic_checked = true;
+        }
         let p = producer.clone();
-        blocking(move || p.init_transactions(CALL_TIMEOUT))
-            .await?
-            .map_err(self.target.err("initialising the audit transactions"))?;
+        let target = &self.target;
+        watch_refusal(target, since, async {
+            blocking(move || p.init_transactions(CALL_TIMEOUT))
+                .await?
+                .map_err(target.fail("initialising the audit transactions", since))
+        })
+        .await?;
         // After the init no other writer's transaction is open: the tail is final.
         self.tail = read_tail(&self.target).await?.map(|(_, r)| Tail::of(&r));
         self.producer = Some(producer.clone());
@@ -194,6 +294,11 @@ impl ChainWriter {
                 Some(p) => p,
                 None => match self.connect().await {
                     Ok(p) => p,
+                    // Credentials do not fix themselves within seconds: let the caller
+                    // report it now and retry later.
+                    Err(e @ (AuditError::Refused { .. } | AuditError::Client { .. })) => {
+                        return Err(e);
+                    }
                     Err(e) => {
                         last = Some(e);
                         continue;
@@ -218,9 +323,14 @@ impl ChainWriter {
         Err(last.unwrap_or_else(|| AuditError::Internal("append gave up".into())))
     }
 
-    async fn commit(&self, p: &FutureProducer, record: &AuditRecord) -> Result<i64, AuditError> {
+    async fn commit(
+        &self,
+        p: &FutureProducer<AuditContext>,
+        record: &AuditRecord,
+    ) -> Result<i64, AuditError> {
+        let since = Instant::now();
         p.begin_transaction()
-            .map_err(self.target.err("beginning an audit transaction"))?;
+            .map_err(self.target.fail("beginning an audit transaction", since))?;
         let payload =
             serde_json::to_vec(record).map_err(|e| AuditError::Internal(e.to_string()))?;
         let key = format!("{}/{}", record.namespace, record.pair);
@@ -239,7 +349,7 @@ impl ChainWriter {
             tokio::select! {
                 delivered = &mut send => match delivered {
                     Ok(d) => break d.offset,
-                    Err((e, _)) => return Err(self.target.err("producing the audit record")(e)),
+                    Err((e, _)) => return Err(self.target.fail("producing the audit record", since)(e)),
                 },
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {
                     if let Some((code, reason)) = p.client().fatal_error() {
@@ -254,142 +364,15 @@ impl ChainWriter {
         let q = p.clone();
         blocking(move || q.commit_transaction(CALL_TIMEOUT))
             .await?
-            .map_err(self.target.err("committing the audit record"))?;
+            .map_err(self.target.fail("committing the audit record", since))?;
         Ok(offset)
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, AuditError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| AuditError::Internal(e.to_string()))
-}
-
-/// The last committed record on the topic and its offset (`None`: the chain is empty).
-pub async fn read_tail(target: &AuditTarget) -> Result<Option<(i64, AuditRecord)>, AuditError> {
-    let t = target.clone();
-    blocking(move || read_tail_blocking(&t)).await?
-}
-
-fn read_tail_blocking(t: &AuditTarget) -> Result<Option<(i64, AuditRecord)>, AuditError> {
-    let (low, high) = watermarks_blocking(t)?;
-    if high <= low {
-        return Ok(None);
-    }
-    // Aborted transactions and commit markers take offsets too: look further back until
-    // a committed record turns up.
-    let mut back = 16i64;
-    loop {
-        let from = (high - back).max(low);
-        let mut last: Option<(i64, Vec<u8>)> = None;
-        scan_blocking(t, from, |offset, bytes| {
-            last = Some((offset, bytes.to_vec()));
-            true
-        })?;
-        if let Some((offset, bytes)) = last {
-            let record = serde_json::from_slice(&bytes).map_err(|e| AuditError::BadTail {
-                topic: t.topic.clone(),
-                offset,
-                reason: e.to_string(),
-            })?;
-            return Ok(Some((offset, record)));
-        }
-        if from == low {
-            return Ok(None);
-        }
-        back = back.saturating_mul(8);
-    }
-}
-
-/// The topic's (earliest, end) offsets of its single partition.
-pub async fn watermarks(target: &AuditTarget) -> Result<(i64, i64), AuditError> {
-    let t = target.clone();
-    blocking(move || watermarks_blocking(&t)).await?
-}
-
-fn reader(t: &AuditTarget) -> Result<BaseConsumer, AuditError> {
-    let mut cfg = t.base();
-    cfg.set("group.id", "understudy-audit-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .set("auto.offset.reset", "earliest");
-    cfg.create().map_err(t.err("audit reader"))
-}
-
-/// Blocking form of [`watermarks`].
-pub fn watermarks_blocking(t: &AuditTarget) -> Result<(i64, i64), AuditError> {
-    let c = reader(t)?;
-    c.fetch_watermarks(&t.topic, 0, Duration::from_secs(10))
-        .map_err(t.err("reading the audit topic's offsets"))
-}
-
-/// Read committed records from `from` to the end of the partition, calling `f` with each
-/// record's offset and value; `f` returns false to stop early.
-pub fn scan_blocking(
-    t: &AuditTarget,
-    from: i64,
-    mut f: impl FnMut(i64, &[u8]) -> bool,
-) -> Result<(), AuditError> {
-    let c = reader(t)?;
-    let (low, high) = c
-        .fetch_watermarks(&t.topic, 0, Duration::from_secs(10))
-        .map_err(t.err("reading the audit topic's offsets"))?;
-    if high <= low || from >= high {
-        return Ok(());
-    }
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&t.topic, 0, Offset::Offset(from.max(low)))
-        .map_err(t.err("assigning the audit partition"))?;
-    c.assign(&tpl)
-        .map_err(t.err("assigning the audit partition"))?;
-    let idle = Duration::from_secs(30);
-    let mut last_progress = Instant::now();
-    loop {
-        match c.poll(Duration::from_millis(200)) {
-            None => {
-                if last_progress.elapsed() > idle {
-                    return Err(AuditError::Timeout {
-                        topic: t.topic.clone(),
-                        timeout: idle,
-                    });
-                }
-            }
-            Some(Err(KafkaError::PartitionEOF(_))) => return Ok(()),
-            Some(Err(e)) => return Err(t.err("reading the audit topic")(e)),
-            Some(Ok(m)) => {
-                last_progress = Instant::now();
-                if !f(m.offset(), m.payload().unwrap_or_default()) {
-                    return Ok(());
-                }
-            }
-        }
-    }
-}
-
-/// Offset of the first record written at or after `at_ms` (epoch ms), or the end.
-pub fn offset_for_time_blocking(t: &AuditTarget, at_ms: i64) -> Result<i64, AuditError> {
-    let c = reader(t)?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&t.topic, 0, Offset::Offset(at_ms))
-        .map_err(t.err("looking up offsets by time"))?;
-    let found = c
-        .offsets_for_times(tpl, Duration::from_secs(10))
-        .map_err(t.err("looking up offsets by time"))?;
-    let offset = found
-        .elements()
-        .first()
-        .map(|e| e.offset())
-        .unwrap_or(Offset::End);
-    match offset {
-        Offset::Offset(o) => Ok(o),
-        _ => {
-            let (_, high) = c
-                .fetch_watermarks(&t.topic, 0, Duration::from_secs(10))
-                .map_err(t.err("reading the audit topic's offsets"))?;
-            Ok(high)
-        }
-    }
 }

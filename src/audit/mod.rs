@@ -11,19 +11,32 @@
 //!   retention 730 days unless configured) with transactional, idempotent, `acks=all`
 //!   appends; every writer links to the last committed record, so the operator resumes
 //!   the chain after a restart and `kubectl understudy` invocations can append too.
-//! - [`sink`] is what the operator's call sites use: non-blocking, in order, retried.
-//! - [`read`] verifies a whole topic and collects a pair's records (evidence).
+//! - [`access`] is how a chain's Kafka is reached: the pair's bootstrap servers and the
+//!   SASL/TLS properties of its `spec.replication.kafka.secretRef` Secret, the same
+//!   settings replication uses; [`context`] turns the brokers' refusal of those settings
+//!   into an error at once.
+//! - [`sink`] is what the operator's call sites use: non-blocking, in order, retried,
+//!   with a bounded queue per cluster and credentials; [`health`] and [`metrics`] say
+//!   when a pair's records cannot be written.
+//! - [`reader`] reads the topic back (blocking); [`read`] verifies a whole topic and
+//!   collects a pair's records (evidence).
 //! - [`drills`] turns Drill objects finishing into records.
 
+pub mod access;
 pub mod chain;
+pub mod context;
 pub mod drills;
+pub mod health;
 pub mod kafka;
+pub mod metrics;
 pub mod read;
+pub mod reader;
 pub mod sink;
 
+pub use access::{AuditKafka, KafkaSecretError, pair_kafka};
 pub use chain::{AuditRecord, BadRecord, ChainSummary, Draft, GENESIS, Verifier};
 pub use kafka::{AuditError, AuditTarget, ChainWriter, DEFAULT_RETENTION, DEFAULT_TOPIC};
-pub use sink::{AuditSettings, AuditSink};
+pub use sink::{AuditSettings, AuditSink, DEFAULT_QUEUE_CAPACITY, DEFAULT_STALL_AFTER};
 
 /// Record kinds.
 pub mod kind {

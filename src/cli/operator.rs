@@ -71,9 +71,15 @@ pub struct OperatorArgs {
     /// Retention of the audit topic when the operator creates it (e.g. 730d, 90d).
     #[arg(long, default_value = "730d", value_parser = parse_retention)]
     pub audit_retention: Duration,
-    /// Kafka topic of the hash-chained audit trail (on each pair's Kafka cluster).
+    /// Kafka topic of the hash-chained audit trail (on each pair's Kafka cluster, reached
+    /// with the pair's spec.replication.kafka.secretRef SASL/TLS settings).
     #[arg(long, env = "UNDERSTUDY_AUDIT_TOPIC", default_value = crate::audit::DEFAULT_TOPIC)]
     pub audit_topic: String,
+    /// Audit records held per Kafka cluster and credentials while Kafka is slow or away;
+    /// beyond it new records are dropped and counted (understudy_audit_records_dropped_total)
+    /// and the pair shows it, so a decision never waits for the audit log.
+    #[arg(long, default_value_t = crate::audit::DEFAULT_QUEUE_CAPACITY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub audit_queue_capacity: usize,
 }
 
 fn parse_retention(s: &str) -> Result<Duration, String> {
@@ -121,6 +127,7 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
         audit: crate::audit::AuditSettings {
             retention: args.audit_retention,
             topic: args.audit_topic.clone(),
+            queue_capacity: args.audit_queue_capacity,
             ..Default::default()
         },
         ..OperatorOptions::default()

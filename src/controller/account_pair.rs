@@ -125,6 +125,7 @@ async fn cleanup(pair: Arc<AccountPair>, ctx: Arc<Context>) -> Result<Action, Er
     // A deleted pair leaves no series behind (a stale status would keep an alert
     // firing, a stale last-drill time would raise DrillOverdue a month later).
     super::metrics::forget_pair(&ns, &name, true);
+    ctx.audit.forget(&ns, &name);
     ctx.event(
         &pair.object_ref(&()),
         false,

@@ -18,11 +18,11 @@ use crate::api::switchover::{StepState, SwitchoverStatus};
 use crate::failover::executor::{Drained, Notifier, PairView, ReplicationControl, SwitchoverStore};
 use crate::failover::plan::Gate;
 
-/// Where a switchover's audit records go.
+/// Where a switchover's audit records go: the pair's Kafka, with its settings.
 #[derive(Clone)]
 pub struct Audit {
     pub sink: crate::audit::AuditSink,
-    pub bootstrap: String,
+    pub kafka: crate::audit::AuditKafka,
     pub namespace: String,
     pub pair: String,
 }
@@ -30,7 +30,7 @@ pub struct Audit {
 impl Audit {
     pub fn record(&self, kind: &str, data: serde_json::Value) {
         self.sink
-            .record(&self.bootstrap, kind, &self.namespace, &self.pair, data);
+            .record_to(&self.kafka, kind, &self.namespace, &self.pair, data);
     }
 }
 

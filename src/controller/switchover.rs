@@ -96,14 +96,14 @@ pub async fn reconcile(so: Arc<Switchover>, ctx: Arc<Context>) -> Result<Action,
         .await?;
         return Ok(Action::await_change());
     };
-    let audit = Audit {
-        sink: ctx.audit.clone(),
-        bootstrap: pair.spec.replication.kafka.bootstrap_servers.clone(),
-        namespace: namespace.clone(),
-        pair: so.spec.pair.clone(),
-    };
     let Some(handle) = ctx.pair(&namespace, &so.spec.pair) else {
         return Ok(Action::requeue(Duration::from_secs(1)));
+    };
+    let audit = Audit {
+        sink: ctx.audit.clone(),
+        kafka: handle.audit_kafka.clone(),
+        namespace: namespace.clone(),
+        pair: so.spec.pair.clone(),
     };
     let pk = pair_key(&namespace, &so.spec.pair);
     let taken = {

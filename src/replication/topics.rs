@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
@@ -111,8 +111,8 @@ pub enum TopicOutcome {
 }
 
 /// Create the topic if missing; if it exists, check its cleanup policy matches.
-pub async fn ensure_topic(
-    admin: &AdminClient<DefaultClientContext>,
+pub async fn ensure_topic<C: ClientContext + 'static>(
+    admin: &AdminClient<C>,
     spec: &TopicSpec,
 ) -> Result<TopicOutcome, TopicError> {
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
@@ -157,8 +157,8 @@ pub async fn ensure_topic(
 }
 
 /// The topic's effective `cleanup.policy`.
-pub async fn cleanup_policy(
-    admin: &AdminClient<DefaultClientContext>,
+pub async fn cleanup_policy<C: ClientContext + 'static>(
+    admin: &AdminClient<C>,
     topic: &str,
 ) -> Result<String, TopicError> {
     let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));

@@ -1,6 +1,12 @@
 //! The plugin and the audit trail: appending the records of people's actions (pause,
-//! resume, switchover, cancel) and `audit verify`.
+//! resume, switchover, cancel, drill) and `audit verify`.
+//!
+//! Kafka is reached like the pair's replication reaches it: the pair's bootstrap servers
+//! (or `--kafka`) with the SASL/TLS properties of its `spec.replication.kafka.secretRef`
+//! Secret, read with the user's own credentials — or a `--kafka-properties` file instead
+//! of the Secret. A Secret the user may not read is named with the RBAC that is missing.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -9,25 +15,83 @@ use serde_json::Value;
 use super::client::{Kube, api_failure};
 use super::{Failure, Outcome, Output, print_value};
 use crate::api::AccountPair;
-use crate::audit::{AuditTarget, ChainWriter, DEFAULT_RETENTION, Draft};
+use crate::audit::access::parse_properties;
+use crate::audit::{AuditKafka, AuditTarget, ChainWriter, DEFAULT_RETENTION, Draft, pair_kafka};
 
-/// The Kafka cluster of the pair's audit chain: `--kafka`, else the pair's own.
-pub fn bootstrap_of(pair: &AccountPair, flag: Option<&str>) -> String {
-    flag.map(str::to_string)
-        .unwrap_or_else(|| pair.spec.replication.kafka.bootstrap_servers.clone())
+/// `--kafka` and `--kafka-properties`.
+#[derive(Clone, Debug, Default)]
+pub struct KafkaFlags {
+    pub bootstrap: Option<String>,
+    pub properties: Option<PathBuf>,
+}
+
+/// Client properties from a file given with `--kafka-properties`.
+fn properties_file(path: &Path) -> Result<std::collections::BTreeMap<String, String>, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::usage(format!(
+            "cannot read --kafka-properties {}: {e}",
+            path.display()
+        ))
+    })?;
+    parse_properties(&text).map_err(|e| {
+        Failure::usage(format!(
+            "--kafka-properties {}: {e} (one librdkafka property a line, e.g. sasl.mechanism=PLAIN)",
+            path.display()
+        ))
+    })
+}
+
+/// How to reach the audit chain of `pair` (or of no pair: `--kafka` alone).
+pub async fn kafka_of(
+    kube: &Kube,
+    pair: Option<&AccountPair>,
+    flags: &KafkaFlags,
+) -> Result<AuditKafka, Failure> {
+    let from_pair = pair.map(|p| p.spec.replication.kafka.bootstrap_servers.clone());
+    let Some(bootstrap) = flags.bootstrap.clone().or(from_pair) else {
+        return Err(Failure::usage(
+            "no Kafka to read: pass --pair NAME (or --kafka BOOTSTRAP)",
+        ));
+    };
+    if let Some(path) = &flags.properties {
+        return Ok(AuditKafka::new(bootstrap, properties_file(path)?));
+    }
+    let Some(pair) = pair else {
+        return Ok(AuditKafka::plain(bootstrap));
+    };
+    let from_secret = pair_kafka(&kube.client, pair).await.map_err(|e| {
+        Failure::failed(format!(
+            "{e}; or pass --kafka-properties FILE with the Kafka client settings"
+        ))
+    })?;
+    Ok(AuditKafka::new(bootstrap, from_secret.properties))
 }
 
 /// Append a record of what `actor` did to `pair`. The action already happened, so a
 /// failure to write is reported on stderr and does not change the exit code (the
 /// operator records the switchover's own start, steps and end as well).
 pub async fn append(
+    kube: &Kube,
     pair: &AccountPair,
     change: &super::ChangeArgs,
     kind: &str,
     actor: &str,
     data: Value,
 ) {
-    let bootstrap = bootstrap_of(pair, change.kafka.as_deref());
+    let flags = KafkaFlags {
+        bootstrap: change.kafka.clone(),
+        properties: change.kafka_properties.clone(),
+    };
+    let kafka = match kafka_of(kube, Some(pair), &flags).await {
+        Ok(k) => k,
+        Err(f) => {
+            eprintln!(
+                "warning: the audit record ({kind}) was not written: {}",
+                f.message
+            );
+            return;
+        }
+    };
     let draft = Draft::new(
         kind,
         pair.metadata.namespace.as_deref().unwrap_or_default(),
@@ -36,8 +100,8 @@ pub async fn append(
         data,
         Utc::now(),
     );
-    let mut writer = ChainWriter::new(AuditTarget::new(
-        &bootstrap,
+    let mut writer = ChainWriter::new(AuditTarget::with_kafka(
+        &kafka,
         &change.audit_topic,
         DEFAULT_RETENTION,
     ));
@@ -48,34 +112,45 @@ pub async fn append(
             "audit record written"
         ),
         Ok(Err(e)) => eprintln!(
-            "warning: the audit record ({kind}) was not written: {e} (pass --kafka BOOTSTRAP if the pair's Kafka is not reachable from here)"
+            "warning: the audit record ({kind}) was not written: {} (pass --kafka BOOTSTRAP if the pair's Kafka is not reachable from here)",
+            kafka.scrub(&e.to_string())
         ),
         Err(_) => eprintln!(
-            "warning: the audit record ({kind}) was not written: Kafka at {bootstrap} did not answer within 30s"
+            "warning: the audit record ({kind}) was not written: Kafka at {} did not answer within 30s",
+            kafka.bootstrap
         ),
     }
 }
 
 /// `audit verify`.
-pub async fn verify(kube: &Kube, kafka: Option<&str>, topic: &str, output: Output) -> Outcome {
-    let bootstrap = match kafka {
-        Some(k) => k.to_string(),
-        None => {
+pub async fn verify(
+    kube: &Kube,
+    pair: Option<&str>,
+    flags: &KafkaFlags,
+    topic: &str,
+    output: Output,
+) -> Outcome {
+    let pair = match (pair, &flags.bootstrap) {
+        (Some(name), _) => Some(kube.pair(name).await?),
+        (None, Some(_)) => None,
+        (None, None) => {
             let pairs = kube
                 .pairs()
                 .list(&Default::default())
                 .await
                 .map_err(|e| api_failure(e, "listing AccountPairs for their Kafka"))?;
-            let first = pairs.items.first().ok_or_else(|| {
+            let first = pairs.items.into_iter().next().ok_or_else(|| {
                 Failure::usage(format!(
-                    "no --kafka given and no AccountPair in namespace {:?} to take the Kafka bootstrap from",
+                    "no --pair or --kafka given and no AccountPair in namespace {:?} to take the Kafka settings from",
                     kube.namespace
                 ))
             })?;
-            bootstrap_of(first, None)
+            Some(first)
         }
     };
-    let target = AuditTarget::new(&bootstrap, topic, DEFAULT_RETENTION);
+    let kafka = kafka_of(kube, pair.as_ref(), flags).await?;
+    let bootstrap = kafka.bootstrap.clone();
+    let target = AuditTarget::with_kafka(&kafka, topic, DEFAULT_RETENTION);
     let v = crate::audit::read::verify_topic(&target)
         .await
         .map_err(|e| {
@@ -84,7 +159,10 @@ pub async fn verify(kube: &Kube, kafka: Option<&str>, topic: &str, output: Outpu
                     "the audit topic {topic} does not exist on {bootstrap}"
                 ))
             } else {
-                Failure::failed(format!("reading the audit topic {topic}: {e}"))
+                Failure::failed(format!(
+                    "reading the audit topic {topic}: {}",
+                    kafka.scrub(&e.to_string())
+                ))
             }
         })?;
     if output != Output::Table {

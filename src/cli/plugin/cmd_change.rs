@@ -135,7 +135,7 @@ pub async fn pause(kube: &Kube, name: &str, reason: Option<&str>, change: &Chang
             json!({ "previousReason": view::pause_reason(&pair) }),
         ),
     };
-    append(&pair, change, k, &user, data).await;
+    append(kube, &pair, change, k, &user, data).await;
     if pausing {
         println!(
             "{name} paused: automatic failover is suspended (a confirmed freeze pages humans); manual switchovers still work. Resume with: kubectl understudy resume {name}"

@@ -79,9 +79,11 @@ pub async fn run(kube: &Kube, a: &DrillArgs) -> Outcome {
     let change = ChangeArgs {
         yes: true,
         kafka: a.kafka.clone(),
+        kafka_properties: a.kafka_properties.clone(),
         audit_topic: a.audit_topic.clone(),
     };
     append(
+        kube,
         &pair,
         &change,
         kind::DRILL_REQUESTED,

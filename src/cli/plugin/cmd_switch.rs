@@ -96,6 +96,7 @@ pub async fn switchover(
         format!("switchover {name} created (requested by {user})"),
     );
     append(
+        kube,
         &pair,
         &a.change,
         kind::SWITCHOVER_CREATED,
@@ -242,6 +243,7 @@ pub async fn cancel(kube: &Kube, name: &str, change: &super::ChangeArgs) -> Outc
             Ok(_) => {
                 if let Ok(pair) = kube.pair(&so.spec.pair).await {
                     append(
+                        kube,
                         &pair,
                         change,
                         kind::CANCEL_REQUESTED,

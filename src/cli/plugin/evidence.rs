@@ -10,7 +10,7 @@ use kube::api::Api;
 use serde::Serialize;
 
 use super::client::Kube;
-use super::cmd_audit::bootstrap_of;
+use super::cmd_audit::{KafkaFlags, kafka_of};
 use super::evidence_ops::{Operation, operations};
 use super::{Failure, Outcome};
 use crate::audit::{AuditRecord, AuditTarget, DEFAULT_RETENTION, DEFAULT_TOPIC, kind};
@@ -181,7 +181,7 @@ pub async fn export(
     pair_name: &str,
     since: &str,
     dir: &Path,
-    kafka: Option<&str>,
+    kafka_flags: &KafkaFlags,
     audit_topic: &str,
 ) -> Outcome {
     let window = crate::audit::parse_duration(since).ok_or_else(|| {
@@ -194,10 +194,21 @@ pub async fn export(
     let since_ms = since_t.timestamp_millis();
     let pair = kube.pair(pair_name).await?;
     let ns = kube.namespace.clone();
-    let bootstrap = bootstrap_of(&pair, kafka);
     std::fs::create_dir_all(dir)
         .map_err(|e| Failure::failed(format!("creating {}: {e}", dir.display())))?;
     let mut notes = Vec::new();
+    // Without the pair's Kafka settings (e.g. its Secret is not readable with this user)
+    // the Kafka parts are left out and README.txt says why: the rest is still evidence.
+    let kafka = match kafka_of(kube, Some(&pair), kafka_flags).await {
+        Ok(k) => Some(k),
+        Err(f) => {
+            notes.push(format!(
+                "audit records and operations: the pair's Kafka settings are not available: {}",
+                f.message
+            ));
+            None
+        }
+    };
 
     let created = |so: &crate::api::Switchover| {
         so.metadata
@@ -249,32 +260,30 @@ pub async fn export(
             Vec::new()
         }
     };
-    let target = AuditTarget::new(&bootstrap, audit_topic, DEFAULT_RETENTION);
-    let audit = match crate::audit::read::records_of_pair(&target, &ns, pair_name, since_ms).await {
-        Ok(a) => a,
-        Err(e) => {
-            notes.push(format!(
-                "audit records: cannot read {audit_topic} at {bootstrap} ({e})"
-            ));
-            Vec::new()
+    let mut audit = Vec::new();
+    let mut ops: Vec<Operation> = Vec::new();
+    if let Some(kafka) = &kafka {
+        let bootstrap = &kafka.bootstrap;
+        let target = AuditTarget::with_kafka(kafka, audit_topic, DEFAULT_RETENTION);
+        match crate::audit::read::records_of_pair(&target, &ns, pair_name, since_ms).await {
+            Ok(a) => audit = a,
+            Err(e) => notes.push(format!(
+                "audit records: cannot read {audit_topic} at {bootstrap} ({})",
+                kafka.scrub(&e.to_string())
+            )),
         }
-    };
-    let ops: Vec<Operation> = match operations(&bootstrap, &ns, pair_name, since_ms, MAX_OPERATIONS)
-        .await
-    {
-        Ok((ops, cut)) => {
-            if cut {
-                notes.push(format!(
+        match operations(kafka, &ns, pair_name, since_ms, MAX_OPERATIONS).await {
+            Ok((found, cut)) => {
+                if cut {
+                    notes.push(format!(
                         "operations: only the first {MAX_OPERATIONS} of the window (use a shorter --since)"
                     ));
+                }
+                ops = found;
             }
-            ops
+            Err(e) => notes.push(format!("operations: {}", kafka.scrub(&e))),
         }
-        Err(e) => {
-            notes.push(format!("operations: {e}"));
-            Vec::new()
-        }
-    };
+    }
 
     let signals = signal_lines(&audit, &events);
     write(dir, "signals.txt", &(signals.join("\n") + "\n"))?;

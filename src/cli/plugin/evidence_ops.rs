@@ -13,6 +13,8 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
+use crate::audit::AuditKafka;
+use crate::audit::context::AuditContext;
 use crate::replication::codec::{self, StateRecord};
 use crate::replication::topics::state_topic;
 
@@ -39,39 +41,58 @@ pub struct Operation {
     pub error: Option<String>,
 }
 
-/// Operations since `since_ms`, oldest first, at most `cap` (true when cut).
+/// Operations since `since_ms`, oldest first, at most `cap` (true when cut). Kafka is
+/// reached with the pair's client properties (SASL/TLS).
 pub async fn operations(
-    bootstrap: &str,
+    kafka: &AuditKafka,
     namespace: &str,
     pair: &str,
     since_ms: i64,
     cap: usize,
 ) -> Result<(Vec<Operation>, bool), String> {
     let topic = state_topic(namespace, pair);
-    let bootstrap = bootstrap.to_string();
-    tokio::task::spawn_blocking(move || read_blocking(&bootstrap, &topic, since_ms, cap))
+    let kafka = kafka.clone();
+    tokio::task::spawn_blocking(move || read_blocking(&kafka, &topic, since_ms, cap))
         .await
         .map_err(|e| e.to_string())?
 }
 
 fn read_blocking(
-    bootstrap: &str,
+    kafka: &AuditKafka,
     topic: &str,
     since_ms: i64,
     cap: usize,
 ) -> Result<(Vec<Operation>, bool), String> {
-    let err = |what: &str, e: KafkaError| format!("{what} ({topic} at {bootstrap}): {e}");
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let bootstrap = &kafka.bootstrap;
+    let started = std::time::Instant::now();
+    let context = AuditContext::default();
+    let errors = context.errors.clone();
+    // A refusal of the credentials, reported by the client, says more than the timeout
+    // of the call that needed the connection.
+    let err = |what: &str, e: KafkaError| {
+        let why = match errors.refused_since(started) {
+            Some(r) => format!("the brokers refused the connection: {}", r.reason),
+            None => e.to_string(),
+        };
+        kafka.scrub(&format!("{what} ({topic} at {bootstrap}): {why}"))
+    };
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", bootstrap);
+    for (k, v) in &kafka.properties {
+        cfg.set(k, v);
+    }
+    let consumer: BaseConsumer<AuditContext> = cfg
         .set("group.id", "understudy-evidence")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
-        .create()
+        .create_with_context(context)
         .map_err(|e| err("Kafka client", e))?;
     let timeout = Duration::from_secs(10);
-    let md = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| err("reading the topic's metadata", e))?;
+    let md = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| {
+        // Serve the client's events: a refusal of the credentials arrives there.
+        crate::audit::kafka::drain_events(&consumer);
+        err("reading the topic's metadata", e)
+    })?;
     let partitions: Vec<i32> = md
         .topics()
         .iter()

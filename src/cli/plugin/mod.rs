@@ -143,6 +143,10 @@ pub enum Verb {
         /// Kafka bootstrap servers (default: the pair's spec.replication.kafka.bootstrapServers).
         #[arg(long)]
         kafka: Option<String>,
+        /// Kafka client properties file (key=value lines: security.protocol, sasl.*, ssl.*)
+        /// used instead of the pair's spec.replication.kafka.secretRef Secret.
+        #[arg(long, value_name = "FILE")]
+        kafka_properties: Option<PathBuf>,
         /// Audit topic.
         #[arg(long, env = "UNDERSTUDY_AUDIT_TOPIC", default_value = crate::audit::DEFAULT_TOPIC)]
         audit_topic: String,
@@ -187,6 +191,10 @@ pub struct DrillArgs {
     /// Kafka bootstrap servers for the audit record (default: the pair's).
     #[arg(long)]
     pub kafka: Option<String>,
+    /// Kafka client properties file for the audit record, instead of the pair's
+    /// spec.replication.kafka.secretRef Secret.
+    #[arg(long, value_name = "FILE")]
+    pub kafka_properties: Option<PathBuf>,
     /// Audit topic the record is appended to.
     #[arg(long, env = "UNDERSTUDY_AUDIT_TOPIC", default_value = crate::audit::DEFAULT_TOPIC)]
     pub audit_topic: String,
@@ -213,11 +221,23 @@ pub enum AuditVerb {
     /// Read the whole audit topic and prove the hash chain unbroken, or name the first
     /// record (seq and offset) that was changed or removed. Exit 0 whole, 1 broken.
     ///
-    /// Example: kubectl understudy audit verify --kafka kafka-0.kafka:9092
+    /// Kafka is reached like the pair's replication: its bootstrap servers and the
+    /// SASL/TLS settings of its spec.replication.kafka.secretRef Secret, read with your
+    /// own credentials (you need `get` on that Secret), or --kafka-properties FILE.
+    ///
+    /// Example: kubectl understudy audit verify --pair wecom -n payments
     Verify {
-        /// Kafka bootstrap servers (default: those of the first AccountPair in the namespace).
+        /// AccountPair whose Kafka (bootstrap servers and Secret) to use (default: the
+        /// first AccountPair in the namespace, unless --kafka is given).
+        #[arg(long)]
+        pair: Option<String>,
+        /// Kafka bootstrap servers (default: the pair's).
         #[arg(long)]
         kafka: Option<String>,
+        /// Kafka client properties file (key=value lines: security.protocol, sasl.*,
+        /// ssl.*) used instead of the pair's Secret.
+        #[arg(long, value_name = "FILE")]
+        kafka_properties: Option<PathBuf>,
         /// Audit topic (e.g. a copy to check).
         #[arg(long, env = "UNDERSTUDY_AUDIT_TOPIC", default_value = crate::audit::DEFAULT_TOPIC)]
         topic: String,
@@ -235,6 +255,10 @@ pub struct ChangeArgs {
     /// Kafka bootstrap servers for the audit record (default: the pair's).
     #[arg(long)]
     pub kafka: Option<String>,
+    /// Kafka client properties file for the audit record (key=value lines), instead of
+    /// the pair's spec.replication.kafka.secretRef Secret.
+    #[arg(long, value_name = "FILE")]
+    pub kafka_properties: Option<PathBuf>,
     /// Audit topic the record is appended to.
     #[arg(long, env = "UNDERSTUDY_AUDIT_TOPIC", default_value = crate::audit::DEFAULT_TOPIC)]
     pub audit_topic: String,
@@ -377,17 +401,14 @@ async fn dispatch(global: Global, verb: Verb) -> Outcome {
             since,
             output_dir,
             kafka,
+            kafka_properties,
             audit_topic,
         } => {
-            evidence::export(
-                &kube,
-                &pair,
-                &since,
-                &output_dir,
-                kafka.as_deref(),
-                &audit_topic,
-            )
-            .await
+            let kafka = cmd_audit::KafkaFlags {
+                bootstrap: kafka,
+                properties: kafka_properties,
+            };
+            evidence::export(&kube, &pair, &since, &output_dir, &kafka, &audit_topic).await
         }
         Verb::Drill(a) => match &a.report {
             Some(DrillVerb::Report { name, output }) => {
@@ -396,10 +417,18 @@ async fn dispatch(global: Global, verb: Verb) -> Outcome {
             None => cmd_drill::run(&kube, &a).await,
         },
         Verb::Audit(AuditVerb::Verify {
+            pair,
             kafka,
+            kafka_properties,
             topic,
             output,
-        }) => cmd_audit::verify(&kube, kafka.as_deref(), &topic, output).await,
+        }) => {
+            let kafka = cmd_audit::KafkaFlags {
+                bootstrap: kafka,
+                properties: kafka_properties,
+            };
+            cmd_audit::verify(&kube, pair.as_deref(), &kafka, &topic, output).await
+        }
     }
 }
 

@@ -33,6 +33,7 @@ pub(super) struct Setup {
     pub spec: Arc<AccountPairSpec>,
     pub object_ref: ObjectReference,
     pub replication: ReplicationHandle,
+    pub audit_kafka: crate::audit::AuditKafka,
     pub status: AccountPairStatus,
 }
 
@@ -52,6 +53,7 @@ pub(super) struct PairActor {
     pub(super) spec: Arc<AccountPairSpec>,
     pub(super) object_ref: ObjectReference,
     pub(super) replication: ReplicationHandle,
+    audit_kafka: crate::audit::AuditKafka,
     view_tx: watch::Sender<PairView>,
 
     pub(super) active: Side,
@@ -111,6 +113,7 @@ impl PairActor {
             generation: s.generation,
             object_ref: s.object_ref,
             replication: s.replication,
+            audit_kafka: s.audit_kafka,
             view_tx,
             active,
             target: s.status.target_side,
@@ -166,13 +169,9 @@ impl PairActor {
     }
 
     pub(super) fn audit(&self, kind: &str, data: serde_json::Value) {
-        self.env.audit.record(
-            &self.spec.replication.kafka.bootstrap_servers,
-            kind,
-            &self.ns,
-            &self.name,
-            data,
-        );
+        self.env
+            .audit
+            .record_to(&self.audit_kafka, kind, &self.ns, &self.name, data);
     }
 
     /// An Event on the pair, published in the background (a decision never waits for it).
@@ -476,7 +475,11 @@ impl PairActor {
         });
     }
 
-    fn status_input<'a>(&'a self, previous: &'a AccountPairStatus) -> StatusInput<'a> {
+    fn status_input<'a>(
+        &'a self,
+        previous: &'a AccountPairStatus,
+        audit_problem: Option<&'a str>,
+    ) -> StatusInput<'a> {
         let d = &self.detectors;
         let report = self.report.as_ref();
         StatusInput {
@@ -498,7 +501,7 @@ impl PairActor {
             risk: &self.risk_findings,
             last_flip: self.last_flip.clone(),
             seen_notices: self.seen.entries(),
-            audit_problem: None,
+            audit_problem,
         }
     }
 
@@ -509,8 +512,12 @@ impl PairActor {
             return;
         }
         let now = Utc::now();
-        let value =
-            serde_json::to_value(build(&self.status_input(&self.stored), now)).unwrap_or_default();
+        let audit_problem = self.env.audit.problem(&self.ns, &self.name);
+        let value = serde_json::to_value(build(
+            &self.status_input(&self.stored, audit_problem.as_deref()),
+            now,
+        ))
+        .unwrap_or_default();
         if self.last_published.as_ref() == Some(&value) {
             return;
         }
@@ -523,7 +530,7 @@ impl PairActor {
             }
         };
         let previous = fresh.status.clone().unwrap_or_default();
-        let status = build(&self.status_input(&previous), now);
+        let status = build(&self.status_input(&previous, audit_problem.as_deref()), now);
         let patch = serde_json::json!({
             "metadata": { "resourceVersion": fresh.metadata.resource_version },
             "status": status,

@@ -163,6 +163,8 @@ pub struct PairHandle {
     pub generation: i64,
     pub spec: Arc<AccountPairSpec>,
     notice_secret: Option<Vec<u8>>,
+    /// Where the pair's audit records go (its Kafka, with its SASL/TLS settings).
+    pub audit_kafka: crate::audit::AuditKafka,
     providers: [Arc<dyn AccountProvider>; 2],
     tx: mpsc::Sender<Msg>,
     view: watch::Receiver<PairView>,
@@ -234,6 +236,14 @@ impl PairHandle {
             ),
             None => None,
         };
+        // The audit trail goes to the pair's Kafka with its SASL/TLS settings. A Secret
+        // that cannot be read now shows as the AuditTrail condition once records wait.
+        let audit_kafka = crate::audit::pair_kafka(&env.client, &pair)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(pair = %name, error = %e, "the pair's Kafka Secret cannot be read for the audit trail; writing without its settings");
+                crate::audit::AuditKafka::plain(&spec.replication.kafka.bootstrap_servers)
+            });
         let status = pair.status.clone().unwrap_or_default();
         let active = status.active_side.unwrap_or(Side::Primary);
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -255,6 +265,7 @@ impl PairHandle {
             spec: spec.clone(),
             object_ref: pair.object_ref(&()),
             replication: replication.clone(),
+            audit_kafka: audit_kafka.clone(),
             status,
         });
         let mut tasks = vec![tokio::spawn(actor.run(rx))];
@@ -288,6 +299,7 @@ impl PairHandle {
             generation: pair.metadata.generation.unwrap_or(0),
             spec,
             notice_secret,
+            audit_kafka,
             providers,
             tx,
             view,
