@@ -11,6 +11,11 @@ use serde::{Deserialize, Serialize};
 
 use super::common::Side;
 
+/// An RFC 3339 date-time (`date-time` of RFC 3339 section 5.6: date, `T`, time, optional
+/// fraction, `Z` or a numeric offset), as an RE2/Rust regex. The schema's `format:
+/// date-time` also refuses impossible dates (month 13); this rule gives the message.
+pub const RFC3339_PATTERN: &str = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$";
+
 /// A requested move of the active side. The spec is immutable: create a new Switchover
 /// to change anything.
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -53,9 +58,12 @@ pub struct SwitchoverSpec {
     /// Produce the plan and the gates' verdicts, change nothing.
     #[serde(default)]
     pub dry_run: bool,
-    /// Do not start before this time (RFC 3339).
+    /// Do not start before this time: an RFC 3339 date-time with a zone, e.g.
+    /// `2026-03-01T02:00:00Z` or `2026-03-01T10:00:00+08:00`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), extend("format" = "date-time"))]
+    #[x_kube(validation = kube::core::Rule::new(format!("self.matches('{RFC3339_PATTERN}')"))
+        .message("notBefore must be an RFC 3339 date-time with a zone, e.g. 2026-03-01T02:00:00Z or 2026-03-01T10:00:00+08:00"))]
     pub not_before: Option<String>,
     /// Gates overridden on purpose; recorded in status and the audit trail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
