@@ -73,8 +73,8 @@ impl AuditError {
     }
 }
 
-/// Where the chain lives.
-#[derive(Clone, Debug)]
+/// Where the chain lives. `Debug` redacts credential properties of `extra`.
+#[derive(Clone)]
 pub struct AuditTarget {
     pub bootstrap: String,
     pub topic: String,
@@ -82,6 +82,20 @@ pub struct AuditTarget {
     pub retention: Duration,
     /// Extra librdkafka properties (SASL/TLS).
     pub extra: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for AuditTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditTarget")
+            .field("bootstrap", &self.bootstrap)
+            .field("topic", &self.topic)
+            .field("retention", &self.retention)
+            .field(
+                "extra",
+                &crate::replication::config::RedactedProperties(&self.extra),
+            )
+            .finish()
+    }
 }
 
 impl AuditTarget {
@@ -391,5 +405,33 @@ pub fn offset_for_time_blocking(t: &AuditTarget, at_ms: i64) -> Result<i64, Audi
                 .map_err(t.err("reading the audit topic's offsets"))?;
             Ok(high)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_of_an_audit_target_never_shows_a_credential() {
+        let mut t = AuditTarget::new("kafka-0:9093", "understudy.audit", DEFAULT_RETENTION);
+        t.extra
+            .insert("sasl.username".into(), "understudy-audit".into());
+        t.extra
+            .insert("sasl.password".into(), "pw-sasl-hunter2".into());
+        t.extra
+            .insert("ssl.key.password".into(), "pw-sslkey-hunter2".into());
+        for dbg in [format!("{t:?}"), format!("{t:#?}")] {
+            assert!(!dbg.contains("hunter2"), "{dbg}");
+            assert!(
+                dbg.contains("sasl.password") && dbg.contains("<redacted>"),
+                "{dbg}"
+            );
+            assert!(
+                dbg.contains("understudy-audit") && dbg.contains("kafka-0:9093"),
+                "{dbg}"
+            );
+        }
+        assert_eq!(t.base().get("sasl.password"), Some("pw-sasl-hunter2"));
     }
 }
