@@ -1,7 +1,6 @@
-//! Wiring of the running operator: client, leader election, HTTP server, the
+//! Wiring of the running operator: client, leader election, HTTP listeners, the
 //! AccountPair and Switchover controllers. Losing the Lease aborts every worker at once.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +22,7 @@ pub struct Election {
 pub async fn run(
     client: Client,
     opts: OperatorOptions,
-    listen: SocketAddr,
+    listen: crate::http::Listeners,
     election: Option<Election>,
 ) -> anyhow::Result<()> {
     let (leader, _lease_task) = match election {
@@ -42,11 +41,14 @@ pub async fn run(
     };
     let ctx = Context::new(client.clone(), leader.clone(), opts.clone());
     let readiness = crate::http::Readiness::default();
-    let app = crate::http::router(readiness.clone()).merge(super::notices::router(ctx.clone()));
-    let (bound, _http) = crate::http::serve(listen, app).await?;
-    // Tests and scripts parse this line.
-    println!("understudy operator listening on http://{bound}");
-    tracing::info!(%bound, identity = %opts.identity, "operator started");
+    let http = crate::http::serve_operator(
+        &listen,
+        readiness.clone(),
+        super::notices::router(ctx.clone()),
+    )
+    .await?;
+    http.announce();
+    tracing::info!(webhook = %http.webhook, health = %http.health, identity = %opts.identity, "operator started");
 
     tokio::spawn(watch_leadership(ctx.clone(), leader.clone()));
     // Finished drills into the audit trail (recorded by the Lease holder only).
