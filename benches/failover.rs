@@ -173,6 +173,8 @@ async fn main() {
             "operator",
             "--listen",
             "127.0.0.1:0",
+            "--health-listen",
+            "127.0.0.1:0",
             "--namespace",
             &ns,
             "--max-failovers-per-day",

@@ -73,14 +73,17 @@ pub enum ProviderKind {
 }
 
 /// One messaging account at a provider.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountRef {
     /// Adapter used to reach the provider.
     #[serde(default)]
     pub provider: ProviderKind,
-    /// Base URL of the Provider API, e.g. `https://provider.example.com`.
+    /// Base URL of the Provider API, e.g. `https://provider.example.com`. Never with
+    /// credentials in it (`user:password@`): the token belongs in `credentialsSecretRef`.
     #[schemars(length(min = 1, max = 2048), pattern(r"^https?://[^\s/]+(/[^\s]*)?$"))]
+    #[x_kube(validation = kube::core::Rule::new("!self.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@')")
+        .message("the endpoint URL carries credentials (user:password@ or user@): remove them and put the token in the Secret named by credentialsSecretRef"))]
     pub endpoint: String,
     /// The account's id at the provider.
     #[schemars(length(min = 1, max = 128), pattern(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"))]
@@ -342,15 +345,22 @@ pub struct LoadBalancerSpec {
     pub haproxy: Option<HaproxyTarget>,
 }
 
-/// A Kubernetes Service whose selector follows the active side.
+/// A Kubernetes Service whose selector follows the active side. It is always in the
+/// pair's own namespace: whoever may create a pair in one namespace must not be able to
+/// move the traffic of another.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[x_kube(validation = kube::core::Rule::new("self.primary != self.standby")
     .message("service primary and standby selector values are the same"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.namespace)")
+    .message("a Service target is always in the AccountPair's own namespace: remove service.namespace (to move a Service of another namespace, create the AccountPair there)"))]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceTarget {
-    /// Service name (in the pair's namespace unless `namespace` is set).
+    /// Service name, in the pair's namespace.
     #[schemars(length(min = 1, max = 63))]
     pub name: String,
+    /// Refused at admission (Service targets are always in the pair's namespace). Kept so
+    /// that pairs stored before the rule still read; the operator refuses to flip a
+    /// Service whose namespace differs from the pair's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub namespace: Option<String>,
@@ -363,6 +373,21 @@ pub struct ServiceTarget {
     pub standby: String,
 }
 
+impl ServiceTarget {
+    /// The namespace of the Service: always the pair's. The CRD refuses
+    /// `service.namespace`; a pair stored before that rule with another namespace is
+    /// refused here too, so it never moves another namespace's Service.
+    pub fn namespace_in<'a>(&self, pair_namespace: &'a str) -> Result<&'a str, String> {
+        match self.namespace.as_deref() {
+            Some(ns) if ns != pair_namespace => Err(format!(
+                "load balancer Service {} names namespace {ns:?}, but a Service target must be in the pair's own namespace {pair_namespace:?}: remove service.namespace; nothing is flipped until then",
+                self.name
+            )),
+            _ => Ok(pair_namespace),
+        }
+    }
+}
+
 /// An HAProxy backend whose servers are switched over the runtime API.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[x_kube(validation = kube::core::Rule::new("self.primaryServer != self.standbyServer")
@@ -372,12 +397,38 @@ pub struct HaproxyTarget {
     /// Runtime API address, `host:port` (a TCP stats socket at `level admin`).
     #[schemars(length(min = 1, max = 255), pattern(r"^[^\s:]+:[0-9]+$"))]
     pub runtime_api: String,
+    /// Backend (proxy) name: letters, digits, '-', '_', '.' and ':' only.
     #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = haproxy_name_rule("backend"))]
     pub backend: String,
+    /// Server of the backend that serves while the primary is active (same characters).
     #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = haproxy_name_rule("primaryServer"))]
     pub primary_server: String,
+    /// Server of the backend that serves while the standby is active (same characters).
     #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = haproxy_name_rule("standbyServer"))]
     pub standby_server: String,
+}
+
+/// The characters HAProxy allows in proxy and server names (configuration manual, "4.
+/// Proxies": letters, digits, '-', '_', '.', ':'), as an RE2/Rust regex.
+pub const HAPROXY_NAME_PATTERN: &str = "^[A-Za-z0-9_.:-]+$";
+
+/// HAProxy names are sent inside runtime-API commands (`set server BACKEND/SERVER state
+/// …`), where `;` separates commands and a space separates arguments: only the
+/// characters HAProxy itself allows in proxy and server names may pass.
+fn haproxy_name_rule(field: &str) -> kube::core::Rule {
+    kube::core::Rule::new(format!(
+        "self.matches('{}')",
+        HAPROXY_NAME_PATTERN
+    ))
+    .message(
+        format!(
+            "haproxy {field} may hold only letters, digits, '-', '_', '.' and ':' (HAProxy's name characters); anything else could change the runtime-API command sent to HAProxy"
+        )
+        .as_str(),
+    )
 }
 
 /// Scheduled DR drills.
@@ -560,3 +611,7 @@ pub struct ObjectSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
 }
+
+#[cfg(test)]
+#[path = "account_pair_tests.rs"]
+mod tests;

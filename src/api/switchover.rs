@@ -11,6 +11,13 @@ use serde::{Deserialize, Serialize};
 
 use super::common::Side;
 
+/// An RFC 3339 date-time (`date-time` of RFC 3339 section 5.6: date, `T`, time, optional
+/// fraction, `Z` or a numeric offset), as an RE2/Rust regex. The rule on `notBefore`
+/// also parses it with CEL's `timestamp()`, which refuses what the pattern cannot see
+/// (February 30). Not `format: date-time`: with it CEL sees a timestamp, not the
+/// string, and the API server's own message does not say what form is expected.
+pub const RFC3339_PATTERN: &str = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)([.][0-9]+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$";
+
 /// A requested move of the active side. The spec is immutable: create a new Switchover
 /// to change anything.
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -53,9 +60,14 @@ pub struct SwitchoverSpec {
     /// Produce the plan and the gates' verdicts, change nothing.
     #[serde(default)]
     pub dry_run: bool,
-    /// Do not start before this time (RFC 3339).
+    /// Do not start before this time: an RFC 3339 date-time with a zone, e.g.
+    /// `2026-03-01T02:00:00Z` or `2026-03-01T10:00:00+08:00`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
+    #[x_kube(validation = kube::core::Rule::new(format!(
+        "self.matches('{RFC3339_PATTERN}') && timestamp(self) >= timestamp('0001-01-01T00:00:00Z')"
+    ))
+        .message("notBefore must be an RFC 3339 date-time with a zone, e.g. 2026-03-01T02:00:00Z or 2026-03-01T10:00:00+08:00"))]
     pub not_before: Option<String>,
     /// Gates overridden on purpose; recorded in status and the audit trail.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -63,7 +63,7 @@ enum Command {
     /// Run the operator: controllers, metrics, notice webhook, leader election.
     ///
     /// Example: `understudy operator --leader-elect --lease-namespace understudy-system`
-    Operator(operator::OperatorArgs),
+    Operator(Box<operator::OperatorArgs>),
 }
 
 #[derive(Parser, Debug)]
@@ -133,7 +133,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
             Ok(cli) => match cli.command {
                 Command::Crd { output } => print_crds(output),
                 Command::Sim(args) => sim::run(args),
-                Command::Operator(args) => operator::run(args),
+                Command::Operator(args) => operator::run(*args),
             },
             Err(e) => return clap_exit(e),
         }

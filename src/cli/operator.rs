@@ -1,6 +1,6 @@
-//! `understudy operator`: runs the controllers (AccountPair, Switchover), the metrics,
-//! health and notice-webhook HTTP server, with leader election on a Lease so that only
-//! one replica acts.
+//! `understudy operator`: runs the controllers (AccountPair, Switchover), the
+//! notice-webhook listener and the health and metrics listener, with leader election on
+//! a Lease so that only one replica acts.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -22,14 +22,33 @@ pub enum LogFormat {
 #[command(
     about = "Run the operator (controllers, metrics, notice webhook)",
     long_about = "Runs the AccountPair and Switchover controllers against the cluster of the current \
-kubeconfig (in-cluster config inside a Pod), serves /metrics, /healthz, /readyz and the provider \
-notice webhook (POST /webhooks/notices/NAMESPACE/PAIR), and with --leader-elect acts only while \
-holding the Lease.\n\nExample: understudy operator --leader-elect --lease-namespace understudy-system"
+kubeconfig (in-cluster config inside a Pod), serves the provider notice webhook (POST \
+/webhooks/notices/NAMESPACE/PAIR) on --listen and /metrics, /healthz, /readyz on their own \
+listener, --health-listen, so that no webhook load can fail a probe or a scrape; with \
+--leader-elect it acts only while holding the Lease.\n\nThe webhook takes bodies of at most \
+64 KiB (413 beyond), each within --webhook-read-timeout (408 after), and at most \
+--webhook-max-in-flight requests at once (503 with Retry-After beyond).\n\nOnce bound it prints \
+`understudy operator listening on http://ADDR` (the webhook) and `understudy operator health and \
+metrics on http://ADDR` on stdout.\n\nExample: understudy operator --leader-elect --lease-namespace understudy-system"
 )]
 pub struct OperatorArgs {
-    /// Address of the HTTP server (metrics, health, notice webhook).
+    /// Address of the provider-notice webhook listener (POST /webhooks/notices/NAMESPACE/PAIR).
     #[arg(long, default_value = "127.0.0.1:8080", env = "UNDERSTUDY_LISTEN")]
     pub listen: SocketAddr,
+    /// Address of the health and metrics listener (/metrics, /healthz, /readyz), apart from
+    /// the webhook so that webhook load never fails a probe.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8081",
+        env = "UNDERSTUDY_HEALTH_LISTEN"
+    )]
+    pub health_listen: SocketAddr,
+    /// Webhook requests handled at once; more are answered 503 with Retry-After, never queued.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub webhook_max_in_flight: u32,
+    /// Time a webhook sender has for its request headers and for its body (408 after).
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
+    pub webhook_read_timeout: Duration,
     /// Elect a leader on a Lease; only the holder acts. Without it this process is the only writer.
     #[arg(long)]
     pub leader_elect: bool,
@@ -85,6 +104,13 @@ pub struct OperatorArgs {
 fn parse_retention(s: &str) -> Result<Duration, String> {
     crate::audit::parse_duration(s)
         .ok_or_else(|| format!("{s:?} is not a retention like 730d, 90d or 36h"))
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?} must be longer than zero")),
+        d => Ok(d),
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -152,6 +178,14 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
         let client = kube::Client::try_default()
             .await
             .context("cannot build a Kubernetes client (KUBECONFIG or in-cluster config)")?;
-        run_operator(client, opts, args.listen, election).await
+        let listen = crate::http::Listeners {
+            webhook: args.listen,
+            health: args.health_listen,
+            limits: crate::http::WebhookLimits::new(
+                args.webhook_max_in_flight as usize,
+                args.webhook_read_timeout,
+            ),
+        };
+        run_operator(client, opts, listen, election).await
     })
 }

@@ -7,7 +7,6 @@
 //! acting and frees the Lease, so another replica takes over in about a second; last,
 //! the pairs' replication stops cleanly (bounded).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,12 +32,12 @@ pub struct Election {
 pub async fn run(
     client: Client,
     opts: OperatorOptions,
-    listen: SocketAddr,
+    listen: crate::http::Listeners,
     election: Option<Election>,
 ) -> anyhow::Result<()> {
     // Bind first: the Lease carries our webhook address.
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let bound = listener.local_addr()?;
+    let bound = crate::http::Bound::bind(&listen).await?;
+    let webhook = bound.webhook_addr()?;
     let (leader, _lease_task) = match election {
         Some(e) => {
             let cfg = LeaseConfig {
@@ -48,7 +47,7 @@ pub async fn run(
                 duration: e.duration,
                 renew_every: e.duration / 5,
                 retry_every: Duration::from_secs(1).min(e.duration / 5),
-                advertise: Some(e.advertise.unwrap_or_else(|| format!("http://{bound}"))),
+                advertise: Some(e.advertise.unwrap_or_else(|| format!("http://{webhook}"))),
             };
             let (h, t) = leader::start(client.clone(), cfg);
             (h, Some(t))
@@ -57,11 +56,9 @@ pub async fn run(
     };
     let ctx = Context::new(Env::new(client.clone(), leader.clone(), opts.clone()));
     let readiness = crate::http::Readiness::default();
-    let app = crate::http::router(readiness.clone()).merge(super::notices::router(ctx.clone()));
-    let _http = crate::http::serve_on(listener, app);
-    // Tests and scripts parse this line.
-    println!("understudy operator listening on http://{bound}");
-    tracing::info!(%bound, identity = %opts.identity, "operator started");
+    let http = bound.serve(readiness.clone(), super::notices::router(ctx.clone()))?;
+    http.announce();
+    tracing::info!(webhook = %http.webhook, health = %http.health, identity = %opts.identity, "operator started");
 
     tokio::spawn(watch_leadership(ctx.clone(), leader.clone()));
     // Finished drills into the audit trail (recorded by the Lease holder only).

@@ -65,7 +65,7 @@ pub async fn build(
         if let Some(s) = &lb.service {
             lbs.push(Arc::new(ServiceTarget {
                 client: client.clone(),
-                namespace: s.namespace.clone().unwrap_or_else(|| namespace.to_string()),
+                namespace: s.namespace_in(namespace)?.to_string(),
                 name: s.name.clone(),
                 selector_key: s.selector_key.clone(),
                 primary: s.primary.clone(),

@@ -39,6 +39,11 @@ pub const MAX_BATCH: usize = 10_000;
 pub enum HttpConfigError {
     #[error("provider endpoint {0:?} is not an absolute http(s) URL")]
     BadEndpoint(String),
+    /// The endpoint itself is not repeated: it holds the credentials.
+    #[error(
+        "the provider endpoint of host {host:?} carries credentials (user:password@ or user@): remove them and put the token in the Secret named by credentialsSecretRef"
+    )]
+    CredentialsInEndpoint { host: String },
     #[error("the provider token holds characters not allowed in an HTTP header")]
     BadToken,
     #[error("cannot build the HTTP client: {0}")]
@@ -128,6 +133,12 @@ impl HttpProvider {
     ) -> Result<Self, HttpConfigError> {
         let base =
             Url::parse(endpoint).map_err(|_| HttpConfigError::BadEndpoint(endpoint.to_string()))?;
+        // Checked before anything may print the URL (the CRD refuses it first).
+        if !base.username().is_empty() || base.password().is_some() {
+            return Err(HttpConfigError::CredentialsInEndpoint {
+                host: base.host_str().unwrap_or_default().to_string(),
+            });
+        }
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(HttpConfigError::BadEndpoint(endpoint.to_string()));
         }

@@ -332,3 +332,23 @@ async fn debug_redacts_the_token() {
         Err(HttpConfigError::BadToken)
     ));
 }
+
+#[test]
+fn an_endpoint_with_credentials_is_refused_without_repeating_them() {
+    for endpoint in [
+        "https://alice:hunter2@provider.example.com",
+        "https://hunter2@provider.example.com/api",
+        "http://:hunter2@127.0.0.1:8080",
+    ] {
+        let err = HttpProvider::new(endpoint, "a", None).unwrap_err();
+        assert!(
+            matches!(err, HttpConfigError::CredentialsInEndpoint { .. }),
+            "{endpoint}: {err}"
+        );
+        let text = format!("{err} {err:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("credentialsSecretRef"), "{text}");
+    }
+    // '@' after the host is a path or query, not credentials.
+    assert!(HttpProvider::new("https://provider.example.com/a@b?c=d@e", "a", None).is_ok());
+}

@@ -6,6 +6,11 @@
 //! `understudy.<ns>.<pair>.<direction>` — and the origin tag the sink writes with (and
 //! the source skips) from `(namespace, pair)`, so both directions of a pair share it.
 //! Producers are idempotent with `acks=all`; consumers never auto-commit.
+//!
+//! The extra librdkafka properties come from the pair's Secret and hold credentials
+//! (`sasl.password`, `ssl.key.password`, …): `Debug` of [`KafkaConfig`] (and so of
+//! [`PipelineConfig`]) prints their keys, never the values of credential keys
+//! ([`is_credential_property`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,12 +22,54 @@ use crate::model::EntityKind;
 use crate::replication::decide::Start;
 use crate::replication::topics;
 
-/// How to reach Kafka.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How to reach Kafka. `Debug` redacts credential properties.
+#[derive(Clone, PartialEq, Eq)]
 pub struct KafkaConfig {
     pub bootstrap_servers: String,
     /// Extra librdkafka properties (SASL/TLS from the pair's Secret).
     pub extra: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("extra", &RedactedProperties(&self.extra))
+            .finish()
+    }
+}
+
+/// Whether the value of librdkafka property `key` is a credential: any name with
+/// `password`, `secret`, `token` or `jaas` in it (`sasl.password`, `ssl.key.password`,
+/// `ssl.keystore.password`, `sasl.oauthbearer.client.secret`, `sasl.jaas.config`), the
+/// OAUTHBEARER config, and private key material (`ssl.key.pem`, `ssl_key`) — but not
+/// the paths of key files (`ssl.key.location`), which are not secret.
+pub fn is_credential_property(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    let key_material = k.contains("key") && !k.ends_with(".location");
+    ["password", "secret", "token", "jaas", "oauthbearer.config"]
+        .iter()
+        .any(|w| k.contains(w))
+        || key_material
+}
+
+/// `Debug` of a property map that shows every key and the values of non-credential
+/// keys only.
+pub struct RedactedProperties<'a>(pub &'a BTreeMap<String, String>);
+
+impl std::fmt::Debug for RedactedProperties<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let shown = if is_credential_property(k) {
+                    "<redacted>"
+                } else {
+                    v.as_str()
+                };
+                (k, shown)
+            }))
+            .finish()
+    }
 }
 
 impl KafkaConfig {
@@ -302,6 +349,81 @@ mod tests {
         let s = c.consumer_config();
         assert_eq!(s.get("enable.auto.commit"), Some("false"));
         assert_eq!(s.get("enable.auto.offset.store"), Some("false"));
+    }
+
+    fn with_credentials() -> KafkaConfig {
+        let mut k = KafkaConfig::new("kafka-0:9093");
+        for (key, value) in [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "understudy"),
+            ("sasl.password", "pw-sasl-hunter2"),
+            ("ssl.key.password", "pw-sslkey-hunter2"),
+            ("ssl.keystore.password", "pw-keystore-hunter2"),
+            ("ssl.truststore.password", "pw-truststore-hunter2"),
+            ("sasl.oauthbearer.client.secret", "pw-oauth-hunter2"),
+            (
+                "sasl.oauthbearer.config",
+                "principal=u secret=pw-oauthcfg-hunter2",
+            ),
+            ("sasl.jaas.config", "password=\"pw-jaas-hunter2\""),
+            ("ssl.key.pem", "-----BEGIN PRIVATE KEY----- pw-pem-hunter2"),
+            ("ssl.key.location", "/etc/kafka/client.key"),
+        ] {
+            k.extra.insert(key.into(), value.into());
+        }
+        k
+    }
+
+    #[test]
+    fn debug_of_kafka_and_pipeline_configs_never_shows_a_credential() {
+        let k = with_credentials();
+        let pipeline = PipelineConfig::new("ns", "p", Side::Primary, k.clone());
+        for dbg in [
+            format!("{k:?}"),
+            format!("{k:#?}"),
+            format!("{pipeline:?}"),
+            format!("{:?}", pipeline.reversed(Start::Resume)),
+        ] {
+            assert!(!dbg.contains("hunter2"), "{dbg}");
+            assert!(dbg.contains("sasl.password"), "keys stay visible: {dbg}");
+            assert!(
+                dbg.contains("SCRAM-SHA-512") && dbg.contains("understudy"),
+                "{dbg}"
+            );
+            assert!(dbg.contains("/etc/kafka/client.key"), "{dbg}");
+        }
+        // The values still reach librdkafka.
+        assert_eq!(
+            pipeline.producer_config().get("sasl.password"),
+            Some("pw-sasl-hunter2")
+        );
+    }
+
+    #[test]
+    fn credential_properties_are_recognised() {
+        for key in [
+            "sasl.password",
+            "SASL.PASSWORD",
+            "ssl.key.password",
+            "ssl.keystore.password",
+            "sasl.oauthbearer.client.secret",
+            "sasl.jaas.config",
+            "ssl.key.pem",
+            "ssl_key",
+        ] {
+            assert!(is_credential_property(key), "{key}");
+        }
+        for key in [
+            "security.protocol",
+            "sasl.mechanism",
+            "sasl.username",
+            "ssl.key.location",
+            "ssl.ca.location",
+            "bootstrap.servers",
+        ] {
+            assert!(!is_credential_property(key), "{key}");
+        }
     }
 
     #[test]

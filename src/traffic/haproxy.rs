@@ -2,6 +2,10 @@
 //! admin`): `set server <backend>/<server> state ready|maint`, then `show servers state`
 //! read back to verify. The new active server is made ready before the old one is put
 //! in maintenance, so the backend is never left without a server.
+//!
+//! Backend and server names are written into those commands, where `;` chains another
+//! command and a space adds an argument: a name with any character HAProxy does not
+//! allow in names is refused before anything is sent (the CRD refuses it first).
 
 use std::time::Duration;
 
@@ -30,6 +34,31 @@ pub enum HaproxyError {
     },
     #[error("unexpected answer from HAProxy to `{command}`: {answer}")]
     Unexpected { command: String, answer: String },
+    #[error(
+        "HAProxy {what} name {name:?} holds a character HAProxy does not allow in names (only letters, digits, '-', '_', '.' and ':'); nothing was sent to HAProxy"
+    )]
+    InvalidName { what: &'static str, name: String },
+}
+
+/// Whether `name` is a valid HAProxy proxy or server name: letters, digits, '-', '_',
+/// '.' and ':' (HAProxy configuration manual, section 4), the same set the CRD's rule
+/// `HAPROXY_NAME_PATTERN` allows.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+fn check_name(what: &'static str, name: &str) -> Result<(), HaproxyError> {
+    if is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(HaproxyError::InvalidName {
+            what,
+            name: name.to_string(),
+        })
+    }
 }
 
 /// Administrative state of one server as HAProxy reports it.
@@ -105,6 +134,7 @@ impl HaproxyRuntime {
         &self,
         backend: &str,
     ) -> Result<Vec<(String, ServerAdminState)>, HaproxyError> {
+        check_name("backend", backend)?;
         let command = format!("show servers state {backend}");
         let answer = self.command(&command).await?;
         parse_servers_state(&command, backend, &answer)
@@ -134,6 +164,8 @@ impl HaproxyRuntime {
         server: &str,
         state: ServerAdminState,
     ) -> Result<(), HaproxyError> {
+        check_name("backend", backend)?;
+        check_name("server", server)?;
         let command = format!("set server {backend}/{server} state {state}");
         let answer = self.command(&command).await?;
         let trimmed = answer.trim();
@@ -282,6 +314,38 @@ mod tests {
         let err = parse_servers_state("show servers state nope", "nope", "Can't find backend.\n")
             .unwrap_err();
         assert!(matches!(err, HaproxyError::NoSuchServer { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_name_that_would_chain_a_command_is_refused_before_anything_is_sent() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let rt = HaproxyRuntime::new(listener.local_addr().unwrap().to_string());
+        for (backend, server) in [
+            ("app;shutdown sessions server app/primary", "primary"),
+            ("app", "primary state maint;set server app/standby"),
+            ("app", "a b"),
+            ("", "primary"),
+        ] {
+            let err = rt
+                .set_state(backend, server, ServerAdminState::Ready)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, HaproxyError::InvalidName { .. }), "{err}");
+            assert!(err.to_string().contains("nothing was sent"), "{err}");
+        }
+        let err = rt
+            .server_states("app;disable frontend web")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HaproxyError::InvalidName { .. }), "{err}");
+        // A connection would be complete (queued on the listener) before a command is
+        // written; there is none.
+        assert_eq!(
+            listener.accept().map(|_| ()).unwrap_err().kind(),
+            std::io::ErrorKind::WouldBlock,
+            "no connection was made to the runtime API"
+        );
     }
 
     #[test]

@@ -227,6 +227,25 @@ async fn wrong_input_is_refused_with_a_clear_message_and_changes_nothing() {
     .await;
     r.expect(code(exit::USAGE), "bad --at");
     assert!(r.stderr.contains("RFC 3339"));
+    // A time in the past would run at once: refused, for a failback too.
+    let an_hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    for verb in [
+        vec!["switchover", "wecom", "--to", "standby"],
+        vec!["failback", "wecom"],
+    ] {
+        let mut args = verb.clone();
+        args.extend(["--reason", "x", "--at", &an_hour_ago, "--yes"]);
+        let r = run(args).await;
+        r.expect(code(exit::USAGE), &format!("{verb:?} --at in the past"));
+        assert!(
+            r.stderr
+                .contains(&format!("--at {an_hour_ago} is in the past (now is "))
+                && r.stderr.contains("nothing was created"),
+            "{}",
+            r.stderr
+        );
+    }
     // No terminal and no --yes: refused.
     let r = run(vec![
         "switchover",

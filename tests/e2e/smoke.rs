@@ -16,7 +16,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
 use support::{Testbed, fresh_namespace, install_crds, suffix};
-use understudy::api::AccountPair;
+use understudy::api::{AccountPair, Switchover};
 use understudy::replication::topics::{self, TopicOutcome, TopicSpec};
 use understudy::traffic::dns::{DnsError, DnsRecord, Ensured, TsigKey};
 use understudy::traffic::haproxy::{HaproxyError, HaproxyRuntime};
@@ -133,6 +133,202 @@ async fn crds_install_and_validate_on_the_real_api_server() {
         .filter_map(|p| p.metadata.name)
         .collect();
     assert_eq!(names, vec!["wecom".to_string()]);
+}
+
+/// Input a pair author controls and the operator later puts into commands, URLs or
+/// other namespaces is refused at admission, each with a message that says what to fix.
+#[tokio::test]
+async fn bad_input_from_pair_authors_is_refused_with_its_message() {
+    let tb = Testbed::load();
+    let client = tb.kube().await;
+    install_crds(&client).await;
+    let ns = fresh_namespace(&client, "smoke-input").await;
+    let api: Api<AccountPair> = Api::namespaced(client.clone(), &ns);
+    let haproxy = |backend: &str, primary: &str, standby: &str| {
+        json!({ "haproxy": { "runtimeApi": "127.0.0.1:9999", "backend": backend,
+                             "primaryServer": primary, "standbyServer": standby } })
+    };
+    let service = json!({ "service": { "name": "app", "selectorKey": "app.kubernetes.io/instance",
+                                       "primary": "wecom-primary", "standby": "wecom-standby" } });
+
+    // HAProxy's own name characters pass, in production and rehearsal traffic alike.
+    let mut v = pair("names-ok", "corp-a", "corp-b");
+    v["spec"]["traffic"]["loadBalancers"] = json!([
+        haproxy("be_app-1.v2:x", "primary", "standby"),
+        service.clone()
+    ]);
+    v["spec"]["drills"] =
+        json!({ "rehearsalTraffic": { "loadBalancers": [haproxy("drill", "a", "b")] } });
+    let ok: AccountPair = serde_json::from_value(v).unwrap();
+    api.create(&PostParams::default(), &ok)
+        .await
+        .expect("HAProxy names of letters, digits, '-', '_', '.' and ':' are accepted");
+
+    // A `;` would chain a second runtime-API command; a space would add an argument.
+    for (field, lb) in [
+        (
+            "backend",
+            haproxy(
+                "app;shutdown sessions server app/primary",
+                "primary",
+                "standby",
+            ),
+        ),
+        (
+            "primaryServer",
+            haproxy(
+                "app",
+                "primary state maint;set server app/standby",
+                "standby",
+            ),
+        ),
+        ("standbyServer", haproxy("app", "primary", "standby x")),
+    ] {
+        let mut v = pair(&format!("bad-{}", field.to_lowercase()), "corp-a", "corp-b");
+        v["spec"]["traffic"]["loadBalancers"] = json!([lb.clone()]);
+        let msg = create_rejected(&api, v).await;
+        assert!(
+            msg.contains(&format!(
+                "haproxy {field} may hold only letters, digits, '-', '_', '.' and ':'"
+            )),
+            "{field}: {msg}"
+        );
+        // The same rule guards the rehearsal's own targets.
+        let mut v = pair(
+            &format!("bad-drill-{}", field.to_lowercase()),
+            "corp-a",
+            "corp-b",
+        );
+        v["spec"]["drills"] = json!({ "rehearsalTraffic": { "loadBalancers": [lb] } });
+        let msg = create_rejected(&api, v).await;
+        assert!(
+            msg.contains(&format!("haproxy {field} may hold only")),
+            "{field}: {msg}"
+        );
+    }
+
+    // A Service target in another namespace.
+    let mut v = pair("svc-other-ns", "corp-a", "corp-b");
+    let mut other = service.clone();
+    other["service"]["namespace"] = json!("kube-system");
+    v["spec"]["traffic"]["loadBalancers"] = json!([other]);
+    let msg = create_rejected(&api, v).await;
+    assert!(
+        msg.contains("a Service target is always in the AccountPair's own namespace: remove service.namespace"),
+        "{msg}"
+    );
+
+    // Credentials in a provider endpoint: refused, and not repeated in the answer.
+    for (side, endpoint) in [
+        ("primary", "https://alice:hunter2@provider.example.com"),
+        ("standby", "http://hunter2@127.0.0.1:18080/api"),
+    ] {
+        let mut v = pair(&format!("creds-{side}"), "corp-a", "corp-b");
+        v["spec"][side]["endpoint"] = json!(endpoint);
+        let msg = create_rejected(&api, v).await;
+        assert!(
+            msg.contains(&format!("spec.{side}.endpoint"))
+                && msg.contains("carries credentials (user:password@ or user@)")
+                && msg.contains("credentialsSecretRef"),
+            "{msg}"
+        );
+        assert!(
+            !msg.contains("hunter2"),
+            "the API server repeated the password: {msg}"
+        );
+    }
+
+    let mut names: Vec<String> = api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec!["names-ok".to_string()],
+        "nothing invalid was stored"
+    );
+}
+
+/// `notBefore` is an RFC 3339 date-time: "tomorrow", a date without a time or zone, or an
+/// impossible date is refused instead of being ignored (which ran the switchover at once).
+#[tokio::test]
+async fn a_switchover_not_before_that_is_not_an_rfc3339_time_is_refused() {
+    let tb = Testbed::load();
+    let client = tb.kube().await;
+    install_crds(&client).await;
+    let ns = fresh_namespace(&client, "smoke-notbefore").await;
+    let api: Api<Switchover> = Api::namespaced(client.clone(), &ns);
+    let so = |name: &str, not_before: &str| -> Switchover {
+        serde_json::from_value(json!({
+            "apiVersion": "understudy.dev/v1alpha1",
+            "kind": "Switchover",
+            "metadata": { "name": name },
+            "spec": { "pair": "wecom", "to": "Standby", "reason": "smoke", "notBefore": not_before }
+        }))
+        .unwrap()
+    };
+    for (i, t) in ["2030-03-01T02:00:00Z", "2030-03-01T10:00:00.5+08:00"]
+        .into_iter()
+        .enumerate()
+    {
+        api.create(&PostParams::default(), &so(&format!("ok-{i}"), t))
+            .await
+            .unwrap_or_else(|e| panic!("{t} is RFC 3339 and accepted: {e}"));
+    }
+    let refused = |t: &'static str, i: usize| {
+        let api = api.clone();
+        let so = so(&format!("bad-{i}"), t);
+        async move {
+            match api.create(&PostParams::default(), &so).await {
+                Ok(_) => panic!("notBefore {t:?} was accepted"),
+                Err(kube::Error::Api(status)) => {
+                    assert_eq!(status.code, 422, "{t}: {status:?}");
+                    assert!(
+                        status.message.contains("spec.notBefore"),
+                        "{t}: {}",
+                        status.message
+                    );
+                    status.message
+                }
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+    };
+    for (i, t) in [
+        "tomorrow",
+        "2030-03-01",
+        "2030-03-01T02:00:00",
+        "+1h",
+        "2030-13-01T02:00:00Z",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let msg = refused(t, i).await;
+        assert!(
+            msg.contains(
+                "notBefore must be an RFC 3339 date-time with a zone, e.g. 2026-03-01T02:00:00Z"
+            ),
+            "{t}: {msg}"
+        );
+    }
+    // The pattern cannot see that February has no 30th; parsing the time refuses it.
+    refused("2030-02-30T02:00:00Z", 99).await;
+    let mut names: Vec<String> = api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["ok-0", "ok-1"], "nothing invalid was stored");
 }
 
 #[tokio::test]

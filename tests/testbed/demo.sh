@@ -78,11 +78,13 @@ echo "through HAProxy: $(curl -fsS "$TESTBED_HAPROXY_FRONTEND_URL/")" | sed 's/^
 
 step "starting the operator"
 KUBECONFIG="$TESTBED_KUBECONFIG" RUST_LOG=info,kube_runtime=warn,rdkafka=warn \
-  "$UNDERSTUDY" operator --listen 127.0.0.1:0 --namespace "$ns" >"$DEMO_DIR/operator.out" 2>"$DEMO_DIR/operator.log" &
+  "$UNDERSTUDY" operator --listen 127.0.0.1:0 --health-listen 127.0.0.1:0 --namespace "$ns" >"$DEMO_DIR/operator.out" 2>"$DEMO_DIR/operator.log" &
 PIDS+=($!)
-wait_for 30 "the operator" grep -q "operator listening" "$DEMO_DIR/operator.out"
-OP=$(grep -o 'http://[0-9.:]*' "$DEMO_DIR/operator.out")
-echo "   operator at $OP (log: $DEMO_DIR/operator.log)"
+wait_for 30 "the operator" grep -q "operator health and metrics on" "$DEMO_DIR/operator.out"
+# Two listeners: the provider-notice webhook, and /metrics, /healthz, /readyz.
+OP=$(sed -n 's/^understudy operator listening on //p' "$DEMO_DIR/operator.out")
+OP_HEALTH=$(sed -n 's/^understudy operator health and metrics on //p' "$DEMO_DIR/operator.out")
+echo "   operator webhook at $OP, metrics at $OP_HEALTH/metrics (log: $DEMO_DIR/operator.log)"
 
 step "creating the AccountPair wecom-support"
 "${KUBECTL[@]}" -n "$ns" apply -f - <<YAML | sed 's/^/   /'

@@ -11,23 +11,34 @@ use crate::api::{AccountPair, Drill, Side, Switchover, SwitchoverSpec};
 use crate::controller::switchover::CANCEL_REQUESTED_BY;
 use crate::failover::plan;
 
-/// `--at`: RFC 3339, or `+DURATION` from now (`+30m`, `+2h`).
+/// `--at`: RFC 3339, or `+DURATION` from now (`+30m`, `+2h`). A time before `now` is
+/// refused: the operator would start such a switchover at once, which is not what
+/// someone who scheduled it meant.
 pub fn parse_at(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Failure> {
     let bad = || {
         Failure::usage(format!(
             "--at {s:?} is not a time: give RFC 3339 (2026-03-01T02:00:00Z) or +DURATION (+30m)"
         ))
     };
-    if let Some(rel) = s.strip_prefix('+') {
+    let at = if let Some(rel) = s.strip_prefix('+') {
         let d = crate::audit::parse_duration(rel).ok_or_else(bad)?;
-        return chrono::Duration::from_std(d)
+        chrono::Duration::from_std(d)
             .ok()
             .and_then(|d| now.checked_add_signed(d))
-            .ok_or_else(bad);
+            .ok_or_else(bad)?
+    } else {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| bad())?
+    };
+    if at < now {
+        let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        return Err(Failure::usage(format!(
+            "--at {s} is in the past (now is {}): give a later time, or leave out --at to start now; nothing was created",
+            fmt(now)
+        )));
     }
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| bad())
+    Ok(at)
 }
 
 /// The unfinished switchover of `pair` (drill rehearsals excluded: they never move the

@@ -59,14 +59,46 @@ fn running() -> SwitchoverStatus {
 
 #[test]
 fn at_takes_rfc3339_or_a_relative_duration() {
-    let now = Utc::now();
+    let now = "2026-02-28T12:00:00Z"
+        .parse::<chrono::DateTime<Utc>>()
+        .unwrap();
     let t = parse_at("+30m", now).unwrap();
     assert_eq!((t - now).num_minutes(), 30);
     let t = parse_at("2026-03-01T02:00:00Z", now).unwrap();
     assert_eq!(t.to_rfc3339(), "2026-03-01T02:00:00+00:00");
+    let t = parse_at("2026-03-01T10:00:00+08:00", now).unwrap();
+    assert_eq!(t.to_rfc3339(), "2026-03-01T02:00:00+00:00");
     for bad in ["tomorrow", "+", "+3x", "2026-03-01"] {
         assert_eq!(parse_at(bad, now).unwrap_err().code, exit::USAGE, "{bad}");
     }
+}
+
+#[test]
+fn at_in_the_past_is_refused_saying_so_and_what_now_is() {
+    let now = "2026-03-01T03:00:00Z"
+        .parse::<chrono::DateTime<Utc>>()
+        .unwrap();
+    for past in [
+        "2026-03-01T02:00:00Z",
+        "2026-03-01T10:59:59+08:00",
+        "2020-01-01T00:00:00Z",
+    ] {
+        let e = parse_at(past, now).unwrap_err();
+        assert_eq!(e.code, exit::USAGE, "{past}");
+        assert!(
+            e.message.contains(&format!("--at {past} is in the past"))
+                && e.message.contains("now is 2026-03-01T03:00:00Z"),
+            "{}",
+            e.message
+        );
+    }
+    // Now itself, a relative time and a future time are fine.
+    assert_eq!(parse_at("2026-03-01T03:00:00Z", now).unwrap(), now);
+    assert_eq!(
+        parse_at("+1m", now).unwrap(),
+        now + chrono::Duration::minutes(1)
+    );
+    assert!(parse_at("2026-03-01T11:00:01+08:00", now).is_ok());
 }
 
 #[test]

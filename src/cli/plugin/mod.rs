@@ -274,6 +274,7 @@ pub struct MoveArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Do not start before this time: RFC 3339 (2026-03-01T02:00:00Z) or +DURATION (+30m).
+    /// A time in the past is refused (exit 2); leave --at out to start now.
     #[arg(long)]
     pub at: Option<String>,
     /// Skip the replication-lag gate (recorded).

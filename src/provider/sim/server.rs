@@ -46,12 +46,22 @@ const MAX_WRITES_BODY: usize = 128 * 1024 * 1024;
 pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
 
 /// Server options.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ServerConfig {
     /// Bearer token required on every API call; `None` accepts anyone.
     pub token: Option<String>,
     /// Create unknown accounts on first use instead of answering 404.
     pub auto_create: bool,
+}
+
+/// Never prints the token.
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("auto_create", &self.auto_create)
+            .finish()
+    }
 }
 
 pub(super) struct AppState {
@@ -548,4 +558,20 @@ pub async fn serve(
     axum::serve(listener, router(store, config))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn debug_of_the_server_config_never_shows_the_token() {
+        let c = super::ServerConfig {
+            token: Some("tok-hunter2".into()),
+            auto_create: true,
+        };
+        let dbg = format!("{c:?}");
+        assert!(
+            !dbg.contains("hunter2") && dbg.contains("<redacted>"),
+            "{dbg}"
+        );
+    }
 }

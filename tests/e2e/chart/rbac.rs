@@ -615,7 +615,8 @@ async fn the_operator_replicates_and_fails_over_with_only_the_charts_service_acc
     let release = Release::install(&tools, &name, &rel_ns, &["--set", "crds.install=false"]);
     let full = release.fullname();
 
-    // Deployment args as the chart renders them (minus --listen, which the harness sets).
+    // Deployment args as the chart renders them (minus --listen and --health-listen, which
+    // the harness sets).
     let dep = Api::<Deployment>::namespaced(admin.clone(), &rel_ns)
         .get(&full)
         .await

@@ -63,6 +63,8 @@ async fn lint_and_default_render_give_a_hardened_two_replica_operator() {
             "operator",
             "--listen",
             "0.0.0.0:8080",
+            "--health-listen",
+            "0.0.0.0:8081",
             "--leader-elect",
             "--lease-name",
             "understudy",
@@ -101,7 +103,13 @@ async fn lint_and_default_render_give_a_hardened_two_replica_operator() {
     );
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    // Probes on the health listener, never on the webhook's.
+    assert_eq!(c["livenessProbe"]["httpGet"]["port"], "metrics");
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], "metrics");
+    assert_eq!(c["ports"][0]["name"], "http");
     assert_eq!(c["ports"][0]["containerPort"], 8080);
+    assert_eq!(c["ports"][1]["name"], "metrics");
+    assert_eq!(c["ports"][1]["containerPort"], 8081);
     assert_eq!(
         pod["topologySpreadConstraints"][0]["topologyKey"],
         "kubernetes.io/hostname"
@@ -118,6 +126,8 @@ async fn lint_and_default_render_give_a_hardened_two_replica_operator() {
     let svc = find(&docs, "Service", "understudy");
     assert_eq!(svc["spec"]["ports"][0]["port"], 8080);
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], "http");
+    assert_eq!(svc["spec"]["ports"][1]["port"], 8081);
+    assert_eq!(svc["spec"]["ports"][1]["targetPort"], "metrics");
 
     // One replica: no PodDisruptionBudget (it would block node drains).
     let one = tools.template(
@@ -296,6 +306,7 @@ async fn everything_on_renders_monitoring_network_policy_dashboard_and_scoped_rb
     let sm = find(&docs, "ServiceMonitor", "us-understudy");
     assert_eq!(sm["spec"]["endpoints"][0]["honorLabels"], true);
     assert_eq!(sm["spec"]["endpoints"][0]["path"], "/metrics");
+    assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
     let rule = find(&docs, "PrometheusRule", "us-understudy");
     let alerts: Vec<&Value> = rule["spec"]["groups"]
         .as_array()
@@ -326,7 +337,7 @@ async fn everything_on_renders_monitoring_network_policy_dashboard_and_scoped_rb
     assert_eq!(np["spec"]["ingress"].as_array().unwrap().len(), 1);
     assert_eq!(
         np["spec"]["ingress"][0]["ports"],
-        json!([{"port": "http", "protocol": "TCP"}])
+        json!([{"port": "http", "protocol": "TCP"}, {"port": "metrics", "protocol": "TCP"}])
     );
     let mut egress_ports: Vec<String> = np["spec"]["egress"]
         .as_array()

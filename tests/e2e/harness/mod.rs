@@ -24,7 +24,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_understudy");
 /// A child process killed (SIGKILL) on drop.
 pub struct Proc {
     pub child: Child,
+    /// The operator's webhook listener (`--listen`: POST /webhooks/notices/…), or the
+    /// simulator's one listener.
     pub url: String,
+    /// Where /metrics, /healthz and /readyz answer: the operator's health listener
+    /// (`--health-listen`); for the simulator the same as `url`.
+    pub health_url: String,
     pub log: std::path::PathBuf,
 }
 
@@ -46,7 +51,14 @@ impl Drop for Proc {
     }
 }
 
-fn spawn(args: &[&str], envs: &[(&str, String)], prefix: &str, log_name: &str) -> Proc {
+/// Start `understudy ARGS` and wait until it printed one line starting with each of
+/// `prefixes` (in any order); their URLs (the last word) are returned in that order.
+fn spawn(
+    args: &[&str],
+    envs: &[(&str, String)],
+    prefixes: &[&str],
+    log_name: &str,
+) -> (Child, Vec<String>, std::path::PathBuf) {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/testbed/logs");
     std::fs::create_dir_all(&dir).ok();
     let log = dir.join(format!("{log_name}.log"));
@@ -59,12 +71,14 @@ fn spawn(args: &[&str], envs: &[(&str, String)], prefix: &str, log_name: &str) -
     let mut child = cmd.spawn().expect("spawn understudy");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
+    let mut urls: Vec<Option<String>> = vec![None; prefixes.len()];
+    while urls.iter().any(Option::is_none) {
         match lines.next() {
-            Some(Ok(line)) if line.contains(prefix) => {
-                break line.rsplit(' ').next().unwrap_or_default().to_string();
+            Some(Ok(line)) => {
+                if let Some(i) = prefixes.iter().position(|p| line.starts_with(p)) {
+                    urls[i] = Some(line.rsplit(' ').next().unwrap_or_default().to_string());
+                }
             }
-            Some(Ok(_)) => continue,
             _ => panic!(
                 "{} {:?} exited before listening; see {}",
                 BIN,
@@ -72,10 +86,10 @@ fn spawn(args: &[&str], envs: &[(&str, String)], prefix: &str, log_name: &str) -
                 log.display()
             ),
         }
-    };
+    }
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Proc { child, url, log }
+    (child, urls.into_iter().flatten().collect(), log)
 }
 
 /// The Provider API simulator.
@@ -85,12 +99,18 @@ pub fn start_sim(name: &str) -> Proc {
 
 /// The simulator with the given `--seed-accounts` (e.g. `a=10,b=0`).
 pub fn start_sim_seeded(name: &str, seed: &str) -> Proc {
-    spawn(
+    let (child, urls, log) = spawn(
         &["sim", "--listen", "127.0.0.1:0", "--seed-accounts", seed],
         &[],
-        "listening on",
+        &["listening on"],
         &format!("sim-{name}"),
-    )
+    );
+    Proc {
+        child,
+        url: urls[0].clone(),
+        health_url: urls[0].clone(),
+        log,
+    }
 }
 
 /// An operator watching `namespace`.
@@ -104,6 +124,8 @@ pub fn start_operator(
     let mut args = vec![
         "operator",
         "--listen",
+        "127.0.0.1:0",
+        "--health-listen",
         "127.0.0.1:0",
         "--namespace",
         namespace,
@@ -119,12 +141,21 @@ pub fn start_operator(
         ),
     ];
     env.extend(envs.iter().cloned());
-    spawn(
+    let (child, urls, log) = spawn(
         &args,
         &env,
-        "operator listening on",
+        &[
+            understudy::http::WEBHOOK_LINE,
+            understudy::http::HEALTH_LINE,
+        ],
         &format!("operator-{name}"),
-    )
+    );
+    Proc {
+        child,
+        url: urls[0].clone(),
+        health_url: urls[1].clone(),
+        log,
+    }
 }
 
 pub async fn admin(
@@ -409,9 +440,9 @@ pub fn phase(so: &Switchover) -> SwitchoverPhase {
     so.status.as_ref().map(|s| s.phase).unwrap_or_default()
 }
 
-/// The operator's /metrics text.
+/// The operator's /metrics text (from its health listener).
 pub async fn metrics(op: &Proc) -> String {
-    reqwest::get(format!("{}/metrics", op.url))
+    reqwest::get(format!("{}/metrics", op.health_url))
         .await
         .expect("GET /metrics")
         .text()
