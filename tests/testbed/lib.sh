@@ -40,10 +40,18 @@ wait_for() {
 }
 
 # start_bg NAME CMD...: start CMD in the background with its output in logs/NAME.log
-# and its pid in pids/NAME.pid. `down.sh` stops exactly these pids.
+# and its pid in pids/NAME.pid. `down.sh` stops exactly these pids. The service gets no
+# file descriptor of the caller beyond stdio: a long-lived server must not hold, say, a
+# lock file the caller's caller waits on (`flock FILE make testbed`).
 start_bg() {
   local name=$1; shift
-  nohup "$@" >>"$TESTBED_DIR/logs/$name.log" 2>&1 </dev/null &
+  (
+    for fd in /proc/self/fd/*; do
+      fd=${fd##*/}
+      ((fd > 2)) && eval "exec ${fd}>&-" 2>/dev/null
+    done
+    exec nohup "$@" >>"$TESTBED_DIR/logs/$name.log" 2>&1 </dev/null
+  ) &
   echo $! >"$TESTBED_DIR/pids/$name.pid"
 }
 
