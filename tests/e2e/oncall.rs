@@ -425,7 +425,7 @@ async fn planned_switchover_under_load_loses_nothing_and_an_uneven_primary_block
     sw.expect(0, "planned switchover under load");
     for needle in [
         "precheck      Succeeded",
-        "drain         Succeeded — every acknowledged change applied (recordsLost 0)",
+        "drain         Succeeded — every change the feed delivered was acknowledged by Kafka and applied (recordsLost 0)",
         "flip-dns      Succeeded",
         "Succeeded, recordsLost 0",
     ] {

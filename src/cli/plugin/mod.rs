@@ -71,9 +71,10 @@ pub enum Verb {
     ///
     /// Creates a Switchover (mode Planned, trigger Manual) that the operator runs:
     /// precheck (target healthy, replication lag within maxLagForSwitchover) · fence ·
-    /// drain (every acknowledged change applied) · flip DNS · flip load balancers ·
-    /// reverse replication · record. A gate is skipped only by its own --force flag,
-    /// which is recorded in the Switchover and the audit trail.
+    /// drain (every change the feed delivered acknowledged by Kafka and applied) ·
+    /// flip DNS · flip load balancers · reverse replication · record. A gate is skipped
+    /// only by its own --force flag, which is recorded in the Switchover and the audit
+    /// trail.
     ///
     /// Example: kubectl understudy switchover wecom --to standby --reason "provider maintenance 02:00" --wait
     Switchover(SwitchArgs),
