@@ -13,7 +13,7 @@ use crate::api::switchover::{
     ForceSpec, StepState, SwitchoverMode, SwitchoverPhase, SwitchoverSpec, SwitchoverStatus,
     Trigger,
 };
-use crate::traffic::{Moved, TrafficError, TrafficTarget};
+use crate::traffic::{Moved, TargetState, TrafficError, TrafficTarget};
 
 /// Persists into memory; can be told to "crash" (fail) on the n-th save.
 #[derive(Default)]
@@ -56,8 +56,16 @@ impl TrafficTarget for FakeTarget {
     fn describe(&self) -> String {
         self.name.clone()
     }
-    async fn current_side(&self) -> Result<Option<Side>, TrafficError> {
-        Ok(*self.side.lock().unwrap())
+    async fn observe(&self) -> Result<TargetState, TrafficError> {
+        Ok(match *self.side.lock().unwrap() {
+            Some(side) => TargetState::On {
+                side,
+                holds: format!("{side}'s values"),
+            },
+            None => TargetState::Neither {
+                holds: "hand-made values".into(),
+            },
+        })
     }
     async fn ensure_side(&self, from: Side, to: Side) -> Result<Moved, TrafficError> {
         let mut s = self.side.lock().unwrap();
