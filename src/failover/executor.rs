@@ -5,8 +5,9 @@
 //! `ensure_*`, so a process killed at any point resumes the Running step and finishes
 //! with exactly one flip: targets already moved answer "already there".
 //!
-//! Nothing is left half-flipped without saying so: a flip step that fails after moving
-//! some targets names, in its message and the switchover's, which targets point where.
+//! Nothing is left half-flipped without saying so: a flip step that fails reads every
+//! traffic target back and names, in its message and the switchover's, what each one
+//! holds (see `flip`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,13 +15,14 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::flip;
 use super::plan::{self, GateInput, Next, Step};
 use crate::api::Side;
 use crate::api::switchover::{
     StepState, SwitchoverMode, SwitchoverPhase, SwitchoverSpec, SwitchoverStatus, Trigger,
 };
 use crate::controller::conditions::rfc3339_ms as rfc3339;
-use crate::traffic::{Moved, TrafficError, TrafficTarget};
+use crate::traffic::TrafficTarget;
 
 /// Where the Switchover's status is persisted.
 #[async_trait]
@@ -228,7 +230,7 @@ impl Executor {
                             None => std::future::pending::<()>().await,
                         }
                     }
-                    let outcome = self.execute(step, &mut status).await;
+                    let outcome = self.execute(step, &mut status, resumed).await;
                     let st = &mut status.steps[index];
                     st.finished_at = Some(rfc3339(Utc::now()));
                     match outcome {
@@ -280,7 +282,12 @@ impl Executor {
     }
 
     /// Run one step; Ok(message) when its effect is verified.
-    async fn execute(&self, step: Step, status: &mut SwitchoverStatus) -> Result<String, String> {
+    async fn execute(
+        &self,
+        step: Step,
+        status: &mut SwitchoverStatus,
+        resumed: bool,
+    ) -> Result<String, String> {
         let to = self.spec.to;
         let from = status.from.unwrap_or(self.active);
         match step {
@@ -356,10 +363,18 @@ impl Executor {
                 }),
                 None => Ok("no replication to compare".into()),
             },
-            Step::FlipDns => self.flip(&self.dns, from, to).await,
-            Step::FlipLb => self.flip(&self.lbs, from, to).await,
-            Step::RestoreDns => self.flip(&self.dns, to, from).await,
-            Step::RestoreLb => self.flip(&self.lbs, to, from).await,
+            Step::FlipDns => {
+                flip::run(&self.dns, &self.lbs, from, to, self.verify_within, resumed).await
+            }
+            Step::FlipLb => {
+                flip::run(&self.lbs, &self.dns, from, to, self.verify_within, resumed).await
+            }
+            Step::RestoreDns => {
+                flip::run(&self.dns, &self.lbs, to, from, self.verify_within, resumed).await
+            }
+            Step::RestoreLb => {
+                flip::run(&self.lbs, &self.dns, to, from, self.verify_within, resumed).await
+            }
             Step::Reverse => match &self.replication {
                 Some(r) => r.reverse(to, &self.name).await,
                 None => Ok("no replication to reverse".into()),
@@ -369,59 +384,5 @@ impl Executor {
                 Ok(format!("{to} recorded as the active side"))
             }
         }
-    }
-
-    /// Move every target from `from` to `to`, verifying each. On the first failure, say
-    /// exactly which targets moved and which did not.
-    async fn flip(
-        &self,
-        targets: &[Arc<dyn TrafficTarget>],
-        from: Side,
-        to: Side,
-    ) -> Result<String, String> {
-        if targets.is_empty() {
-            return Ok("no targets configured".into());
-        }
-        let mut done = Vec::new();
-        for t in targets {
-            let result = async {
-                let moved = t.ensure_side(from, to).await?;
-                t.verify_side(to, self.verify_within).await?;
-                Ok::<Moved, TrafficError>(moved)
-            }
-            .await;
-            match result {
-                Ok(moved) => done.push(format!(
-                    "{} → {to}{}",
-                    t.describe(),
-                    if moved == Moved::AlreadyThere {
-                        " (already)"
-                    } else {
-                        ""
-                    }
-                )),
-                Err(e) => {
-                    let pending: Vec<String> = targets
-                        .iter()
-                        .skip(done.len() + 1)
-                        .map(|t| format!("{} still on {from}", t.describe()))
-                        .collect();
-                    let mut msg = format!("{e}. NOT moved: {} (still on {from})", t.describe());
-                    if !done.is_empty() {
-                        msg.push_str(&format!("; ALREADY moved to {to}: {}", done.join(", ")));
-                    }
-                    if !pending.is_empty() {
-                        msg.push_str(&format!("; not attempted: {}", pending.join(", ")));
-                    }
-                    msg.push_str(". Traffic is split: fix the target, then create a new Switchover (or move it by hand)");
-                    if done.is_empty() {
-                        msg =
-                            format!("{e}. Nothing was moved: every target still points at {from}");
-                    }
-                    return Err(msg);
-                }
-            }
-        }
-        Ok(format!("verified: {}", done.join(", ")))
     }
 }

@@ -13,7 +13,7 @@ use crate::api::switchover::{
     ForceSpec, StepState, SwitchoverMode, SwitchoverPhase, SwitchoverSpec, SwitchoverStatus,
     Trigger,
 };
-use crate::traffic::{Moved, TrafficError, TrafficTarget};
+use crate::traffic::{Moved, TargetState, TrafficError, TrafficTarget};
 
 /// Persists into memory; can be told to "crash" (fail) on the n-th save.
 #[derive(Default)]
@@ -56,8 +56,16 @@ impl TrafficTarget for FakeTarget {
     fn describe(&self) -> String {
         self.name.clone()
     }
-    async fn current_side(&self) -> Result<Option<Side>, TrafficError> {
-        Ok(*self.side.lock().unwrap())
+    async fn observe(&self) -> Result<TargetState, TrafficError> {
+        Ok(match *self.side.lock().unwrap() {
+            Some(side) => TargetState::On {
+                side,
+                holds: format!("{side}'s values"),
+            },
+            None => TargetState::Neither {
+                holds: "hand-made values".into(),
+            },
+        })
     }
     async fn ensure_side(&self, from: Side, to: Side) -> Result<Moved, TrafficError> {
         let mut s = self.side.lock().unwrap();
@@ -456,7 +464,7 @@ fn failpoints_parse() {
 }
 
 #[tokio::test]
-async fn a_record_changed_by_hand_fails_the_flip_and_says_what_moved() {
+async fn a_record_changed_by_hand_fails_the_flip_and_names_every_targets_read_back_state() {
     let w = world("Healthy");
     // The second DNS record was edited by hand: it matches neither side.
     *w.dns[1].side.lock().unwrap() = None;
@@ -466,9 +474,30 @@ async fn a_record_changed_by_hand_fails_the_flip_and_says_what_moved() {
         .unwrap();
     assert_eq!(st.phase, SwitchoverPhase::Failed);
     let msg = st.message.unwrap();
-    assert!(msg.contains("NOT moved: dns web"), "{msg}");
-    assert!(msg.contains("ALREADY moved to standby: dns api"), "{msg}");
-    assert!(msg.contains("split"), "{msg}");
+    assert!(
+        msg.starts_with("flip-dns failed: dns web: changed by someone else. Traffic is split"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("dns api: on standby (standby's values) [moved by this step]"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("dns web: on neither side (hand-made values) [refused, left as it was]"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("lb app: on primary (primary's values) [not part of this step]"),
+        "{msg}"
+    );
+    let step = st.steps.iter().find(|s| s.name == "flip-dns").unwrap();
+    assert_eq!(step.state, StepState::Failed);
+    assert!(
+        step.message
+            .as_deref()
+            .unwrap()
+            .contains("Traffic is split")
+    );
     assert_eq!(
         *w.lb.side.lock().unwrap(),
         Some(Side::Primary),
@@ -482,6 +511,28 @@ async fn a_record_changed_by_hand_fails_the_flip_and_says_what_moved() {
 }
 
 #[tokio::test]
+async fn a_failed_lb_flip_after_dns_moved_does_not_say_nothing_was_moved() {
+    let w = world("Healthy");
+    *w.lb.side.lock().unwrap() = None;
+    let st = executor(&w, spec(SwitchoverMode::Emergency, Trigger::Automatic))
+        .run(None)
+        .await
+        .unwrap();
+    assert_eq!(st.phase, SwitchoverPhase::Failed);
+    let msg = st.message.unwrap();
+    assert!(
+        msg.starts_with("flip-lb failed: lb app: changed by someone else"),
+        "{msg}"
+    );
+    assert!(!msg.contains("Nothing was moved"), "{msg}");
+    assert!(msg.contains("Traffic is split"), "{msg}");
+    assert!(
+        msg.contains("dns api: on standby (standby's values) [not part of this step]"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
 async fn first_target_refused_says_nothing_moved() {
     let w = world("Healthy");
     *w.dns[0].side.lock().unwrap() = None;
@@ -489,7 +540,12 @@ async fn first_target_refused_says_nothing_moved() {
         .run(None)
         .await
         .unwrap();
-    assert!(st.message.unwrap().contains("Nothing was moved"));
+    let msg = st.message.unwrap();
+    assert!(msg.contains("Nothing was moved"), "{msg}");
+    assert!(
+        msg.contains("dns web: on primary (primary's values) [not attempted]"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]

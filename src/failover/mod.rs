@@ -3,6 +3,7 @@
 //! verified result after it.
 
 pub mod executor;
+pub mod flip;
 pub mod plan;
 
 #[cfg(test)]

@@ -69,16 +69,49 @@ pub enum DnsError {
     },
     #[error("DNS exchange with {server} failed: {detail}")]
     Exchange { server: SocketAddr, detail: String },
-    #[error(
-        "server {server} still answers {found:?} for {name}, expected {expected:?}, after {waited:?}"
-    )]
-    NotPropagated {
-        server: SocketAddr,
+    #[error("not every server answers {expected:?} for {name} within {waited:?}: {}", describe_answers(.answers))]
+    NotVerified {
         name: String,
-        found: Vec<String>,
         expected: Vec<String>,
+        /// What each listed server answered last, in the order of the spec.
+        answers: Vec<ServerAnswer>,
         waited: Duration,
     },
+}
+
+/// What one server answered: its values (canonical, sorted; empty when the record is
+/// absent), or why it did not answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerAnswer {
+    pub server: SocketAddr,
+    pub answer: Result<Vec<String>, String>,
+}
+
+/// `127.0.0.1:53 answers 10.0.0.2; 127.0.0.1:54 did not answer (…)`.
+pub fn describe_answers(answers: &[ServerAnswer]) -> String {
+    describe_answers_with(answers, |v| {
+        if v.is_empty() {
+            "no such record".into()
+        } else {
+            v.join(", ")
+        }
+    })
+}
+
+/// Like `describe_answers`, with the caller's words for a set of values (e.g. naming
+/// the side they belong to).
+pub fn describe_answers_with(
+    answers: &[ServerAnswer],
+    values: impl Fn(&[String]) -> String,
+) -> String {
+    answers
+        .iter()
+        .map(|a| match &a.answer {
+            Ok(v) => format!("{} answers {}", a.server, values(v)),
+            Err(e) => format!("{} did not answer ({e})", a.server),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A TSIG key. `Debug` never prints the secret.
@@ -186,9 +219,20 @@ impl DnsRecord {
         })
     }
 
-    /// The values the first server answers now (canonical, sorted).
+    /// The values the first server (the one UPDATEs go to) answers now.
     pub async fn current_values(&self) -> Result<Vec<String>, DnsError> {
         self.query(self.servers[0]).await
+    }
+
+    /// What every listed server answers now, queried concurrently (read-only).
+    pub async fn query_all(&self) -> Vec<ServerAnswer> {
+        futures::future::join_all(self.servers.iter().map(|&server| async move {
+            ServerAnswer {
+                server,
+                answer: self.query(server).await.map_err(|e| why_no_answer(&e)),
+            }
+        }))
+        .await
     }
 
     /// Query one server for the record's values (canonical, sorted; empty when absent).
@@ -270,7 +314,9 @@ impl DnsRecord {
         }
     }
 
-    /// Wait until every listed server answers `expected`, polling every 20 ms up to `within`.
+    /// Wait until every listed server answers `expected`, polling every 20 ms up to
+    /// `within`. A server that does not answer is asked again until the bound; the error
+    /// says what each server answered last.
     pub async fn verify_values(
         &self,
         expected: &[String],
@@ -278,25 +324,58 @@ impl DnsRecord {
     ) -> Result<(), DnsError> {
         let expected = canonical(self.rtype, expected)?;
         let started = tokio::time::Instant::now();
-        for &server in &self.servers {
-            loop {
-                let found = self.query(server).await?;
-                if found == expected {
-                    break;
-                }
-                if started.elapsed() >= within {
-                    return Err(DnsError::NotPropagated {
-                        server,
-                        name: self.name.to_string(),
-                        found,
-                        expected,
-                        waited: started.elapsed(),
-                    });
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        let deadline = started + within;
+        let mut last: Vec<Option<Result<Vec<String>, String>>> = vec![None; self.servers.len()];
+        loop {
+            let pending: Vec<usize> = (0..self.servers.len())
+                .filter(|&i| last[i].as_ref() != Some(&Ok(expected.clone())))
+                .collect();
+            if pending.is_empty() {
+                return Ok(());
             }
+            // Each query is bounded by what is left of `within`, so a server that hangs
+            // cannot stretch the bound.
+            let left = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .max(Duration::from_millis(50));
+            let answers = futures::future::join_all(pending.iter().map(|&i| {
+                let server = self.servers[i];
+                async move {
+                    let timeout = left.min(self.timeout);
+                    match tokio::time::timeout(timeout, self.query(server)).await {
+                        Ok(r) => r.map_err(|e| why_no_answer(&e)),
+                        Err(_) => Err(why_no_answer(&DnsError::Timeout { server, timeout })),
+                    }
+                }
+            }))
+            .await;
+            for (&i, a) in pending.iter().zip(answers) {
+                last[i] = Some(a);
+            }
+            if last
+                .iter()
+                .all(|a| a.as_ref() == Some(&Ok(expected.clone())))
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DnsError::NotVerified {
+                    name: self.name.to_string(),
+                    expected,
+                    answers: self
+                        .servers
+                        .iter()
+                        .zip(last)
+                        .map(|(&server, a)| ServerAnswer {
+                            server,
+                            answer: a.unwrap_or_else(|| Err("not asked".into())),
+                        })
+                        .collect(),
+                    waited: started.elapsed(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Ok(())
     }
 
     fn record_set(&self, values: &[String], ttl: u32) -> Result<RecordSet, DnsError> {
@@ -345,6 +424,16 @@ impl DnsRecord {
             return DnsError::BadSig { server };
         }
         exchange_error(server, self.timeout, detail)
+    }
+}
+
+/// Why a server gave no usable answer, without repeating its address.
+fn why_no_answer(e: &DnsError) -> String {
+    match e {
+        DnsError::Timeout { timeout, .. } => format!("no answer within {timeout:?}"),
+        DnsError::Exchange { detail, .. } => detail.clone(),
+        DnsError::Rcode { rcode, .. } => format!("answered {rcode}"),
+        other => other.to_string(),
     }
 }
 
@@ -433,104 +522,5 @@ fn rdata_to_value(rdata: &RData) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn canonical_sorts_normalises_and_dedups() {
-        let v = canonical(
-            RecordType::A,
-            &["10.0.0.2".into(), "10.0.0.1".into(), "10.0.0.2".into()],
-        )
-        .unwrap();
-        assert_eq!(v, vec!["10.0.0.1", "10.0.0.2"]);
-        let v = canonical(RecordType::AAAA, &["2001:DB8:0:0::1".into()]).unwrap();
-        assert_eq!(v, vec!["2001:db8::1"]);
-        let v = canonical(RecordType::CNAME, &["Standby.Example.TEST".into()]).unwrap();
-        assert_eq!(v, vec!["standby.example.test."]);
-    }
-
-    #[test]
-    fn rejects_values_of_the_wrong_type() {
-        assert!(canonical(RecordType::A, &["not-an-ip".into()]).is_err());
-        assert!(canonical(RecordType::A, &["2001:db8::1".into()]).is_err());
-        assert!(canonical(RecordType::AAAA, &["10.0.0.1".into()]).is_err());
-    }
-
-    #[test]
-    fn relative_names_are_placed_in_the_zone_and_outside_names_refused() {
-        let key = TsigKey {
-            name: "k".into(),
-            algorithm: "hmac-sha256".into(),
-            secret: vec![1; 32],
-        };
-        let r = DnsRecord::new(
-            &["127.0.0.1:5353".into()],
-            "example.test.",
-            "api",
-            SpecRecordType::A,
-            30,
-            key.clone(),
-        )
-        .unwrap();
-        assert_eq!(r.name.to_string(), "api.example.test.");
-        assert_eq!(r.servers[0].port(), 5353);
-        let r = DnsRecord::new(
-            &["127.0.0.1".into()],
-            "example.test",
-            "api.example.test.",
-            SpecRecordType::A,
-            30,
-            key.clone(),
-        )
-        .unwrap();
-        assert_eq!(r.servers[0].port(), 53);
-        assert!(
-            DnsRecord::new(
-                &["127.0.0.1".into()],
-                "example.test.",
-                "api.other.test.",
-                SpecRecordType::A,
-                30,
-                key.clone()
-            )
-            .is_err()
-        );
-        assert!(
-            DnsRecord::new(
-                &["dns.example".into()],
-                "example.test.",
-                "api",
-                SpecRecordType::A,
-                30,
-                key
-            )
-            .is_err()
-        );
-    }
-
-    #[test]
-    fn tsig_key_debug_hides_the_secret() {
-        let key = TsigKey {
-            name: "k".into(),
-            algorithm: "hmac-sha256".into(),
-            secret: b"supersecret".to_vec(),
-        };
-        let s = format!("{key:?}");
-        assert!(!s.contains("supersecret") && !s.contains("115, 117"), "{s}");
-    }
-
-    #[test]
-    fn unsupported_tsig_algorithm_is_a_clear_error() {
-        let key = TsigKey {
-            name: "k".into(),
-            algorithm: "hmac-md5".into(),
-            secret: vec![1; 16],
-        };
-        let Err(err) = key.signer().map(|_| ()) else {
-            panic!("hmac-md5 must be refused")
-        };
-        let err = err.to_string();
-        assert!(err.contains("hmac-sha256"), "{err}");
-    }
-}
+#[path = "dns_tests.rs"]
+mod tests;

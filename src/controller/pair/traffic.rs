@@ -37,16 +37,16 @@ impl PairActor {
             };
         let mut readings = Vec::new();
         for t in targets.dns.iter().chain(targets.lbs.iter()) {
-            let reading = match tokio::time::timeout(READ_WITHIN, t.current_side()).await {
-                Ok(Ok(on)) => Reading {
+            let reading = match tokio::time::timeout(READ_WITHIN, t.observe()).await {
+                Ok(Ok(state)) => Reading {
                     target: t.describe(),
-                    on,
-                    detail: "it holds neither side's values".into(),
+                    on: state.side(),
+                    detail: state.holds().to_string(),
                 },
                 Ok(Err(e)) => Reading {
                     target: t.describe(),
                     on: None,
-                    detail: format!("cannot be read: {e}"),
+                    detail: format!("cannot be read: {}", e.message()),
                 },
                 Err(_) => Reading {
                     target: t.describe(),
