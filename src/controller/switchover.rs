@@ -225,6 +225,11 @@ async fn prepare(
     {
         return Err(Prepared::Later(Action::requeue(Duration::from_millis(500))));
     }
+    // Likewise the health gate needs the target side observed once (a resumed or fresh
+    // switchover right after a restart would otherwise find it "Unknown").
+    if !prechecked && handle.detection_warming_up(so.spec.to) {
+        return Err(Prepared::Later(Action::requeue(Duration::from_millis(200))));
+    }
     let traffic = if so.spec.trigger == Trigger::Drill {
         match crate::drills::rehearsal_traffic(&pair.spec) {
             Ok(t) => t.clone(),

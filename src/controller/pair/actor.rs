@@ -100,6 +100,7 @@ impl PairActor {
             lag: None,
             lag_records: None,
             replication_reported: false,
+            observed: [false; 2],
         };
         let (view_tx, view_rx) = watch::channel(view);
         crate::controller::metrics::restore_drill_gauges(
@@ -465,6 +466,10 @@ impl PairActor {
             lag: snap.map(|s| Duration::from_secs_f64(s.lag_seconds.max(0.0))),
             lag_records: snap.map(|s| s.lag_records),
             replication_reported: self.replication_reported,
+            observed: [
+                self.detectors[0].last_observed_at().is_some(),
+                self.detectors[1].last_observed_at().is_some(),
+            ],
         };
         self.view_tx.send_if_modified(|v| {
             let changed = *v != view;

@@ -89,6 +89,8 @@ pub struct PairView {
     pub lag_records: Option<u64>,
     /// Replication reported a running pipeline at least once.
     pub replication_reported: bool,
+    /// Each side's detector has taken a signal (its verdict is more than "no signal yet").
+    pub observed: [bool; 2],
 }
 
 /// A verified notice, as the webhook hands it over.
@@ -342,6 +344,12 @@ impl PairHandle {
     /// moment, which a planned switchover's lag gate must not mistake for a failure.
     pub fn replication_warming_up(&self) -> bool {
         !self.view.borrow().replication_reported && self.started.elapsed() < Duration::from_secs(30)
+    }
+
+    /// Just started and `side` has not been observed yet: its verdict is Unknown for a
+    /// moment, which a switchover's health gate must not mistake for an unhealthy side.
+    pub fn detection_warming_up(&self, side: Side) -> bool {
+        !self.view.borrow().observed[idx(side)] && self.started.elapsed() < Duration::from_secs(30)
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Msg) -> Result<T, String> {
