@@ -190,3 +190,45 @@ async fn a_frozen_feed_is_one_timed_observation_per_failed_read_paced_by_retry_m
         "numbers never go back"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_checkpoint_kafka_did_not_take_in_time_is_written_once_it_answers() {
+    let mut b = bed();
+    // No periodic checkpoint: only the final one can carry the acknowledged cursor.
+    b.cfg.tuning.checkpoint_interval = Duration::from_secs(3600);
+    LoadGen::run(&b.store, "corp-a", 0, Until::Count(300), 4).await;
+    let src = Source::start(b.cfg.clone(), b.primary.clone())
+        .await
+        .expect("source starts");
+    wait_for(Duration::from_secs(20), "everything acknowledged", || {
+        src.status().produced > 0 && src.status().unacknowledged == 0
+    })
+    .await;
+    b.mock.broker_down(1).expect("broker down");
+    LoadGen::run(&b.store, "corp-a", 0, Until::Count(100), 5).await;
+    wait_for(Duration::from_secs(10), "100 changes read", || {
+        src.status().unacknowledged == 100
+    })
+    .await;
+    let end = src.fence(Duration::from_millis(500)).await;
+    assert!(!end.checkpoint_written);
+    assert_eq!(end.unacknowledged, 100);
+    let safe = end.checkpoint.clone().expect("a safe cursor");
+    b.mock.broker_up(1).expect("broker up");
+    let key = crate::replication::checkpoint::checkpoint_key(Side::Primary, "corp-a");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stored = crate::replication::checkpoint::read(&b.cfg, &key, Duration::from_secs(2))
+            .await
+            .ok()
+            .flatten();
+        if stored.as_ref().map(|c| c.cursor.as_str()) == Some(safe.as_str()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the final checkpoint {safe} was not written once Kafka answered: {stored:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
