@@ -139,8 +139,14 @@ pub struct Tuning {
     /// Bound of the sink's prefetch memory per partition (`queued.max.messages.kbytes`
     /// is split over partitions by librdkafka).
     pub consumer_queue_kib: u32,
-    /// How long `stop` waits for Kafka to acknowledge what was produced.
+    /// Bound of a clean stop (`Pipeline::stop`: acknowledgements, final checkpoint, the
+    /// sink's commit), of a reverse's fence, and of a final checkpoint written late in
+    /// the background.
     pub stop_timeout: Duration,
+    /// Bound of `Pipeline::start` (and `Source::start`, `Sink::start`): Kafka must answer
+    /// within it (topics, checkpoint, committed offsets), or the start fails saying Kafka
+    /// is unreachable.
+    pub start_timeout: Duration,
     /// How often lag is measured (end offsets) and exported.
     pub monitor_interval: Duration,
 }
@@ -163,6 +169,7 @@ impl Default for Tuning {
             retry_max: Duration::from_secs(5),
             consumer_queue_kib: 16 * 1024,
             stop_timeout: Duration::from_secs(30),
+            start_timeout: Duration::from_secs(15),
             monitor_interval: Duration::from_millis(500),
         }
     }
@@ -287,6 +294,11 @@ impl PipelineConfig {
                 self.tuning.consumer_queue_kib.to_string(),
             );
         cfg
+    }
+
+    /// A client for metadata only (the reachability check of a start): no group.
+    pub fn metadata_config(&self) -> ClientConfig {
+        self.kafka.base()
     }
 
     /// A plain consumer without a group (checkpoint reads, end offsets).

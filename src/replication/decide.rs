@@ -3,7 +3,10 @@
 //!
 //! - **What to checkpoint**: [`CheckpointTracker`] — a feed cursor becomes checkpointable
 //!   only when Kafka acknowledged every record produced from it and from every batch
-//!   before it.
+//!   before it; it also counts what was read and not acknowledged.
+//! - **How fence and drain are bounded and what they report**: [`fence_read_budget`],
+//!   [`drain_target`] (with [`EndOffsetsFrom`]) and [`records_lost_total`], the one place
+//!   a switchover's `recordsLost` is computed.
 //! - **Where to start**: [`source_position`] / [`sink_position`] — resume from stored
 //!   positions, or start from the positions captured at a flip unless the stored ones
 //!   already belong to that flip.
@@ -14,13 +17,21 @@
 //! - **What to write**: [`coalesce`] — within one in-order run of a partition only the
 //!   last full state of each key needs applying.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Change, EntityKind};
 use crate::provider::ProviderError;
+
+mod bounds;
+mod tracker;
+
+pub use bounds::{
+    EndOffsetsFrom, MAX_SETTLE_RESERVE, drain_target, fence_read_budget, records_lost_total,
+};
+pub use tracker::CheckpointTracker;
 
 /// Positions captured when the direction flipped: the new source starts at the feed head
 /// of the new active side, the new sink at the end offsets of the state topic, so nothing
@@ -244,130 +255,6 @@ pub fn lag_seconds(now_ms: i64, oldest_pending_ms: impl IntoIterator<Item = i64>
         .map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0)
 }
 
-/// One batch of the feed, produced but maybe not yet acknowledged.
-#[derive(Debug)]
-struct PendingBatch {
-    id: u64,
-    /// Checkpointable cursor once this batch and all before it are acknowledged; `None`
-    /// for snapshot pages (a bootstrap is only checkpointed when complete).
-    cursor: Option<String>,
-    records: usize,
-    /// Observed-at (epoch ms) of the batch's oldest record.
-    oldest_ms: Option<i64>,
-    done: Option<bool>,
-}
-
-/// Tracks produced batches and decides which feed cursor may be checkpointed.
-#[derive(Debug, Default)]
-pub struct CheckpointTracker {
-    pending: VecDeque<PendingBatch>,
-    next_id: u64,
-    /// Newest cursor whose batch and every batch before it were acknowledged.
-    safe: Option<String>,
-    /// Whether `safe` moved since the last [`take_checkpoint`](Self::take_checkpoint).
-    dirty: bool,
-    failed: bool,
-    outstanding: usize,
-}
-
-impl CheckpointTracker {
-    /// `start` is the position the source read from (already durable).
-    pub fn new(start: Option<String>) -> Self {
-        CheckpointTracker {
-            safe: start,
-            ..Default::default()
-        }
-    }
-
-    /// Registers a batch of `records` produced records read up to `cursor`; returns its id.
-    pub fn push(&mut self, cursor: Option<String>, records: usize, oldest_ms: Option<i64>) -> u64 {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.outstanding += records;
-        self.pending.push_back(PendingBatch {
-            id,
-            cursor,
-            records,
-            oldest_ms,
-            done: if records == 0 { Some(true) } else { None },
-        });
-        self.advance();
-        id
-    }
-
-    /// Kafka answered for every record of batch `id`: all acknowledged (`ok`) or not.
-    pub fn complete(&mut self, id: u64, ok: bool) {
-        if let Some(b) = self.pending.iter_mut().find(|b| b.id == id) {
-            if b.done.is_none() {
-                self.outstanding -= b.records;
-            }
-            b.done = Some(ok);
-            if !ok {
-                self.failed = true;
-            }
-        }
-        self.advance();
-    }
-
-    fn advance(&mut self) {
-        while let Some(Some(true)) = self.pending.front().map(|b| b.done) {
-            if let Some(b) = self.pending.pop_front()
-                && let Some(c) = b.cursor
-            {
-                self.safe = Some(c);
-                self.dirty = true;
-            }
-        }
-    }
-
-    /// The cursor to write now, if it moved since the last call.
-    pub fn take_checkpoint(&mut self) -> Option<String> {
-        if self.dirty {
-            self.dirty = false;
-            self.safe.clone()
-        } else {
-            None
-        }
-    }
-
-    /// The newest checkpointable cursor (or the start position).
-    pub fn safe(&self) -> Option<&str> {
-        self.safe.as_deref()
-    }
-
-    /// A batch failed: the source must rewind to [`safe`](Self::safe) once
-    /// [`outstanding`](Self::outstanding) is 0.
-    pub fn failed(&self) -> bool {
-        self.failed
-    }
-
-    /// Records produced and not yet answered by Kafka.
-    pub fn outstanding(&self) -> usize {
-        self.outstanding
-    }
-
-    /// Nothing produced is waiting for an answer or for an earlier batch.
-    pub fn settled(&self) -> bool {
-        self.pending.is_empty()
-    }
-
-    /// Observed-at of the oldest record not yet acknowledged (with all before it).
-    pub fn oldest_pending_ms(&self) -> Option<i64> {
-        self.pending
-            .iter()
-            .filter(|b| b.done != Some(true))
-            .filter_map(|b| b.oldest_ms)
-            .min()
-    }
-
-    /// Forget everything pending (after a rewind); the safe cursor stays.
-    pub fn reset(&mut self) {
-        self.pending.clear();
-        self.failed = false;
-        self.outstanding = 0;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,56 +274,6 @@ mod tests {
             epoch: epoch.map(str::to_string),
             at: String::new(),
         }
-    }
-
-    #[test]
-    fn checkpoint_waits_for_every_earlier_batch() {
-        let mut t = CheckpointTracker::new(Some("0".into()));
-        let a = t.push(Some("10".into()), 10, Some(1));
-        let b = t.push(Some("20".into()), 5, Some(2));
-        let c = t.push(Some("30".into()), 0, None); // all skipped: nothing to wait for
-        assert_eq!(t.outstanding(), 15);
-        assert_eq!(t.take_checkpoint(), None);
-        assert_eq!(t.oldest_pending_ms(), Some(1));
-        t.complete(b, true);
-        assert_eq!(t.take_checkpoint(), None, "batch a is still unacknowledged");
-        assert_eq!(t.safe(), Some("0"));
-        assert_eq!(t.oldest_pending_ms(), Some(1));
-        t.complete(a, true);
-        assert_eq!(t.take_checkpoint(), Some("30".into()));
-        assert_eq!(t.take_checkpoint(), None, "only when it moves");
-        assert!(t.settled());
-        assert_eq!(t.outstanding(), 0);
-        let _ = c;
-    }
-
-    #[test]
-    fn a_failed_batch_blocks_the_checkpoint_and_asks_for_a_rewind() {
-        let mut t = CheckpointTracker::new(None);
-        let a = t.push(Some("1".into()), 1, None);
-        let b = t.push(Some("2".into()), 1, None);
-        t.complete(a, false);
-        t.complete(b, true);
-        assert!(t.failed());
-        assert_eq!(t.safe(), None);
-        assert_eq!(t.take_checkpoint(), None);
-        assert_eq!(t.outstanding(), 0);
-        t.reset();
-        assert!(!t.failed() && t.settled());
-    }
-
-    #[test]
-    fn snapshot_pages_are_not_checkpointed_until_the_head_marker() {
-        let mut t = CheckpointTracker::new(None);
-        let p1 = t.push(None, 3, None);
-        t.complete(p1, true);
-        assert_eq!(t.take_checkpoint(), None);
-        let p2 = t.push(None, 3, None);
-        let head = t.push(Some("500".into()), 0, None);
-        let _ = head;
-        assert_eq!(t.take_checkpoint(), None);
-        t.complete(p2, true);
-        assert_eq!(t.take_checkpoint(), Some("500".into()));
     }
 
     #[test]

@@ -14,5 +14,9 @@ pub mod source;
 pub mod topics;
 
 pub use config::{Compression, KafkaConfig, PipelineConfig, Tuning};
-pub use decide::{Flip, Start};
-pub use pipeline::{DrainReport, FenceReport, Pipeline, PipelineError, PipelineSnapshot};
+pub use decide::{EndOffsetsFrom, Flip, Start, records_lost_total};
+pub use pipeline::{
+    DrainReport, FenceReport, Pipeline, PipelineError, PipelineSnapshot, StopReport, end_offsets,
+    flip_head, flip_positions,
+};
+pub use source::FeedErrors;

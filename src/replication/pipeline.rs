@@ -2,47 +2,66 @@
 //! [`Sink`] on the passive one, through the pair's state topic. This is what the
 //! controller starts, watches, fences, drains, stops and reverses.
 //!
-//! Contract:
-//! - [`Pipeline::start`] ensures the topics (state: compacted, `partitions`; checkpoint:
-//!   compacted, 1 partition; DLQ: 30 days) through the admin API, then starts the sink
-//!   and the source.
+//! Contract — every operation is bounded whatever Kafka does (broker stopped, unreachable
+//! or slow):
+//! - [`Pipeline::start`] checks that Kafka answers, ensures the topics (state: compacted,
+//!   `partitions`; checkpoint: compacted, 1 partition; DLQ: 30 days) through the admin
+//!   API, then starts the sink and the source — all within `Tuning::start_timeout`, else
+//!   [`PipelineError::KafkaUnreachable`].
 //! - [`Pipeline::snapshot`] is cheap and synchronous: lag in records (end offsets minus
 //!   the sink's applied position, which it commits within `commit_interval`), lag in
 //!   seconds (age of the oldest change read but not yet applied), last applied at,
-//!   applied and DLQ counts. A background task refreshes end offsets and exports the
-//!   lag gauges every `monitor_interval`.
-//! - [`Pipeline::fence`] stops the source at the feed head seen at the call and returns
-//!   the state topic's end offsets after Kafka acknowledged everything read;
-//!   [`Pipeline::drain`] waits until the sink applied up to given offsets and reports
-//!   what it had not by the deadline (`recordsLost`).
-//! - [`Pipeline::stop`] is clean: the producer is flushed, the final checkpoint written,
-//!   the sink's applied offsets committed; no acknowledged change is lost.
-//! - [`Pipeline::reverse`] stops this pipeline, captures the flip positions (feed head of
-//!   the new active account, end offsets of the topic) and starts the other direction
-//!   from them, so nothing the old sink wrote comes back (origin tags skip it as well).
+//!   applied and DLQ counts, and the feed's failed reads as numbered, timed observations.
+//!   A background task refreshes end offsets and exports the lag gauges every
+//!   `monitor_interval`.
+//! - [`Pipeline::fence`] returns within its bound (plus well under a second): the source
+//!   is stopped at the feed head seen at the call (nothing more is read or produced), and
+//!   the report says what Kafka did not acknowledge and where the drain's end offsets came
+//!   from (the broker if it answered in time, else what it acknowledged).
+//!   [`Pipeline::drain`] returns by its deadline with the records up to given offsets
+//!   that the sink had not applied; [`decide::records_lost_total`] adds the two.
+//! - [`Pipeline::stop_within`] flushes, checkpoints and commits within its bound, else
+//!   ends anyway and reports it was not clean; no acknowledged change is lost either way
+//!   (the next start re-reads from the checkpoint and re-applies from the commit).
+//!   [`Pipeline::stop`] is the same bounded by `Tuning::stop_timeout` and fails if not clean.
+//! - [`Pipeline::reverse`] fences and stops this pipeline, captures the flip positions
+//!   (feed head of the new active account, end offsets of the topic) and starts the other
+//!   direction from them, so nothing the old sink wrote comes back (origin tags skip it as
+//!   well). The halves of the flip positions are [`flip_head`] and [`end_offsets`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::api::account_pair::ReplicationStatus;
 use crate::metrics::metrics;
 use crate::provider::{AccountProvider, ProviderError};
 use crate::replication::config::PipelineConfig;
-use crate::replication::decide::{self, Flip, Start};
+use crate::replication::decide::{self, EndOffsetsFrom, Flip, Start};
 use crate::replication::sink::{Sink, SinkError, SinkStatus};
-use crate::replication::source::{Source, SourceError, SourceState, SourceStatus};
-use crate::replication::topics::{self, TopicError, TopicSpec};
+use crate::replication::source::{FeedErrors, Source, SourceError, SourceState, SourceStatus};
+use crate::replication::topics::TopicError;
 
-/// Retention of the DLQ topic.
-const DLQ_RETENTION_MS: i64 = 30 * 24 * 3600 * 1000;
+mod positions;
+
+pub use positions::{end_offsets, ensure_topics, flip_head, flip_positions};
 
 /// Errors of a pipeline.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    #[error(
+        "Kafka at {bootstrap} did not answer within {within:?} ({detail}); check that the brokers are up and reachable from the operator and the pair's Kafka settings (replication retries)"
+    )]
+    KafkaUnreachable {
+        bootstrap: String,
+        within: Duration,
+        detail: String,
+    },
     #[error("ensuring the pair's Kafka topics failed: {0}")]
     Topics(#[from] TopicError),
     #[error(transparent)]
@@ -53,6 +72,14 @@ pub enum PipelineError {
         "capturing the flip positions failed: the new active account's feed head cannot be read: {0}; retry the reverse step"
     )]
     FlipHead(#[source] ProviderError),
+    #[error(
+        "capturing the flip positions failed: the new active account's feed head did not come within {0:?}; retry the reverse step"
+    )]
+    FlipHeadTimeout(Duration),
+    #[error(
+        "the replication pipeline did not stop cleanly: {0}; nothing Kafka acknowledged is lost (the next start re-reads from the last checkpoint and re-applies what was not committed)"
+    )]
+    NotClean(String),
     #[error("the pipeline is still in use by its monitor; retry stop")]
     Busy,
 }
@@ -77,6 +104,12 @@ pub struct PipelineSnapshot {
     pub source_checkpoint: Option<String>,
     /// The active account's feed cannot be read (frozen, banned, …): detector input.
     pub source_error: Option<ProviderError>,
+    /// Failed feed reads that found the account unusable, numbered from 1 by this
+    /// pipeline's source: one per read attempt (paced by `Tuning::retry_max`), so each new
+    /// number is one new observation. Starts again at 0 with a new pipeline.
+    pub source_error_seq: u64,
+    /// When the read numbered `source_error_seq` failed (the observation's time).
+    pub source_error_at: Option<DateTime<Utc>>,
     /// The passive account refuses writes right now.
     pub sink_error: Option<ProviderError>,
     pub kafka_error: Option<String>,
@@ -99,16 +132,27 @@ impl PipelineSnapshot {
 /// What `fence` captured.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FenceReport {
-    /// End offsets of the state topic once everything the source read was acknowledged:
-    /// drain up to these.
+    /// The offsets to drain up to: see `end_offsets_from`.
     pub end_offsets: BTreeMap<i32, i64>,
-    /// The source's final checkpoint; changes after it were not replicated (count them
-    /// with `changes(cursor)` on the old side to report them).
+    /// Whether `end_offsets` are the broker's answer, or (the broker did not answer in
+    /// time) the highest offsets Kafka acknowledged to the source or last reported.
+    pub end_offsets_from: EndOffsetsFrom,
+    /// The newest feed cursor up to which Kafka acknowledged every record (the final
+    /// checkpoint); changes after it were not all replicated.
     pub source_cursor: Option<String>,
+    /// Whether `source_cursor` was durably checkpointed by the fence (if not, it may still
+    /// be written in the background; a restart of this direction re-reads from the
+    /// previous checkpoint meanwhile, which duplicates and never loses).
+    pub checkpoint_written: bool,
+    /// How far the source read the old active account's feed: changes after this cursor
+    /// were not read (the account took them after the fence, or could not be read).
+    pub read_cursor: Option<String>,
     /// Whether the source read up to the feed head seen at the fence.
     pub reached_head: bool,
-    /// Records produced but not acknowledged in time (re-read if the source restarts).
-    pub unacknowledged: usize,
+    /// Changes the source read from the feed that Kafka had not acknowledged when the
+    /// fence returned (produced and unanswered, refused, or read and not yet handed to the
+    /// producer). They were purged: nothing more is produced. Counted in `recordsLost`.
+    pub unacknowledged: u64,
     /// Why the feed could not be read, if it could not (Emergency: frozen).
     pub source_error: Option<ProviderError>,
 }
@@ -123,19 +167,46 @@ pub struct DrainReport {
     pub applied_offsets: BTreeMap<i32, i64>,
 }
 
-/// Final state after `stop`.
+/// Final state after `stop_within`.
 #[derive(Clone, Debug)]
 pub struct StopReport {
     pub snapshot: PipelineSnapshot,
+    /// The source's final checkpoint cursor (everything before it is in Kafka).
     pub source_cursor: Option<String>,
+    /// Everything read was acknowledged, the final checkpoint written and the sink's
+    /// applied offsets committed, all within the bound.
+    pub clean: bool,
+    /// Changes read that Kafka had not acknowledged (purged; the next start re-reads them).
+    pub unacknowledged: u64,
+    /// Whether the final checkpoint was written within the bound.
+    pub checkpoint_written: bool,
+    /// Whether the sink's applied offsets were committed within the bound.
+    pub committed: bool,
+    /// Why the commit failed, if it did.
+    pub commit_error: Option<String>,
+}
+
+impl StopReport {
+    fn summary(&self) -> String {
+        format!(
+            "{} records not acknowledged by Kafka, final checkpoint {}, sink offsets {}",
+            self.unacknowledged,
+            if self.checkpoint_written {
+                "written"
+            } else {
+                "not written"
+            },
+            match &self.commit_error {
+                None => "committed".to_string(),
+                Some(e) => format!("not committed ({e})"),
+            }
+        )
+    }
 }
 
 #[derive(Default)]
 struct Cache {
     end_offsets: BTreeMap<i32, i64>,
-    /// The first fence's report: a fenced source produces nothing more, so a repeated
-    /// fence (a drain re-fencing, a reverse) returns it without asking Kafka again.
-    fenced: Option<FenceReport>,
 }
 
 /// One pair's replication in one direction.
@@ -146,6 +217,10 @@ pub struct Pipeline {
     source_provider: Arc<dyn AccountProvider>,
     sink_provider: Arc<dyn AccountProvider>,
     cache: Arc<Mutex<Cache>>,
+    /// The first fence's report: a fenced source produces nothing more, so a repeated
+    /// fence (a drain re-fencing, a reverse) returns it without asking Kafka again. The
+    /// lock also keeps two fences from running at once.
+    fenced: tokio::sync::Mutex<Option<FenceReport>>,
     monitor: JoinHandle<()>,
 }
 
@@ -153,35 +228,48 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Creates (or checks) the pair's state, checkpoint and DLQ topics.
-pub async fn ensure_topics(cfg: &PipelineConfig) -> Result<(), PipelineError> {
-    let extra: HashMap<String, String> = cfg.kafka.extra.clone().into_iter().collect();
-    let admin = topics::admin_client(&cfg.kafka.bootstrap_servers, &extra)?;
-    topics::ensure_topic(
-        &admin,
-        &TopicSpec::compacted(cfg.state_topic(), cfg.partitions),
-    )
-    .await?;
-    topics::ensure_topic(&admin, &TopicSpec::compacted(cfg.checkpoint_topic(), 1)).await?;
-    topics::ensure_topic(
-        &admin,
-        &TopicSpec::retained(cfg.dlq_topic(), 1, DLQ_RETENTION_MS),
-    )
-    .await?;
-    Ok(())
-}
-
 impl Pipeline {
-    /// Ensure the topics and start the sink (applying to `sink`) and the source
-    /// (following `source`) as `config.start` says.
+    /// Check that Kafka answers, ensure the topics and start the sink (applying to `sink`)
+    /// and the source (following `source`) as `config.start` says, all within
+    /// `Tuning::start_timeout`; otherwise [`PipelineError::KafkaUnreachable`].
     pub async fn start(
         config: PipelineConfig,
         source: Arc<dyn AccountProvider>,
         sink: Arc<dyn AccountProvider>,
     ) -> Result<Pipeline, PipelineError> {
-        ensure_topics(&config).await?;
-        let sink_part = Arc::new(Sink::start(config.clone(), sink.clone()).await?);
-        let source_part = Arc::new(Source::start(config.clone(), source.clone()).await?);
+        let within = config.tuning.start_timeout;
+        let deadline = Instant::now() + within;
+        let bootstrap = config.kafka.bootstrap_servers.clone();
+        // Every step is bounded by the deadline itself; this only catches a step that
+        // would overrun it anyway.
+        let hard = deadline + Duration::from_secs(1);
+        match tokio::time::timeout_at(hard, Self::start_until(config, source, sink, deadline)).await
+        {
+            Ok(r) => r,
+            Err(_) => Err(PipelineError::KafkaUnreachable {
+                bootstrap,
+                within,
+                detail: "no answer".into(),
+            }),
+        }
+    }
+
+    async fn start_until(
+        config: PipelineConfig,
+        source: Arc<dyn AccountProvider>,
+        sink: Arc<dyn AccountProvider>,
+        deadline: Instant,
+    ) -> Result<Pipeline, PipelineError> {
+        let within = config.tuning.start_timeout;
+        positions::probe(&config, deadline, within).await?;
+        positions::ensure_topics_until(&config, deadline, within).await?;
+        let sink_part = Sink::start_until(config.clone(), sink.clone(), deadline)
+            .await
+            .map_err(|e| positions::late_or(&config, deadline, within, e))?;
+        let source_part = Source::start_until(config.clone(), source.clone(), deadline)
+            .await
+            .map_err(|e| positions::late_or(&config, deadline, within, e))?;
+        let (sink_part, source_part) = (Arc::new(sink_part), Arc::new(source_part));
         let cache = Arc::new(Mutex::new(Cache::default()));
         let monitor = tokio::spawn(monitor(
             config.clone(),
@@ -197,6 +285,7 @@ impl Pipeline {
             source_provider: source,
             sink_provider: sink,
             cache,
+            fenced: tokio::sync::Mutex::new(None),
             monitor,
         })
     }
@@ -216,60 +305,75 @@ impl Pipeline {
         )
     }
 
-    /// Typed errors of the active account's feed; `None` once it reads again.
-    pub fn source_errors(&self) -> watch::Receiver<Option<ProviderError>> {
+    /// The active account's failed feed reads, one observation each (error `None` once it
+    /// reads again).
+    pub fn source_errors(&self) -> watch::Receiver<FeedErrors> {
         self.source.feed_errors()
     }
 
-    /// Stop the source at the feed head seen now (giving up reading at `within`; a frozen
-    /// account stops it at once) and return the end offsets to drain to.
-    pub async fn fence(&self, within: Duration) -> Result<FenceReport, PipelineError> {
-        if let Some(report) = lock(&self.cache).fenced.clone() {
-            return Ok(report);
+    /// Stop the source at the feed head seen now and return the end offsets to drain to,
+    /// within `within` (plus well under a second) whatever Kafka does. Reading the feed
+    /// takes at most [`decide::fence_read_budget`] of it (a frozen account stops it at
+    /// once); the rest waits for Kafka's acknowledgements; end offsets are asked of the
+    /// broker only with time left. When it returns, the source has ended.
+    pub async fn fence(&self, within: Duration) -> FenceReport {
+        let mut fenced = self.fenced.lock().await;
+        if let Some(report) = fenced.clone() {
+            return report;
         }
-        let t = std::time::Instant::now();
-        let end = self.source.fence(within).await?;
+        let t = Instant::now();
+        let deadline = t + within;
+        let end = self.source.fence(within).await;
         let source_ms = t.elapsed().as_millis();
         let status = self.source.status();
-        let end_offsets = self.sink.end_offsets(self.cfg.tuning.stop_timeout).await;
-        tracing::debug!(
-            source_ms,
-            end_offsets_ms = t.elapsed().as_millis() - source_ms,
-            reached_head = end.reached_head,
-            "fence timings"
-        );
-        let mut offsets = match end_offsets {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::warn!(error = %e, "fence: end offsets from what the source saw acknowledged");
-                lock(&self.cache).end_offsets.clone()
+        let left = deadline.saturating_duration_since(Instant::now());
+        let broker = if left.is_zero() {
+            None
+        } else {
+            match self.sink.end_offsets(left).await {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    tracing::warn!(error = %e, "fence: the broker did not give end offsets in time; draining to what it acknowledged");
+                    None
+                }
             }
         };
-        for (p, o) in status.produced_offsets {
-            let e = offsets.entry(p).or_insert(0);
-            *e = (*e).max(o);
-        }
+        let last_known = lock(&self.cache).end_offsets.clone();
+        let (offsets, from) =
+            decide::drain_target(broker.as_ref(), &status.produced_offsets, &last_known);
+        tracing::info!(
+            source_ms,
+            total_ms = t.elapsed().as_millis(),
+            reached_head = end.reached_head,
+            unacknowledged = end.unacknowledged,
+            checkpoint_written = end.checkpoint_written,
+            end_offsets_from = ?from,
+            "replication fenced"
+        );
         let report = FenceReport {
             end_offsets: offsets.clone(),
+            end_offsets_from: from,
             source_cursor: end.checkpoint,
+            checkpoint_written: end.checkpoint_written,
+            read_cursor: end.read_cursor,
             reached_head: end.reached_head,
             unacknowledged: end.unacknowledged,
             source_error: end.feed_error,
         };
-        let mut cache = lock(&self.cache);
-        cache.end_offsets = offsets;
-        cache.fenced = Some(report.clone());
-        Ok(report)
+        lock(&self.cache).end_offsets = offsets;
+        *fenced = Some(report.clone());
+        report
     }
 
-    /// Wait until the sink applied everything before `offsets`, or until `deadline`.
+    /// Wait until the sink applied everything before `offsets`, or until `deadline`
+    /// (returns by then: the sink's progress is in memory, Kafka is not asked).
     pub async fn drain(
         &self,
         offsets: &BTreeMap<i32, i64>,
         deadline: std::time::Instant,
     ) -> DrainReport {
-        let deadline = tokio::time::Instant::from_std(deadline);
-        let t = std::time::Instant::now();
+        let deadline = Instant::from_std(deadline);
+        let t = Instant::now();
         let lost = self.sink.wait_applied(offsets, deadline).await;
         let status = self.sink.status();
         tracing::debug!(
@@ -285,8 +389,12 @@ impl Pipeline {
         }
     }
 
-    /// Clean stop: flush and checkpoint the source, commit the sink.
-    pub async fn stop(self) -> Result<StopReport, PipelineError> {
+    /// Stop within `within` (plus well under a second) whatever Kafka does: the source
+    /// waits for Kafka's acknowledgements and writes its final checkpoint while the sink
+    /// stops and commits; what does not finish in time is abandoned (purged, aborted) and
+    /// the report says so (`clean: false`). Errors only if the pipeline cannot be taken
+    /// apart ([`PipelineError::Busy`]).
+    pub async fn stop_within(self, within: Duration) -> Result<StopReport, PipelineError> {
         let Pipeline {
             cfg,
             source,
@@ -300,8 +408,7 @@ impl Pipeline {
         let source = Arc::try_unwrap(source).map_err(|_| PipelineError::Busy)?;
         let sink = Arc::try_unwrap(sink).map_err(|_| PipelineError::Busy)?;
         let mut last = source.status();
-        let end = source.stop().await?;
-        let sink_status = sink.stop().await?;
+        let (end, sink_stop) = tokio::join!(source.stop_within(within), sink.stop_within(within));
         let end_offsets = lock(&cache).end_offsets.clone();
         last.state = SourceState::Stopped;
         last.checkpoint = end.checkpoint.clone();
@@ -309,16 +416,38 @@ impl Pipeline {
         let snapshot = compute_snapshot(
             &cfg,
             &last,
-            &sink_status,
+            &sink_stop.status,
             &end_offsets,
             chrono::Utc::now().timestamp_millis(),
         );
         forget_gauges(&cfg);
-        tracing::info!(namespace = %cfg.namespace, pair = %cfg.pair, direction = cfg.direction(), "replication pipeline stopped");
-        Ok(StopReport {
+        let report = StopReport {
             snapshot,
-            source_cursor: end.checkpoint,
-        })
+            source_cursor: end.checkpoint.clone(),
+            clean: end.clean() && sink_stop.committed,
+            unacknowledged: end.unacknowledged,
+            checkpoint_written: end.checkpoint_written,
+            committed: sink_stop.committed,
+            commit_error: sink_stop.commit_error,
+        };
+        if report.clean {
+            tracing::info!(namespace = %cfg.namespace, pair = %cfg.pair, direction = cfg.direction(), "replication pipeline stopped");
+        } else {
+            tracing::warn!(namespace = %cfg.namespace, pair = %cfg.pair, direction = cfg.direction(), summary = %report.summary(), ?within, "replication pipeline stopped, not cleanly");
+        }
+        Ok(report)
+    }
+
+    /// [`stop_within`](Self::stop_within) `Tuning::stop_timeout`; an error if the stop was
+    /// not clean.
+    pub async fn stop(self) -> Result<StopReport, PipelineError> {
+        let within = self.cfg.tuning.stop_timeout;
+        let report = self.stop_within(within).await?;
+        if report.clean {
+            Ok(report)
+        } else {
+            Err(PipelineError::NotClean(report.summary()))
+        }
     }
 
     /// End everything at once, like a crash: nothing flushed, checkpointed or committed.
@@ -328,77 +457,27 @@ impl Pipeline {
         // Dropping the parts aborts their tasks.
     }
 
-    /// Stop this direction (fencing first if not yet fenced), capture the flip positions
-    /// and start the other direction from them. The controller records the returned
-    /// [`Flip`] and passes it (as `Start::AfterFlip`) on every later start of that
-    /// direction.
+    /// Fence (if not yet fenced) and stop this direction, each within
+    /// `Tuning::stop_timeout` (a stop that is not clean loses nothing acknowledged and
+    /// does not hold the reverse up), capture the flip positions and start the other
+    /// direction from them, each within `Tuning::start_timeout`. The controller records
+    /// the returned [`Flip`] and passes it (as `Start::AfterFlip`) on every later start of
+    /// that direction.
     pub async fn reverse(self, epoch: &str) -> Result<(Pipeline, Flip), PipelineError> {
-        if !matches!(self.source.status().state, SourceState::Fenced) {
-            self.fence(self.cfg.tuning.stop_timeout).await?;
-        }
         let cfg = self.cfg.clone();
+        self.fence(cfg.tuning.stop_timeout).await;
         let new_source = self.sink_provider.clone();
         let new_sink = self.source_provider.clone();
-        self.stop().await?;
-        let flip = flip_positions(&cfg, new_source.as_ref(), epoch).await?;
+        let stop = self.stop_within(cfg.tuning.stop_timeout).await?;
+        if !stop.clean {
+            tracing::warn!(summary = %stop.summary(), "reverse: the old direction did not stop cleanly; going on");
+        }
+        let flip =
+            flip_positions(&cfg, new_source.as_ref(), epoch, cfg.tuning.start_timeout).await?;
         let reversed = cfg.reversed(Start::AfterFlip(flip.clone()));
         let pipeline = Pipeline::start(reversed, new_source, new_sink).await?;
         Ok((pipeline, flip))
     }
-}
-
-/// The positions of a flip: the feed head of the new active account and the state
-/// topic's end offsets, read now. Call it after the old direction stopped.
-pub async fn flip_positions(
-    cfg: &PipelineConfig,
-    new_source: &dyn AccountProvider,
-    epoch: &str,
-) -> Result<Flip, PipelineError> {
-    let head = new_source
-        .head_cursor()
-        .await
-        .map_err(PipelineError::FlipHead)?;
-    let offsets = end_offsets(cfg).await?;
-    Ok(Flip {
-        epoch: epoch.to_string(),
-        source_cursor: head,
-        sink_offsets: offsets,
-    })
-}
-
-/// End offsets of the pair's state topic, asked of the broker.
-pub async fn end_offsets(cfg: &PipelineConfig) -> Result<BTreeMap<i32, i64>, PipelineError> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let reader = cfg.reader_config();
-    let topic = cfg.state_topic();
-    let r = tokio::task::spawn_blocking(move || -> Result<BTreeMap<i32, i64>, SinkError> {
-        let meta = |what, source| SinkError::Metadata {
-            what,
-            topic: topic.clone(),
-            source,
-        };
-        let c: BaseConsumer = reader.create().map_err(|source| SinkError::Client {
-            what: "reader",
-            source,
-        })?;
-        let t = Duration::from_secs(10);
-        let md = c
-            .fetch_metadata(Some(&topic), t)
-            .map_err(|e| meta("metadata", e))?;
-        let mut out = BTreeMap::new();
-        for tp in md.topics().iter().filter(|x| x.name() == topic) {
-            for p in tp.partitions() {
-                let (_, high) = c
-                    .fetch_watermarks(&topic, p.id(), t)
-                    .map_err(|e| meta("end offsets", e))?;
-                out.insert(p.id(), high);
-            }
-        }
-        Ok(out)
-    })
-    .await
-    .map_err(|e| SinkError::Task(e.to_string()))?;
-    Ok(r?)
 }
 
 /// The snapshot from the parts' status (pure).
@@ -433,6 +512,8 @@ pub fn compute_snapshot(
         source_state: source.state,
         source_checkpoint: source.checkpoint.clone(),
         source_error: source.feed_error.clone(),
+        source_error_seq: source.feed_error_seq,
+        source_error_at: source.feed_error_at,
         sink_error: sink.apply_error.clone(),
         kafka_error: source.kafka_error.clone().or(sink.kafka_error.clone()),
         end_offsets: end_offsets.clone(),

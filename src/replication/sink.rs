@@ -17,9 +17,12 @@
 //!   account that cannot take writes (frozen, credentials) is retried and reported. A
 //!   record that can never be applied — undecodable, or `ProviderError::Rejected` — goes
 //!   to `understudy.<ns>.<pair>.dlq` with the reason in headers, and the rest flows.
-//! - `stop` finishes or abandons the chunk in hand and commits what was applied; `abort`
-//!   is a crash (nothing committed beyond what already was): both lose nothing, since
-//!   uncommitted records are applied again on the next start.
+//! - `stop_within` finishes or abandons the chunk in hand and commits what was applied,
+//!   within its bound whatever Kafka does (tasks that do not end in time are aborted, a
+//!   commit Kafka does not answer in time is reported); `abort` is a crash (nothing
+//!   committed beyond what already was): all lose nothing, since uncommitted records are
+//!   applied again on the next start.
+//! - Every Kafka call of `start` and `end_offsets` is bounded by one deadline.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -33,6 +36,7 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::metrics::metrics;
 use crate::provider::{AccountProvider, ProviderError};
@@ -116,6 +120,16 @@ pub struct SinkStatus {
     pub kafka_error: Option<String>,
 }
 
+/// How the sink stopped.
+#[derive(Clone, Debug)]
+pub struct SinkStop {
+    pub status: SinkStatus,
+    /// Every applied record's offset was committed within the bound.
+    pub committed: bool,
+    /// Why not, if not (the uncommitted records are applied again on the next start).
+    pub commit_error: Option<String>,
+}
+
 /// A running sink.
 pub struct Sink {
     shared: Arc<Shared>,
@@ -129,7 +143,7 @@ pub struct Sink {
     workers: Vec<JoinHandle<()>>,
     dispatcher: JoinHandle<()>,
     committer: JoinHandle<()>,
-    commit_timeout: Duration,
+    stop_timeout: Duration,
 }
 
 struct Ctx {
@@ -152,10 +166,20 @@ async fn blocking<T: Send + 'static>(
 
 impl Sink {
     /// Resolve each partition's start (committed offsets, or the flip's, or the
-    /// beginning), assign them and start applying. The topics must exist.
+    /// beginning), assign them and start applying. The topics must exist. Kafka must
+    /// answer within `Tuning::start_timeout`.
     pub async fn start(
         cfg: PipelineConfig,
         provider: Arc<dyn AccountProvider>,
+    ) -> Result<Sink, SinkError> {
+        let deadline = Instant::now() + cfg.tuning.start_timeout;
+        Self::start_until(cfg, provider, deadline).await
+    }
+
+    pub(crate) async fn start_until(
+        cfg: PipelineConfig,
+        provider: Arc<dyn AccountProvider>,
+        deadline: Instant,
     ) -> Result<Sink, SinkError> {
         let consumer: StreamConsumer =
             cfg.consumer_config()
@@ -183,7 +207,7 @@ impl Sink {
         let topic = cfg.state_topic();
         let starts = {
             let (c, t, start) = (consumer.clone(), topic.clone(), cfg.start.clone());
-            blocking(move || resolve_starts(&c, &t, &start)).await?
+            blocking(move || resolve_starts(&c, &t, &start, deadline)).await?
         };
         let mut tpl = TopicPartitionList::new();
         for (p, (start, _)) in &starts {
@@ -272,7 +296,7 @@ impl Sink {
             workers,
             dispatcher,
             committer,
-            commit_timeout: ctx.cfg.tuning.stop_timeout,
+            stop_timeout: ctx.cfg.tuning.stop_timeout,
         })
     }
 }
@@ -311,28 +335,16 @@ impl Sink {
         self.shared.parts.keys().copied().collect()
     }
 
-    /// End offsets (high watermarks) of the state topic, asked of the broker now.
+    /// End offsets (high watermarks) of the state topic, asked of the broker now; all
+    /// partitions within `timeout`.
     pub async fn end_offsets(&self, timeout: Duration) -> Result<BTreeMap<i32, i64>, SinkError> {
+        let deadline = Instant::now() + timeout;
         let (c, t, parts) = (
             self.offsets_reader.clone(),
             self.topic.clone(),
             self.partitions(),
         );
-        blocking(move || {
-            parts
-                .into_iter()
-                .map(|p| {
-                    c.fetch_watermarks(&t, p, timeout)
-                        .map(|(_, high)| (p, high))
-                        .map_err(|source| SinkError::Metadata {
-                            what: "end offsets",
-                            topic: t.clone(),
-                            source,
-                        })
-                })
-                .collect()
-        })
-        .await
+        blocking(move || watermarks_until(&c, &t, &parts, deadline)).await
     }
 
     /// Wait until every partition applied up to `target` (exclusive end offsets), or
@@ -354,25 +366,48 @@ impl Sink {
         }
     }
 
-    /// Stop taking records, finish (or abandon) the chunk in hand, commit what was applied.
-    pub async fn stop(mut self) -> Result<SinkStatus, SinkError> {
+    /// Stop taking records, finish (or abandon) the chunk in hand, commit what was
+    /// applied — within `within` whatever Kafka does: tasks that have not ended by then are
+    /// aborted, and a commit not answered by then is reported (`committed: false`).
+    pub async fn stop_within(mut self, within: Duration) -> SinkStop {
+        let deadline = Instant::now() + within;
         let _ = self.stop.send(true);
-        for w in self.workers.drain(..) {
-            let _ = w.await;
+        let mut tasks: Vec<&mut JoinHandle<()>> = self.workers.iter_mut().collect();
+        tasks.push(&mut self.dispatcher);
+        tasks.push(&mut self.committer);
+        for t in tasks {
+            if tokio::time::timeout_at(deadline, &mut *t).await.is_err() {
+                t.abort();
+            }
         }
-        let _ = (&mut self.dispatcher).await;
-        let _ = (&mut self.committer).await;
         let commit = commit_now(&self.consumer, &self.shared, &self.topic);
-        let result = match tokio::time::timeout(self.commit_timeout, commit).await {
-            Ok(Ok(())) => Ok(self.status()),
-            Ok(Err(e)) => Err(SinkError::Commit(e)),
-            Err(_) => Err(SinkError::Commit(format!(
-                "no answer within {:?}",
-                self.commit_timeout
-            ))),
+        let commit_error = match tokio::time::timeout_at(deadline, commit).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(format!("Kafka did not answer within {within:?}")),
         };
         self.shared.progress.notify_waiters();
-        result
+        let stop = SinkStop {
+            status: self.status(),
+            committed: commit_error.is_none(),
+            commit_error,
+        };
+        // Closing the consumers waits for librdkafka: off the runtime's threads.
+        let clients = (self.consumer.clone(), self.offsets_reader.clone());
+        drop(self);
+        tokio::task::spawn_blocking(move || drop(clients));
+        stop
+    }
+
+    /// [`stop_within`](Self::stop_within) `Tuning::stop_timeout`; an error if the final
+    /// commit did not succeed.
+    pub async fn stop(self) -> Result<SinkStatus, SinkError> {
+        let within = self.stop_timeout;
+        let stop = self.stop_within(within).await;
+        match stop.commit_error {
+            None => Ok(stop.status),
+            Some(e) => Err(SinkError::Commit(e)),
+        }
     }
 
     /// Like a crash: end every task now; nothing more is committed.
@@ -400,15 +435,16 @@ fn resolve_starts(
     consumer: &StreamConsumer,
     topic: &str,
     start: &decide::Start,
+    deadline: Instant,
 ) -> Result<BTreeMap<i32, (PartitionStart, i64)>, SinkError> {
-    let timeout = Duration::from_secs(10);
+    let left = || deadline.saturating_duration_since(Instant::now());
     let meta_err = |what, source| SinkError::Metadata {
         what,
         topic: topic.to_string(),
         source,
     };
     let md = consumer
-        .fetch_metadata(Some(topic), timeout)
+        .fetch_metadata(Some(topic), left())
         .map_err(|e| meta_err("metadata", e))?;
     let parts: Vec<i32> = md
         .topics()
@@ -424,7 +460,7 @@ fn resolve_starts(
         tpl.add_partition(topic, *p);
     }
     let committed = consumer
-        .committed_offsets(tpl, timeout)
+        .committed_offsets(tpl, left())
         .map_err(|e| meta_err("committed offsets", e))?;
     let mut out = BTreeMap::new();
     for p in parts {
@@ -439,7 +475,7 @@ fn resolve_starts(
             PartitionStart::Offset(o) => o,
             PartitionStart::Beginning => {
                 consumer
-                    .fetch_watermarks(topic, p, timeout)
+                    .fetch_watermarks(topic, p, left())
                     .map_err(|e| meta_err("watermarks", e))?
                     .0
             }
@@ -447,4 +483,26 @@ fn resolve_starts(
         out.insert(p, (start, first));
     }
     Ok(out)
+}
+
+/// High watermarks of `parts` of `topic`, all asked by `deadline`.
+pub(crate) fn watermarks_until(
+    c: &BaseConsumer,
+    topic: &str,
+    parts: &[i32],
+    deadline: Instant,
+) -> Result<BTreeMap<i32, i64>, SinkError> {
+    parts
+        .iter()
+        .map(|p| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            c.fetch_watermarks(topic, *p, left)
+                .map(|(_, high)| (*p, high))
+                .map_err(|source| SinkError::Metadata {
+                    what: "end offsets",
+                    topic: topic.to_string(),
+                    source,
+                })
+        })
+        .collect()
 }

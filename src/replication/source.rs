@@ -13,19 +13,28 @@
 //!   entity of a full listing, then follows the feed from that head. An expired cursor
 //!   bootstraps again.
 //! - A feed it cannot read because the account is frozen, banned or refuses the
-//!   credentials is reported on [`Source::feed_errors`] (the detector uses it) and retried
-//!   slowly; the source never crashes on a provider answer.
-//! - `fence` reads up to the feed head seen at the call (or stops at once if the account
-//!   cannot be read), waits for Kafka's acknowledgements, writes the final checkpoint and
-//!   ends. `stop` does the same without reading further.
+//!   credentials is reported on [`Source::feed_errors`] (the detector uses it): each failed
+//!   read is one observation, numbered and timed ([`FeedErrors`]), retried no faster than
+//!   `Tuning::retry_max`; the source never crashes on a provider answer.
+//! - `fence` and `stop` end the source **within their bound whatever Kafka does**: `fence`
+//!   reads up to the feed head seen at the call (or stops at once if the account cannot
+//!   be read) for most of the bound, then waits for Kafka's acknowledgements until the
+//!   bound; `stop` only waits. Then nothing more is produced (records Kafka has not
+//!   acknowledged are purged from the producer and counted in
+//!   [`SourceEnd::unacknowledged`]), and the final checkpoint — only ever a cursor whose
+//!   records Kafka acknowledged — is written if Kafka takes it in time, otherwise in the
+//!   background for at most `Tuning::stop_timeout`, or not at all (the next start re-reads
+//!   from the previous one). If the source's task does not answer in time, the handle ends
+//!   it itself with the same guarantees.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{FutureProducer, Producer, PurgeConfig};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -38,6 +47,13 @@ use feed::Run;
 use crate::replication::decide::{self, CheckpointTracker, SourcePosition};
 
 mod feed;
+mod produce;
+
+/// How long after its deadline the source's task has to answer a fence or stop before
+/// the handle ends the source itself.
+const END_GRACE: Duration = Duration::from_millis(600);
+/// How long to wait for the delivery reports of purged records (they fail at once).
+const PURGE_GRACE: Duration = Duration::from_millis(200);
 
 /// Errors of the source.
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +62,6 @@ pub enum SourceError {
     Producer(#[source] KafkaError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    #[error("the source has already ended (fenced, stopped or aborted); start a new pipeline")]
-    Ended,
 }
 
 /// What the source is doing.
@@ -61,6 +75,20 @@ pub enum SourceState {
     Fenced,
     /// Ended by `stop`.
     Stopped,
+}
+
+/// The source's observations of its feed being unreadable. Each failed read is one
+/// observation: `seq` grows by one per failed attempt (never per status poll), `at` is
+/// when that attempt failed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FeedErrors {
+    /// Why the latest failed read found the account unusable (frozen, banned, credentials
+    /// refused, gone); `None` once a read succeeds again.
+    pub error: Option<ProviderError>,
+    /// Failed reads that found the account unusable since this source started.
+    pub seq: u64,
+    /// When the read numbered `seq` failed.
+    pub at: Option<DateTime<Utc>>,
 }
 
 /// A point-in-time view of the source.
@@ -77,8 +105,14 @@ pub struct SourceStatus {
     pub oldest_pending_ms: Option<i64>,
     /// Per partition, the offset after the newest record acknowledged.
     pub produced_offsets: BTreeMap<i32, i64>,
+    /// Records read (since the last rewind) that Kafka has not acknowledged.
+    pub unacknowledged: u64,
     /// Why the feed cannot be read right now (frozen, banned, …), if so.
     pub feed_error: Option<ProviderError>,
+    /// Number of the latest failed feed read (see [`FeedErrors`]).
+    pub feed_error_seq: u64,
+    /// When that read failed.
+    pub feed_error_at: Option<DateTime<Utc>>,
     /// The last Kafka error seen while producing (cleared by the next success).
     pub kafka_error: Option<String>,
 }
@@ -86,22 +120,41 @@ pub struct SourceStatus {
 /// How the source ended.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SourceEnd {
-    /// Feed cursor of the final checkpoint (everything before it is in Kafka).
+    /// The newest feed cursor up to which Kafka acknowledged every record: the final
+    /// checkpoint (changes after it were not replicated).
     pub checkpoint: Option<String>,
+    /// Whether that checkpoint was durably written by the time the source ended (if not,
+    /// it may still be written in the background; a restart before that re-reads from the
+    /// previous one).
+    pub checkpoint_written: bool,
+    /// How far the source read the feed: changes after this cursor were not read.
+    pub read_cursor: Option<String>,
     /// Whether the source read up to the feed head seen at the fence.
     pub reached_head: bool,
-    /// Records produced but not acknowledged when it gave up waiting (re-read on restart).
-    pub unacknowledged: usize,
+    /// Changes read from the feed (to be replicated) that Kafka had not acknowledged when
+    /// the source ended: produced and unanswered, refused, or never handed to the
+    /// producer. They were purged: nothing more is produced; a restart re-reads them.
+    pub unacknowledged: u64,
     /// The feed error that stopped it early, if any.
     pub feed_error: Option<ProviderError>,
 }
 
+impl SourceEnd {
+    /// Everything read was acknowledged and the final checkpoint written.
+    pub fn clean(&self) -> bool {
+        self.unacknowledged == 0 && self.checkpoint_written
+    }
+}
+
 enum Control {
     Fence {
+        /// Reading the feed stops here; then only Kafka's answers are awaited.
+        read_until: Instant,
         deadline: Instant,
         reply: oneshot::Sender<SourceEnd>,
     },
     Stop {
+        deadline: Instant,
         reply: oneshot::Sender<SourceEnd>,
     },
 }
@@ -116,10 +169,55 @@ struct Shared {
     state: Mutex<SourceState>,
     kafka_error: Mutex<Option<String>>,
     end: Mutex<Option<SourceEnd>>,
+    /// The producer records of the state topic go through; `None` once the source ended.
+    /// Enqueueing holds this lock, so closing it and purging leaves nothing behind.
+    gate: Mutex<Option<Arc<FutureProducer>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Shared {
+    /// The state, unless the source already ended (a late write never undoes the end).
+    fn set_state(&self, s: SourceState) {
+        let end = lock(&self.end);
+        if end.is_none() {
+            *lock(&self.state) = s;
+        }
+    }
+
+    /// Stop producing to the state topic: close the gate and purge what Kafka has not
+    /// acknowledged (its delivery reports fail at once). Idempotent.
+    fn close_and_purge(&self) {
+        if let Some(p) = lock(&self.gate).take() {
+            p.purge(PurgeConfig::default().queue().inflight());
+        }
+    }
+
+    /// Wait until every record produced has its answer, at most until `until`.
+    async fn answered(&self, until: Instant) {
+        loop {
+            let notified = self.acked.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if lock(&self.tracker).outstanding() == 0 || Instant::now() >= until {
+                return;
+            }
+            let _ = tokio::time::timeout_at(until, notified).await;
+        }
+    }
+
+    /// Record how the source ended (the first end wins) and return the recorded one.
+    fn record_end(&self, end: SourceEnd, state: SourceState) -> SourceEnd {
+        let mut e = lock(&self.end);
+        if let Some(first) = &*e {
+            return first.clone();
+        }
+        *lock(&self.state) = state;
+        *e = Some(end.clone());
+        end
+    }
 }
 
 /// A running source.
@@ -127,22 +225,35 @@ pub struct Source {
     shared: Arc<Shared>,
     ctrl: mpsc::Sender<Control>,
     task: JoinHandle<()>,
-    feed_errors: watch::Receiver<Option<ProviderError>>,
+    feed_errors: watch::Receiver<FeedErrors>,
+    stop_timeout: Duration,
 }
 
 impl Source {
     /// Reads the checkpoint, resolves the start position and starts following the feed.
-    /// The topics must exist (the pipeline ensures them).
+    /// The topics must exist (the pipeline ensures them). Kafka must answer within
+    /// `Tuning::start_timeout`.
     pub async fn start(
         cfg: PipelineConfig,
         provider: Arc<dyn AccountProvider>,
+    ) -> Result<Source, SourceError> {
+        let deadline = Instant::now() + cfg.tuning.start_timeout;
+        Self::start_until(cfg, provider, deadline).await
+    }
+
+    pub(crate) async fn start_until(
+        cfg: PipelineConfig,
+        provider: Arc<dyn AccountProvider>,
+        deadline: Instant,
     ) -> Result<Source, SourceError> {
         let producer: FutureProducer = cfg
             .producer_config()
             .create()
             .map_err(SourceError::Producer)?;
+        let producer = Arc::new(producer);
         let cp_key = checkpoint::checkpoint_key(cfg.from, provider.account_id());
-        let stored = checkpoint::read(&cfg, &cp_key, Duration::from_secs(30)).await?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let stored = checkpoint::read(&cfg, &cp_key, left).await?;
         let (position, epoch) = decide::source_position(&cfg.start, stored.as_ref());
         let start_cursor = match &position {
             SourcePosition::Cursor(c) => Some(c.clone()),
@@ -158,9 +269,11 @@ impl Source {
             state: Mutex::new(SourceState::Starting),
             kafka_error: Mutex::new(None),
             end: Mutex::new(None),
+            gate: Mutex::new(Some(producer.clone())),
         });
         let (ctrl_tx, ctrl_rx) = mpsc::channel(4);
-        let (err_tx, err_rx) = watch::channel(None);
+        let (err_tx, err_rx) = watch::channel(FeedErrors::default());
+        let stop_timeout = cfg.tuning.stop_timeout;
         let run = Run {
             side: cfg.from,
             account: provider.account_id().to_string(),
@@ -172,7 +285,7 @@ impl Source {
             cfg,
             provider,
             shared: shared.clone(),
-            producer: Arc::new(producer),
+            producer,
             ctrl: ctrl_rx,
             feed_error: err_tx,
             cursor: start_cursor,
@@ -184,42 +297,74 @@ impl Source {
             ctrl: ctrl_tx,
             task,
             feed_errors: err_rx,
+            stop_timeout,
         })
     }
 
     pub fn status(&self) -> SourceStatus {
-        let t = lock(&self.shared.tracker);
+        let (oldest_pending_ms, unacknowledged) = {
+            let t = lock(&self.shared.tracker);
+            (t.oldest_pending_ms(), t.unacknowledged())
+        };
+        let feed = self.feed_errors.borrow().clone();
         SourceStatus {
             state: *lock(&self.shared.state),
             produced: self.shared.produced.load(Ordering::Relaxed),
             skipped: self.shared.skipped.load(Ordering::Relaxed),
             checkpoint: lock(&self.shared.checkpoint).clone(),
-            oldest_pending_ms: t.oldest_pending_ms(),
+            oldest_pending_ms,
             produced_offsets: lock(&self.shared.produced_offsets).clone(),
-            feed_error: self.feed_errors.borrow().clone(),
+            unacknowledged,
+            feed_error: feed.error,
+            feed_error_seq: feed.seq,
+            feed_error_at: feed.at,
             kafka_error: lock(&self.shared.kafka_error).clone(),
         }
     }
 
-    /// Typed errors of the feed (frozen, banned, unauthorized…); `None` once it reads again.
-    pub fn feed_errors(&self) -> watch::Receiver<Option<ProviderError>> {
+    /// The feed's failed reads (frozen, banned, unauthorized…), one observation each; the
+    /// error is `None` once it reads again.
+    pub fn feed_errors(&self) -> watch::Receiver<FeedErrors> {
         self.feed_errors.clone()
     }
 
-    /// Read up to the feed head seen now (giving up at `within`), wait for Kafka, write
-    /// the final checkpoint and end. Idempotent: a second call returns the same end.
-    pub async fn fence(&self, within: Duration) -> Result<SourceEnd, SourceError> {
+    /// Read up to the feed head seen now, wait for Kafka, write the final checkpoint and
+    /// end — all within `within` (plus well under a second), whatever Kafka does.
+    /// Idempotent: a second call returns the same end.
+    pub async fn fence(&self, within: Duration) -> SourceEnd {
+        let now = Instant::now();
+        let deadline = now + within;
+        let read_until = now + decide::fence_read_budget(within);
         let (reply, rx) = oneshot::channel();
-        let deadline = Instant::now() + within;
-        self.control(Control::Fence { deadline, reply }, rx).await
+        let msg = Control::Fence {
+            read_until,
+            deadline,
+            reply,
+        };
+        self.control(msg, rx, deadline, SourceState::Fenced).await
     }
 
-    /// Stop reading, wait for Kafka, write the final checkpoint and end.
-    pub async fn stop(mut self) -> Result<SourceEnd, SourceError> {
+    /// Stop reading, wait for Kafka, write the final checkpoint and end, within `within`
+    /// (plus well under a second) whatever Kafka does; [`SourceEnd::clean`] says whether
+    /// everything was acknowledged and checkpointed.
+    pub async fn stop_within(mut self, within: Duration) -> SourceEnd {
+        let deadline = Instant::now() + within;
         let (reply, rx) = oneshot::channel();
-        let end = self.control(Control::Stop { reply }, rx).await;
-        let _ = (&mut self.task).await;
+        let msg = Control::Stop { deadline, reply };
+        let end = self.control(msg, rx, deadline, SourceState::Stopped).await;
+        if tokio::time::timeout(END_GRACE, &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
         end
+    }
+
+    /// [`stop_within`](Self::stop_within) `Tuning::stop_timeout`.
+    pub async fn stop(self) -> SourceEnd {
+        let within = self.stop_timeout;
+        self.stop_within(within).await
     }
 
     /// End at once, like a crash: nothing is flushed or checkpointed.
@@ -231,17 +376,50 @@ impl Source {
         &self,
         msg: Control,
         rx: oneshot::Receiver<SourceEnd>,
-    ) -> Result<SourceEnd, SourceError> {
+        deadline: Instant,
+        state: SourceState,
+    ) -> SourceEnd {
         if let Some(end) = lock(&self.shared.end).clone() {
-            return Ok(end);
+            return end;
         }
-        if self.ctrl.send(msg).await.is_err() {
-            return lock(&self.shared.end).clone().ok_or(SourceError::Ended);
+        let hard = deadline + END_GRACE;
+        if let Ok(Ok(())) = tokio::time::timeout_at(hard, self.ctrl.send(msg)).await
+            && let Ok(Ok(end)) = tokio::time::timeout_at(hard, rx).await
+        {
+            return end;
         }
-        match rx.await {
-            Ok(end) => Ok(end),
-            Err(_) => lock(&self.shared.end).clone().ok_or(SourceError::Ended),
+        // The task did not answer in time (or is gone): end the source from here.
+        if let Some(end) = lock(&self.shared.end).clone() {
+            return end;
         }
+        self.force_end(state).await
+    }
+
+    /// End the source without its task: abort it, close the gate and purge, count.
+    async fn force_end(&self, state: SourceState) -> SourceEnd {
+        tracing::warn!(
+            ?state,
+            "the source did not end in time by itself; ending it from the handle"
+        );
+        self.task.abort();
+        self.shared.close_and_purge();
+        self.shared.answered(Instant::now() + PURGE_GRACE).await;
+        let (checkpoint, read_cursor, unacknowledged) = {
+            let t = lock(&self.shared.tracker);
+            let c = |x: Option<&str>| x.map(str::to_string);
+            (c(t.safe()), c(t.read()), t.unacknowledged())
+        };
+        let checkpoint_written =
+            checkpoint.is_none() || *lock(&self.shared.checkpoint) == checkpoint;
+        let end = SourceEnd {
+            checkpoint,
+            checkpoint_written,
+            read_cursor,
+            reached_head: false,
+            unacknowledged,
+            feed_error: self.feed_errors.borrow().error.clone(),
+        };
+        self.shared.record_end(end, state)
     }
 }
 
@@ -250,3 +428,6 @@ impl Drop for Source {
         self.task.abort();
     }
 }
+
+#[cfg(test)]
+mod tests;

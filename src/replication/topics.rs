@@ -115,7 +115,20 @@ pub async fn ensure_topic<C: ClientContext + 'static>(
     admin: &AdminClient<C>,
     spec: &TopicSpec,
 ) -> Result<TopicOutcome, TopicError> {
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    ensure_topic_within(admin, spec, Duration::from_secs(60)).await
+}
+
+/// [`ensure_topic`], each admin request bounded by `timeout` (Kafka not answering fails
+/// it instead of waiting for the client's default socket timeout).
+pub async fn ensure_topic_within<C: ClientContext + 'static>(
+    admin: &AdminClient<C>,
+    spec: &TopicSpec,
+    timeout: Duration,
+) -> Result<TopicOutcome, TopicError> {
+    let timeout = timeout.max(Duration::from_millis(1));
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(timeout.min(Duration::from_secs(10))))
+        .request_timeout(Some(timeout));
     let config: Vec<(&str, &str)> = spec
         .config
         .iter()
@@ -144,7 +157,7 @@ pub async fn ensure_topic<C: ClientContext + 'static>(
         }
     }
     if outcome == TopicOutcome::Existed {
-        let found = cleanup_policy(admin, &spec.name).await?;
+        let found = cleanup_policy_within(admin, &spec.name, timeout).await?;
         if found != spec.policy() {
             return Err(TopicError::WrongPolicy {
                 topic: spec.name.clone(),
@@ -161,7 +174,15 @@ pub async fn cleanup_policy<C: ClientContext + 'static>(
     admin: &AdminClient<C>,
     topic: &str,
 ) -> Result<String, TopicError> {
-    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    cleanup_policy_within(admin, topic, Duration::from_secs(10)).await
+}
+
+async fn cleanup_policy_within<C: ClientContext + 'static>(
+    admin: &AdminClient<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<String, TopicError> {
+    let opts = AdminOptions::new().request_timeout(Some(timeout));
     let results = admin
         .describe_configs([&ResourceSpecifier::Topic(topic)], &opts)
         .await?;

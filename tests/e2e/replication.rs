@@ -308,7 +308,7 @@ async fn a_frozen_source_is_reported_and_fencing_drains_what_was_read() {
         .account("corp-a")
         .set_status(AccountState::Frozen, "content report");
     let err = wait_until(Duration::from_secs(10), "the freeze reported", || {
-        let e = errors.borrow_and_update().clone();
+        let e = errors.borrow_and_update().error.clone();
         async move { e }
     })
     .await;
@@ -318,7 +318,7 @@ async fn a_frozen_source_is_reported_and_fencing_drains_what_was_read() {
         Some("account_frozen")
     );
     let t = Instant::now();
-    let fence = p.fence(Duration::from_secs(2)).await.expect("fence");
+    let fence = p.fence(Duration::from_secs(2)).await;
     assert!(!fence.reached_head);
     assert_eq!(
         fence.source_error.as_ref().map(|e| e.code()),
@@ -358,7 +358,7 @@ async fn reversing_the_direction_does_not_echo() {
     .await;
     let a_head_before: u64 = bed.primary.head_cursor().await.unwrap().parse().unwrap();
     let b_head_before: u64 = bed.standby.head_cursor().await.unwrap().parse().unwrap();
-    let fence = p.fence(Duration::from_secs(5)).await.expect("fence");
+    let fence = p.fence(Duration::from_secs(5)).await;
     assert!(fence.reached_head);
     let drain = p
         .drain(
@@ -444,6 +444,6 @@ async fn reversing_the_direction_does_not_echo() {
     )
     .await;
     assert_eq!(probe.status().produced, 0);
-    probe.stop().await.expect("probe stops");
+    assert!(probe.stop().await.clean(), "the probe source stops cleanly");
     rev.stop().await.expect("clean stop");
 }

@@ -39,10 +39,15 @@ pub struct Bed {
 
 impl Bed {
     pub fn new(tb: &Testbed) -> Bed {
+        Bed::with_bootstrap(tb.var("TESTBED_KAFKA_BOOTSTRAP"))
+    }
+
+    /// Two fresh simulator accounts replicating through the broker at `bootstrap`.
+    pub fn with_bootstrap(bootstrap: String) -> Bed {
         let store = SimStore::new();
         let ns = format!("e2e{}", suffix());
         Bed {
-            bootstrap: tb.var("TESTBED_KAFKA_BOOTSTRAP"),
+            bootstrap,
             primary: Arc::new(SimProvider::new(store.clone(), "corp-a")),
             standby: Arc::new(SimProvider::new(store.clone(), "corp-b")),
             store,

@@ -267,7 +267,8 @@ impl Supervisor {
                         // nothing was produced since (the old source is fenced, this one
                         // not started), so they are the same now. Persisted before any
                         // record moves, so a restart starts at the same positions.
-                        let offsets = crate::replication::pipeline::end_offsets(&cfg)
+                        let within = cfg.tuning.start_timeout;
+                        let offsets = crate::replication::pipeline::end_offsets(&cfg, within)
                             .await
                             .map_err(|e| format!("capturing the flip's end offsets: {e}"))?;
                         f.sink_offsets = offsets.iter().map(|(p, o)| (p.to_string(), *o)).collect();
@@ -340,12 +341,11 @@ impl Supervisor {
             self.head = Some((passive, h));
         }
         match fenced {
-            Ok(Ok(report)) => {
+            Ok(report) => {
                 let msg = describe_fence(&report, self.s.active);
                 self.fence = Some(report);
                 Ok(msg)
             }
-            Ok(Err(e)) => Err(format!("fencing the source failed: {e}")),
             Err(_) => {
                 // Kafka did not let the fence finish: abort the whole pipeline so nothing
                 // more is read or written; what it had in flight is unknown.
@@ -374,8 +374,11 @@ impl Supervisor {
         let report = p
             .drain(&fence.end_offsets, std::time::Instant::now() + bound)
             .await;
-        let unacknowledged = fence.unacknowledged as u64;
-        let lost = report.records_lost + unacknowledged;
+        let unacknowledged = fence.unacknowledged;
+        // Both halves are known here, so the total is too.
+        let lost =
+            crate::replication::records_lost_total(Some(unacknowledged), Some(report.records_lost))
+                .unwrap_or(u64::MAX);
         Drained {
             records_lost: Some(lost),
             detail: if lost == 0 {
@@ -436,14 +439,9 @@ impl Supervisor {
             .await
             .unwrap_or_default();
         let cfg = PipelineConfig::new(&self.s.namespace, &self.s.name, to, kafka);
-        let offsets = match tokio::time::timeout(
-            bound,
-            crate::replication::pipeline::end_offsets(&cfg),
-        )
-        .await
-        {
-            Ok(Ok(o)) => o.iter().map(|(p, o)| (p.to_string(), *o)).collect(),
-            _ => BTreeMap::new(),
+        let offsets = match crate::replication::pipeline::end_offsets(&cfg, bound).await {
+            Ok(o) => o.iter().map(|(p, o)| (p.to_string(), *o)).collect(),
+            Err(_) => BTreeMap::new(),
         };
         Ok(FlipStatus {
             epoch: epoch.to_string(),

@@ -1,33 +1,30 @@
-//! The source's loop: reads the feed, produces, tracks acknowledgements, checkpoints,
-//! fences and stops (see the parent module for the contract).
+//! The source's loop: reads the feed (following, bootstrapping, fencing) and reports the
+//! feed's failures; producing and ending are in `produce` (see the parent module for the
+//! contract).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::{Control, Shared, SourceEnd, SourceState, lock};
+use super::{Control, FeedErrors, Shared, SourceState, lock};
 use crate::api::Side;
 use crate::model::Entity;
 use crate::provider::{AccountProvider, ProviderError};
-use crate::replication::checkpoint;
 use crate::replication::codec::{self, EncodedRecord, RecordMeta};
 use crate::replication::config::{PipelineConfig, backoff};
-use crate::replication::decide::{self, FeedVerdict, SourcePosition, StoredCheckpoint};
+use crate::replication::decide::{self, FeedVerdict, SourcePosition};
 
 pub(super) struct Run {
     pub(super) cfg: PipelineConfig,
     pub(super) provider: Arc<dyn AccountProvider>,
     pub(super) shared: Arc<Shared>,
+    /// The current producer (recreated after a fatal error); the final checkpoint uses it.
     pub(super) producer: Arc<FutureProducer>,
     pub(super) ctrl: mpsc::Receiver<Control>,
-    pub(super) feed_error: watch::Sender<Option<ProviderError>>,
+    pub(super) feed_error: watch::Sender<FeedErrors>,
     pub(super) side: Side,
     pub(super) account: String,
     pub(super) tag: String,
@@ -44,22 +41,25 @@ pub(super) struct Run {
 enum Ending {
     Fence {
         head: Option<String>,
+        read_until: Instant,
         deadline: Instant,
-        reply: oneshot::Sender<SourceEnd>,
+        reply: oneshot::Sender<super::SourceEnd>,
     },
-    Stop(oneshot::Sender<SourceEnd>),
+    Stop {
+        deadline: Instant,
+        reply: oneshot::Sender<super::SourceEnd>,
+    },
 }
 
 impl Run {
-    fn set_state(&self, s: SourceState) {
-        *lock(&self.shared.state) = s;
+    pub(super) fn set_state(&self, s: SourceState) {
+        self.shared.set_state(s);
     }
 
     pub(super) async fn main(mut self, position: SourcePosition) {
         let (cp_stop_tx, cp_stop_rx) = watch::channel(false);
-        let checkpointer = tokio::spawn(checkpointer(
+        let checkpointer = tokio::spawn(super::produce::checkpointer(
             self.shared.clone(),
-            self.producer.clone(),
             self.cp_topic.clone(),
             self.cp_key.clone(),
             self.epoch.clone(),
@@ -70,86 +70,33 @@ impl Run {
             self.cursor = None;
         }
         let ending = self.follow().await;
-        // Settle: everything produced answered by Kafka (bounded), then the last checkpoint.
-        let (reached_head, err) = match &ending {
-            Ending::Fence { head, deadline, .. } => {
-                let reached = match head {
-                    Some(h) => self.read_to(h, *deadline).await,
+        let (reached_head, deadline, state, reply) = match ending {
+            Ending::Fence {
+                head,
+                read_until,
+                deadline,
+                reply,
+            } => {
+                let reached = match &head {
+                    Some(h) => self.read_to(h, read_until).await,
                     None => false,
                 };
-                (reached, self.feed_error.borrow().clone())
+                (reached, deadline, SourceState::Fenced, reply)
             }
-            Ending::Stop(_) => (false, None),
+            Ending::Stop { deadline, reply } => (false, deadline, SourceState::Stopped, reply),
         };
-        let t = Instant::now();
-        let unacked = self.settle(self.cfg.tuning.stop_timeout).await;
-        let settle_ms = t.elapsed().as_millis();
-        let _ = cp_stop_tx.send(true);
-        let _ = checkpointer.await;
-        let checkpointer_ms = t.elapsed().as_millis() - settle_ms;
-        let cursor = lock(&self.shared.tracker).safe().map(str::to_string);
-        if let Some(c) = &cursor {
-            self.write_checkpoint(c).await;
+        let mut end = self
+            .finish(reached_head, deadline, cp_stop_tx, checkpointer)
+            .await;
+        if state == SourceState::Stopped {
+            end.feed_error = None;
         }
-        tracing::debug!(
-            settle_ms,
-            checkpointer_ms,
-            total_ms = t.elapsed().as_millis(),
-            "source end timings"
-        );
-        let end = SourceEnd {
-            checkpoint: cursor,
-            reached_head,
-            unacknowledged: unacked,
-            feed_error: err,
-        };
-        *lock(&self.shared.end) = Some(end.clone());
-        let reply = match ending {
-            Ending::Fence { reply, .. } => {
-                self.set_state(SourceState::Fenced);
-                reply
-            }
-            Ending::Stop(reply) => {
-                self.set_state(SourceState::Stopped);
-                reply
-            }
-        };
+        let end = self.shared.record_end(end, state);
         let _ = reply.send(end);
         // Dropping the Kafka producer joins its polling thread and waits for librdkafka:
         // tens of milliseconds that must not block this runtime thread, where the task
         // just woken by the reply (the switchover's fence step) is about to run.
         tokio::task::spawn_blocking(move || drop(self));
-    }
-
-    /// Wait until Kafka answered for everything produced, at most `within`; returns how
-    /// many records are still unanswered.
-    async fn settle(&self, within: Duration) -> usize {
-        let deadline = Instant::now() + within;
-        loop {
-            let notified = self.shared.acked.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let outstanding = lock(&self.shared.tracker).outstanding();
-            if outstanding == 0 || Instant::now() >= deadline {
-                return outstanding;
-            }
-            let _ = tokio::time::timeout_at(deadline, notified).await;
-        }
-    }
-
-    async fn write_checkpoint(&self, cursor: &str) {
-        let cp = StoredCheckpoint {
-            cursor: cursor.to_string(),
-            epoch: self.epoch.clone(),
-            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        };
-        let t = self.cfg.tuning.stop_timeout;
-        match checkpoint::write(&self.producer, &self.cp_topic, &self.cp_key, &cp, t).await {
-            Ok(()) => *lock(&self.shared.checkpoint) = Some(cursor.to_string()),
-            Err(e) => {
-                tracing::warn!(error = %e, "final checkpoint not written; the next start re-reads from the previous one")
-            }
-        }
     }
 
     /// Take a control message if one is waiting.
@@ -163,7 +110,16 @@ impl Run {
     async fn pause(&mut self, d: Duration) {
         tokio::select! {
             _ = tokio::time::sleep(d) => {}
-            msg = self.ctrl.recv() => { self.pending_ctrl = Some(msg.unwrap_or_else(orphaned)); }
+            msg = self.ctrl.recv() => { self.pending_ctrl = Some(msg.unwrap_or_else(|| self.orphaned())); }
+        }
+    }
+
+    /// The handle is gone without stopping the source: stop as if asked (nobody waits for
+    /// the answer).
+    pub(super) fn orphaned(&self) -> Control {
+        Control::Stop {
+            deadline: Instant::now() + self.cfg.tuning.stop_timeout,
+            reply: oneshot::channel().0,
         }
     }
 
@@ -172,11 +128,18 @@ impl Run {
         let mut delays = backoff(&self.cfg.tuning);
         loop {
             match self.poll_ctrl() {
-                Some(Control::Stop { reply }) => return Ending::Stop(reply),
-                Some(Control::Fence { deadline, reply }) => {
-                    let head = self.fence_head(deadline).await;
+                Some(Control::Stop { deadline, reply }) => {
+                    return Ending::Stop { deadline, reply };
+                }
+                Some(Control::Fence {
+                    read_until,
+                    deadline,
+                    reply,
+                }) => {
+                    let head = self.fence_head(read_until).await;
                     return Ending::Fence {
                         head,
+                        read_until,
                         deadline,
                         reply,
                     };
@@ -205,13 +168,13 @@ impl Run {
             let t = &self.cfg.tuning;
             let read = tokio::select! {
                 r = self.provider.changes(Some(&cursor), t.feed_batch, t.feed_wait) => r,
-                msg = self.ctrl.recv() => { self.pending_ctrl = Some(msg.unwrap_or_else(orphaned)); continue; }
+                msg = self.ctrl.recv() => { self.pending_ctrl = Some(msg.unwrap_or_else(|| self.orphaned())); continue; }
             };
             match read {
                 Ok(batch) => {
                     delays = backoff(&self.cfg.tuning);
                     self.clear_feed_error();
-                    self.produce_batch(batch.changes, Some(batch.cursor.clone()))
+                    self.produce_batch(batch.changes, Some(batch.cursor.clone()), None)
                         .await;
                     self.cursor = Some(batch.cursor);
                 }
@@ -224,13 +187,13 @@ impl Run {
     }
 
     /// The feed head to fence at, or `None` when the account cannot be read.
-    async fn fence_head(&self, deadline: Instant) -> Option<String> {
-        match tokio::time::timeout_at(deadline, self.provider.head_cursor()).await {
+    async fn fence_head(&self, until: Instant) -> Option<String> {
+        match tokio::time::timeout_at(until, self.provider.head_cursor()).await {
             Ok(Ok(h)) => Some(h),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "fence: the feed head cannot be read; fencing at the position reached");
                 if decide::classify_feed_error(&e) == FeedVerdict::AccountUnusable {
-                    let _ = self.feed_error.send(Some(e));
+                    self.observe_feed_error(e);
                 }
                 None
             }
@@ -238,8 +201,9 @@ impl Run {
         }
     }
 
-    /// Fence: read (without waiting) until the cursor reaches `head` or the feed is empty.
-    async fn read_to(&mut self, head: &str, deadline: Instant) -> bool {
+    /// Fence: read (without waiting) until the cursor reaches `head` or the feed is empty,
+    /// giving up at `until`.
+    async fn read_to(&mut self, head: &str, until: Instant) -> bool {
         let mut delays = backoff(&self.cfg.tuning);
         loop {
             let Some(cursor) = self.cursor.clone() else {
@@ -248,12 +212,12 @@ impl Run {
             if cursor == head {
                 return true;
             }
-            if Instant::now() >= deadline {
+            if Instant::now() >= until || !self.room_until(until).await {
                 return false;
             }
             let limit = self.cfg.tuning.feed_batch;
             let read = tokio::time::timeout_at(
-                deadline,
+                until,
                 self.provider.changes(Some(&cursor), limit, Duration::ZERO),
             )
             .await;
@@ -261,7 +225,7 @@ impl Run {
                 Err(_) => return false,
                 Ok(Ok(batch)) => {
                     let empty = batch.changes.is_empty();
-                    self.produce_batch(batch.changes, Some(batch.cursor.clone()))
+                    self.produce_batch(batch.changes, Some(batch.cursor.clone()), Some(until))
                         .await;
                     self.cursor = Some(batch.cursor);
                     if empty {
@@ -274,7 +238,7 @@ impl Run {
                     if verdict != FeedVerdict::Retry {
                         return false;
                     }
-                    if tokio::time::timeout_at(deadline, tokio::time::sleep(d))
+                    if tokio::time::timeout_at(until, tokio::time::sleep(d))
                         .await
                         .is_err()
                     {
@@ -286,12 +250,24 @@ impl Run {
     }
 
     fn clear_feed_error(&self) {
-        if self.feed_error.borrow().is_some() {
-            let _ = self.feed_error.send(None);
-        }
+        self.feed_error
+            .send_if_modified(|f| f.error.take().is_some());
     }
 
-    /// Handle a failed feed read; returns how long to wait before the next try.
+    /// One failed read that found the account unusable: one observation, timed now.
+    fn observe_feed_error(&self, e: ProviderError) {
+        let at = chrono::Utc::now();
+        self.feed_error.send_modify(|f| {
+            f.error = Some(e);
+            f.seq += 1;
+            f.at = Some(at);
+        });
+    }
+
+    /// Handle a failed feed read; returns how long to wait before the next try. An
+    /// unusable account (frozen, banned, …) is read again every `retry_max`, not faster:
+    /// each read is an observation the detector counts, and a frozen account must not be
+    /// hammered.
     fn on_feed_error(
         &mut self,
         e: ProviderError,
@@ -302,7 +278,7 @@ impl Run {
         match decide::classify_feed_error(&e) {
             FeedVerdict::AccountUnusable => {
                 tracing::warn!(error = %e, account = %self.account, "the source account's feed cannot be read");
-                let _ = self.feed_error.send(Some(e));
+                self.observe_feed_error(e);
                 max
             }
             FeedVerdict::Resync => {
@@ -336,17 +312,41 @@ impl Run {
             }
             tokio::select! {
                 _ = notified => {}
-                msg = self.ctrl.recv() => { self.pending_ctrl = Some(msg.unwrap_or_else(orphaned)); return false; }
+                msg = self.ctrl.recv() => { self.pending_ctrl = Some(msg.unwrap_or_else(|| self.orphaned())); return false; }
             }
         }
     }
 
-    /// A batch failed in Kafka: wait for every answer, then read again from the last
-    /// acknowledged position (recreating the producer if it is in a fatal state).
+    /// Like [`wait_for_room`](Self::wait_for_room) while fencing: false at `until`.
+    async fn room_until(&self, until: Instant) -> bool {
+        loop {
+            let notified = self.shared.acked.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if lock(&self.shared.tracker).outstanding() < self.cfg.tuning.max_in_flight {
+                return true;
+            }
+            if tokio::time::timeout_at(until, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// A batch failed in Kafka: wait for every answer (a control message interrupts the
+    /// wait; the loop comes back here), then read again from the last acknowledged
+    /// position, recreating the producer if it is in a fatal state.
     async fn rewind(&mut self) {
-        let unanswered = self.settle(self.cfg.tuning.message_timeout).await;
-        if unanswered > 0 {
-            return; // still waiting; the loop comes back here
+        loop {
+            let notified = self.shared.acked.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if lock(&self.shared.tracker).outstanding() == 0 {
+                break;
+            }
+            tokio::select! {
+                _ = notified => {}
+                msg = self.ctrl.recv() => { self.pending_ctrl = Some(msg.unwrap_or_else(|| self.orphaned())); return; }
+            }
         }
         {
             let mut t = lock(&self.shared.tracker);
@@ -357,7 +357,14 @@ impl Run {
         if let Some((code, reason)) = self.producer.client().fatal_error() {
             tracing::warn!(%code, %reason, "the producer is in a fatal state; creating a new one");
             match self.cfg.producer_config().create::<FutureProducer>() {
-                Ok(p) => self.producer = Arc::new(p),
+                Ok(p) => {
+                    let p = Arc::new(p);
+                    let mut gate = lock(&self.shared.gate);
+                    if gate.is_some() {
+                        *gate = Some(p.clone());
+                    }
+                    self.producer = p;
+                }
                 Err(e) => *lock(&self.shared.kafka_error) = Some(e.to_string()),
             }
         }
@@ -388,7 +395,7 @@ impl Run {
                 .filter(|e| self.cfg.kinds.is_empty() || self.cfg.kinds.contains(&e.key.kind()))
                 .filter_map(|e| self.encode_entity(e, &observed, now.timestamp_millis()))
                 .collect();
-            self.produce(records, None).await;
+            self.produce(records, None, None).await;
             match page.next {
                 Some(n) => after = Some(n),
                 None => break,
@@ -412,160 +419,5 @@ impl Run {
         codec::encode_entity(e, &meta, now_ms)
             .map_err(|err| tracing::error!(error = %err, "entity not encodable; skipped"))
             .ok()
-    }
-
-    async fn produce_batch(&mut self, changes: Vec<crate::model::Change>, cursor: Option<String>) {
-        let now = chrono::Utc::now().timestamp_millis();
-        let mut records = Vec::with_capacity(changes.len());
-        let mut skipped = 0;
-        for ch in &changes {
-            if !decide::replicate(ch, &self.tag, &self.cfg.kinds) {
-                skipped += 1;
-                continue;
-            }
-            match codec::encode_change(ch, self.side, &self.account, now) {
-                Ok(r) => records.push(r),
-                Err(e) => {
-                    skipped += 1;
-                    tracing::error!(error = %e, "change not encodable; skipped");
-                }
-            }
-        }
-        self.shared.skipped.fetch_add(skipped, Ordering::Relaxed);
-        self.produce(records, cursor).await;
-    }
-
-    /// Enqueue `records` and register them as one batch checkpointable at `cursor`.
-    async fn produce(&mut self, records: Vec<EncodedRecord>, cursor: Option<String>) {
-        if records.is_empty() {
-            lock(&self.shared.tracker).push(cursor, 0, None);
-            return;
-        }
-        let oldest = records.iter().map(|r| r.timestamp_ms).min();
-        let mut futs: Vec<DeliveryFuture> = Vec::with_capacity(records.len());
-        let mut ok = true;
-        for r in &records {
-            match self.enqueue(r).await {
-                Ok(f) => futs.push(f),
-                Err(e) => {
-                    *lock(&self.shared.kafka_error) = Some(e.to_string());
-                    ok = false;
-                    break;
-                }
-            }
-        }
-        let id = lock(&self.shared.tracker).push(cursor, records.len(), oldest);
-        let shared = self.shared.clone();
-        let n = futs.len();
-        tokio::spawn(async move {
-            let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
-            let mut err = None;
-            for f in futs {
-                match f.await {
-                    Ok(Ok(d)) => {
-                        let e = offsets.entry(d.partition).or_insert(0);
-                        *e = (*e).max(d.offset + 1);
-                    }
-                    Ok(Err((e, _))) => {
-                        ok = false;
-                        err = Some(e.to_string());
-                    }
-                    Err(_) => ok = false,
-                }
-            }
-            {
-                let mut po = lock(&shared.produced_offsets);
-                for (p, o) in offsets {
-                    let e = po.entry(p).or_insert(0);
-                    *e = (*e).max(o);
-                }
-            }
-            if ok {
-                shared.produced.fetch_add(n as u64, Ordering::Relaxed);
-                *lock(&shared.kafka_error) = None;
-            } else if let Some(e) = err {
-                *lock(&shared.kafka_error) = Some(e);
-            }
-            lock(&shared.tracker).complete(id, ok);
-            shared.acked.notify_waiters();
-        });
-    }
-
-    /// Hand one record to librdkafka, waiting for room in its queue if needed.
-    async fn enqueue(&self, r: &EncodedRecord) -> Result<DeliveryFuture, KafkaError> {
-        loop {
-            let mut rec = FutureRecord::to(&self.topic)
-                .key(&r.key)
-                .timestamp(r.timestamp_ms);
-            if let Some(v) = &r.value {
-                rec = rec.payload(v);
-            }
-            if !r.headers.is_empty() {
-                let mut h = OwnedHeaders::new_with_capacity(r.headers.len());
-                for (k, v) in &r.headers {
-                    h = h.insert(Header {
-                        key: k,
-                        value: Some(v),
-                    });
-                }
-                rec = rec.headers(h);
-            }
-            match self.producer.send_result(rec) {
-                Ok(f) => return Ok(f),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    let notified = self.shared.acked.notified();
-                    let _ = tokio::time::timeout(Duration::from_millis(10), notified).await;
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
-    }
-}
-
-/// The handle is gone without stopping the source: stop as if asked (nobody waits for
-/// the answer).
-fn orphaned() -> Control {
-    Control::Stop {
-        reply: oneshot::channel().0,
-    }
-}
-
-/// Writes the checkpoint every `interval` when it moved.
-async fn checkpointer(
-    shared: Arc<Shared>,
-    producer: Arc<FutureProducer>,
-    topic: String,
-    key: String,
-    epoch: Option<String>,
-    interval: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut written: Option<String> = lock(&shared.checkpoint).clone();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = stop.changed() => return,
-        }
-        let safe = lock(&shared.tracker).safe().map(str::to_string);
-        let Some(cursor) = safe else { continue };
-        if written.as_deref() == Some(cursor.as_str()) {
-            continue;
-        }
-        let cp = StoredCheckpoint {
-            cursor: cursor.clone(),
-            epoch: epoch.clone(),
-            at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        };
-        let write = checkpoint::write(&producer, &topic, &key, &cp, Duration::from_secs(30));
-        tokio::select! {
-            r = write => match r {
-                Ok(()) => {
-                    *lock(&shared.checkpoint) = Some(cursor.clone());
-                    written = Some(cursor);
-                }
-                Err(e) => tracing::warn!(error = %e, "checkpoint not written; retrying"),
-            },
-            _ = stop.changed() => return,
-        }
     }
 }

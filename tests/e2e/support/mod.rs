@@ -15,6 +15,8 @@ use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
+pub mod private_kafka;
+
 /// The running test bed, as its env file describes it.
 pub struct Testbed {
     vars: HashMap<String, String>,
@@ -23,21 +25,35 @@ pub struct Testbed {
 impl Testbed {
     /// Load the env file; panics with what to run when the test bed is not up.
     pub fn load() -> Self {
+        Self::read().unwrap_or_else(|(path, e)| {
+            panic!("cannot read the test bed env file {}: {e}. Start the test bed with `make testbed` (end-to-end tests run against the real components).", path.display())
+        })
+    }
+
+    /// The env file if there is one (for tests that only take hints from it).
+    pub fn try_load() -> Option<Self> {
+        Self::read().ok()
+    }
+
+    fn read() -> Result<Self, (PathBuf, std::io::Error)> {
         let path = std::env::var("UNDERSTUDY_TESTBED_ENV")
             .map(PathBuf::from)
             .unwrap_or_else(|_| {
                 PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/testbed/env")
             });
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!("cannot read the test bed env file {}: {e}. Start the test bed with `make testbed` (end-to-end tests run against the real components).", path.display())
-        });
+        let text = std::fs::read_to_string(&path).map_err(|e| (path, e))?;
         let vars = text
             .lines()
             .filter(|l| !l.trim_start().starts_with('#'))
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
             .collect();
-        Testbed { vars }
+        Ok(Testbed { vars })
+    }
+
+    /// A variable of the env file, if set.
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.vars.get(key).cloned()
     }
 
     /// A variable of the env file; panics naming it when missing.

@@ -1,0 +1,234 @@
+//! The source against librdkafka's mock cluster and the in-process simulator: bounded
+//! ends with the broker down, honest counts, and one observation per failed feed read.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::mocking::MockCluster;
+use tokio::time::Instant;
+
+use super::{Source, SourceState};
+use crate::api::Side;
+use crate::model::AccountState;
+use crate::provider::AccountProvider;
+use crate::provider::sim::load::{LoadGen, Until};
+use crate::provider::sim::{SimProvider, SimStore};
+use crate::replication::config::{KafkaConfig, PipelineConfig};
+
+struct Bed {
+    mock: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    store: SimStore,
+    primary: Arc<SimProvider>,
+    cfg: PipelineConfig,
+}
+
+fn bed() -> Bed {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    let mut cfg = PipelineConfig::new(
+        "ns",
+        "pair",
+        Side::Primary,
+        KafkaConfig::new(mock.bootstrap_servers()),
+    );
+    cfg.partitions = 3;
+    mock.create_topic(&cfg.state_topic(), 3, 1)
+        .expect("state topic");
+    mock.create_topic(&cfg.checkpoint_topic(), 1, 1)
+        .expect("checkpoint topic");
+    let t = &mut cfg.tuning;
+    t.retry_min = Duration::from_millis(10);
+    t.retry_max = Duration::from_millis(200);
+    t.feed_wait = Duration::from_millis(100);
+    t.checkpoint_interval = Duration::from_millis(50);
+    t.start_timeout = Duration::from_secs(10);
+    let store = SimStore::new();
+    let primary = Arc::new(SimProvider::new(store.clone(), "corp-a"));
+    Bed {
+        mock,
+        store,
+        primary,
+        cfg,
+    }
+}
+
+async fn head(p: &SimProvider) -> String {
+    p.head_cursor().await.expect("feed head")
+}
+
+/// Poll `check` every 10 ms until it holds, or panic after `timeout`.
+async fn wait_for(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A source that replicated 300 changes, then the broker went down and 500 more changes
+/// were read that Kafka cannot acknowledge.
+async fn source_with_500_unacknowledged(b: &Bed) -> (Source, String) {
+    LoadGen::run(&b.store, "corp-a", 0, Until::Count(300), 1).await;
+    let src = Source::start(b.cfg.clone(), b.primary.clone())
+        .await
+        .expect("source starts");
+    let safe = head(&b.primary).await;
+    wait_for(Duration::from_secs(20), "the first checkpoint", || {
+        src.status().checkpoint.as_deref() == Some(safe.as_str())
+    })
+    .await;
+    b.mock.broker_down(1).expect("broker down");
+    let produced = src.status().produced;
+    LoadGen::run(&b.store, "corp-a", 0, Until::Count(500), 2).await;
+    wait_for(Duration::from_secs(10), "500 changes read", || {
+        src.status().unacknowledged == 500
+    })
+    .await;
+    assert_eq!(src.status().produced, produced);
+    (src, safe)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fence_with_the_broker_down_ends_in_bound_and_counts_every_change_not_acknowledged() {
+    let b = bed();
+    let (src, safe) = source_with_500_unacknowledged(&b).await;
+    let t = Instant::now();
+    let end = src.fence(Duration::from_secs(1)).await;
+    assert!(
+        t.elapsed() <= Duration::from_millis(1_900),
+        "fence(1s) took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(end.unacknowledged, 500, "{end:?}");
+    assert_eq!(end.checkpoint.as_deref(), Some(safe.as_str()));
+    assert!(
+        end.checkpoint_written,
+        "the safe cursor was already written"
+    );
+    assert_eq!(end.read_cursor, Some(head(&b.primary).await));
+    assert!(end.reached_head);
+    assert!(!end.clean());
+    let status = src.status();
+    assert_eq!(status.state, SourceState::Fenced);
+    assert_eq!(
+        status.unacknowledged, 500,
+        "purged, never acknowledged later"
+    );
+    assert_eq!(src.fence(Duration::from_secs(1)).await, end, "idempotent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_with_the_broker_down_ends_in_bound_and_says_it_was_not_clean() {
+    let b = bed();
+    let (src, safe) = source_with_500_unacknowledged(&b).await;
+    let t = Instant::now();
+    let end = src.stop_within(Duration::from_secs(1)).await;
+    assert!(
+        t.elapsed() <= Duration::from_millis(1_900),
+        "stop_within(1s) took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(end.unacknowledged, 500);
+    assert_eq!(end.checkpoint.as_deref(), Some(safe.as_str()));
+    assert!(!end.clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_feed_is_one_timed_observation_per_failed_read_paced_by_retry_max() {
+    let b = bed();
+    let retry_max = b.cfg.tuning.retry_max;
+    LoadGen::run(&b.store, "corp-a", 0, Until::Count(50), 3).await;
+    let src = Source::start(b.cfg.clone(), b.primary.clone())
+        .await
+        .expect("source starts");
+    let h = head(&b.primary).await;
+    wait_for(Duration::from_secs(20), "the first checkpoint", || {
+        src.status().checkpoint.as_deref() == Some(h.as_str())
+    })
+    .await;
+    assert_eq!(src.status().feed_error_seq, 0);
+    let mut rx = src.feed_errors();
+    let frozen_at = chrono::Utc::now();
+    b.store
+        .account("corp-a")
+        .set_status(AccountState::Frozen, "content report");
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        tokio::time::timeout(Duration::from_secs(5), rx.changed())
+            .await
+            .expect("a failed read within 5 s")
+            .expect("source alive");
+        let f = rx.borrow_and_update().clone();
+        assert_eq!(f.error.as_ref().map(|e| e.code()), Some("account_frozen"));
+        seen.push((f.seq, f.at.expect("timed")));
+    }
+    for w in seen.windows(2) {
+        let ((s0, t0), (s1, t1)) = (w[0], w[1]);
+        assert!(s1 > s0, "a new number per observation: {seen:?}");
+        let gap = (t1 - t0).to_std().expect("later");
+        assert!(
+            gap >= retry_max * (s1 - s0) as u32 * 9 / 10,
+            "reads paced by retry_max: {seen:?}"
+        );
+    }
+    assert!(seen[0].1 >= frozen_at, "timed when the read failed");
+    // Reading the status again is not a new observation.
+    let a = src.status();
+    let c = src.status();
+    assert_eq!(
+        (a.feed_error_seq, a.feed_error_at),
+        (c.feed_error_seq, c.feed_error_at)
+    );
+    b.store
+        .account("corp-a")
+        .set_status(AccountState::Active, "");
+    wait_for(Duration::from_secs(5), "the feed readable again", || {
+        src.status().feed_error.is_none()
+    })
+    .await;
+    assert!(
+        src.status().feed_error_seq >= seen[3].0,
+        "numbers never go back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_checkpoint_kafka_did_not_take_in_time_is_written_once_it_answers() {
+    let mut b = bed();
+    // No periodic checkpoint: only the final one can carry the acknowledged cursor.
+    b.cfg.tuning.checkpoint_interval = Duration::from_secs(3600);
+    LoadGen::run(&b.store, "corp-a", 0, Until::Count(300), 4).await;
+    let src = Source::start(b.cfg.clone(), b.primary.clone())
+        .await
+        .expect("source starts");
+    wait_for(Duration::from_secs(20), "everything acknowledged", || {
+        src.status().produced > 0 && src.status().unacknowledged == 0
+    })
+    .await;
+    b.mock.broker_down(1).expect("broker down");
+    LoadGen::run(&b.store, "corp-a", 0, Until::Count(100), 5).await;
+    wait_for(Duration::from_secs(10), "100 changes read", || {
+        src.status().unacknowledged == 100
+    })
+    .await;
+    let end = src.fence(Duration::from_millis(500)).await;
+    assert!(!end.checkpoint_written);
+    assert_eq!(end.unacknowledged, 100);
+    let safe = end.checkpoint.clone().expect("a safe cursor");
+    b.mock.broker_up(1).expect("broker up");
+    let key = crate::replication::checkpoint::checkpoint_key(Side::Primary, "corp-a");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stored = crate::replication::checkpoint::read(&b.cfg, &key, Duration::from_secs(2))
+            .await
+            .ok()
+            .flatten();
+        if stored.as_ref().map(|c| c.cursor.as_str()) == Some(safe.as_str()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the final checkpoint {safe} was not written once Kafka answered: {stored:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
