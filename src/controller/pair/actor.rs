@@ -69,8 +69,8 @@ pub(super) struct PairActor {
     risk_findings: Vec<RiskFinding>,
     pub(super) report: Option<ReplicationReport>,
     replication_reported: bool,
-    /// The last source error fed to the detector (one observation per failed read).
-    last_source_error: Option<String>,
+    /// The replication source's failed feed reads already fed to the detector.
+    feed_reads: super::seen::FeedReadsSeen,
     pub(super) last_flip: Option<FlipStatus>,
     pub(super) traffic: TrafficState,
     seen: SeenNotices,
@@ -126,7 +126,7 @@ impl PairActor {
             risk_findings: Vec::new(),
             report: None,
             replication_reported: false,
-            last_source_error: None,
+            feed_reads: Default::default(),
             last_flip: s.status.last_flip.clone(),
             traffic: TrafficState {
                 judged: None,
@@ -385,24 +385,22 @@ impl PairActor {
         if report.snapshot.is_some() {
             self.replication_reported = true;
         }
-        let error = report
-            .snapshot
-            .as_ref()
-            .and_then(|s| s.source_error.clone());
+        let error = report.snapshot.as_ref().and_then(|s| {
+            s.source_error
+                .clone()
+                .map(|e| (e, s.source_error_seq, s.source_error_at))
+        });
         let from = report.from;
         self.report = Some(report);
-        // One failed read is one observation: the same error reported again on the next
-        // snapshot is not a new one.
-        let Some(err) = error else {
-            self.last_source_error = None;
+        // One failed read is one observation, dated when it failed: the same read
+        // repeated by the next snapshots is not a new one.
+        let Some((err, seq, at)) = error else {
             return;
         };
-        let key = err.to_string();
-        if self.last_source_error.as_deref() == Some(key.as_str()) {
+        let Some(at) = self.feed_reads.take(from, seq, at, Utc::now()) else {
             return;
-        }
-        self.last_source_error = Some(key);
-        if let Some(signal) = Signal::replication_error(from, Utc::now(), &err) {
+        };
+        if let Some(signal) = Signal::replication_error(from, at, &err) {
             self.observe(signal).await;
         }
     }

@@ -10,11 +10,16 @@
 //!   flood of valid signed notices cannot grow the status without bound.
 //! - The caller persists the set with the new id *before* the notice takes effect, so
 //!   a crash cannot accept the same notice twice.
+//!
+//! Also [`FeedReadsSeen`]: which of the replication source's failed feed reads are new
+//! observations (one failed read is one observation, dated when it failed, however many
+//! snapshots repeat it).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::api::Side;
 use crate::api::account_pair::SeenNotice;
 
 /// Most ids kept per pair.
@@ -85,6 +90,34 @@ impl SeenNotices {
     }
 }
 
+/// The latest failed feed read the pair's task has turned into a signal.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FeedReadsSeen {
+    last: Option<(Side, u64, Option<DateTime<Utc>>)>,
+}
+
+impl FeedReadsSeen {
+    /// A snapshot of the source replicating from `from` says its latest failed read is
+    /// number `seq`, made at `at`. Returns the time to date the observation with when that
+    /// read was not seen before (never later than `now`), `None` when it was. A source
+    /// started again numbers its reads from 1 again; its reads are told apart by their
+    /// time.
+    pub fn take(
+        &mut self,
+        from: Side,
+        seq: u64,
+        at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let key = (from, seq, at);
+        if self.last.as_ref() == Some(&key) {
+            return None;
+        }
+        self.last = Some(key);
+        Some(at.map_or(now, |at| at.min(now)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +168,24 @@ mod tests {
         assert_eq!(seen.admit("n-1", t(0), W), Admission::Admit);
         seen.forget("n-1");
         assert_eq!(seen.admit("n-1", t(1), W), Admission::Admit);
+    }
+
+    #[test]
+    fn one_failed_feed_read_is_one_observation_dated_when_it_failed() {
+        let mut seen = FeedReadsSeen::default();
+        // Read 1 failed at t(0); snapshots every 500 ms repeat it.
+        assert_eq!(seen.take(Side::Primary, 1, Some(t(0)), t(0)), Some(t(0)));
+        for tick in 1..10 {
+            assert_eq!(seen.take(Side::Primary, 1, Some(t(0)), t(tick)), None);
+        }
+        // The source read again and failed again: a second observation, at its own time.
+        assert_eq!(seen.take(Side::Primary, 2, Some(t(5)), t(9)), Some(t(5)));
+        assert_eq!(seen.take(Side::Primary, 2, Some(t(5)), t(10)), None);
+        // A source started again numbers from 1 again: its read is new.
+        assert_eq!(seen.take(Side::Primary, 1, Some(t(20)), t(21)), Some(t(20)));
+        // The same number from the other direction is another read too.
+        assert_eq!(seen.take(Side::Standby, 1, Some(t(20)), t(21)), Some(t(20)));
+        // A time ahead of the clock is held to it.
+        assert_eq!(seen.take(Side::Standby, 2, Some(t(40)), t(30)), Some(t(30)));
     }
 }
