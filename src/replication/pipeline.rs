@@ -187,7 +187,7 @@ pub struct StopReport {
 }
 
 impl StopReport {
-    fn summary(&self) -> String {
+    pub fn summary(&self) -> String {
         format!(
             "{} records not acknowledged by Kafka, final checkpoint {}, sink offsets {}",
             self.unacknowledged,
@@ -387,6 +387,14 @@ impl Pipeline {
             dlq: status.dlq,
             applied_offsets: status.applied_offsets,
         }
+    }
+
+    /// Stop applying at once (see [`Sink::halt`](crate::replication::sink::Sink::halt)):
+    /// after a switchover's drain, nothing more reaches the side about to take traffic,
+    /// even if Kafka comes back with records the drain did not get. Only
+    /// [`stop_within`](Self::stop_within) or [`abort`](Self::abort) follow.
+    pub fn halt_sink(&self) {
+        self.sink.halt();
     }
 
     /// Stop within `within` (plus well under a second) whatever Kafka does: the source

@@ -17,6 +17,9 @@
 //!   account that cannot take writes (frozen, credentials) is retried and reported. A
 //!   record that can never be applied — undecodable, or `ProviderError::Rejected` — goes
 //!   to `understudy.<ns>.<pair>.dlq` with the reason in headers, and the rest flows.
+//! - `halt` stops taking records at once (a switchover's drain is over: nothing more may
+//!   reach the side about to take traffic); a write already sent finishes, no other
+//!   starts. Only `stop_within` or `abort` follow.
 //! - `stop_within` finishes or abandons the chunk in hand and commits what was applied,
 //!   within its bound whatever Kafka does (tasks that do not end in time are aborted, a
 //!   commit Kafka does not answer in time is reported); `abort` is a crash (nothing
@@ -364,6 +367,14 @@ impl Sink {
             }
             let _ = tokio::time::timeout_at(deadline, notified).await;
         }
+    }
+
+    /// Stop taking records now: writes already sent to the passive account finish, no
+    /// other starts, the chunk in hand does not count as applied (it is applied again by
+    /// the next start). Nothing is committed; follow with [`stop_within`](Self::stop_within)
+    /// or [`abort`](Self::abort).
+    pub fn halt(&self) {
+        let _ = self.stop.send(true);
     }
 
     /// Stop taking records, finish (or abandon) the chunk in hand, commit what was

@@ -15,7 +15,9 @@
 //!   [`Cmd::Follow`]), resumes it after a failure that moved no traffic
 //!   ([`Cmd::Resume`]) or holds it because traffic is split ([`Cmd::Hold`]).
 //! - Fence, drain and stop are bounded whatever Kafka does; what could not be known is
-//!   said, never reported as 0.
+//!   said, never reported as 0. After the drain the sink applies nothing more: what it
+//!   did not apply by the drain's deadline is counted as lost, never written later into
+//!   the side that takes traffic.
 //! - It reports a snapshot to the pair's task every 500 ms; reports are dropped, not
 //!   queued, when that task is busy (the next one follows).
 
@@ -219,20 +221,19 @@ impl Supervisor {
         }
     }
 
-    /// Stop the pipeline within `within`, else abort it (nothing more is written).
+    /// Stop the pipeline within `within` (what does not finish by then is abandoned:
+    /// nothing more is read or written).
     async fn stop_pipeline(&mut self, within: Duration) -> Result<(), String> {
         let Some(p) = self.pipeline.take() else {
             return Ok(());
         };
-        let stopping = tokio::spawn(async move { p.stop().await });
-        match tokio::time::timeout(within, stopping).await {
-            Ok(Ok(Ok(_))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(format!("stopping the pipeline was not clean: {e}")),
-            Ok(Err(e)) => Err(format!("stopping the pipeline failed: {e}")),
-            // The task keeps stopping in the background; the pipeline is no longer ours.
-            Err(_) => Err(format!(
-                "stopping the pipeline took longer than {within:?}; it was abandoned"
+        match p.stop_within(within).await {
+            Ok(r) if r.clean => Ok(()),
+            Ok(r) => Err(format!(
+                "stopping the pipeline was not clean: {}",
+                r.summary()
             )),
+            Err(e) => Err(format!("stopping the pipeline failed: {e}")),
         }
     }
 
@@ -374,6 +375,9 @@ impl Supervisor {
         let report = p
             .drain(&fence.end_offsets, std::time::Instant::now() + bound)
             .await;
+        // The drain is over: nothing more reaches the side about to take traffic, even if
+        // Kafka comes back with what the drain did not get (that is counted as lost).
+        p.halt_sink();
         let unacknowledged = fence.unacknowledged;
         // Both halves are known here, so the total is too.
         let lost =

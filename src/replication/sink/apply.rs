@@ -158,6 +158,10 @@ async fn apply_chunk(ctx: &Ctx, chunk: &[OwnedMessage], stop: &watch::Receiver<b
 async fn apply_one(ctx: &Ctx, rec: &StateRecord, mut stop: watch::Receiver<bool>) -> Applied {
     let mut delays = backoff(&ctx.cfg.tuning);
     loop {
+        // Halted or stopping: no new write starts (one already sent finishes).
+        if *stop.borrow() {
+            return Applied::Stopped;
+        }
         let result = match rec {
             StateRecord::Upsert { entity, .. } => {
                 ctx.provider.put_entity(entity, Some(&ctx.tag)).await
