@@ -268,27 +268,8 @@ async fn of_two_replicas_only_the_lease_holder_acts() {
     support::install_crds(&client).await;
     let sim = start_sim("ha");
     let scene = scene(&tb, &client, &sim, "e2e-ha", fast_detection()).await;
-    let lease = [
-        "--leader-elect",
-        "--lease-namespace",
-        &scene.namespace,
-        "--lease-duration",
-        "4s",
-    ];
-    let a = start_operator(
-        &tb,
-        &scene.namespace,
-        "ha-a",
-        &lease,
-        &[("POD_NAME", "replica-a".to_string())],
-    );
-    let b = start_operator(
-        &tb,
-        &scene.namespace,
-        "ha-b",
-        &lease,
-        &[("POD_NAME", "replica-b".to_string())],
-    );
+    let a = start_replica(&tb, &scene.namespace, ("ha-a", "replica-a"), "4s", &[]);
+    let b = start_replica(&tb, &scene.namespace, ("ha-b", "replica-b"), "4s", &[]);
     wait_replicating(&client, &scene).await;
     set_status(&sim, "corp-a", "frozen", "content report").await;
     let so = wait_switchover_finished(&client, &scene.namespace, FAILOVER).await;
@@ -394,8 +375,7 @@ async fn signed_notice_fails_over_and_bad_notices_change_nothing() {
     support::install_crds(&client).await;
     let sim = start_sim("notice");
     // Polls are slow here: only the notice can cause the failover within the test.
-    let detection = serde_json::json!({ "pollInterval": "30s", "confirmations": 3, "failoverDelay": "60s",
-                                        "notices": { "secretRef": { "name": "notices" } } });
+    let detection = notice_detection();
     let scene = scene(&tb, &client, &sim, "e2e-notice", detection).await;
     let op = start_operator(&tb, &scene.namespace, "notice", &[], &[]);
     wait_replicating(&client, &scene).await;

@@ -186,8 +186,7 @@ async fn a_freeze_while_a_planned_switchover_waits_for_its_time_fails_over_and_s
     let client = tb.kube().await;
     support::install_crds(&client).await;
     let sim = start_sim("supersede");
-    let detection = json!({ "pollInterval": "30s", "confirmations": 3, "failoverDelay": "60s",
-                            "notices": { "secretRef": { "name": "notices" } } });
+    let detection = notice_detection();
     let scene = scene(&tb, &client, &sim, "e2e-supersede", detection).await;
     let op = start_operator(&tb, &scene.namespace, "supersede", &[], &[]);
     wait_replicating(&client, &scene).await;
@@ -245,27 +244,9 @@ async fn an_automatic_failover_waits_for_a_running_rehearsal_and_runs_after_it()
     let client = tb.kube().await;
     support::install_crds(&client).await;
     let sim = start_sim("rehearsal-first");
-    let detection = json!({ "pollInterval": "30s", "confirmations": 3, "failoverDelay": "60s",
-                            "notices": { "secretRef": { "name": "notices" } } });
+    let detection = notice_detection();
     let scene = scene(&tb, &client, &sim, "e2e-reh-first", detection).await;
-    let drill_record = format!("e2e-drill-{}", support::suffix());
-    dns_record(&tb, &drill_record)
-        .ensure_values(&[], &["10.1.0.9".to_string()])
-        .await
-        .unwrap();
-    let patch = json!({ "spec": { "drills": { "rehearsalTraffic": {
-        "dns": [{ "servers": [tb.var("TESTBED_DNS_SERVER")], "zone": tb.var("TESTBED_DNS_ZONE"), "name": drill_record,
-                  "type": "A", "ttl": 5, "tsigSecretRef": { "name": "tsig" },
-                  "primary": ["10.1.0.9"], "standby": ["10.2.0.9"] }]
-    } } } });
-    Api::<AccountPair>::namespaced(client.clone(), &scene.namespace)
-        .patch(
-            &scene.pair,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&patch),
-        )
-        .await
-        .unwrap();
+    let drill_record = with_rehearsal_record(&tb, &client, &scene).await;
     // Only a rehearsal has a restore-dns step: it is held there for a while.
     let op = start_operator(
         &tb,
@@ -369,24 +350,7 @@ async fn a_rehearsal_asked_for_during_a_production_switchover_is_refused_and_mov
     support::install_crds(&client).await;
     let sim = start_sim("switch-first");
     let scene = scene(&tb, &client, &sim, "e2e-so-first", fast_detection()).await;
-    let drill_record = format!("e2e-drill-{}", support::suffix());
-    dns_record(&tb, &drill_record)
-        .ensure_values(&[], &["10.1.0.9".to_string()])
-        .await
-        .unwrap();
-    let patch = json!({ "spec": { "drills": { "rehearsalTraffic": {
-        "dns": [{ "servers": [tb.var("TESTBED_DNS_SERVER")], "zone": tb.var("TESTBED_DNS_ZONE"), "name": drill_record,
-                  "type": "A", "ttl": 5, "tsigSecretRef": { "name": "tsig" },
-                  "primary": ["10.1.0.9"], "standby": ["10.2.0.9"] }]
-    } } } });
-    Api::<AccountPair>::namespaced(client.clone(), &scene.namespace)
-        .patch(
-            &scene.pair,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&patch),
-        )
-        .await
-        .unwrap();
+    let drill_record = with_rehearsal_record(&tb, &client, &scene).await;
     let _op = start_operator(
         &tb,
         &scene.namespace,

@@ -6,6 +6,8 @@
 //! starts again; the operator and the simulator run as processes.
 
 mod harness;
+#[path = "oncall_kit/mod.rs"]
+mod oncall_kit;
 mod support;
 
 use std::collections::BTreeMap;
@@ -187,6 +189,19 @@ async fn with_kafka_down_during_a_freeze_the_flip_completes_in_bound_and_nothing
         },
     )
     .await;
+    // What the runbook (UnderstudyFailoverHappened) tells on-call to look at.
+    let oncall = oncall_kit::Oncall {
+        kubeconfig: tb.var("TESTBED_KUBECONFIG").into(),
+        audit_topic: "understudy.audit".into(),
+    };
+    let shown = oncall
+        .run(&["status", &scene.pair, "-n", &scene.namespace])
+        .await;
+    assert!(
+        shown.says("Replicating=False") && shown.says("cannot start"),
+        "{}",
+        shown.text()
+    );
     let standby_at_flip = as_map(read_all(&sim, "corp-b").await);
     // The provider lifts the freeze (so the old side can be read, and later written).
     set_status(&sim, "corp-a", "active", "unfrozen by the provider").await;

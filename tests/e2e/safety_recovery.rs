@@ -132,8 +132,7 @@ async fn a_late_notice_cannot_undo_a_newer_one_and_a_replay_is_refused_after_a_r
     let client = tb.kube().await;
     support::install_crds(&client).await;
     let sim = start_sim("late");
-    let detection = json!({ "pollInterval": "30s", "confirmations": 3, "failoverDelay": "60s",
-                            "notices": { "secretRef": { "name": "notices" } } });
+    let detection = notice_detection();
     let scene = scene(&tb, &client, &sim, "e2e-late", detection).await;
     let mut op = start_operator(&tb, &scene.namespace, "late-1", &[], &[]);
     wait_replicating(&client, &scene).await;
@@ -207,31 +206,11 @@ async fn a_notice_delivered_to_the_replica_without_the_lease_is_handed_to_the_le
     let client = tb.kube().await;
     support::install_crds(&client).await;
     let sim = start_sim("handover-notice");
-    let detection = json!({ "pollInterval": "30s", "confirmations": 3, "failoverDelay": "60s",
-                            "notices": { "secretRef": { "name": "notices" } } });
+    let detection = notice_detection();
     let scene = scene(&tb, &client, &sim, "e2e-fwd", detection).await;
-    let lease = [
-        "--leader-elect",
-        "--lease-namespace",
-        &scene.namespace,
-        "--lease-duration",
-        "4s",
-    ];
-    let a = start_operator(
-        &tb,
-        &scene.namespace,
-        "fwd-a",
-        &lease,
-        &[("POD_NAME", "replica-a".to_string())],
-    );
+    let a = start_replica(&tb, &scene.namespace, ("fwd-a", "replica-a"), "4s", &[]);
     wait_replicating(&client, &scene).await;
-    let b = start_operator(
-        &tb,
-        &scene.namespace,
-        "fwd-b",
-        &lease,
-        &[("POD_NAME", "replica-b".to_string())],
-    );
+    let b = start_replica(&tb, &scene.namespace, ("fwd-b", "replica-b"), "4s", &[]);
     // b knows the leader once its election loop has read the Lease.
     let (code, body) = wait_until(
         Duration::from_secs(15),
@@ -268,28 +247,21 @@ async fn sigterm_during_the_drain_hands_the_switchover_to_the_other_replica_with
     support::install_crds(&client).await;
     let sim = start_sim("sigterm");
     let scene = scene(&tb, &client, &sim, "e2e-sigterm", fast_detection()).await;
-    let lease = [
-        "--leader-elect",
-        "--lease-namespace",
-        &scene.namespace,
-        "--lease-duration",
-        "15s",
-    ];
     let slow = ("UNDERSTUDY_FAILPOINT", "slow-step:drain:3000".to_string());
-    let a = start_operator(
+    let a = start_replica(
         &tb,
         &scene.namespace,
-        "sigterm-a",
-        &lease,
-        &[("POD_NAME", "replica-a".to_string()), slow.clone()],
+        ("sigterm-a", "replica-a"),
+        "15s",
+        std::slice::from_ref(&slow),
     );
     wait_replicating(&client, &scene).await;
-    let b = start_operator(
+    let b = start_replica(
         &tb,
         &scene.namespace,
-        "sigterm-b",
-        &lease,
-        &[("POD_NAME", "replica-b".to_string()), slow],
+        ("sigterm-b", "replica-b"),
+        "15s",
+        &[slow],
     );
     let serial_before = soa_serial(&tb);
     let api: Api<Switchover> = Api::namespaced(client.clone(), &scene.namespace);
@@ -381,20 +353,7 @@ async fn a_deleted_pair_and_a_lost_lease_leave_no_stale_series() {
     support::install_crds(&client).await;
     let sim = start_sim("series");
     let scene = scene(&tb, &client, &sim, "e2e-series", fast_detection()).await;
-    let lease = [
-        "--leader-elect",
-        "--lease-namespace",
-        &scene.namespace,
-        "--lease-duration",
-        "3s",
-    ];
-    let a = start_operator(
-        &tb,
-        &scene.namespace,
-        "series-a",
-        &lease,
-        &[("POD_NAME", "replica-a".to_string())],
-    );
+    let a = start_replica(&tb, &scene.namespace, ("series-a", "replica-a"), "3s", &[]);
     wait_replicating(&client, &scene).await;
     let series = format!(
         "understudy_account_status{{namespace=\"{}\"",
@@ -410,13 +369,7 @@ async fn a_deleted_pair_and_a_lost_lease_leave_no_stale_series() {
         .args(["-STOP", &pid])
         .status()
         .unwrap();
-    let b = start_operator(
-        &tb,
-        &scene.namespace,
-        "series-b",
-        &lease,
-        &[("POD_NAME", "replica-b".to_string())],
-    );
+    let b = start_replica(&tb, &scene.namespace, ("series-b", "replica-b"), "3s", &[]);
     wait_until(Duration::from_secs(30), "b exports the pair", || async {
         metrics(&b).await.contains(&series).then_some(())
     })

@@ -158,6 +158,27 @@ pub fn start_operator(
     }
 }
 
+/// One of two or more operator replicas watching `namespace` that elect a leader on a
+/// Lease there lasting `lease` (e.g. `4s`), as pod `replica` (e.g. `replica-a`).
+pub fn start_replica(
+    tb: &Testbed,
+    namespace: &str,
+    (name, replica): (&str, &str),
+    lease: &str,
+    envs: &[(&str, String)],
+) -> Proc {
+    let lease = [
+        "--leader-elect",
+        "--lease-namespace",
+        namespace,
+        "--lease-duration",
+        lease,
+    ];
+    let mut env = vec![("POD_NAME", replica.to_string())];
+    env.extend(envs.iter().cloned());
+    start_operator(tb, namespace, name, &lease, &env)
+}
+
 pub async fn admin(
     sim: &Proc,
     path: &str,
@@ -302,6 +323,37 @@ pub async fn scene(
 pub fn fast_detection() -> serde_json::Value {
     json!({ "pollInterval": "500ms", "confirmations": 2, "failoverDelay": "1s", "holdDown": "1h",
             "notices": { "secretRef": { "name": "notices" } } })
+}
+
+/// Detection that only a notice can trigger within a test: polls every 30 s, three
+/// confirmations, a minute's delay.
+pub fn notice_detection() -> serde_json::Value {
+    json!({ "pollInterval": "30s", "confirmations": 3, "failoverDelay": "60s",
+            "notices": { "secretRef": { "name": "notices" } } })
+}
+
+/// Give the pair a rehearsal DNS record of its own (`spec.drills.rehearsalTraffic`), on
+/// the primary's value; returns its name.
+pub async fn with_rehearsal_record(tb: &Testbed, client: &Client, scene: &Scene) -> String {
+    let record = format!("e2e-drill-{}", suffix());
+    dns_record(tb, &record)
+        .ensure_values(&[], &["10.1.0.9".to_string()])
+        .await
+        .expect("create the rehearsal record");
+    let patch = json!({ "spec": { "drills": { "rehearsalTraffic": {
+        "dns": [{ "servers": [tb.var("TESTBED_DNS_SERVER")], "zone": tb.var("TESTBED_DNS_ZONE"), "name": record,
+                  "type": "A", "ttl": 5, "tsigSecretRef": { "name": "tsig" },
+                  "primary": ["10.1.0.9"], "standby": ["10.2.0.9"] }]
+    } } } });
+    Api::<AccountPair>::namespaced(client.clone(), &scene.namespace)
+        .patch(
+            &scene.pair,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("give the pair a rehearsal record");
+    record
 }
 
 pub fn dns_record(tb: &Testbed, name: &str) -> understudy::traffic::dns::DnsRecord {
