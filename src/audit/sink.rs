@@ -207,6 +207,20 @@ impl AuditSink {
         self.inner.enqueue(&mut st, kafka, Queued { id, draft });
     }
 
+    /// From now on `namespace/pair`'s records go to `kafka` (its Secret changed): the
+    /// records still waiting elsewhere follow, in order, without a new record.
+    pub fn reroute(&self, kafka: &AuditKafka, namespace: &str, pair: &str) {
+        if !self.inner.settings.enabled || kafka.bootstrap.is_empty() {
+            return;
+        }
+        let key = (namespace.to_string(), pair.to_string());
+        let mut st = self.inner.lock();
+        let before = st.routes.insert(key, kafka.clone());
+        if before.as_ref().is_some_and(|b| b != kafka) {
+            self.inner.rerouted.notify_waiters();
+        }
+    }
+
     /// `Some(message)` while `namespace/pair`'s audit records cannot be written: its
     /// oldest unwritten record waited longer than `stall_after`, or records were dropped
     /// since its last successful write. The message says what failed and never carries a

@@ -257,3 +257,30 @@ async fn an_idle_writer_ends_when_its_pairs_moved_to_other_credentials() {
     until("one writer left", || s.inner.lock().writers.len() == 1).await;
     assert!(s.inner.lock().writers.contains_key(&other));
 }
+
+#[tokio::test]
+async fn waiting_records_follow_a_reroute_without_a_new_record() {
+    let pair = "rerouted";
+    let (s, written) = sink(100, Duration::from_secs(1));
+    s.record_to(&kafka(WRONG), "verdict", "ns", pair, json!({ "n": 1 }));
+    s.record_to(&kafka(WRONG), "page", "ns", pair, json!({ "n": 2 }));
+    until("the pair to report a problem", || {
+        s.problem("ns", pair).is_some()
+    })
+    .await;
+    // The pair's Secret was fixed and read again: nothing new is recorded.
+    s.reroute(&kafka(RIGHT), "ns", pair);
+    until("both waiting records written", || {
+        written.lock().unwrap().len() == 2
+    })
+    .await;
+    until("the problem cleared", || s.problem("ns", pair).is_none()).await;
+    assert_eq!(waiting(pair), 0);
+    let ns: Vec<i64> = written
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d.data["n"].as_i64())
+        .collect();
+    assert_eq!(ns, vec![1, 2], "in order");
+}

@@ -77,18 +77,23 @@ async fn apply(pair: Arc<AccountPair>, ctx: Arc<Context>) -> Result<Action, Erro
     let name = pair.name_any();
     let key = pair_key(&ns, &name);
     let generation = pair.metadata.generation.unwrap_or(0);
+    let running = ctx.pair(&ns, &name);
+    if let Some(w) = &running
+        && w.generation != generation
+        && lock(&ctx.executing).contains_key(&key)
+    {
+        // The spec changed (valid or not): never swap or stop the pair's task under a
+        // running switchover; the change is taken once it ends.
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
     if let Err(msg) = validate(&pair.spec) {
         stop_pair(&ctx, &key).await;
         report_problem(&ctx, &pair, "InvalidSpec", &msg).await?;
         return Ok(Action::await_change());
     }
-    if let Some(w) = ctx.pair(&ns, &name) {
+    if let Some(w) = running {
         if w.generation == generation {
             return Ok(Action::requeue(Duration::from_secs(60)));
-        }
-        // The spec changed. Never swap the pair's task under a running switchover.
-        if lock(&ctx.executing).contains_key(&key) {
-            return Ok(Action::requeue(Duration::from_secs(2)));
         }
         stop_pair(&ctx, &key).await;
     }
@@ -173,9 +178,17 @@ async fn report_problem(
         Utc::now(),
     );
     if changed || status.phase.as_deref() != Some("Invalid") {
-        status.phase = Some("Invalid".into());
-        status.observed_generation = g;
-        let patch = serde_json::json!({ "status": status });
+        // Only the fields this writes, and only over the version it read: a status the
+        // pair's task wrote meanwhile (active side, last flip, seen notices) is never
+        // overwritten with the cached copy; on a conflict the reconcile runs again.
+        let patch = serde_json::json!({
+            "metadata": { "resourceVersion": pair.metadata.resource_version },
+            "status": {
+                "conditions": status.conditions,
+                "phase": "Invalid",
+                "observedGeneration": g,
+            }
+        });
         api.patch_status(
             &pair.name_any(),
             &PatchParams::default(),

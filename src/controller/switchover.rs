@@ -101,7 +101,7 @@ pub async fn reconcile(so: Arc<Switchover>, ctx: Arc<Context>) -> Result<Action,
     };
     let audit = Audit {
         sink: ctx.audit.clone(),
-        kafka: handle.audit_kafka.clone(),
+        kafka: handle.audit_kafka(),
         namespace: namespace.clone(),
         pair: so.spec.pair.clone(),
     };

@@ -88,7 +88,7 @@ else
 fi
 # Every alert has a unit test.
 mapfile -t alerts < <(sed -n 's/^ *- alert: //p' "$CHART_TESTS/rules.yaml")
-((${#alerts[@]} == 13)) || fail "expected 13 alerts in $CHART_TESTS/rules.yaml, found ${#alerts[@]}"
+((${#alerts[@]} == 14)) || fail "expected 14 alerts in $CHART_TESTS/rules.yaml, found ${#alerts[@]}"
 for alert in "${alerts[@]}"; do
   grep -q "alertname: $alert\$" "$CHART_TESTS/alerts_test.yaml" || fail "alert $alert has no unit test in alerts_test.yaml"
 done

@@ -327,3 +327,96 @@ async fn with_a_wrong_password_records_wait_and_the_pair_says_why_until_the_cred
         v.text()
     );
 }
+
+#[tokio::test]
+async fn the_operator_writes_a_pairs_waiting_audit_records_once_its_kafka_secret_is_fixed() {
+    let _serial = harness::SERIAL.lock().await;
+    let tb = Testbed::load();
+    let password = tb.var("TESTBED_KAFKA_SASL_PASSWORD");
+    let client = tb.kube().await;
+    support::install_crds(&client).await;
+    let sim = harness::start_sim("audit-fix");
+    let scene = harness::scene(
+        &tb,
+        &client,
+        &sim,
+        "e2e-audit-fix",
+        harness::fast_detection(),
+    )
+    .await;
+    // The pair's Kafka is the SASL listener, with a wrong password in its Secret.
+    put_secret(&tb, &client, &scene.namespace, WRONG_PASSWORD).await;
+    Api::<AccountPair>::namespaced(client.clone(), &scene.namespace)
+        .patch(
+            &scene.pair,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "replication": { "kafka": {
+                "bootstrapServers": tb.var("TESTBED_KAFKA_SASL_BOOTSTRAP"),
+                "secretRef": { "name": SECRET } } } } })),
+        )
+        .await
+        .unwrap();
+    let topic = audit_topic();
+    let op = harness::start_operator(
+        &tb,
+        &scene.namespace,
+        "audit-fix",
+        &[],
+        &[("UNDERSTUDY_AUDIT_TOPIC", topic.clone())],
+    );
+    let condition = |want: &'static str| {
+        let (client, scene) = (client.clone(), &scene);
+        async move {
+            let c = harness::condition(&client, scene, "AuditTrail").await?;
+            (c.status == want).then_some(c)
+        }
+    };
+    // The pair's first verdicts are recorded; they cannot be written, and the pair says so.
+    let failing = wait_until(
+        Duration::from_secs(90),
+        "AuditTrail=False with the brokers' reason",
+        || condition("False"),
+    )
+    .await;
+    assert!(
+        failing.message.contains("SASL authentication")
+            && !failing.message.contains(WRONG_PASSWORD),
+        "{}",
+        failing.message
+    );
+
+    // What the runbook (UnderstudyAuditTrailFailing) has on-call look at first.
+    let oc = Oncall {
+        kubeconfig: tb.var("TESTBED_KUBECONFIG").into(),
+        audit_topic: topic.clone(),
+    };
+    let shown = oc
+        .run(&["status", &scene.pair, "-n", &scene.namespace])
+        .await;
+    assert!(
+        shown.says("AuditTrail=False") && shown.says("SASL authentication"),
+        "{}",
+        shown.text()
+    );
+
+    // Someone fixes the Secret; the operator is not restarted.
+    put_secret(&tb, &client, &scene.namespace, &password).await;
+    wait_until(
+        Duration::from_secs(90),
+        "AuditTrail=True once the Secret is right",
+        || condition("True"),
+    )
+    .await;
+    let written = records(&sasl(&tb, &password), &topic).await;
+    assert!(
+        written
+            .iter()
+            .any(|r| r.namespace == scene.namespace && r.pair == scene.pair),
+        "the records that waited are on the topic: {} records",
+        written.len()
+    );
+    assert!(
+        !op.log_text().contains(WRONG_PASSWORD) && !op.log_text().contains(&password),
+        "no password in the operator's log"
+    );
+}

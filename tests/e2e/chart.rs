@@ -33,7 +33,7 @@ use support::{
 };
 use understudy::api::{AccountPair, Drill, Switchover};
 
-const ALERTS: [&str; 13] = [
+const ALERTS: [&str; 14] = [
     "UnderstudyAccountFrozen",
     "UnderstudyFailoverHappened",
     "UnderstudyFailoverFailed",
@@ -46,6 +46,7 @@ const ALERTS: [&str; 13] = [
     "UnderstudyRiskWarning",
     "UnderstudyDrillFailed",
     "UnderstudyDrillOverdue",
+    "UnderstudyAuditTrailFailing",
     "UnderstudyNoLeader",
 ];
 

@@ -399,3 +399,96 @@ async fn a_deleted_pair_and_a_lost_lease_leave_no_stale_series() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_replica_resuming_a_switchover_after_its_drain_never_restarts_the_old_direction() {
+    let _serial = SERIAL.lock().await;
+    let tb = Testbed::load();
+    let client = tb.kube().await;
+    support::install_crds(&client).await;
+    let sim = start_sim("resume-fenced");
+    let scene = scene(&tb, &client, &sim, "e2e-resume-fenced", notice_detection()).await;
+    let mut op = start_operator(
+        &tb,
+        &scene.namespace,
+        "resume-fenced-1",
+        &[],
+        &[(
+            "UNDERSTUDY_FAILPOINT",
+            "pause-after-intent:flip-dns".to_string(),
+        )],
+    );
+    wait_replicating(&client, &scene).await;
+    let seeded = read_all(&sim, "corp-a").await;
+    wait_until(Duration::from_secs(60), "the standby is level", || async {
+        (read_all(&sim, "corp-b").await == seeded).then_some(())
+    })
+    .await;
+    let api: Api<Switchover> = Api::namespaced(client.clone(), &scene.namespace);
+    api.create(
+        &PostParams::default(),
+        &manual(&scene.pair, "resumed", "Standby"),
+    )
+    .await
+    .unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "flip-dns is Running (fence and drain done)",
+        || async {
+            let so = api.get("resumed").await.ok()?;
+            so.status?
+                .steps
+                .iter()
+                .any(|s| s.name == "flip-dns" && s.state == StepState::Running)
+                .then_some(())
+        },
+    )
+    .await;
+    op.kill();
+    // A change lands on the old side after its drain: it must never be written into the
+    // side that is taking traffic.
+    let key =
+        understudy::model::EntityKey::new(understudy::model::EntityKind::Tag, "zz-after-the-drain")
+            .unwrap();
+    let old_side =
+        understudy::provider::http::HttpProvider::new(&sim.url, "corp-a", Some("t0ken")).unwrap();
+    understudy::provider::AccountProvider::put_entity(
+        &old_side,
+        &understudy::model::Entity::new(key.clone(), json!({ "name": "after the drain" })),
+        None,
+    )
+    .await
+    .unwrap();
+    // The replica that resumes holds the last flip for a while: time enough for an old
+    // direction, were it restarted, to copy the change.
+    let _op2 = start_operator(
+        &tb,
+        &scene.namespace,
+        "resume-fenced-2",
+        &[],
+        &[("UNDERSTUDY_FAILPOINT", "slow-step:flip-lb:5000".to_string())],
+    );
+    let so = wait_switchover_finished(&client, &scene.namespace, Duration::from_secs(90)).await;
+    assert_eq!(phase(&so), SwitchoverPhase::Succeeded, "{:?}", so.status);
+    assert_eq!(dig(&tb, &scene.dns_name), vec!["10.2.0.1"]);
+    wait_until(
+        Duration::from_secs(60),
+        "replication runs standby-to-primary",
+        || async {
+            let st = pair(&client, &scene).await.status?;
+            (st.replication?.direction.as_deref() == Some("standby-to-primary")).then_some(())
+        },
+    )
+    .await;
+    let new_active = read_all(&sim, "corp-b").await;
+    assert!(
+        !new_active.iter().any(|(k, _)| k == key.as_str()),
+        "a change of the old side written after the drain reached the new active side"
+    );
+    assert!(
+        read_all(&sim, "corp-a")
+            .await
+            .iter()
+            .any(|(k, _)| k == key.as_str())
+    );
+}

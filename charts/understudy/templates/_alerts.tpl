@@ -20,6 +20,7 @@ second Prometheus never doubles an alert. Counters use increase() plus an
       (dict "name" "understudy.failover" "alerts" (list "UnderstudyFailoverHappened" "UnderstudyFailoverFailed" "UnderstudyFailoverStuck" "UnderstudyFailoverBraked"))
       (dict "name" "understudy.replication" "alerts" (list "UnderstudyReplicationLagHigh" "UnderstudyDLQGrowing"))
       (dict "name" "understudy.drills" "alerts" (list "UnderstudyDrillFailed" "UnderstudyDrillOverdue"))
+      (dict "name" "understudy.audit" "alerts" (list "UnderstudyAuditTrailFailing"))
       (dict "name" "understudy.operator" "alerts" (list "UnderstudyNoLeader")) -}}
 {{- $disabled := .Values.prometheusRule.disabledAlerts -}}
 {{- range $groups -}}
@@ -253,6 +254,33 @@ labels:
       {{ $value | humanizeDuration }} ago. Nobody knows whether the standby could take over
       today: run a drill.`}}
     runbook_url: {{ include "understudy.runbookUrl" (dict "root" . "alert" "UnderstudyDrillOverdue") }}
+{{- end -}}
+
+{{- define "understudy.alert.UnderstudyAuditTrailFailing" -}}
+- alert: UnderstudyAuditTrailFailing
+  expr: |-
+    sum by (namespace, pair) (increase(understudy_audit_records_dropped_total[15m])) > 0
+    or
+    sum by (namespace, pair) (
+      understudy_audit_records_dropped_total unless understudy_audit_records_dropped_total offset 15m
+    ) > 0
+    or
+    max by (namespace, pair) (
+      (min_over_time(understudy_audit_records_waiting[10m]) > 0)
+      and (understudy_audit_records_waiting offset 10m > 0)
+      and (increase(understudy_audit_write_failures_total[10m]) > 0)
+    )
+  {{- include "understudy.alertLabels" (dict "root" . "severity" "warning") | nindent 2 }}
+  annotations:
+    summary: {{`Audit records of {{ $labels.namespace }}/{{ $labels.pair }} are not being written`}}
+    description: >-
+      {{`Decisions and actions of AccountPair {{ $labels.namespace }}/{{ $labels.pair }}
+      (verdicts, switchovers and their steps, pauses, drills) are not being recorded in its
+      hash-chained audit trail: records were dropped in the last 15 minutes and will never
+      be written, or records have waited for more than 10 minutes while writes keep
+      failing. Failovers and switchovers go on, but the evidence for audits has a gap. The
+      pair's AuditTrail condition says why.`}}
+    runbook_url: {{ include "understudy.runbookUrl" (dict "root" . "alert" "UnderstudyAuditTrailFailing") }}
 {{- end -}}
 
 {{- define "understudy.alert.UnderstudyNoLeader" -}}

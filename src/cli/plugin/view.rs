@@ -52,9 +52,8 @@ pub fn attention(pair: &AccountPair) -> Vec<String> {
     for c in &st.conditions {
         let bad = match c.type_.as_str() {
             "NeedsHuman" | "RiskWarning" => c.status == "True",
-            "Ready" | "Replicating" | "PrimaryHealthy" | "StandbyHealthy" | "DrillsPassing" => {
-                c.status != "True"
-            }
+            "Ready" | "Replicating" | "PrimaryHealthy" | "StandbyHealthy" | "DrillsPassing"
+            | "AuditTrail" => c.status != "True",
             _ => false,
         };
         if bad {

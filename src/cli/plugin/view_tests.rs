@@ -40,6 +40,12 @@ fn attention_lists_what_a_human_must_look_at() {
             ),
             cond("Replicating", "True", "Replicating", "ok"),
             cond("NeedsHuman", "False", "None", "nothing"),
+            cond(
+                "AuditTrail",
+                "False",
+                "AuditWriteFailing",
+                "audit records cannot be written",
+            ),
         ];
     }
     p.spec.paused = true;
@@ -49,11 +55,12 @@ fn attention_lists_what_a_human_must_look_at() {
             .collect(),
     );
     let a = attention(&p);
-    assert_eq!(a.len(), 4, "{a:#?}");
+    assert_eq!(a.len(), 5, "{a:#?}");
     assert!(a[0].starts_with("Ready=False"));
     assert!(a[1].contains("both sides are frozen"));
     assert!(a[2].starts_with("RiskWarning=True"));
-    assert!(a[3].contains("INC-4411"));
+    assert!(a[3].starts_with("AuditTrail=False"));
+    assert!(a[4].contains("INC-4411"));
     let mut fresh = pair(Side::Primary);
     fresh.status = None;
     assert!(attention(&fresh)[0].contains("operator"));

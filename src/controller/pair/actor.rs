@@ -25,6 +25,9 @@ use crate::detection::risk::{RiskEvaluator, RiskFinding};
 use crate::detection::signal::{Signal, SignalKind};
 use crate::detection::{Brake, Detector, DetectorConfig, VerdictChange};
 
+/// How often a pair whose audit records cannot be written reads its Kafka Secret again.
+const AUDIT_REFRESH: std::time::Duration = std::time::Duration::from_secs(15);
+
 pub(super) struct Setup {
     pub env: Arc<Env>,
     pub namespace: String,
@@ -33,7 +36,9 @@ pub(super) struct Setup {
     pub spec: Arc<AccountPairSpec>,
     pub object_ref: ObjectReference,
     pub replication: ReplicationHandle,
-    pub audit_kafka: crate::audit::AuditKafka,
+    pub audit_kafka: watch::Sender<crate::audit::AuditKafka>,
+    /// The pair's Kafka Secret was read for `audit_kafka` (else it holds no settings yet).
+    pub audit_secret_read: bool,
     pub status: AccountPairStatus,
 }
 
@@ -53,7 +58,9 @@ pub(super) struct PairActor {
     pub(super) spec: Arc<AccountPairSpec>,
     pub(super) object_ref: ObjectReference,
     pub(super) replication: ReplicationHandle,
-    audit_kafka: crate::audit::AuditKafka,
+    audit_kafka: watch::Sender<crate::audit::AuditKafka>,
+    audit_secret_read: bool,
+    next_audit_refresh: Instant,
     view_tx: watch::Sender<PairView>,
 
     pub(super) active: Side,
@@ -115,6 +122,8 @@ impl PairActor {
             object_ref: s.object_ref,
             replication: s.replication,
             audit_kafka: s.audit_kafka,
+            audit_secret_read: s.audit_secret_read,
+            next_audit_refresh: Instant::now() + AUDIT_REFRESH,
             view_tx,
             active,
             target: s.status.target_side,
@@ -172,7 +181,40 @@ impl PairActor {
     pub(super) fn audit(&self, kind: &str, data: serde_json::Value) {
         self.env
             .audit
-            .record_to(&self.audit_kafka, kind, &self.ns, &self.name, data);
+            .record_to(&self.audit_kafka.borrow(), kind, &self.ns, &self.name, data);
+    }
+
+    /// While the pair's audit records cannot be written (or its Kafka Secret could not be
+    /// read), read the Secret again every [`AUDIT_REFRESH`]: once it is fixed, new records
+    /// go with the new settings and the waiting ones follow them. A Secret that cannot be
+    /// read keeps the settings in use.
+    async fn refresh_audit_kafka(&mut self, now: Instant) {
+        if now < self.next_audit_refresh {
+            return;
+        }
+        self.next_audit_refresh = now + AUDIT_REFRESH;
+        if self.audit_secret_read && self.env.audit.problem(&self.ns, &self.name).is_none() {
+            return;
+        }
+        let mut pair = AccountPair::new(&self.name, (*self.spec).clone());
+        pair.metadata.namespace = Some(self.ns.clone());
+        match crate::audit::pair_kafka(&self.env.client, &pair).await {
+            Ok(k) => {
+                self.audit_secret_read = true;
+                self.audit_kafka.send_if_modified(|current| {
+                    let changed = *current != k;
+                    if changed {
+                        tracing::info!(pair = %self.name, "the pair's Kafka settings for the audit trail changed; writing with the new ones");
+                        *current = k.clone();
+                    }
+                    changed
+                });
+                self.env.audit.reroute(&k, &self.ns, &self.name);
+            }
+            Err(e) => {
+                tracing::warn!(pair = %self.name, error = %e, "the pair's Kafka Secret cannot be read for the audit trail")
+            }
+        }
     }
 
     /// An Event on the pair, published in the background (a decision never waits for it).
@@ -270,6 +312,7 @@ impl PairActor {
         if self.target.is_none() && now >= self.traffic.next_check {
             self.check_traffic().await;
         }
+        self.refresh_audit_kafka(now).await;
         self.seen.prune(Utc::now(), self.env.opts.notice_window);
         self.publish_status().await;
     }

@@ -165,8 +165,9 @@ pub struct PairHandle {
     pub generation: i64,
     pub spec: Arc<AccountPairSpec>,
     notice_secret: Option<Vec<u8>>,
-    /// Where the pair's audit records go (its Kafka, with its SASL/TLS settings).
-    pub audit_kafka: crate::audit::AuditKafka,
+    /// Where the pair's audit records go (its Kafka, with its SASL/TLS settings, read
+    /// again by the pair's task while the records cannot be written).
+    audit_kafka: watch::Receiver<crate::audit::AuditKafka>,
     providers: [Arc<dyn AccountProvider>; 2],
     tx: mpsc::Sender<Msg>,
     view: watch::Receiver<PairView>,
@@ -239,13 +240,21 @@ impl PairHandle {
             None => None,
         };
         // The audit trail goes to the pair's Kafka with its SASL/TLS settings. A Secret
-        // that cannot be read now shows as the AuditTrail condition once records wait.
-        let audit_kafka = crate::audit::pair_kafka(&env.client, &pair)
+        // that cannot be read now shows as the AuditTrail condition once records wait;
+        // the pair's task reads it again until it can (see `PairActor::refresh_audit_kafka`).
+        let (audit_kafka, audit_secret_read) = match crate::audit::pair_kafka(&env.client, &pair)
             .await
-            .unwrap_or_else(|e| {
-                tracing::warn!(pair = %name, error = %e, "the pair's Kafka Secret cannot be read for the audit trail; writing without its settings");
-                crate::audit::AuditKafka::plain(&spec.replication.kafka.bootstrap_servers)
-            });
+        {
+            Ok(k) => (k, true),
+            Err(e) => {
+                tracing::warn!(pair = %name, error = %e, "the pair's Kafka Secret cannot be read for the audit trail; reading it again while records wait");
+                (
+                    crate::audit::AuditKafka::plain(&spec.replication.kafka.bootstrap_servers),
+                    false,
+                )
+            }
+        };
+        let (audit_tx, audit_rx) = watch::channel(audit_kafka);
         let status = pair.status.clone().unwrap_or_default();
         let active = status.active_side.unwrap_or(Side::Primary);
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -257,6 +266,7 @@ impl PairHandle {
             providers: providers.clone(),
             active,
             flip: status.last_flip.clone(),
+            fenced: status.target_side.is_some(),
             pair: tx.clone(),
         });
         let (actor, view) = actor::PairActor::new(actor::Setup {
@@ -267,7 +277,8 @@ impl PairHandle {
             spec: spec.clone(),
             object_ref: pair.object_ref(&()),
             replication: replication.clone(),
-            audit_kafka: audit_kafka.clone(),
+            audit_kafka: audit_tx,
+            audit_secret_read,
             status,
         });
         let mut tasks = vec![tokio::spawn(actor.run(rx))];
@@ -301,7 +312,7 @@ impl PairHandle {
             generation: pair.metadata.generation.unwrap_or(0),
             spec,
             notice_secret,
-            audit_kafka,
+            audit_kafka: audit_rx,
             providers,
             tx,
             view,
@@ -344,6 +355,11 @@ impl PairHandle {
     /// moment, which a planned switchover's lag gate must not mistake for a failure.
     pub fn replication_warming_up(&self) -> bool {
         !self.view.borrow().replication_reported && self.started.elapsed() < Duration::from_secs(30)
+    }
+
+    /// Where the pair's audit records go now.
+    pub fn audit_kafka(&self) -> crate::audit::AuditKafka {
+        self.audit_kafka.borrow().clone()
     }
 
     /// Just started and `side` has not been observed yet: its verdict is Unknown for a

@@ -6,7 +6,10 @@
 //!   [`Cmd::Follow`], which the pair's task sends *after* it persisted the new active
 //!   side (with the flip's positions). Nothing else restarts a pipeline in another
 //!   direction, so a failed reverse can never restart replication into the side that
-//!   now serves traffic.
+//!   now serves traffic. A task started while a switchover's intent is recorded (a
+//!   replica that took over mid-switchover, a restart) starts fenced: it runs the old
+//!   direction only to fence and drain it, when that switchover's fence step asks (which
+//!   only happens before anything was flipped).
 //! - While it should run and no pipeline runs, it starts one, in the background
 //!   (commands are answered meanwhile), retrying with a capped backoff; the reason it
 //!   cannot start is reported (`Replicating=False`) until it can.
@@ -52,6 +55,10 @@ pub struct Setup {
     pub providers: [Arc<dyn AccountProvider>; 2],
     pub active: Side,
     pub flip: Option<FlipStatus>,
+    /// A switchover's intent is recorded (the pair's task starts under a switchover,
+    /// e.g. on the replica that took over): start fenced, never in the old direction by
+    /// itself; see [`Supervisor::fence`].
+    pub fenced: bool,
     /// Where reports (and flip completions) go.
     pub pair: mpsc::Sender<Msg>,
 }
@@ -75,7 +82,9 @@ struct Supervisor {
     s: Setup,
     mode: Mode,
     pipeline: Option<Pipeline>,
-    starting: Option<JoinHandle<Result<Pipeline, String>>>,
+    starting: Option<JoinHandle<Result<Started, String>>>,
+    /// Started fenced under a recorded intent and not yet told what next.
+    taken_over: bool,
     fence: Option<FenceReport>,
     /// Feed head of the passive side captured at the fence: the new direction starts
     /// there, so nothing written to it after the fence is missed.
@@ -91,8 +100,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 impl Supervisor {
     fn new(s: Setup) -> Self {
         Supervisor {
+            mode: if s.fenced { Mode::Fenced } else { Mode::Run },
+            taken_over: s.fenced,
             s,
-            mode: Mode::Run,
             pipeline: None,
             starting: None,
             fence: None,
@@ -153,6 +163,11 @@ impl Supervisor {
         {
             return;
         }
+        self.starting = Some(tokio::spawn(self.start_task()));
+    }
+
+    /// Starting the pipeline from the recorded active side and flip.
+    fn start_task(&self) -> impl Future<Output = Result<Started, String>> + Send + 'static {
         let client = self.s.client.clone();
         let spec = self.s.spec.clone();
         let (ns, name) = (self.s.namespace.clone(), self.s.name.clone());
@@ -161,13 +176,14 @@ impl Supervisor {
         let source = self.provider(from);
         let sink = self.provider(from.other());
         let pair = self.s.pair.clone();
-        self.starting = Some(tokio::spawn(async move {
+        async move {
             let extra = kafka_properties(&client, &ns, &spec).await?;
             let mut kafka = KafkaConfig::new(spec.replication.kafka.bootstrap_servers.clone());
             kafka.extra = extra;
             let mut cfg = PipelineConfig::new(&ns, &name, from, kafka);
             cfg.partitions = spec.replication.partitions;
             cfg.kinds = spec.replication.kinds.clone();
+            let mut recorded = None;
             cfg.start = match flip {
                 None => Start::Resume,
                 Some(mut f) => {
@@ -191,18 +207,27 @@ impl Supervisor {
                         rx.await
                             .map_err(|_| "the pair stopped".to_string())?
                             .map_err(|e| format!("recording the flip's end offsets: {e}"))?;
+                        recorded = Some(f.clone());
                     }
                     Start::AfterFlip(flip_of(&f))
                 }
             };
-            Pipeline::start(cfg, source, sink)
+            let pipeline = Pipeline::start(cfg, source, sink)
                 .await
-                .map_err(|e| e.to_string())
-        }));
+                .map_err(|e| e.to_string())?;
+            Ok(Started { pipeline, recorded })
+        }
     }
 
-    fn on_started(&mut self, result: Result<Pipeline, String>) {
-        match result {
+    fn on_started(&mut self, result: Result<Started, String>) {
+        if let Ok(Started {
+            recorded: Some(f), ..
+        }) = &result
+        {
+            // The flip's positions are persisted now: every later start uses the same.
+            self.s.flip = Some(f.clone());
+        }
+        match result.map(|s| s.pipeline) {
             Ok(p) if self.mode == Mode::Run => {
                 self.pipeline = Some(p);
                 self.problem = None;
@@ -222,9 +247,34 @@ impl Supervisor {
         }
     }
 
+    /// Stop the source (bounded) and keep the pipeline fenced. On a task that started
+    /// under a recorded intent, the first fence starts the old direction once, to fence
+    /// and drain it: a switchover only fences before it flips anything (a resumed one
+    /// skips the steps it finished), so traffic has not moved yet.
     async fn fence(&mut self, bound: Duration) -> Result<String, String> {
         self.abort_start();
         self.mode = Mode::Fenced;
+        if self.pipeline.is_none() && std::mem::take(&mut self.taken_over) {
+            match tokio::time::timeout(bound, self.start_task()).await {
+                Ok(Ok(started)) => {
+                    if let Some(f) = started.recorded {
+                        self.s.flip = Some(f);
+                    }
+                    self.pipeline = Some(started.pipeline);
+                    self.problem = None;
+                }
+                Ok(Err(e)) => {
+                    self.problem = Some(format!(
+                        "the old direction, started again to be fenced after a takeover, could not start: {e}"
+                    ))
+                }
+                Err(_) => {
+                    self.problem = Some(format!(
+                        "the old direction, started again to be fenced after a takeover, did not start within {bound:?}"
+                    ))
+                }
+            }
+        }
         let passive = self.s.active.other();
         let head = {
             let p = self.provider(passive);
@@ -388,6 +438,7 @@ impl Supervisor {
                         tracing::warn!(pair = %self.s.name, error = %e, "stopping the previous direction");
                     }
                 }
+                self.taken_over = false;
                 self.s.active = active;
                 self.s.flip = flip;
                 self.fence = None;
@@ -398,6 +449,7 @@ impl Supervisor {
                 self.backoff = FIRST_BACKOFF;
             }
             Cmd::Resume => {
+                self.taken_over = false;
                 if self.mode != Mode::Run {
                     // A fenced source cannot read again: stop it cleanly (its checkpoint
                     // holds everything acknowledged) and start afresh from there.
@@ -411,6 +463,7 @@ impl Supervisor {
                 }
             }
             Cmd::Hold { reason } => {
+                self.taken_over = false;
                 self.abort_start();
                 if let Err(e) = self.stop_pipeline(Duration::from_secs(10)).await {
                     tracing::warn!(pair = %self.s.name, error = %e, "stopping the pipeline to hold it");
@@ -458,6 +511,13 @@ async fn run(mut s: Supervisor, mut rx: mpsc::UnboundedReceiver<Cmd>) {
             }
         }
     }
+}
+
+/// A pipeline just started, and the flip it recorded on the way (its end offsets
+/// captured late), if it did.
+struct Started {
+    pipeline: Pipeline,
+    recorded: Option<FlipStatus>,
 }
 
 fn describe_fence(report: &FenceReport, from: Side) -> String {
