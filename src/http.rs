@@ -2,7 +2,7 @@
 //!
 //! Contract:
 //! - The **health listener** (`--health-listen`) serves `/metrics` (Prometheus text),
-//!   `/healthz` (the process runs) and `/readyz` (the controller is watching), and
+//!   `/healthz` (the process runs) and `/readyz` (the controllers are set up), and
 //!   nothing else. The **webhook listener** (`--listen`) serves the routes it is given
 //!   (the provider-notice webhook) and nothing else. Separate sockets, so no load on
 //!   the webhook — however large — can make a liveness or readiness probe fail or a

@@ -186,4 +186,19 @@ mod tests {
         Cli::command().debug_assert();
         PluginCli::command().debug_assert();
     }
+
+    #[test]
+    fn operator_durations_that_would_spin_or_never_wait_are_refused() {
+        use clap::Parser;
+        for flag in ["--lease-duration", "--drain-bound", "--notice-window"] {
+            let err = Cli::try_parse_from(["understudy", "operator", flag, "0s"])
+                .err()
+                .unwrap_or_else(|| panic!("{flag} 0s was accepted"));
+            assert!(
+                err.to_string().contains("must be longer than zero"),
+                "{flag}: {err}"
+            );
+        }
+        assert!(Cli::try_parse_from(["understudy", "operator", "--lease-duration", "4s"]).is_ok());
+    }
 }

@@ -58,7 +58,7 @@ pub struct OperatorArgs {
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
     /// How long a leader's claim lasts without renewal.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, default_value = "15s", value_parser = parse_positive_duration)]
     pub lease_duration: Duration,
     /// This replica's identity (defaults to $POD_NAME, else host name and pid).
     #[arg(long, env = "POD_NAME")]
@@ -79,11 +79,12 @@ pub struct OperatorArgs {
     /// point before this replica frees the Lease for another.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
-    /// Bound of the drain step of an emergency failover.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    /// Bound of the fence and of the drain of an emergency failover (a planned switchover
+    /// gives each at least 30 s).
+    #[arg(long, default_value = "2s", value_parser = parse_positive_duration)]
     pub drain_bound: Duration,
     /// Replay window of provider notices.
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, default_value = "5m", value_parser = parse_positive_duration)]
     pub notice_window: Duration,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

@@ -97,10 +97,6 @@ impl FailoverBudget {
         }
     }
 
-    pub fn namespace(&self) -> &str {
-        &self.namespace
-    }
-
     /// Decide over the ledger's counts for `pair` (`namespace/name`) and, when the
     /// decision is `Failover`, record a claim for `switchover` (`namespace/name`)
     /// atomically with the counts it was decided on.
@@ -144,11 +140,6 @@ impl FailoverBudget {
             }
         }
         Err(BudgetError::Contended)
-    }
-
-    /// The ledger as stored now (for reports and tests).
-    pub async fn read(&self) -> Result<FailoverLedger, BudgetError> {
-        Ok(self.load().await?.0)
     }
 
     /// The ledger and the resourceVersion it was read at (`None`: not stored yet,

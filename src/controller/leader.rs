@@ -108,7 +108,6 @@ struct Inner {
     epoch: Instant,
     /// Monotonic ms (since `epoch`) until which our claim is safe; 0 when not leader.
     valid_until_ms: AtomicU64,
-    dropped: AtomicU64,
     /// The current holder's webhook URL, as read from the Lease.
     holder_url: Mutex<Option<String>>,
     /// Set by `release`; the election loop frees the Lease and ends.
@@ -150,18 +149,10 @@ impl LeaderHandle {
         now < self.inner.valid_until_ms.load(Ordering::Acquire)
     }
 
-    /// Call where work would be done; counts it as dropped when not leader.
+    /// Call where work would be done (callers count what they drop in
+    /// `understudy_dropped_work_total`).
     pub fn may_act(&self) -> bool {
-        let ok = self.is_leader();
-        if !ok {
-            self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-        ok
-    }
-
-    /// Work dropped because we were not leader.
-    pub fn dropped(&self) -> u64 {
-        self.inner.dropped.load(Ordering::Relaxed)
+        self.is_leader()
     }
 
     /// Wait for a change of leadership.
@@ -176,7 +167,6 @@ impl Inner {
         Inner {
             epoch: Instant::now(),
             valid_until_ms: AtomicU64::new(valid_until_ms),
-            dropped: AtomicU64::new(0),
             holder_url: Mutex::new(None),
             release: watch::channel(false).0,
             released: tokio::sync::Notify::new(),
@@ -423,19 +413,16 @@ mod tests {
     }
 
     #[test]
-    fn always_handle_acts_and_counts_nothing() {
+    fn always_handle_acts() {
         let h = LeaderHandle::always();
         assert!(h.may_act());
-        assert_eq!(h.dropped(), 0);
     }
 
     #[test]
-    fn lapsed_claim_stops_acting_and_counts_dropped_work() {
+    fn lapsed_claim_stops_acting() {
         let inner = Arc::new(Inner::new(0));
         let (_tx, rx) = watch::channel(false);
         let h = LeaderHandle { inner, changes: rx };
         assert!(!h.may_act());
-        assert!(!h.may_act());
-        assert_eq!(h.dropped(), 2);
     }
 }

@@ -121,13 +121,6 @@ impl FailoverLedger {
         dropped
     }
 
-    /// Forget a pair that was deleted (its failovers still count operator-wide until
-    /// they leave the window: the cap protects against mass events, deleted pairs included).
-    pub fn forget_last(&mut self, pair: &str, now: DateTime<Utc>) {
-        let cutoff = now - Self::WINDOW;
-        self.claims.retain(|c| c.pair != pair || c.at > cutoff);
-    }
-
     /// Automatic failovers of `pair` in the window ending at `now`.
     pub fn pair_count(&self, pair: &str, now: DateTime<Utc>) -> u32 {
         count(self.claims.iter().filter(|c| c.pair == pair), now)
@@ -204,8 +197,6 @@ mod tests {
                 operator_failovers: 0
             }
         );
-        l.forget_last("ns/a", mins(day + 60));
-        assert_eq!(l.last_failover("ns/a"), None);
     }
 
     #[test]

@@ -395,6 +395,13 @@ impl PairActor {
                     n.id
                 ));
             }
+            Admission::Full => {
+                return NoticeOutcome::Failed(format!(
+                    "notice {} not recorded: {} notices of this pair are still inside their window; retry later",
+                    n.id,
+                    super::seen::MAX_SEEN
+                ));
+            }
             Admission::Admit => {}
         }
         let entries = self.seen.entries().to_vec();

@@ -6,8 +6,11 @@
 //! - A notice is admitted once: an id already seen is a replay, whatever its time.
 //! - An id is remembered for twice the notice window (the signature check refuses any
 //!   notice older than the window, so an id forgotten after that cannot come back).
-//! - At most [`MAX_SEEN`] ids are kept per pair (the oldest are forgotten first); a
-//!   flood of valid signed notices cannot grow the status without bound.
+//! - At most [`MAX_SEEN`] ids are kept per pair; an id is never forgotten while a
+//!   notice carrying it could still pass the signature check. When the set is full of
+//!   such ids, a new notice is refused for now ([`Admission::Full`]: the provider
+//!   retries) rather than forgetting one that could then be replayed; a flood of valid
+//!   signed notices cannot grow the status without bound either way.
 //! - The caller persists the set with the new id *before* the notice takes effect, so
 //!   a crash cannot accept the same notice twice.
 //!
@@ -38,6 +41,8 @@ pub enum Admission {
     Admit,
     /// Seen at that time already.
     Replay { seen_at: String },
+    /// [`MAX_SEEN`] ids still inside their window are kept: not now (nothing recorded).
+    Full,
 }
 
 impl SeenNotices {
@@ -60,14 +65,13 @@ impl SeenNotices {
                 seen_at: seen.at.clone(),
             };
         }
+        if self.ids.len() >= MAX_SEEN {
+            return Admission::Full;
+        }
         self.ids.push(SeenNotice {
             id: id.to_string(),
             at: crate::controller::conditions::rfc3339_ms(now),
         });
-        if self.ids.len() > MAX_SEEN {
-            let drop = self.ids.len() - MAX_SEEN;
-            self.ids.drain(..drop);
-        }
         Admission::Admit
     }
 
@@ -146,7 +150,7 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_forgotten_after_twice_the_window_and_bounded_in_number() {
+    fn ids_are_kept_for_twice_the_window_and_a_full_set_refuses_new_ones_instead_of_forgetting() {
         let mut seen = SeenNotices::default();
         seen.admit("old", t(0), W);
         assert!(matches!(
@@ -155,11 +159,22 @@ mod tests {
         ));
         assert_eq!(seen.admit("old", t(600), W), Admission::Admit);
         let mut many = SeenNotices::default();
-        for i in 0..(MAX_SEEN + 10) {
-            many.admit(&format!("n-{i}"), t(i as i64), W);
+        for i in 0..MAX_SEEN {
+            assert_eq!(
+                many.admit(&format!("n-{i}"), t(i as i64), W),
+                Admission::Admit
+            );
         }
+        // Full of ids a replay could still carry: a new one waits, none is forgotten.
+        assert_eq!(many.admit("new", t(100), W), Admission::Full);
         assert_eq!(many.entries().len(), MAX_SEEN);
-        assert_eq!(many.entries()[0].id, "n-10", "the oldest go first");
+        assert!(matches!(
+            many.admit("n-0", t(101), W),
+            Admission::Replay { .. }
+        ));
+        // Once the oldest leave their window there is room again.
+        assert_eq!(many.admit("new", t(600), W), Admission::Admit);
+        assert!(many.entries().len() <= MAX_SEEN);
     }
 
     #[test]
