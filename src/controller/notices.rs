@@ -22,6 +22,11 @@ use chrono::Utc;
 
 use super::context::Context;
 use super::pair::{NoticeOutcome, ReceivedNotice};
+
+/// How long a notice waits for its pair's task before it is answered 503 (retry).
+const PAIR_ANSWER: Duration = Duration::from_secs(10);
+/// How long looking up a pair that does not run here may take (503 after).
+const LOOKUP: Duration = Duration::from_secs(3);
 use crate::api::Side;
 use crate::detection::signal::Notice as NoticeSignal;
 use crate::provider::notice::{
@@ -118,16 +123,23 @@ async fn receive(
         NoticeEvent::Restricted => NoticeSignal::Restricted,
         NoticeEvent::Unfrozen => NoticeSignal::Unfrozen,
     };
-    let outcome = handle
-        .notice(ReceivedNotice {
+    let outcome = tokio::time::timeout(
+        PAIR_ANSWER,
+        handle.notice(ReceivedNotice {
             id: notice.id,
             side,
             event,
             reason: notice.reason,
             at,
             received,
-        })
-        .await;
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        NoticeOutcome::Failed(format!(
+            "the pair did not answer within {PAIR_ANSWER:?}; retry (a notice it took meanwhile is answered as seen)"
+        ))
+    });
     match outcome {
         NoticeOutcome::Accepted(msg) => (StatusCode::ACCEPTED, msg),
         NoticeOutcome::Replay(msg) => (StatusCode::CONFLICT, msg),
@@ -145,7 +157,14 @@ async fn not_running(ctx: &Context, namespace: &str, pair: &str) -> (StatusCode,
         .namespace
         .as_deref()
         .is_none_or(|ns| ns == namespace);
-    match api.get_opt(pair).await {
+    let found = tokio::time::timeout(LOOKUP, api.get_opt(pair))
+        .await
+        .unwrap_or_else(|_| {
+            Err(kube::Error::Service(
+                format!("no answer from the API server within {LOOKUP:?}").into(),
+            ))
+        });
+    match found {
         Ok(Some(_)) if watched => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(

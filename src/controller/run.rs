@@ -163,8 +163,8 @@ fn leadership_gained(leader: &LeaderHandle) -> impl futures::Stream<Item = ()> +
     })
 }
 
-/// Let running switchover steps reach their persisted point, stop acting, free the
-/// Lease, then stop the pairs' replication cleanly (each bounded).
+/// Let running switchover steps reach their persisted point, stop acting, stop the
+/// pairs' replication cleanly, then free the Lease (each bounded).
 async fn hand_over(ctx: &Arc<Context>) {
     ctx.begin_shutdown();
     let grace = ctx.opts.shutdown_grace;
@@ -187,12 +187,14 @@ async fn hand_over(ctx: &Arc<Context>) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    ctx.leader.release(Duration::from_secs(2)).await;
+    // Stop the pairs (replication cleanly, bounded) while the Lease is still ours, so no
+    // two replicas ever run a pair's pipeline at once; then free the Lease.
     let pairs: Vec<_> = lock(&ctx.pairs).drain().map(|(_, p)| p).collect();
-    futures::future::join_all(pairs.iter().map(|p| p.stop(Duration::from_secs(5)))).await;
+    futures::future::join_all(pairs.iter().map(|p| p.stop(Duration::from_secs(3)))).await;
     for p in &pairs {
         super::metrics::forget_pair(&p.namespace, &p.name, false);
     }
+    ctx.leader.release(Duration::from_secs(2)).await;
 }
 
 async fn wait_for_signal() {
@@ -233,7 +235,9 @@ async fn watch_leadership(ctx: Arc<Context>, leader: LeaderHandle) {
         m.leader
             .with_label_values(&[&ctx.opts.identity])
             .set(i64::from(now));
-        if was && !now {
+        // During a graceful shutdown the Lease is freed on purpose and `hand_over` stops
+        // the pairs cleanly itself.
+        if was && !now && !ctx.is_shutting_down() {
             let pairs: Vec<_> = lock(&ctx.pairs).drain().map(|(_, w)| w).collect();
             tracing::warn!(
                 dropped = pairs.len(),

@@ -453,11 +453,19 @@ impl PairHandle {
 
     /// Stop everything: observers and the pair's task first, then replication cleanly
     /// (flush and commit) within `within`, so no acknowledged change is lost.
+    /// Stop within `within` (plus a second): replication stops cleanly if it can, and
+    /// is aborted if its task is still busy with another command by then.
     pub async fn stop(&self, within: Duration) {
         for t in lock(&self.tasks).drain(..) {
             t.abort();
         }
-        self.replication.stop(within).await;
+        let stopping = self.replication.stop(within);
+        if tokio::time::timeout(within + Duration::from_secs(1), stopping)
+            .await
+            .is_err()
+        {
+            tracing::warn!(pair = %self.name, ?within, "replication did not stop in time; aborted");
+        }
         let task = lock(&self.replication_task).take();
         if let Some(t) = task {
             t.abort();
