@@ -176,8 +176,13 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let client = kube::Client::try_default()
+        let mut config = kube::Config::infer()
             .await
+            .context("cannot build a Kubernetes client (KUBECONFIG or in-cluster config)")?;
+        // No API call hangs for ever: longer than a watch's server-side timeout (290 s),
+        // so watches are not cut; steps that must be quick bound their calls themselves.
+        config.read_timeout = Some(std::time::Duration::from_secs(295));
+        let client = kube::Client::try_from(config)
             .context("cannot build a Kubernetes client (KUBECONFIG or in-cluster config)")?;
         let listen = crate::http::Listeners {
             webhook: args.listen,

@@ -133,15 +133,22 @@ async fn attempt(
     within: Duration,
     resumed: bool,
 ) -> Outcome {
-    let write = if resumed {
-        t.resume_side(from, to).await
-    } else {
-        t.ensure_side(from, to).await
+    let write = async {
+        if resumed {
+            t.resume_side(from, to).await
+        } else {
+            t.ensure_side(from, to).await
+        }
     };
-    let moved = match write {
-        Ok(m) => m,
-        Err(e @ TrafficError::Conflict { .. }) => return Outcome::Refused(e.message().into()),
-        Err(e) => return Outcome::Failed(e.message().into()),
+    // A target that does not answer cannot hold the flip up: the write is bounded like
+    // its verification, and the read-back says what it holds afterwards.
+    let moved = match tokio::time::timeout(within, write).await {
+        Err(_) => return Outcome::Failed(format!("no answer within {within:?}")),
+        Ok(Ok(m)) => m,
+        Ok(Err(e @ TrafficError::Conflict { .. })) => {
+            return Outcome::Refused(e.message().into());
+        }
+        Ok(Err(e)) => return Outcome::Failed(e.message().into()),
     };
     match t.verify_side(to, within).await {
         Ok(()) => Outcome::Verified(moved),

@@ -220,6 +220,8 @@ struct Fake {
     /// verify fails although the write went in.
     never_verifies: bool,
     unreadable: bool,
+    /// The write never answers.
+    hangs: bool,
 }
 
 fn fake(name: &str, side: Option<Side>) -> Fake {
@@ -229,6 +231,7 @@ fn fake(name: &str, side: Option<Side>) -> Fake {
         half_flip: false,
         never_verifies: false,
         unreadable: false,
+        hangs: false,
     }
 }
 
@@ -255,6 +258,9 @@ impl TrafficTarget for Fake {
         })
     }
     async fn ensure_side(&self, from: Side, to: Side) -> Result<Moved, TrafficError> {
+        if self.hangs {
+            std::future::pending::<()>().await;
+        }
         let mut s = self.side.lock().unwrap();
         if *s == Some(to) {
             return Ok(Moved::AlreadyThere);
@@ -371,4 +377,23 @@ async fn an_unreadable_target_after_a_failure_is_named_and_nothing_moved_is_not_
         "{msg}"
     );
     assert!(!msg.contains("Nothing was moved"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_target_that_never_answers_the_write_fails_the_step_within_the_bound() {
+    let mut stuck = fake("svc", Some(P));
+    stuck.hangs = true;
+    let t = std::time::Instant::now();
+    let msg = run(&arcs(vec![stuck]), &[], P, S, W, false)
+        .await
+        .unwrap_err();
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "bounded: {:?}",
+        t.elapsed()
+    );
+    assert!(
+        msg.starts_with("svc: no answer within 10ms. Nothing was moved"),
+        "{msg}"
+    );
 }
