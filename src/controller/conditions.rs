@@ -2,7 +2,7 @@
 //! `lastTransitionTime` when its status did not change (so `kubectl describe` shows how
 //! long a pair has been unhealthy, not when the controller last looked).
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::api::Condition;
 
@@ -34,15 +34,7 @@ impl From<bool> for CondStatus {
     }
 }
 
-/// RFC 3339 with seconds, as Kubernetes writes times.
-pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// RFC 3339 with milliseconds, for step timings people compare.
-pub fn rfc3339_ms(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
+pub use crate::api::common::{rfc3339, rfc3339_ms};
 
 /// Set (insert or update) condition `type_`. Returns true when anything changed.
 pub fn set_condition(

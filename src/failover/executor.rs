@@ -18,10 +18,10 @@ use chrono::{DateTime, Utc};
 use super::flip;
 use super::plan::{self, GateInput, Next, Step};
 use crate::api::Side;
+use crate::api::common::rfc3339_ms as rfc3339;
 use crate::api::switchover::{
     StepState, SwitchoverMode, SwitchoverPhase, SwitchoverSpec, SwitchoverStatus, Trigger,
 };
-use crate::controller::conditions::rfc3339_ms as rfc3339;
 use crate::traffic::TrafficTarget;
 
 /// Where the Switchover's status is persisted.

@@ -116,7 +116,7 @@ pub fn initial_status(spec: &SwitchoverSpec, from: Side, now: DateTime<Utc>) -> 
             })
             .collect(),
         from: Some(from),
-        started_at: Some(crate::controller::conditions::rfc3339_ms(now)),
+        started_at: Some(crate::api::common::rfc3339_ms(now)),
         ..Default::default()
     }
 }
@@ -532,7 +532,7 @@ mod tests {
         let now = Utc::now();
         let mut s = spec(Trigger::Manual, SwitchoverMode::Planned);
         let later = now + chrono::Duration::minutes(5);
-        s.not_before = Some(crate::controller::conditions::rfc3339(later));
+        s.not_before = Some(crate::api::common::rfc3339(later));
         match next(&s, None, now) {
             Next::WaitUntil(t) => assert!((t - later).num_seconds().abs() <= 1),
             other => panic!("{other:?}"),

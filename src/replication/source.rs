@@ -42,7 +42,6 @@ use tokio::time::Instant;
 use crate::provider::{AccountProvider, ProviderError};
 use crate::replication::checkpoint::{self, CheckpointError};
 use crate::replication::config::PipelineConfig;
-use feed::Run;
 
 use crate::replication::decide::{self, CheckpointTracker, SourcePosition};
 
@@ -89,6 +88,28 @@ pub struct FeedErrors {
     pub seq: u64,
     /// When the read numbered `seq` failed.
     pub at: Option<DateTime<Utc>>,
+}
+
+/// One running source: what its read loop (`feed.rs`) and its producing half
+/// (`produce.rs`) share.
+struct Run {
+    cfg: PipelineConfig,
+    provider: Arc<dyn AccountProvider>,
+    shared: Arc<Shared>,
+    /// The current producer (recreated after a fatal error); the final checkpoint uses it.
+    producer: Arc<rdkafka::producer::FutureProducer>,
+    ctrl: tokio::sync::mpsc::Receiver<Control>,
+    feed_error: tokio::sync::watch::Sender<FeedErrors>,
+    side: crate::api::Side,
+    account: String,
+    tag: String,
+    topic: String,
+    cp_topic: String,
+    cp_key: String,
+    epoch: Option<String>,
+    /// The cursor the next read starts after (`None`: a bootstrap is due).
+    cursor: Option<String>,
+    pending_ctrl: Option<Control>,
 }
 
 /// A point-in-time view of the source.

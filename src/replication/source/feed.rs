@@ -6,36 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, Producer};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use super::{Control, FeedErrors, Shared, SourceState, lock};
-use crate::api::Side;
+use super::{Control, Run, SourceState, lock};
 use crate::model::Entity;
-use crate::provider::{AccountProvider, ProviderError};
+use crate::provider::ProviderError;
 use crate::replication::codec::{self, EncodedRecord, RecordMeta};
-use crate::replication::config::{PipelineConfig, backoff};
+use crate::replication::config::backoff;
 use crate::replication::decide::{self, FeedVerdict, SourcePosition};
-
-pub(super) struct Run {
-    pub(super) cfg: PipelineConfig,
-    pub(super) provider: Arc<dyn AccountProvider>,
-    pub(super) shared: Arc<Shared>,
-    /// The current producer (recreated after a fatal error); the final checkpoint uses it.
-    pub(super) producer: Arc<FutureProducer>,
-    pub(super) ctrl: mpsc::Receiver<Control>,
-    pub(super) feed_error: watch::Sender<FeedErrors>,
-    pub(super) side: Side,
-    pub(super) account: String,
-    pub(super) tag: String,
-    pub(super) topic: String,
-    pub(super) cp_topic: String,
-    pub(super) cp_key: String,
-    pub(super) epoch: Option<String>,
-    /// The cursor the next read starts after (`None`: a bootstrap is due).
-    pub(super) cursor: Option<String>,
-    pub(super) pending_ctrl: Option<Control>,
-}
 
 /// How the main loop ends.
 enum Ending {

@@ -14,8 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::feed::Run;
-use super::{PURGE_GRACE, Shared, SourceEnd, lock};
+use super::{PURGE_GRACE, Run, Shared, SourceEnd, lock};
 use crate::model::Change;
 use crate::replication::checkpoint;
 use crate::replication::codec::{self, EncodedRecord};
