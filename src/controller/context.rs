@@ -12,10 +12,13 @@ use super::pair::PairHandle;
 use crate::api::switchover::Trigger;
 
 /// The switchover a pair is executing in this process.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Executing {
     pub name: String,
     pub trigger: Trigger,
+    /// Its task, once spawned: aborted when this replica loses the Lease (or its
+    /// graceful shutdown runs out), so no step acts from here after that.
+    pub task: Option<tokio::task::AbortHandle>,
 }
 
 pub struct Context {
@@ -68,5 +71,21 @@ impl Context {
 
     pub fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// Abort every switchover executing here (the Lease is gone or about to be): each
+    /// stops where it is; the next leader resumes it from its persisted step (every step
+    /// is idempotent). Returns their names.
+    pub fn abort_executing(&self) -> Vec<String> {
+        let mut executing = lock(&self.executing);
+        executing
+            .drain()
+            .map(|(_, e)| {
+                if let Some(t) = e.task {
+                    t.abort();
+                }
+                e.name
+            })
+            .collect()
     }
 }

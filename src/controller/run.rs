@@ -181,8 +181,9 @@ async fn hand_over(ctx: &Arc<Context>) {
             tracing::warn!(
                 ?running,
                 ?grace,
-                "switchover steps still running at the end of the grace; the next leader resumes them"
+                "switchover steps still running at the end of the grace: stopped here; the next leader resumes them"
             );
+            ctx.abort_executing();
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -238,6 +239,13 @@ async fn watch_leadership(ctx: Arc<Context>, leader: LeaderHandle) {
         // During a graceful shutdown the Lease is freed on purpose and `hand_over` stops
         // the pairs cleanly itself.
         if was && !now && !ctx.is_shutting_down() {
+            let stopped = ctx.abort_executing();
+            if !stopped.is_empty() {
+                tracing::warn!(
+                    ?stopped,
+                    "lost the lease: switchovers stopped where they were; the next leader resumes them"
+                );
+            }
             let pairs: Vec<_> = lock(&ctx.pairs).drain().map(|(_, w)| w).collect();
             tracing::warn!(
                 dropped = pairs.len(),

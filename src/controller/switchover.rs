@@ -115,6 +115,7 @@ pub async fn reconcile(so: Arc<Switchover>, ctx: Arc<Context>) -> Result<Action,
                 Executing {
                     name: name.clone(),
                     trigger: so.spec.trigger,
+                    task: None,
                 },
             );
         }
@@ -319,7 +320,8 @@ fn spawn_executor(
         .set(chrono::Utc::now().timestamp() as f64);
     let trigger = format!("{:?}", executor.spec.trigger).to_lowercase();
     let name = executor.name.clone();
-    tokio::spawn(async move {
+    let (ctx2, pk2, name2) = (ctx.clone(), pk.clone(), name.clone());
+    let task = tokio::spawn(async move {
         let result = executor.run(status).await;
         {
             let mut executing = lock(&ctx.executing);
@@ -373,6 +375,14 @@ fn spawn_executor(
             }
         }
     });
+    // The slot learns its task (unless the task already ended and freed it, or the
+    // Lease went meanwhile and the slot was emptied: then the task must not run on).
+    let mut executing = lock(&ctx2.executing);
+    match executing.get_mut(&pk2) {
+        Some(e) if e.name == name2 => e.task = Some(task.abort_handle()),
+        _ if !task.is_finished() && !ctx2.leader.may_act() => task.abort(),
+        _ => {}
+    }
 }
 
 async fn fail(
@@ -440,6 +450,7 @@ mod tests {
         Executing {
             name: name.into(),
             trigger,
+            task: None,
         }
     }
 

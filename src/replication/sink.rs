@@ -442,6 +442,18 @@ impl Drop for Sink {
 }
 
 /// Each partition's start and the offset its progress counts from.
+/// How long the sink's start waits before asking a coordinator that was not ready again.
+const COORDINATOR_RETRY: Duration = Duration::from_millis(200);
+
+/// The broker answered that the group coordinator is not (yet) there: worth asking again.
+fn coordinator_not_ready(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(C::NotCoordinator | C::CoordinatorLoadInProgress | C::CoordinatorNotAvailable)
+    )
+}
+
 fn resolve_starts(
     consumer: &StreamConsumer,
     topic: &str,
@@ -470,9 +482,18 @@ fn resolve_starts(
     for p in &parts {
         tpl.add_partition(topic, *p);
     }
-    let committed = consumer
-        .committed_offsets(tpl, left())
-        .map_err(|e| meta_err("committed offsets", e))?;
+    // A broker that just started may not have its group coordinator yet: ask again
+    // until the deadline rather than failing the start.
+    let committed = loop {
+        match consumer.committed_offsets(tpl.clone(), left()) {
+            Ok(c) => break c,
+            Err(e) if coordinator_not_ready(&e) && left() > COORDINATOR_RETRY => {
+                tracing::debug!(error = %e, "the group coordinator is not ready; asking again");
+                std::thread::sleep(COORDINATOR_RETRY);
+            }
+            Err(e) => return Err(meta_err("committed offsets", e)),
+        }
+    };
     let mut out = BTreeMap::new();
     for p in parts {
         let c = committed
