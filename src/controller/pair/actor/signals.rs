@@ -1,0 +1,161 @@
+//! The pair's task taking its inputs: signals (polls, probes, notices, replication's
+//! feed errors) for the detectors, verdict changes, notices (replay-checked and
+//! persisted before they count) and provider activity for risk control.
+
+use super::*;
+
+impl PairActor {
+    /// Feed a signal to its side's detector; act on a verdict change.
+    pub(super) async fn observe(&mut self, signal: Signal) {
+        let now = Utc::now();
+        let i = idx(signal.side);
+        let change = self.detectors[i].observe(&signal, now);
+        let verdict = self.detectors[i].verdict().kind;
+        metrics()
+            .freeze_signals_total
+            .with_label_values(&[signal.source(), verdict.as_str()])
+            .inc();
+        if let SignalKind::Notice { notice, reason } = &signal.kind {
+            self.audit(
+                crate::audit::kind::NOTICE,
+                serde_json::json!({
+                    "side": signal.side.as_str(),
+                    "account": self.account(signal.side),
+                    "notice": notice.as_str(),
+                    "reason": reason,
+                    "at": crate::controller::conditions::rfc3339_ms(signal.at),
+                }),
+            );
+        }
+        if let Some(change) = change {
+            self.on_verdict_change(change);
+            self.evaluate_failover().await;
+        }
+        if signal.side == Side::Primary && self.active == Side::Standby {
+            self.evaluate_failback().await;
+        }
+    }
+
+    pub(super) fn on_verdict_change(&mut self, change: VerdictChange) {
+        let side = change.side.as_str();
+        set_account_status(&self.ns, &self.name, side, change.to.kind.as_str());
+        tracing::info!(pair = %self.name, side, from = change.from.kind.as_str(), to = change.to.kind.as_str(), reason = %change.to.reason, "verdict changed");
+        let warning = change.to.kind.as_str() != "Healthy";
+        let reason = format!("{}{}", capitalise(side), change.to.kind.as_str());
+        let note = format!(
+            "{side} account {}: {} → {} ({})",
+            self.account(change.side),
+            change.from.kind.as_str(),
+            change.to.kind.as_str(),
+            change.to.reason
+        );
+        let last_signal = self.detectors[idx(change.side)]
+            .last_signal()
+            .map(str::to_string);
+        self.audit(
+            crate::audit::kind::VERDICT,
+            serde_json::json!({
+                "side": side,
+                "account": self.account(change.side),
+                "from": change.from.kind.as_str(),
+                "to": change.to.kind.as_str(),
+                "reason": change.to.reason,
+                "since": crate::controller::conditions::rfc3339_ms(change.to.since),
+                "signal": last_signal,
+            }),
+        );
+        self.event(warning, &reason, "Detect", note);
+    }
+
+    /// A verified notice: admitted once (its id persisted first), ordered by its own
+    /// time against the side's other observations.
+    pub(super) async fn on_notice(&mut self, n: ReceivedNotice) -> NoticeOutcome {
+        if !self.env.leader.may_act() {
+            return NoticeOutcome::Failed("this replica no longer holds the lease; retry".into());
+        }
+        match self
+            .seen
+            .admit(&n.id, n.received, self.env.opts.notice_window)
+        {
+            Admission::Replay { seen_at } => {
+                return NoticeOutcome::Replay(format!(
+                    "notice {} was already received at {seen_at} (replay refused)",
+                    n.id
+                ));
+            }
+            Admission::Full => {
+                return NoticeOutcome::Failed(format!(
+                    "notice {} not recorded: {} notices of this pair are still inside their window; retry later",
+                    n.id,
+                    crate::controller::pair::seen::MAX_SEEN
+                ));
+            }
+            Admission::Admit => {}
+        }
+        let entries = self.seen.entries().to_vec();
+        if let Err(e) = self
+            .persist(serde_json::json!({ "seenNotices": entries }))
+            .await
+        {
+            self.seen.forget(&n.id);
+            return NoticeOutcome::Failed(format!(
+                "the notice could not be recorded ({e}); nothing changed, retry"
+            ));
+        }
+        let i = idx(n.side);
+        let newest = self.detectors[i].last_observed_at();
+        let stale = newest.is_some_and(|t| n.at < t);
+        tracing::info!(pair = %self.name, side = n.side.as_str(), event = n.event.as_str(), at = %n.at, stale, "verified provider notice");
+        self.observe(Signal::notice(n.side, n.at, n.event, &n.reason))
+            .await;
+        NoticeOutcome::Accepted(match newest {
+            Some(t) if stale => format!(
+                "recorded; it is dated {} but the {} side was observed later ({}), so it does not change the verdict",
+                crate::controller::conditions::rfc3339_ms(n.at),
+                n.side,
+                crate::controller::conditions::rfc3339_ms(t)
+            ),
+            _ => "accepted".into(),
+        })
+    }
+
+    pub(super) async fn on_replication(&mut self, report: ReplicationReport) {
+        if report.snapshot.is_some() {
+            self.replication_reported = true;
+        }
+        let error = report.snapshot.as_ref().and_then(|s| {
+            s.source_error
+                .clone()
+                .map(|e| (e, s.source_error_seq, s.source_error_at))
+        });
+        let from = report.from;
+        self.report = Some(report);
+        // One failed read is one observation, dated when it failed: the same read
+        // repeated by the next snapshots is not a new one.
+        let Some((err, seq, at)) = error else {
+            return;
+        };
+        let Some(at) = self.feed_reads.take(from, seq, at, Utc::now()) else {
+            return;
+        };
+        if let Some(signal) = Signal::replication_error(from, at, &err) {
+            self.observe(signal).await;
+        }
+    }
+
+    pub(super) fn on_activity(&mut self, events: Vec<crate::provider::ActivityEvent>) {
+        let now = Utc::now();
+        let new = self.risk.observe(&events, now);
+        self.risk_findings = self.risk.active_findings(now);
+        let m = metrics();
+        for kind in crate::detection::risk::RiskKind::ALL {
+            let on = self.risk_findings.iter().any(|f| f.kind == kind);
+            m.risk_warning
+                .with_label_values(&[&self.ns, &self.name, kind.as_str()])
+                .set(i64::from(on));
+        }
+        for f in new {
+            self.event(true, "RiskWarning", "Detect", f.message.clone());
+        }
+    }
+}
