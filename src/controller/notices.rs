@@ -22,16 +22,16 @@ use chrono::Utc;
 
 use super::context::Context;
 use super::pair::{NoticeOutcome, ReceivedNotice};
-
-/// How long a notice waits for its pair's task before it is answered 503 (retry).
-const PAIR_ANSWER: Duration = Duration::from_secs(10);
-/// How long looking up a pair that does not run here may take (503 after).
-const LOOKUP: Duration = Duration::from_secs(3);
 use crate::api::Side;
 use crate::detection::signal::Notice as NoticeSignal;
 use crate::provider::notice::{
     NoticeError, NoticeEvent, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_notice,
 };
+
+/// How long a notice waits for its pair's task before it is answered 503 (retry).
+const PAIR_ANSWER: Duration = Duration::from_secs(10);
+/// How long looking up a pair that does not run here may take (503 after).
+const LOOKUP: Duration = Duration::from_secs(3);
 
 /// Marks a request a replica handed to the leader (never handed on twice).
 pub const FORWARDED_HEADER: &str = "X-Understudy-Forwarded-By";

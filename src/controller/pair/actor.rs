@@ -25,9 +25,9 @@ use crate::detection::risk::{RiskEvaluator, RiskFinding};
 use crate::detection::signal::{Signal, SignalKind};
 use crate::detection::{Brake, Detector, DetectorConfig, VerdictChange};
 
-/// How often a pair whose audit records cannot be written reads its Kafka Secret again.
 mod signals;
 
+/// How often a pair whose audit records cannot be written reads its Kafka Secret again.
 const AUDIT_REFRESH: std::time::Duration = std::time::Duration::from_secs(15);
 
 pub(super) struct Setup {
