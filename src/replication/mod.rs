@@ -20,3 +20,25 @@ pub use pipeline::{
     flip_head, flip_positions,
 };
 pub use source::FeedErrors;
+
+/// Run `f` on a thread of its own, detached from the async runtime: for librdkafka calls
+/// that can wait for a broker with no bound (a synchronous commit, closing a client while
+/// the broker is away). The caller awaits the answer with its own deadline; a call Kafka
+/// never answers holds only its own thread, never a runtime thread or the runtime's
+/// shutdown (which waits for every task of its blocking pool).
+pub(crate) fn off_runtime<T: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> tokio::sync::oneshot::Receiver<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name(format!("kafka-{what}"))
+        .spawn(move || {
+            let _ = tx.send(f());
+        });
+    if let Err(e) = spawned {
+        // The receiver sees the sender dropped: the caller reports it as no answer.
+        tracing::warn!(what, error = %e, "cannot start a thread for a Kafka call");
+    }
+    rx
+}

@@ -406,7 +406,9 @@ impl Sink {
         // Closing the consumers waits for librdkafka: off the runtime's threads.
         let clients = (self.consumer.clone(), self.offsets_reader.clone());
         drop(self);
-        tokio::task::spawn_blocking(move || drop(clients));
+        drop(crate::replication::off_runtime("close", move || {
+            drop(clients)
+        }));
         stop
     }
 

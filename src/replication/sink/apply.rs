@@ -297,9 +297,11 @@ pub(super) async fn commit_now(
         return Ok(());
     }
     let c = consumer.clone();
-    let r = tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync))
+    // A synchronous commit waits for the coordinator with no bound: on a thread of its
+    // own, so a broker that never answers cannot hold the runtime (callers bound the wait).
+    let r = crate::replication::off_runtime("commit", move || c.commit(&tpl, CommitMode::Sync))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| "the commit thread ended without an answer".to_string())?;
     match r {
         Ok(()) => {
             for (p, a) in moved {

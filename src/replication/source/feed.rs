@@ -75,7 +75,7 @@ impl Run {
         // Dropping the Kafka producer joins its polling thread and waits for librdkafka:
         // tens of milliseconds that must not block this runtime thread, where the task
         // just woken by the reply (the switchover's fence step) is about to run.
-        tokio::task::spawn_blocking(move || drop(self));
+        drop(crate::replication::off_runtime("close", move || drop(self)));
     }
 
     /// Take a control message if one is waiting.

@@ -286,7 +286,9 @@ impl Run {
                     };
                     // This may hold the last reference to the producer: dropping it waits
                     // for librdkafka, off the runtime's threads.
-                    tokio::task::spawn_blocking(move || drop((producer, write)));
+                    drop(crate::replication::off_runtime("close", move || {
+                        drop((producer, write))
+                    }));
                 });
                 false
             }
