@@ -109,11 +109,7 @@ async fn with_kafka_down_during_a_freeze_the_flip_completes_in_bound_and_nothing
     point_pair_at_kafka(&client, &scene, &kafka.bootstrap()).await;
     let op = start_operator(&tb, &scene.namespace, "kafka-down", &[], &[]);
     wait_replicating(&client, &scene).await;
-    let seeded = read_all(&sim, "corp-a").await;
-    wait_until(Duration::from_secs(60), "the standby is level", || async {
-        (read_all(&sim, "corp-b").await == seeded).then_some(())
-    })
-    .await;
+    wait_standby_level(&sim).await;
 
     // Changes flow on the primary; the broker dies under them; then the primary freezes.
     admin(

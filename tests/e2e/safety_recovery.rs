@@ -419,11 +419,7 @@ async fn a_replica_resuming_a_switchover_after_its_drain_never_restarts_the_old_
         )],
     );
     wait_replicating(&client, &scene).await;
-    let seeded = read_all(&sim, "corp-a").await;
-    wait_until(Duration::from_secs(60), "the standby is level", || async {
-        (read_all(&sim, "corp-b").await == seeded).then_some(())
-    })
-    .await;
+    wait_standby_level(&sim).await;
     let api: Api<Switchover> = Api::namespaced(client.clone(), &scene.namespace);
     api.create(
         &PostParams::default(),

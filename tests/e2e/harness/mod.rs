@@ -477,6 +477,15 @@ pub async fn wait_replicating(client: &Client, scene: &Scene) {
     .await;
 }
 
+/// Wait until the standby (corp-b) holds exactly what the primary (corp-a) holds now.
+pub async fn wait_standby_level(sim: &Proc) {
+    let primary = read_all(sim, "corp-a").await;
+    wait_until(Duration::from_secs(60), "the standby is level", || async {
+        (read_all(sim, "corp-b").await == primary).then_some(())
+    })
+    .await;
+}
+
 /// Wait for the pair's single Switchover to finish; returns it.
 pub async fn wait_switchover_finished(client: &Client, ns: &str, timeout: Duration) -> Switchover {
     wait_until(timeout, "a switchover finishes", || async {
