@@ -14,7 +14,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rs::{Bed, wait_same};
+use rs::Bed;
 use support::private_kafka::PrivateKafka;
 use support::wait_until;
 use understudy::api::Side;
@@ -67,14 +67,22 @@ async fn resume_and_converge(bed: &Bed, cfg: &PipelineConfig, stored: u64, safe:
         .await
         .expect("pipeline restarts");
     let end = head(bed.primary.as_ref()).await;
-    wait_same(
-        &bed.store,
-        "corp-a",
-        "corp-b",
-        Duration::from_secs(120),
-        "standby equals primary after the broker came back",
-    )
-    .await;
+    let t = Instant::now();
+    while !rs::same_state(&bed.store, "corp-a", "corp-b") {
+        if t.elapsed() > Duration::from_secs(120) {
+            let d = rs::diff(bed.primary.as_ref(), bed.standby.as_ref()).await;
+            panic!(
+                "the standby is not equal to the primary 120 s after the broker came back: \
+                 {} missing, {} extra, {} different (first: {:?}); the new pipeline: {:?}",
+                d.missing.len(),
+                d.extra.len(),
+                d.mismatched.len(),
+                d.missing.iter().chain(&d.extra).chain(&d.mismatched).next(),
+                p.snapshot()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     wait_until(
         Duration::from_secs(60),
         "the new source checkpointed the feed head",

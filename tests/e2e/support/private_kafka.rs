@@ -74,10 +74,18 @@ fn port_open(port: u16) -> bool {
 }
 
 /// A KRaft cluster id: 16 random bytes, URL-safe base64 without padding.
+/// A random KRaft cluster id. Like Kafka's own `Uuid.randomUuid()`, never one that starts
+/// with `-`: the storage tool's argument parser would take it for an option (seen as
+/// "argument --cluster-id/-t: expected one argument", one start in 64).
 fn cluster_id() -> String {
     use base64::Engine;
-    let bytes: [u8; 16] = rand::random();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    loop {
+        let bytes: [u8; 16] = rand::random();
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        if !id.starts_with('-') {
+            return id;
+        }
+    }
 }
 
 fn tail(path: &Path, lines: usize) -> String {
