@@ -6,6 +6,7 @@ pub mod common;
 pub mod cron;
 pub mod drill;
 pub mod switchover;
+pub mod traffic;
 
 pub use account_pair::{AccountPair, AccountPairSpec, AccountPairStatus};
 pub use common::{Condition, PositiveDuration, SecretKeyRef, Side};
