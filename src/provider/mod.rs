@@ -16,6 +16,7 @@ use crate::model::{AccountState, Change, Digest, Entity, EntityKey};
 pub mod http;
 pub mod notice;
 pub mod sim;
+pub mod wecom;
 pub mod wire;
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stop what up.sh started (only the pids it recorded), in reverse order.
 source "$(dirname "$0")/lib.sh"
-ALL=(promtool haproxy bind kafka helm kube-apiserver etcd)
+ALL=(wechatpy promtool haproxy bind kafka helm kube-apiserver etcd)
 for c in "${ALL[@]}"; do
   "$TESTBED_SCRIPTS/$c.sh" stop || true
 done

@@ -1,0 +1,11 @@
+//! WeCom (企业微信) corps, natively: the callback encryption WeCom uses
+//! ([`crypto`], WXBizMsgCrypt), the change callbacks it sends ([`callback`]) and what
+//! its error codes mean ([`errcode`]).
+//!
+//! Every fact about WeCom's wire format here comes from WeCom's server API
+//! documentation or from independent clients (wechatpy, go-workwx, WxJava); each module
+//! cites its sources.
+
+pub mod callback;
+pub mod crypto;
+pub mod errcode;
