@@ -26,12 +26,18 @@ const DRAIN: Duration = Duration::from_secs(2);
     long_about = "Serves the Provider API (src/provider/openapi.yaml, also at /openapi.yaml) for any \
 number of in-memory accounts, plus an admin API under /admin/ to seed accounts, freeze, ban or \
 unfreeze them, inject latency and failures, run loads of N changes a second, inject activity \
-and send signed freeze notices to a webhook. Runs until SIGTERM or Ctrl-C. Prints \
-`listening on http://ADDR` on stdout once bound.",
+and send signed freeze notices to a webhook. It also serves the WeCom server API \
+(/cgi-bin/gettoken, department/*, user/*, tag/*) for corps configured with \
+PUT /admin/wecom/corps/CORPID: expiring tokens, errcode answers, 45009 past a per-API rate, \
+a freeze errcode for a frozen corp; a corp's contacts are the account's department/, \
+member/ and tag/ entities. Runs until SIGTERM or Ctrl-C. Prints `listening on http://ADDR` on \
+stdout once bound.",
     after_help = "Examples:\n  \
 understudy sim --listen 127.0.0.1:8080 --seed-accounts corp-a=1000,corp-b=0\n  \
 curl -s -X POST localhost:8080/admin/accounts/corp-a/status -d '{\"status\":\"frozen\",\"reason\":\"content report\"}'\n  \
-curl -s -X POST localhost:8080/admin/accounts/corp-a/load -d '{\"rate\":10000,\"count\":1000000}'"
+curl -s -X POST localhost:8080/admin/accounts/corp-a/load -d '{\"rate\":10000,\"count\":1000000}'\n  \
+curl -s -X PUT localhost:8080/admin/wecom/corps/ww0123 -d '{\"secret\":\"S\",\"ratePerMinute\":10000,\"freezeErrcode\":50003}'\n  \
+curl -s 'localhost:8080/cgi-bin/gettoken?corpid=ww0123&corpsecret=S'"
 )]
 pub struct SimArgs {
     /// Address to listen on (port 0 picks a free port).

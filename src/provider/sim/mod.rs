@@ -17,6 +17,7 @@ pub mod rng;
 pub mod server;
 pub mod store;
 mod text;
+pub mod wecom;
 
 #[cfg(test)]
 mod store_tests;

@@ -72,6 +72,8 @@ pub(super) struct AppState {
     pub loads: Mutex<HashMap<String, LoadControl>>,
     /// Client for posting notices to webhooks.
     pub http: reqwest::Client,
+    /// The WeCom API's corps (secrets, tokens, rate windows).
+    pub wecom: super::wecom::WecomSim,
 }
 
 pub(super) type Shared = Arc<AppState>;
@@ -137,6 +139,7 @@ pub fn router(store: SimStore, config: ServerConfig) -> Router {
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default(),
+        wecom: Default::default(),
     });
     let api = Router::new()
         .route("/v1/accounts/{id}/status", get(status))
@@ -154,6 +157,7 @@ pub fn router(store: SimStore, config: ServerConfig) -> Router {
         .route("/v1/accounts/{id}/probe", post(probe))
         .route("/v1/accounts/{id}/activity", get(activity))
         .merge(super::admin::routes())
+        .merge(super::wecom::admin_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -162,6 +166,7 @@ pub fn router(store: SimStore, config: ServerConfig) -> Router {
             get(|| async { ([(CONTENT_TYPE, "application/yaml")], OPENAPI_YAML) }),
         )
         .merge(api)
+        .merge(super::wecom::api_routes())
         .fallback(|| async {
             ApiError(ProviderError::NotFound("no such route".into())).into_response()
         })

@@ -35,7 +35,7 @@ pub use super::payload::{
 };
 pub use super::registry::SimStore;
 use super::rng::Rng;
-use crate::model::{AccountState, Digest, EntityKey};
+use crate::model::{AccountState, Digest, EntityKey, EntityKind};
 use crate::provider::{ActivityEvent, DigestPage, ProbeResult, ProviderError, StatusReport};
 
 /// Default number of changes each account's feed retains.
@@ -397,6 +397,29 @@ impl SimAccount {
         }
         // A next page exists only when an entity follows the last one visited.
         Ok(iter.next().and(last.cloned()))
+    }
+
+    /// One entity's payload (`None` when absent).
+    pub fn get(&self, key: &EntityKey) -> Result<Option<Arc<Payload>>, ProviderError> {
+        let d = self.lock();
+        Self::usable(&d)?;
+        Ok(d.entities.get(key).cloned())
+    }
+
+    /// Every entity of one kind, in key order (the WeCom API's listings).
+    pub fn of_kind(
+        &self,
+        kind: EntityKind,
+    ) -> Result<Vec<(EntityKey, Arc<Payload>)>, ProviderError> {
+        let prefix = format!("{kind}/");
+        let d = self.lock();
+        Self::usable(&d)?;
+        Ok(d.entities
+            .iter()
+            .skip_while(|(k, _)| k.as_str() < prefix.as_str())
+            .take_while(|(k, _)| k.as_str().starts_with(&prefix))
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect())
     }
 
     /// Number of entities (admin, tests).

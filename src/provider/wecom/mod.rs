@@ -8,4 +8,5 @@
 
 pub mod callback;
 pub mod crypto;
+pub mod entities;
 pub mod errcode;

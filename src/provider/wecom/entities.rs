@@ -1,0 +1,132 @@
+//! A WeCom corp's contacts as understudy entities: what replicates, under which key, and
+//! which fields the server owns (and so neither replicate nor count in a drill's digest).
+//!
+//! - `department/<id>`: `name`, `name_en`, `parentid`, `order` (department/create and
+//!   department/update take exactly these; the id is WeCom's and is kept on the standby
+//!   by passing it to department/create).
+//! - `member/<userid>`: what user/create and user/update take. Read-only (the server
+//!   sets them): `status` (activation), `avatar`, `thumb_avatar`, `qr_code`,
+//!   `open_userid`, and the answer's `errcode`/`errmsg`.
+//! - `tag/<tagid>`: `tagname` and the members and departments tagged, sorted (tag/get's
+//!   `userlist` entries are reduced to their userids: the names there are the members').
+//!
+//! Sources: WeCom server API "通讯录管理" (document/path/90205 department/create, 90208
+//! department/list, 90195 user/create, 90196 user/get, 90210–90215 tags) and wechatpy's
+//! `wechatpy/work/client/api/{department,user,tag}.py`.
+
+use serde_json::{Map, Value, json};
+
+use crate::model::{EntityKey, EntityKind};
+
+/// Department fields that replicate.
+pub const DEPARTMENT_FIELDS: [&str; 4] = ["name", "name_en", "parentid", "order"];
+
+/// Member fields the server owns: excluded from the payload and from digests.
+pub const MEMBER_READ_ONLY: [&str; 7] = [
+    "status",
+    "avatar",
+    "thumb_avatar",
+    "qr_code",
+    "open_userid",
+    "errcode",
+    "errmsg",
+];
+
+/// The replicated payload of a department, from a department/list entry (or a
+/// department/create body): only [`DEPARTMENT_FIELDS`], absent ones left out.
+pub fn department_payload(item: &Value) -> Value {
+    let mut out = Map::new();
+    for f in DEPARTMENT_FIELDS {
+        if let Some(v) = item.get(f).filter(|v| !v.is_null()) {
+            out.insert(f.to_string(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+/// The replicated payload of a member, from user/get's answer (or a user/create body):
+/// everything but the key and the server's fields.
+pub fn member_payload(user: &Value) -> Value {
+    let mut out = user.as_object().cloned().unwrap_or_default();
+    out.remove("userid");
+    for f in MEMBER_READ_ONLY {
+        out.remove(f);
+    }
+    Value::Object(out)
+}
+
+/// The replicated payload of a tag: its name and who is tagged, sorted.
+pub fn tag_payload(tagname: &str, mut userids: Vec<String>, mut partyids: Vec<u64>) -> Value {
+    userids.sort();
+    userids.dedup();
+    partyids.sort_unstable();
+    partyids.dedup();
+    json!({ "tagname": tagname, "userlist": userids, "partylist": partyids })
+}
+
+pub fn department_key(id: u64) -> EntityKey {
+    EntityKey::new(EntityKind::Department, &id.to_string()).expect("a number is a valid id")
+}
+
+/// A member's key; `None` for a userid a key cannot hold (WeCom's userids are 1–64
+/// letters, digits, `-`, `_`, `.` and `@`, so this only refuses garbage).
+pub fn member_key(userid: &str) -> Option<EntityKey> {
+    EntityKey::new(EntityKind::Member, userid).ok()
+}
+
+pub fn tag_key(id: u64) -> EntityKey {
+    EntityKey::new(EntityKind::Tag, &id.to_string()).expect("a number is a valid id")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Digest;
+
+    #[test]
+    fn server_fields_never_reach_the_payload_or_the_digest() {
+        let on_primary = json!({"errcode": 0, "errmsg": "ok", "userid": "zhangsan", "name": "张三",
+            "department": [1, 2], "status": 1, "avatar": "http://a/1", "qr_code": "q1", "position": "经理"});
+        let on_standby = json!({"errcode": 0, "errmsg": "ok", "userid": "zhangsan", "name": "张三",
+            "department": [1, 2], "status": 4, "avatar": "http://b/9", "qr_code": "q9", "position": "经理"});
+        let (a, b) = (member_payload(&on_primary), member_payload(&on_standby));
+        assert_eq!(a, b);
+        assert_eq!(Digest::of_payload(&a), Digest::of_payload(&b));
+        assert_eq!(
+            a,
+            json!({"name": "张三", "department": [1, 2], "position": "经理"})
+        );
+        // A field both sides own does count.
+        let moved =
+            json!({"userid": "zhangsan", "name": "张三", "department": [3], "position": "经理"});
+        assert_ne!(
+            Digest::of_payload(&member_payload(&moved)),
+            Digest::of_payload(&a)
+        );
+    }
+
+    #[test]
+    fn departments_keep_only_what_create_takes() {
+        let item = json!({"id": 2, "name": "市场二组", "name_en": "RDGZ", "department_leader": ["zhangsan"],
+            "parentid": 1, "order": 10});
+        assert_eq!(
+            department_payload(&item),
+            json!({"name": "市场二组", "name_en": "RDGZ", "parentid": 1, "order": 10})
+        );
+        assert_eq!(department_key(2).as_str(), "department/2");
+    }
+
+    #[test]
+    fn tag_membership_is_order_free() {
+        assert_eq!(
+            tag_payload(
+                "VIP客户",
+                vec!["b".into(), "a".into(), "b".into()],
+                vec![3, 1]
+            ),
+            tag_payload("VIP客户", vec!["a".into(), "b".into()], vec![1, 3, 3])
+        );
+        assert_eq!(member_key("li.si@x").unwrap().as_str(), "member/li.si@x");
+        assert!(member_key("a/b").is_none());
+    }
+}
