@@ -7,6 +7,14 @@
 //! cites its sources.
 
 pub mod callback;
+pub mod client;
 pub mod crypto;
 pub mod entities;
 pub mod errcode;
+pub mod limiter;
+pub mod provider;
+
+#[cfg(test)]
+mod provider_tests;
+
+pub use provider::WecomProvider;

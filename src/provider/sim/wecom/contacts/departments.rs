@@ -108,8 +108,10 @@ pub(super) async fn department_update(
             let mut d = c
                 .get(&department_key(id))?
                 .ok_or(WecomError::new(60003, "department not found"))?;
+            // The root department (1) has parent 0; no other department may.
             if let Some(parent) = as_id(b.get("parentid"))
-                && (parent == id || !c.department_exists(parent)?)
+                && !(id == 1 && parent == 0)
+                && (parent == id || parent == 0 || !c.department_exists(parent)?)
             {
                 return Err(WecomError::new(60004, "parent department not found"));
             }

@@ -1,0 +1,437 @@
+//! [`AccountProvider`] over a WeCom corp's contacts API.
+//!
+//! Reading: a listing is the corp's departments (`department/list`), members
+//! (`user/list_id` cursor pages, then `user/get` for each member of the page asked for)
+//! and tags (`tag/list`, then `tag/get`), in key order, as the payloads of
+//! [`super::entities`].
+//!
+//! Writing keeps WeCom's ids: a department is created with its id, a member with its
+//! userid, a tag with its tagid. A write is update-else-create (an update answered
+//! "not found" becomes a create), so it is idempotent. Entities arrive in key order, not
+//! parents first, so a department or member whose parent department is not there yet
+//! gets a placeholder parent (`understudy-pending-<id>` under the root), which the
+//! parent's own write later fills in.
+//!
+//! WeCom has no change feed: [`changes`](AccountProvider::changes) is refused with a
+//! message saying so; changes come from the corp's callbacks and from reconciliation
+//! scans.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::client::{ClientOptions, Req, WecomClient, errcode_of};
+use super::entities::{
+    department_key, department_payload, member_key, member_payload, tag_key, tag_payload,
+};
+use super::errcode;
+use crate::model::{AccountState, Entity, EntityKey, EntityKind};
+use crate::provider::{
+    AccountProvider, ActivityEvent, ChangeBatch, EntityPage, ProbeResult, ProviderError,
+    StatusReport,
+};
+
+/// user/get and tag/get calls in flight for one page.
+const READ_CONCURRENCY: usize = 8;
+/// user/list_id's largest page.
+const LIST_ID_LIMIT: u64 = 10_000;
+
+/// What a listed key is read from.
+enum Source {
+    Department(Value),
+    Member(String),
+    Tag(u64),
+}
+
+/// A WeCom corp as an account.
+#[derive(Debug)]
+pub struct WecomProvider {
+    client: WecomClient,
+}
+
+impl WecomProvider {
+    /// `secret` is the contacts-sync (通讯录同步) secret.
+    pub fn new(
+        corp_id: &str,
+        secret: &str,
+        options: &ClientOptions,
+    ) -> Result<Self, ProviderError> {
+        Ok(WecomProvider {
+            client: WecomClient::new(corp_id, secret, options)?,
+        })
+    }
+
+    /// Every key of the corp, sorted, with where to read it.
+    async fn keys(&self) -> Result<BTreeMap<EntityKey, Source>, ProviderError> {
+        let mut out = BTreeMap::new();
+        let depts = self.client.call("department/list", Req::Get(&[])).await?;
+        for d in depts["department"].as_array().into_iter().flatten() {
+            if let Some(id) = d["id"].as_u64() {
+                out.insert(
+                    department_key(id),
+                    Source::Department(department_payload(d)),
+                );
+            }
+        }
+        let mut cursor = String::new();
+        loop {
+            let page = self
+                .client
+                .call(
+                    "user/list_id",
+                    Req::Post(&json!({ "cursor": cursor, "limit": LIST_ID_LIMIT })),
+                )
+                .await?;
+            for row in page["dept_user"].as_array().into_iter().flatten() {
+                if let Some(key) = row["userid"].as_str().and_then(member_key) {
+                    let userid = key.id().to_string();
+                    out.insert(key, Source::Member(userid));
+                }
+            }
+            match page["next_cursor"].as_str() {
+                Some(next) if !next.is_empty() => cursor = next.to_string(),
+                _ => break,
+            }
+        }
+        let tags = self.client.call("tag/list", Req::Get(&[])).await?;
+        for t in tags["taglist"].as_array().into_iter().flatten() {
+            if let Some(id) = t["tagid"].as_u64() {
+                out.insert(tag_key(id), Source::Tag(id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// An entity's payload now; `None` when it was deleted since it was listed.
+    async fn read(&self, source: &Source) -> Result<Option<Value>, ProviderError> {
+        match source {
+            Source::Department(p) => Ok(Some(p.clone())),
+            Source::Member(userid) => {
+                match self
+                    .client
+                    .call("user/get", Req::Get(&[("userid", userid)]))
+                    .await
+                {
+                    Ok(user) => Ok(Some(member_payload(&user))),
+                    Err(ProviderError::NotFound(_)) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+            Source::Tag(id) => {
+                let id = id.to_string();
+                match self
+                    .client
+                    .call("tag/get", Req::Get(&[("tagid", &id)]))
+                    .await
+                {
+                    Ok(tag) => {
+                        let users = tag["userlist"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|u| u["userid"].as_str().map(String::from))
+                            .collect();
+                        let parties = tag["partylist"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_u64)
+                            .collect();
+                        Ok(Some(tag_payload(
+                            tag["tagname"].as_str().unwrap_or(""),
+                            users,
+                            parties,
+                        )))
+                    }
+                    Err(ProviderError::NotFound(_)) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Creates department `id` as a placeholder under the root when it is missing.
+    async fn ensure_department(&self, id: u64) -> Result<(), ProviderError> {
+        if id <= 1 {
+            return Ok(());
+        }
+        let body = json!({ "id": id, "name": format!("understudy-pending-{id}"), "parentid": 1 });
+        let a = self
+            .client
+            .answer("department/create", Req::Post(&body))
+            .await?;
+        match errcode_of(&a) {
+            // Created, or it exists (60008: same id or name): either way it is there.
+            0 | 60008 => Ok(()),
+            code => Err(errcode::to_error(code, a["errmsg"].as_str().unwrap_or(""))),
+        }
+    }
+
+    async fn put_department(&self, id: u64, payload: &Value) -> Result<(), ProviderError> {
+        let mut body = department_payload(payload);
+        body["id"] = json!(id);
+        for attempt in 0..2 {
+            let a = self
+                .client
+                .answer("department/update", Req::Post(&body))
+                .await?;
+            let a = match errcode_of(&a) {
+                60003 => {
+                    self.client
+                        .answer("department/create", Req::Post(&body))
+                        .await?
+                }
+                _ => a,
+            };
+            match errcode_of(&a) {
+                0 => return Ok(()),
+                // 60004 "父部门不存在": the parent's own write has not come yet.
+                60004 if attempt == 0 => {
+                    let parent = body["parentid"].as_u64().unwrap_or(1);
+                    self.ensure_department(parent).await?;
+                }
+                code => return Err(errcode::to_error(code, a["errmsg"].as_str().unwrap_or(""))),
+            }
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    async fn put_member(&self, userid: &str, payload: &Value) -> Result<(), ProviderError> {
+        let mut body = member_payload(payload);
+        body["userid"] = json!(userid);
+        for attempt in 0..2 {
+            let a = self.client.answer("user/update", Req::Post(&body)).await?;
+            let a = match errcode_of(&a) {
+                60111 => self.client.answer("user/create", Req::Post(&body)).await?,
+                _ => a,
+            };
+            match errcode_of(&a) {
+                0 => return Ok(()),
+                // 60003 "部门ID不存在": a department of the member is not there yet.
+                60003 if attempt == 0 => {
+                    for d in body["department"].as_array().into_iter().flatten() {
+                        self.ensure_department(d.as_u64().unwrap_or(1)).await?;
+                    }
+                }
+                code => return Err(errcode::to_error(code, a["errmsg"].as_str().unwrap_or(""))),
+            }
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    async fn put_tag(&self, id: u64, payload: &Value) -> Result<(), ProviderError> {
+        let name = payload["tagname"].as_str().unwrap_or("");
+        let body = json!({ "tagid": id, "tagname": name });
+        let a = self.client.answer("tag/update", Req::Post(&body)).await?;
+        match errcode_of(&a) {
+            0 => {}
+            40068 => {
+                self.client.call("tag/create", Req::Post(&body)).await?;
+            }
+            code => return Err(errcode::to_error(code, a["errmsg"].as_str().unwrap_or(""))),
+        }
+        // Membership: what the tag should hold against what it holds.
+        let Some(now) = self.read(&Source::Tag(id)).await? else {
+            return Err(ProviderError::NotFound(format!(
+                "tag {id} vanished while written"
+            )));
+        };
+        let (want_u, have_u) = (userids(payload), userids(&now));
+        let (want_p, have_p) = (partyids(payload), partyids(&now));
+        let mut missing = Vec::new();
+        for (api, users, parties) in [
+            (
+                "tag/addtagusers",
+                want_u.difference(&have_u).collect::<Vec<_>>(),
+                want_p.difference(&have_p).collect::<Vec<_>>(),
+            ),
+            (
+                "tag/deltagusers",
+                have_u.difference(&want_u).collect(),
+                have_p.difference(&want_p).collect(),
+            ),
+        ] {
+            if users.is_empty() && parties.is_empty() {
+                continue;
+            }
+            let body = json!({ "tagid": id, "userlist": users, "partylist": parties });
+            let a = self.client.answer(api, Req::Post(&body)).await?;
+            match errcode_of(&a) {
+                // 40070: every one named is unknown to this corp.
+                0 | 40070 => {
+                    if let Some(list) = a["invalidlist"].as_str().filter(|l| !l.is_empty()) {
+                        missing.extend(list.split('|').map(|u| format!("member {u}")));
+                    }
+                    for p in a["invalidparty"].as_array().into_iter().flatten() {
+                        missing.push(format!("department {p}"));
+                    }
+                    if errcode_of(&a) == 40070 && missing.is_empty() {
+                        missing.push("every member and department named".into());
+                    }
+                }
+                code => return Err(errcode::to_error(code, a["errmsg"].as_str().unwrap_or(""))),
+            }
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            // The rest applied; what is missing goes to the DLQ, named, to be replayed
+            // once those members or departments are on this corp.
+            Err(ProviderError::Rejected(format!(
+                "tag {id}: not on this corp: {}",
+                missing.join(", ")
+            )))
+        }
+    }
+
+    fn number(key: &EntityKey) -> Result<u64, ProviderError> {
+        key.id()
+            .parse()
+            .map_err(|_| ProviderError::Rejected(format!("{key}: a WeCom id is a number")))
+    }
+}
+
+fn userids(tag: &Value) -> std::collections::BTreeSet<String> {
+    tag["userlist"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u.as_str().map(String::from))
+        .collect()
+}
+
+fn partyids(tag: &Value) -> std::collections::BTreeSet<u64> {
+    tag["partylist"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_u64)
+        .collect()
+}
+
+fn no_feed() -> ProviderError {
+    ProviderError::Protocol(
+        "WeCom has no change feed: a WeCom corp's changes come from its callbacks and from reconciliation scans"
+            .into(),
+    )
+}
+
+#[async_trait]
+impl AccountProvider for WecomProvider {
+    fn account_id(&self) -> &str {
+        self.client.corp_id()
+    }
+
+    /// WeCom has no status API: a cheap read (the root department) that answers is an
+    /// active corp; a freeze errcode is the error the detector reads as a freeze.
+    async fn status(&self) -> Result<StatusReport, ProviderError> {
+        self.client
+            .call("department/get", Req::Get(&[("id", "1")]))
+            .await?;
+        Ok(StatusReport {
+            status: AccountState::Active,
+            reason: String::new(),
+            since: None,
+        })
+    }
+
+    async fn list_entities(
+        &self,
+        after: Option<&EntityKey>,
+        limit: usize,
+    ) -> Result<EntityPage, ProviderError> {
+        let keys = self.keys().await?;
+        let lower = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        let mut rest = keys.range((lower, std::ops::Bound::Unbounded));
+        let page: Vec<(&EntityKey, &Source)> = rest.by_ref().take(limit.max(1)).collect();
+        let next = rest.next().and(page.last().map(|(k, _)| (*k).clone()));
+        let mut entities = Vec::with_capacity(page.len());
+        for chunk in page.chunks(READ_CONCURRENCY) {
+            let reads =
+                futures::future::try_join_all(chunk.iter().map(|(_, s)| self.read(s))).await?;
+            for ((key, _), payload) in chunk.iter().zip(reads) {
+                // None: deleted between the listing and the read.
+                if let Some(p) = payload {
+                    entities.push(Entity::new((*key).clone(), p));
+                }
+            }
+        }
+        Ok(EntityPage { entities, next })
+    }
+
+    async fn changes(
+        &self,
+        _cursor: Option<&str>,
+        _limit: usize,
+        _wait: Duration,
+    ) -> Result<ChangeBatch, ProviderError> {
+        Err(no_feed())
+    }
+
+    async fn head_cursor(&self) -> Result<String, ProviderError> {
+        Err(no_feed())
+    }
+
+    async fn put_entity(
+        &self,
+        entity: &Entity,
+        _origin: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        let key = &entity.key;
+        match key.kind() {
+            EntityKind::Department => {
+                self.put_department(Self::number(key)?, &entity.payload)
+                    .await
+            }
+            EntityKind::Member => self.put_member(key.id(), &entity.payload).await,
+            EntityKind::Tag => self.put_tag(Self::number(key)?, &entity.payload).await,
+            other => Err(ProviderError::Rejected(format!(
+                "{key}: a WeCom corp holds no {other} entities"
+            ))),
+        }
+    }
+
+    async fn delete_entity(
+        &self,
+        key: &EntityKey,
+        _origin: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        let (api, param, gone) = match key.kind() {
+            EntityKind::Department => ("department/delete", "id", 60003),
+            EntityKind::Member => ("user/delete", "userid", 60111),
+            EntityKind::Tag => ("tag/delete", "tagid", 40068),
+            other => {
+                return Err(ProviderError::Rejected(format!(
+                    "{key}: a WeCom corp holds no {other} entities"
+                )));
+            }
+        };
+        let a = self
+            .client
+            .answer(api, Req::Get(&[(param, key.id())]))
+            .await?;
+        match errcode_of(&a) {
+            // Deleted, or already gone.
+            0 => Ok(()),
+            code if code == gone => Ok(()),
+            code => Err(errcode::to_error(code, a["errmsg"].as_str().unwrap_or(""))),
+        }
+    }
+
+    async fn probe(&self) -> Result<ProbeResult, ProviderError> {
+        let start = Instant::now();
+        self.status().await?;
+        Ok(ProbeResult {
+            ok: true,
+            latency_ms: start.elapsed().as_millis() as u64,
+            detail: "department/get of the root department answered".into(),
+        })
+    }
+
+    /// WeCom offers no API for a corp's own operation log to a contacts-sync secret.
+    async fn activity(&self, _since: &str) -> Result<Vec<ActivityEvent>, ProviderError> {
+        Ok(Vec::new())
+    }
+}
