@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{AccountState, Change, Digest, Entity, EntityKey};
 
+pub mod feedless;
 pub mod http;
 pub mod notice;
 pub mod sim;
@@ -229,6 +230,15 @@ pub trait AccountProvider: Send + Sync {
                 .collect(),
             next: page.next,
         })
+    }
+
+    /// One entity as it is now (`None` when it does not exist): what a callback's hint
+    /// reads again ([`feedless::SyntheticFeed::hint`]). Providers that cannot read a
+    /// single entity keep the default, which says so.
+    async fn read_entity(&self, key: &EntityKey) -> Result<Option<Entity>, ProviderError> {
+        Err(ProviderError::Protocol(format!(
+            "{key}: this provider cannot read a single entity"
+        )))
     }
 
     /// Changes after `cursor` (from the oldest retained change when `None`), waiting up

@@ -119,6 +119,11 @@ impl AccountProvider for SimProvider {
         Ok(self.account.head()?.to_string())
     }
 
+    async fn read_entity(&self, key: &EntityKey) -> Result<Option<Entity>, ProviderError> {
+        self.account.admit().await?;
+        Ok(self.account.get(key)?.map(|p| entity_of(key, &p)))
+    }
+
     async fn put_entity(&self, entity: &Entity, origin: Option<&str>) -> Result<(), ProviderError> {
         self.account.admit().await?;
         let payload = Payload::new(entity.payload.clone())?;

@@ -101,6 +101,19 @@ pub enum Reread {
     ExternalTags,
 }
 
+impl Reread {
+    /// The entity to read again; `None` for what only a scan can read (corp tags).
+    pub fn key(&self) -> Option<crate::model::EntityKey> {
+        use super::entities::{department_key, member_key, tag_key};
+        match self {
+            Reread::Member(userid) => member_key(userid),
+            Reread::Department(id) => Some(department_key(*id)),
+            Reread::Tag(id) => Some(tag_key(*id)),
+            Reread::ExternalTags => None,
+        }
+    }
+}
+
 /// A decrypted, parsed callback.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Callback {

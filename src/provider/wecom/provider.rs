@@ -361,6 +361,32 @@ impl AccountProvider for WecomProvider {
         Ok(EntityPage { entities, next })
     }
 
+    async fn read_entity(&self, key: &EntityKey) -> Result<Option<Entity>, ProviderError> {
+        let source = match key.kind() {
+            EntityKind::Department => {
+                let id = Self::number(key)?.to_string();
+                let a = self
+                    .client
+                    .answer("department/get", Req::Get(&[("id", &id)]))
+                    .await?;
+                match errcode_of(&a) {
+                    0 => Source::Department(department_payload(&a["department"])),
+                    60003 | 60123 => return Ok(None),
+                    code => {
+                        return Err(errcode::to_error(code, a["errmsg"].as_str().unwrap_or("")));
+                    }
+                }
+            }
+            EntityKind::Member => Source::Member(key.id().to_string()),
+            EntityKind::Tag => Source::Tag(Self::number(key)?),
+            _ => return Ok(None),
+        };
+        Ok(self
+            .read(&source)
+            .await?
+            .map(|p| Entity::new(key.clone(), p)))
+    }
+
     async fn changes(
         &self,
         _cursor: Option<&str>,

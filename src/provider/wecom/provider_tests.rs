@@ -272,3 +272,66 @@ async fn wecom_answers_become_typed_errors_and_no_secret_leaks() {
         other => panic!("expected unavailable, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_sealed_callback_becomes_a_change_on_the_corps_synthetic_feed() {
+    use crate::provider::feedless::SyntheticFeed;
+    use crate::provider::wecom::callback::{Callback, Envelope, SimEvent, event_xml};
+    use crate::provider::wecom::crypto::CallbackCrypto;
+
+    let sim = Sim::start().await;
+    sim.corp("wwprimary", json!({"secret": "p"})).await;
+    sim.seed("wwprimary", &primary_contacts());
+    let feed = SyntheticFeed::new(sim.provider("wwprimary", "p", None), 100);
+    let head = feed.head_cursor().await.unwrap();
+
+    // The corp's admin renames a member; the corp posts the callback.
+    sim.seed(
+        "wwprimary",
+        &[(
+            "member/zhang.san",
+            json!({"name": "张三丰", "department": [10]}),
+        )],
+    );
+    let crypto = CallbackCrypto::new(
+        "tok",
+        "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+        "wwprimary",
+    )
+    .unwrap();
+    let event = SimEvent::User {
+        change: "update_user",
+        userid: "zhang.san".into(),
+    };
+    let sealed = crypto.seal(
+        &event_xml("wwprimary", 1_764_000_000, &event),
+        "1764000000",
+        "n",
+        [4; 16],
+    );
+
+    // What the webhook does with it: verify, decrypt, parse, read again.
+    let env = Envelope::parse(&sealed.body).unwrap();
+    let msg = crypto
+        .open(&sealed.msg_signature, "1764000000", "n", &env.encrypt)
+        .unwrap();
+    let keys: Vec<EntityKey> = Callback::parse(&msg)
+        .unwrap()
+        .rereads()
+        .iter()
+        .filter_map(|r| r.key())
+        .collect();
+    assert_eq!(feed.hint(&keys).await.unwrap(), 1);
+    let batch = feed.changes(Some(&head), 10, Duration::ZERO).await.unwrap();
+    assert_eq!(batch.changes.len(), 1);
+    assert_eq!(batch.changes[0].key.as_str(), "member/zhang.san");
+    match &batch.changes[0].op {
+        crate::model::ChangeOp::Upsert { payload } => {
+            assert_eq!(payload, &json!({"name": "张三丰", "department": [10]}))
+        }
+        other => panic!("{other:?}"),
+    }
+    // The same callback again (a replay that got past the webhook, or a retry by the
+    // corp) records nothing more.
+    assert_eq!(feed.hint(&keys).await.unwrap(), 0);
+}
