@@ -29,8 +29,9 @@ unfreeze them, inject latency and failures, run loads of N changes a second, inj
 and send signed freeze notices to a webhook. It also serves the WeCom server API \
 (/cgi-bin/gettoken, department/*, user/*, tag/*) for corps configured with \
 PUT /admin/wecom/corps/CORPID: expiring tokens, errcode answers, 45009 past a per-API rate, \
-a freeze errcode for a frozen corp; a corp's contacts are the account's department/, \
-member/ and tag/ entities. Runs until SIGTERM or Ctrl-C. Prints `listening on http://ADDR` on \
+a freeze errcode for a frozen corp, and change callbacks (change_contact, encrypted as WeCom's) \
+POSTed to the corp's callback URL; a corp's contacts are the account's department/, member/ \
+and tag/ entities. Runs until SIGTERM or Ctrl-C. Prints `listening on http://ADDR` on \
 stdout once bound.",
     after_help = "Examples:\n  \
 understudy sim --listen 127.0.0.1:8080 --seed-accounts corp-a=1000,corp-b=0\n  \

@@ -13,6 +13,7 @@
 //! Admin (bearer-protected like the rest of `/admin`): `PUT /admin/wecom/corps/{corpid}`
 //! (a [`CorpConfig`]), `GET` the same path (counters), `POST …/expire-tokens`.
 
+pub mod callbacks;
 mod contacts;
 pub mod corp;
 
@@ -32,17 +33,36 @@ use super::store::SimAccount;
 use crate::model::AccountState;
 use crate::provider::ProviderError;
 use crate::provider::wecom::entities::{department_key, department_payload};
+use callbacks::CallbackControl;
 pub use corp::{CallbackTarget, CorpConfig, Corps, Scope, WecomError};
+
+/// A corp's callback task and its counters.
+type Sender = (tokio::task::JoinHandle<()>, Arc<CallbackControl>);
 
 /// The WeCom side of the simulator's state.
 #[derive(Default)]
 pub struct WecomSim {
     corps: Mutex<Corps>,
+    /// Each corp's callback sender, with its counters.
+    callbacks: Mutex<HashMap<String, Sender>>,
+}
+
+impl Drop for WecomSim {
+    fn drop(&mut self) {
+        let senders = self.callbacks.get_mut().unwrap_or_else(|p| p.into_inner());
+        for (task, _) in senders.values() {
+            task.abort();
+        }
+    }
 }
 
 impl WecomSim {
     fn corps(&self) -> MutexGuard<'_, Corps> {
         self.corps.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn callbacks(&self) -> MutexGuard<'_, HashMap<String, Sender>> {
+        self.callbacks.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -59,6 +79,10 @@ pub(super) fn admin_routes() -> Router<Shared> {
     Router::new()
         .route("/admin/wecom/corps/{corp}", put(configure).get(stats))
         .route("/admin/wecom/corps/{corp}/expire-tokens", post(expire))
+        .route(
+            "/admin/wecom/corps/{corp}/drop-callbacks",
+            post(drop_callbacks),
+        )
 }
 
 /// A WeCom answer: errcode 0 and `fields`, or the error, always HTTP 200.
@@ -162,6 +186,18 @@ async fn configure(State(s): State<Shared>, Path(corp): Path<String>, raw: Bytes
             Some("wecom-admin"),
         );
     }
+    // A new configuration replaces the corp's callback sender.
+    let mut senders = s.wecom.callbacks();
+    if let Some((task, _)) = senders.remove(&corp) {
+        task.abort();
+    }
+    if let Some(target) = config.callback.clone() {
+        let control = Arc::new(CallbackControl::default());
+        let task = callbacks::spawn(account, target, control.clone(), s.http.clone())
+            .map_err(|e| bad_request(format!("corp config: callback: {e}")))?;
+        senders.insert(corp.clone(), (task, control));
+    }
+    drop(senders);
     s.wecom.corps().configure(&corp, config);
     json_of(axum::http::StatusCode::OK, &json!({ "corp": corp }))
 }
@@ -171,7 +207,38 @@ async fn stats(State(s): State<Shared>, Path(corp): Path<String>) -> ApiResult {
     if corps.config(&corp).is_none() {
         return Err(ProviderError::NotFound(format!("no WeCom corp {corp:?}")).into());
     }
-    json_of(axum::http::StatusCode::OK, &corps.stats(&corp))
+    let callbacks = s
+        .wecom
+        .callbacks()
+        .get(&corp)
+        .map(|(_, c)| c.stats())
+        .unwrap_or_default();
+    let mut out = serde_json::to_value(corps.stats(&corp))
+        .map_err(|e| ProviderError::Unavailable(format!("stats: {e}")))?;
+    out["callbacks"] = serde_json::to_value(callbacks).unwrap_or_default();
+    json_of(axum::http::StatusCode::OK, &out)
+}
+
+async fn drop_callbacks(
+    State(s): State<Shared>,
+    Path(corp): Path<String>,
+    raw: Bytes,
+) -> ApiResult {
+    let body: Value =
+        serde_json::from_slice(&raw).map_err(|e| bad_request(format!("drop-callbacks: {e}")))?;
+    let count = body["count"]
+        .as_u64()
+        .ok_or_else(|| bad_request("drop-callbacks: {\"count\": N} expected"))?;
+    match s.wecom.callbacks().get(&corp) {
+        Some((_, control)) => control.drop_next(count),
+        None => {
+            return Err(ProviderError::NotFound(format!(
+                "corp {corp:?} has no callback configured"
+            ))
+            .into());
+        }
+    }
+    json_of(axum::http::StatusCode::OK, &json!({ "dropNext": count }))
 }
 
 async fn expire(State(s): State<Shared>, Path(corp): Path<String>) -> ApiResult {
