@@ -227,3 +227,49 @@ mod tests {
         assert!(matches!(to_error(99999, "?"), ProviderError::Protocol(_)));
     }
 }
+
+#[cfg(test)]
+mod runbook_tests {
+    use super::*;
+
+    /// `runbooks/wecom-errcodes.md` says what each code does; the code must agree.
+    #[test]
+    fn the_runbook_table_is_the_code_table() {
+        let page = include_str!("../../../runbooks/wecom-errcodes.md");
+        let mut rows = 0;
+        for line in page.lines() {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let Some(code) = cells.get(1).and_then(|c| c.parse::<i64>().ok()) else {
+                continue;
+            };
+            let said = cells[3].trim_matches('*');
+            let want = match meaning(code) {
+                Meaning::Ok => "ok",
+                Meaning::Transient => "transient",
+                Meaning::BadSecret => "secret refused",
+                Meaning::RefreshToken => "token refresh",
+                Meaning::RateLimited => "rate limit",
+                Meaning::Frozen(_) => "freeze evidence",
+                Meaning::Misconfigured(_) => "misconfigured",
+                Meaning::CursorExpired => "cursor expired",
+                Meaning::NotFound => "not found",
+                Meaning::Rejected => "rejected",
+                Meaning::Unknown => "unknown",
+            };
+            assert_eq!(said, want, "errcode {code}: the runbook says {said:?}");
+            rows += 1;
+        }
+        assert!(rows >= 30, "only {rows} rows read from the runbook table");
+        // Every code the table in code knows is on the page.
+        for code in [
+            -1, 40001, 40014, 42001, 45009, 45033, 50003, 48006, 40141, 40136, 40137, 40138, 90302,
+            90303, 48002, 60011, 60020, 301002, 40013, 50002, 50100, 60111, 60003, 60123, 40068,
+            60102, 60104, 60106, 60008, 40071, 60009, 60112, 60125, 60005, 60006, 40003, 40058,
+        ] {
+            assert!(
+                page.contains(&format!("| {code} |")),
+                "errcode {code} is missing from the runbook"
+            );
+        }
+    }
+}
