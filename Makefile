@@ -5,7 +5,7 @@ CARGO ?= cargo
 TESTBED := tests/testbed
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: bench bench-verify bench-failover help deps build generate check-generated fmt fmt-check clippy unit chart-check e2e testbed testbed-down test demo clean
+.PHONY: bench bench-verify bench-failover bench-wecom help deps build generate check-generated fmt fmt-check clippy unit chart-check e2e testbed testbed-down test demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -59,13 +59,16 @@ demo: deps ## The real local stack, end to end (see README)
 clean: testbed-down ## Remove build output (tool caches in ~/.cache/understudy stay)
 	$(CARGO) clean
 
-bench: deps bench-verify bench-failover ## All benchmarks; replication on the test bed's Kafka (started if needed) writes target/bench/replication.json
+bench: deps bench-verify bench-failover bench-wecom ## All benchmarks; replication on the test bed's Kafka (started if needed) writes target/bench/replication.json
 	@$(TESTBED)/up.sh kafka
 	$(CARGO) bench --bench replication
 
 bench-failover: deps ## Failover latency on the whole test bed (started if needed): notice and status-poll detection to DNS and LB verified, with a per-step breakdown; writes target/bench/failover.json (FAILOVER_BENCH_RUNS, default 50)
 	@$(TESTBED)/up.sh
 	$(CARGO) bench --bench failover
+
+bench-wecom: deps ## WeCom (release, no test bed): reconciliation scan rate for 10k/100k members with the client-side limit off, 10k/30k with it on, and callback-to-feed latency; writes target/bench/wecom.json
+	$(CARGO) bench --bench wecom
 
 bench-verify: deps ## Drill verifier benchmark (release, no test bed): 100k and 1M entities per side, in process and over HTTP; writes target/bench/verify.json
 	$(CARGO) bench --bench verify

@@ -182,26 +182,42 @@ impl<P: AccountProvider> SyntheticFeed<P> {
             listed: seen.len(),
             ..ScanReport::default()
         };
-        {
+        // What differs from the known state. The listing took a while, and a hint may
+        // have recorded a newer state meanwhile, so a difference is read again before it
+        // is recorded: a scan never records an older state than the feed holds, nor a
+        // delete of what was created while it listed.
+        let differs: Vec<(EntityKey, Option<Entity>)> = {
             let mut s = self.lock();
             if !s.seeded {
                 s.known = seen.into_iter().map(|(k, e)| (k, e.digest)).collect();
                 s.seeded = true;
                 return Ok(report);
             }
-            let gone: Vec<EntityKey> = s
+            let gone = s
                 .known
                 .keys()
                 .filter(|k| !seen.contains_key(*k))
-                .cloned()
-                .collect();
-            for (key, e) in seen {
-                if self.record(&mut s, key, Some(e)) {
+                .map(|k| (k.clone(), None))
+                .collect::<Vec<_>>();
+            seen.into_iter()
+                .filter(|(k, e)| s.known.get(k) != Some(&e.digest))
+                .map(|(k, e)| (k, Some(e)))
+                .chain(gone)
+                .collect()
+        };
+        for (key, listed) in differs {
+            let now = match self.inner.read_entity(&key).await {
+                Ok(now) => now,
+                // A provider that cannot read one entity: the listed state stands.
+                Err(ProviderError::Protocol(_)) => listed,
+                // Unreadable now: the next scan looks again.
+                Err(_) => continue,
+            };
+            let upsert = now.is_some();
+            if self.record(&mut self.lock(), key, now) {
+                if upsert {
                     report.upserts += 1;
-                }
-            }
-            for key in gone {
-                if self.record(&mut s, key, None) {
+                } else {
                     report.deletes += 1;
                 }
             }

@@ -199,6 +199,34 @@ impl Callback {
     }
 }
 
+/// Why a callback POST was refused: the webhook answers 401 to a [`Crypto`] refusal
+/// and 400 to a body it cannot read; it acts on neither.
+///
+/// [`Crypto`]: Refused::Crypto
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error(transparent)]
+    Crypto(#[from] super::crypto::CryptoError),
+    #[error(transparent)]
+    Body(#[from] CallbackError),
+}
+
+/// What the webhook does with a callback POST: checks the signature, decrypts (which
+/// checks the corp), parses the event and names the entities to read again.
+pub fn receive(
+    crypto: &super::crypto::CallbackCrypto,
+    msg_signature: &str,
+    timestamp: &str,
+    nonce: &str,
+    body: &str,
+) -> Result<(Callback, Vec<crate::model::EntityKey>), Refused> {
+    let envelope = Envelope::parse(body)?;
+    let message = crypto.open(msg_signature, timestamp, nonce, &envelope.encrypt)?;
+    let callback = Callback::parse(&message)?;
+    let keys = callback.rereads().iter().filter_map(Reread::key).collect();
+    Ok((callback, keys))
+}
+
 /// The event XML WeCom sends for these values (the simulator's callbacks; tests).
 pub fn event_xml(corp_id: &str, create_time: i64, change: &SimEvent) -> String {
     let head = format!(

@@ -38,6 +38,12 @@ const READ_CONCURRENCY: usize = 8;
 /// user/list_id's largest page.
 const LIST_ID_LIMIT: u64 = 10_000;
 
+/// A listing continued within this long reuses the keys its first page read.
+const KEYS_REUSE: Duration = Duration::from_secs(30);
+
+/// Every key of a corp with where to read it.
+type Keys = std::sync::Arc<BTreeMap<EntityKey, Source>>;
+
 /// What a listed key is read from.
 enum Source {
     Department(Value),
@@ -46,9 +52,19 @@ enum Source {
 }
 
 /// A WeCom corp as an account.
-#[derive(Debug)]
 pub struct WecomProvider {
     client: WecomClient,
+    /// The keys a listing's first page read, for its next pages (each page would
+    /// otherwise list the whole corp again: user/list_id is 1 call per 10,000 members).
+    keys: tokio::sync::Mutex<Option<(Instant, Keys)>>,
+}
+
+impl std::fmt::Debug for WecomProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WecomProvider")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
+    }
 }
 
 impl WecomProvider {
@@ -60,6 +76,7 @@ impl WecomProvider {
     ) -> Result<Self, ProviderError> {
         Ok(WecomProvider {
             client: WecomClient::new(corp_id, secret, options)?,
+            keys: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -342,7 +359,19 @@ impl AccountProvider for WecomProvider {
         after: Option<&EntityKey>,
         limit: usize,
     ) -> Result<EntityPage, ProviderError> {
-        let keys = self.keys().await?;
+        // A first page lists the corp; later pages of the same listing reuse those keys
+        // (what was created meanwhile is after the feed head the listing started at).
+        let keys = {
+            let mut cached = self.keys.lock().await;
+            match cached.as_ref() {
+                Some((at, keys)) if after.is_some() && at.elapsed() < KEYS_REUSE => keys.clone(),
+                _ => {
+                    let keys = std::sync::Arc::new(self.keys().await?);
+                    *cached = Some((Instant::now(), keys.clone()));
+                    keys
+                }
+            }
+        };
         let lower = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
         let mut rest = keys.range((lower, std::ops::Bound::Unbounded));
         let page: Vec<(&EntityKey, &Source)> = rest.by_ref().take(limit.max(1)).collect();

@@ -276,8 +276,8 @@ async fn wecom_answers_become_typed_errors_and_no_secret_leaks() {
 #[tokio::test]
 async fn a_sealed_callback_becomes_a_change_on_the_corps_synthetic_feed() {
     use crate::provider::feedless::SyntheticFeed;
-    use crate::provider::wecom::callback::{Callback, Envelope, SimEvent, event_xml};
-    use crate::provider::wecom::crypto::CallbackCrypto;
+    use crate::provider::wecom::callback::{Refused, SimEvent, event_xml, receive};
+    use crate::provider::wecom::crypto::{CallbackCrypto, CryptoError};
 
     let sim = Sim::start().await;
     sim.corp("wwprimary", json!({"secret": "p"})).await;
@@ -310,17 +310,24 @@ async fn a_sealed_callback_becomes_a_change_on_the_corps_synthetic_feed() {
         [4; 16],
     );
 
-    // What the webhook does with it: verify, decrypt, parse, read again.
-    let env = Envelope::parse(&sealed.body).unwrap();
-    let msg = crypto
-        .open(&sealed.msg_signature, "1764000000", "n", &env.encrypt)
-        .unwrap();
-    let keys: Vec<EntityKey> = Callback::parse(&msg)
-        .unwrap()
-        .rereads()
-        .iter()
-        .filter_map(|r| r.key())
-        .collect();
+    // What the webhook does with it: verify, decrypt, parse, read again. Altered on the
+    // way, it is refused and nothing is read.
+    let tampered = sealed
+        .body
+        .replace("<Encrypt><![CDATA[", "<Encrypt><![CDATA[A");
+    assert!(matches!(
+        receive(&crypto, &sealed.msg_signature, "1764000000", "n", &tampered),
+        Err(Refused::Crypto(CryptoError::BadSignature))
+    ));
+    let (callback, keys) = receive(
+        &crypto,
+        &sealed.msg_signature,
+        "1764000000",
+        "n",
+        &sealed.body,
+    )
+    .unwrap();
+    assert_eq!(callback.corp_id, "wwprimary");
     assert_eq!(feed.hint(&keys).await.unwrap(), 1);
     let batch = feed.changes(Some(&head), 10, Duration::ZERO).await.unwrap();
     assert_eq!(batch.changes.len(), 1);

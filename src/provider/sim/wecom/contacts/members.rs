@@ -44,24 +44,28 @@ pub(super) async fn user_list_id(State(s): State<Shared>, Query(q): Q, raw: Byte
                     Some(decode_cursor(cur).ok_or(WecomError::new(50100, "invalid cursor"))?)
                 }
             };
-            let members = c.members()?;
-            let page: Vec<&(String, Value)> = members
+            // Only the page's payloads are parsed (a corp may hold 100k members).
+            let members = c
+                .account
+                .of_kind(EntityKind::Member)
+                .map_err(|e| c.err(e))?;
+            let page: Vec<_> = members
                 .iter()
-                .filter(|(u, _)| after.as_ref().is_none_or(|a| u > a))
+                .filter(|(k, _)| after.as_deref().is_none_or(|a| k.id() > a))
                 .take(limit + 1)
                 .collect();
             let more = page.len() > limit;
             let page = &page[..page.len().min(limit)];
             let rows: Vec<Value> = page
                 .iter()
-                .flat_map(|(u, m)| {
-                    member_departments(m)
+                .flat_map(|(k, p)| {
+                    member_departments(&p.value())
                         .into_iter()
-                        .map(move |d| json!({ "userid": u, "department": d }))
+                        .map(move |d| json!({ "userid": k.id(), "department": d }))
                 })
                 .collect();
             let next = match (more, page.last()) {
-                (true, Some((u, _))) => hex::encode(u),
+                (true, Some((k, _))) => hex::encode(k.id()),
                 _ => String::new(),
             };
             Ok(json!({ "next_cursor": next, "dept_user": rows }))
