@@ -44,15 +44,49 @@ pub fn department_payload(item: &Value) -> Value {
     Value::Object(out)
 }
 
+/// Member fields a member may lack. WeCom answers an unset one as `""`; an update
+/// clears one by sending `""`.
+pub const MEMBER_CLEARABLE: [&str; 7] = [
+    "alias",
+    "position",
+    "mobile",
+    "email",
+    "telephone",
+    "external_position",
+    "address",
+];
+
 /// The replicated payload of a member, from user/get's answer (or a user/create body):
-/// everything but the key and the server's fields.
+/// everything but the key and the server's fields. An empty field (`""`, `[]`, `null`)
+/// is left out: WeCom answers an unset field as `""`, so "unset" has one form and two
+/// corps that agree compare equal.
 pub fn member_payload(user: &Value) -> Value {
     let mut out = user.as_object().cloned().unwrap_or_default();
     out.remove("userid");
     for f in MEMBER_READ_ONLY {
         out.remove(f);
     }
+    out.retain(|_, v| match v {
+        Value::Null => false,
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        _ => true,
+    });
     Value::Object(out)
+}
+
+/// The user/update body that makes a member exactly `payload`: its fields, and `""` for
+/// every clearable field it lacks (an update only changes the fields it names).
+pub fn member_update(userid: &str, payload: &Value) -> Value {
+    let mut body = member_payload(payload);
+    for f in MEMBER_CLEARABLE {
+        body.as_object_mut()
+            .expect("a payload is an object")
+            .entry(f)
+            .or_insert(json!(""));
+    }
+    body["userid"] = json!(userid);
+    body
 }
 
 /// The replicated payload of a tag: its name and who is tagged, sorted.
@@ -102,6 +136,30 @@ mod tests {
         assert_ne!(
             Digest::of_payload(&member_payload(&moved)),
             Digest::of_payload(&a)
+        );
+    }
+
+    #[test]
+    fn unset_has_one_form_and_an_update_clears_what_the_payload_lacks() {
+        let answered = json!({"userid": "li", "name": "李", "alias": "", "position": "",
+            "department": [1], "telephone": null, "is_leader_in_dept": []});
+        assert_eq!(
+            member_payload(&answered),
+            json!({"name": "李", "department": [1]})
+        );
+        let body = member_update(
+            "li",
+            &json!({"name": "李", "department": [1], "mobile": "+86 1"}),
+        );
+        assert_eq!(body["position"], "");
+        assert_eq!(body["mobile"], "+86 1");
+        assert_eq!(body["userid"], "li");
+        // Applied and read back, the body is the payload again.
+        let mut read_back = body.clone();
+        read_back["status"] = json!(1);
+        assert_eq!(
+            member_payload(&read_back),
+            json!({"name": "李", "department": [1], "mobile": "+86 1"})
         );
     }
 

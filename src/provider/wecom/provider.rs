@@ -24,7 +24,8 @@ use serde_json::{Value, json};
 
 use super::client::{ClientOptions, Req, WecomClient, errcode_of};
 use super::entities::{
-    department_key, department_payload, member_key, member_payload, tag_key, tag_payload,
+    department_key, department_payload, member_key, member_payload, member_update, tag_key,
+    tag_payload,
 };
 use super::errcode;
 use crate::model::{AccountState, Entity, EntityKey, EntityKind};
@@ -216,10 +217,16 @@ impl WecomProvider {
     }
 
     async fn put_member(&self, userid: &str, payload: &Value) -> Result<(), ProviderError> {
+        // An update names every clearable field (cleared when the payload lacks it); a
+        // create names only what the member has.
+        let update = member_update(userid, payload);
         let mut body = member_payload(payload);
         body["userid"] = json!(userid);
         for attempt in 0..2 {
-            let a = self.client.answer("user/update", Req::Post(&body)).await?;
+            let a = self
+                .client
+                .answer("user/update", Req::Post(&update))
+                .await?;
             let a = match errcode_of(&a) {
                 60111 => self.client.answer("user/create", Req::Post(&body)).await?,
                 _ => a,

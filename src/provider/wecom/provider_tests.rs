@@ -163,6 +163,29 @@ async fn a_corp_copied_through_the_provider_is_the_same_corp_record_by_record() 
     standby.apply_batch(&writes, None).await.unwrap();
     assert_eq!(digests(&standby).await, a);
 
+    // A field removed on the primary is removed on the standby (not left behind).
+    sim.seed(
+        "wwprimary",
+        &[(
+            "member/zhang.san",
+            json!({"name": "张三", "department": [10]}),
+        )],
+    );
+    let page = primary.list_entities(None, 100).await.unwrap();
+    let changed: Vec<EntityWrite> = page
+        .entities
+        .into_iter()
+        .filter(|e| e.key.as_str() == "member/zhang.san")
+        .map(EntityWrite::Put)
+        .collect();
+    standby.apply_batch(&changed, None).await.unwrap();
+    let a = digests(&primary).await;
+    assert_eq!(
+        digests(&standby).await,
+        a,
+        "position and mobile cleared on the standby"
+    );
+
     // Deletes, twice: the second finds nothing and succeeds.
     let gone: EntityKey = "member/rtl".to_string().try_into().unwrap();
     standby.delete_entity(&gone, None).await.unwrap();
