@@ -176,14 +176,15 @@ async fn callback_latency(base: &str, store: &SimStore, runs: usize) -> Value {
             }
             notify.notified().await;
         };
-        let (_, keys) = receive(
+        let keys = receive(
             &crypto,
             &q["msg_signature"],
             &q["timestamp"],
             &q["nonce"],
             &body,
         )
-        .expect("the corp's callback is accepted");
+        .expect("the corp's callback is accepted")
+        .keys;
         feed.hint(&keys).await.unwrap();
         let batch = feed
             .changes(Some(&cursor), 10, Duration::ZERO)

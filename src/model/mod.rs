@@ -24,10 +24,12 @@ pub enum EntityKind {
     Content,
     AutoReply,
     Menu,
+    /// A WeCom corp's customer-contact tag group (企业客户标签) with its tags.
+    CorpTag,
 }
 
 impl EntityKind {
-    pub const ALL: [EntityKind; 8] = [
+    pub const ALL: [EntityKind; 9] = [
         EntityKind::Member,
         EntityKind::Department,
         EntityKind::Tag,
@@ -36,6 +38,7 @@ impl EntityKind {
         EntityKind::Content,
         EntityKind::AutoReply,
         EntityKind::Menu,
+        EntityKind::CorpTag,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +51,7 @@ impl EntityKind {
             EntityKind::Content => "content",
             EntityKind::AutoReply => "auto-reply",
             EntityKind::Menu => "menu",
+            EntityKind::CorpTag => "corp-tag",
         }
     }
 }

@@ -162,6 +162,38 @@ impl<P: AccountProvider> SyntheticFeed<P> {
         Ok(recorded)
     }
 
+    /// Reads every entity of `kind` again and records what changed, deletes included:
+    /// for a callback that names a kind, not an entity. Returns how many changes.
+    pub async fn hint_kind(&self, kind: crate::model::EntityKind) -> Result<usize, ProviderError> {
+        let now: BTreeMap<EntityKey, Entity> = self
+            .inner
+            .read_kind(kind)
+            .await?
+            .into_iter()
+            .map(|e| (e.key.clone(), e))
+            .collect();
+        let mut recorded = 0;
+        {
+            let mut s = self.lock();
+            let gone: Vec<EntityKey> = s
+                .known
+                .keys()
+                .filter(|k| k.kind() == kind && !now.contains_key(*k))
+                .cloned()
+                .collect();
+            for (key, e) in now {
+                recorded += usize::from(self.record(&mut s, key, Some(e)));
+            }
+            for key in gone {
+                recorded += usize::from(self.record(&mut s, key, None));
+            }
+        }
+        if recorded > 0 {
+            self.changed.notify_waiters();
+        }
+        Ok(recorded)
+    }
+
     /// Lists the whole account and records what differs from the known state. The first
     /// scan only learns the state (there is nothing to compare it with).
     pub async fn scan(&self) -> Result<ScanReport, ProviderError> {
@@ -305,6 +337,13 @@ impl<P: AccountProvider> AccountProvider for Arc<SyntheticFeed<P>> {
 
     async fn read_entity(&self, key: &EntityKey) -> Result<Option<Entity>, ProviderError> {
         self.inner.read_entity(key).await
+    }
+
+    async fn read_kind(
+        &self,
+        kind: crate::model::EntityKind,
+    ) -> Result<Vec<Entity>, ProviderError> {
+        self.inner.read_kind(kind).await
     }
 
     async fn changes(

@@ -241,6 +241,18 @@ pub trait AccountProvider: Send + Sync {
         )))
     }
 
+    /// Every entity of one kind as it is now: what a callback that names a kind but no
+    /// entity has read again (WeCom's `change_external_tag` carries a tag or group id,
+    /// not the key). The default says the provider cannot.
+    async fn read_kind(
+        &self,
+        kind: crate::model::EntityKind,
+    ) -> Result<Vec<Entity>, ProviderError> {
+        Err(ProviderError::Protocol(format!(
+            "this provider cannot read the {kind} entities alone"
+        )))
+    }
+
     /// Changes after `cursor` (from the oldest retained change when `None`), waiting up
     /// to `wait` for one. A cursor is the decimal `seq` of the last change consumed, so
     /// `change.seq.to_string()` resumes right after any change (per-change checkpoints).

@@ -158,3 +158,49 @@ async fn rate_limits_freezes_and_wrong_secrets_reach_wechatpy_as_wecom_sends_the
         40001
     );
 }
+
+#[tokio::test]
+async fn wechatpy_manages_corp_tags_with_the_customer_contact_secret_only() {
+    let sim = start_sim_seeded("wecom-corp-tags", "unused=0");
+    corp(
+        &sim,
+        "wwtags",
+        json!({ "secret": "customers-contacts", "externalContactSecret": "customers" }),
+    )
+    .await;
+    let seen = wechatpy(&sim, "corp_tags", "wwtags", "customers");
+    assert_eq!(seen["added"]["group_name"], "客户等级");
+    assert!(
+        seen["added"]["group_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("et")
+    );
+    let groups: BTreeMap<String, Vec<String>> = seen["all"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            let tags = g["tag"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_string())
+                .collect();
+            (g["group_name"].as_str().unwrap().to_string(), tags)
+        })
+        .collect();
+    assert_eq!(groups["客户等级"], ["白金卡", "铜卡"]);
+    assert_eq!(groups["来源/渠道"], ["展会"]);
+    // Filtered by a tag id: its group with only that tag.
+    assert_eq!(seen["by_tag"][0]["tag"].as_array().unwrap().len(), 1);
+    assert_eq!(seen["by_tag"][0]["tag"][0]["name"], "白金卡");
+    assert_eq!(seen["duplicate"]["errcode"], 40071);
+    // The contacts secret may not manage corp tags.
+    assert_eq!(seen["wrong_secret"]["errcode"], 48002);
+
+    // The corp holds them as corp-tag entities, the name's '/' encoded in the key.
+    let held = stored(&sim, "wwtags").await;
+    assert_eq!(held["corp-tag/客户等级"]["order"], 5);
+    assert_eq!(held["corp-tag/来源%2F渠道"]["tags"][0]["name"], "展会");
+}

@@ -17,7 +17,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::load::{LoadGen, Until, seed_account};
-use super::server::{ApiError, ApiResult, Shared, bad_request, json_of};
+use super::state::{ApiError, ApiResult, Shared, bad_request, json_of};
 use super::store::{Faults, now_ms};
 use crate::model::AccountState;
 use crate::provider::notice::{Notice, NoticeEvent, SIGNATURE_HEADER, TIMESTAMP_HEADER};

@@ -48,6 +48,7 @@ fn prefix(kind: EntityKind) -> &'static str {
         EntityKind::Content => "c",
         EntityKind::AutoReply => "r",
         EntityKind::Menu => "m",
+        EntityKind::CorpTag => "x",
     }
 }
 
@@ -76,8 +77,8 @@ pub struct Generator {
     seed: u64,
     rng: Rng,
     /// Live entities per kind: (id number, version). `swap_remove` keeps deletes O(1).
-    live: [Vec<(u32, u32)>; 8],
-    next_id: [u32; 8],
+    live: [Vec<(u32, u32)>; EntityKind::ALL.len()],
+    next_id: [u32; EntityKind::ALL.len()],
 }
 
 impl Generator {
@@ -87,7 +88,7 @@ impl Generator {
             seed,
             rng: Rng::new(mix(&[seed, 0x6c6f_6164])),
             live: Default::default(),
-            next_id: [0; 8],
+            next_id: [0; EntityKind::ALL.len()],
         }
     }
 
@@ -305,6 +306,10 @@ pub fn entity_payload(seed: u64, kind: EntityKind, n: u32, version: u32) -> Valu
             "version": version,
             "updatedAt": updated,
         }),
+        EntityKind::CorpTag => json!({
+            "order": n,
+            "tags": (0..r.range(1, 4)).map(|i| json!({"name": format!("客户标签{n}-{i}"), "order": i})).collect::<Vec<_>>(),
+        }),
         EntityKind::Menu => json!({
             "menuid": n + 1,
             "title": format!("服务号菜单{n}"),
@@ -339,7 +344,7 @@ mod tests {
     #[test]
     fn payload_sizes_kinds_and_chinese() {
         let mut g = Generator::new(9);
-        let mut sizes = [(usize::MAX, 0usize); 8];
+        let mut sizes = [(usize::MAX, 0usize); EntityKind::ALL.len()];
         for _ in 0..3_000 {
             let (key, v) = g.create();
             let len = serde_json::to_string(&v).unwrap().len();
@@ -360,8 +365,14 @@ mod tests {
                 "{key} has no Chinese: {all}"
             );
         }
-        // Every kind was generated.
-        assert!(sizes.iter().all(|(lo, _)| *lo != usize::MAX), "{sizes:?}");
+        // Every kind the generator weighs was generated (WeCom corp tags are not: they
+        // come from a corp's own API).
+        assert!(
+            KIND_WEIGHTS
+                .iter()
+                .all(|(k, _)| sizes[kind_index(*k)].0 != usize::MAX),
+            "{sizes:?}"
+        );
     }
 
     #[test]

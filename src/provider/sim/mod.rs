@@ -15,6 +15,7 @@ pub mod provider;
 mod registry;
 pub mod rng;
 pub mod server;
+mod state;
 pub mod store;
 mod text;
 pub mod wecom;

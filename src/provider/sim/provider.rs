@@ -119,6 +119,19 @@ impl AccountProvider for SimProvider {
         Ok(self.account.head()?.to_string())
     }
 
+    async fn read_kind(
+        &self,
+        kind: crate::model::EntityKind,
+    ) -> Result<Vec<Entity>, ProviderError> {
+        self.account.admit().await?;
+        Ok(self
+            .account
+            .of_kind(kind)?
+            .iter()
+            .map(|(k, p)| entity_of(k, p))
+            .collect())
+    }
+
     async fn read_entity(&self, key: &EntityKey) -> Result<Option<Entity>, ProviderError> {
         self.account.admit().await?;
         Ok(self.account.get(key)?.map(|p| entity_of(key, &p)))

@@ -21,15 +21,15 @@ use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::serve::ListenerExt as _;
 use serde::Deserialize;
 
-use super::load::LoadControl;
+use super::state::{ApiError, ApiResult, AppState, Shared, bad_request, json_of, json_text};
 use super::store::{
     FeedRead, MAX_LIMIT, Payload, SimAccount, SimStore, fmt_ms, parse_cursor, parse_time_ms,
 };
@@ -62,70 +62,6 @@ impl std::fmt::Debug for ServerConfig {
             .field("auto_create", &self.auto_create)
             .finish()
     }
-}
-
-pub(super) struct AppState {
-    pub store: SimStore,
-    token: Option<String>,
-    auto_create: bool,
-    /// Running loads per account (admin).
-    pub loads: Mutex<HashMap<String, LoadControl>>,
-    /// Client for posting notices to webhooks.
-    pub http: reqwest::Client,
-    /// The WeCom API's corps (secrets, tokens, rate windows).
-    pub wecom: super::wecom::WecomSim,
-}
-
-pub(super) type Shared = Arc<AppState>;
-
-/// An error answer.
-pub(super) struct ApiError(pub ProviderError);
-
-impl From<ProviderError> for ApiError {
-    fn from(e: ProviderError) -> Self {
-        ApiError(e)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, _) = wire::status_and_code(&self.0);
-        let body = serde_json::to_vec(&wire::body_of(&self.0)).unwrap_or_default();
-        let mut resp = (
-            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            body,
-        )
-            .into_response();
-        if let ProviderError::RateLimited { retry_after } = &self.0 {
-            resp.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
-        }
-        resp
-    }
-}
-
-pub(super) type ApiResult = Result<Response, ApiError>;
-
-/// A JSON answer from text already in JSON form.
-pub(super) fn json_text(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-        body,
-    )
-        .into_response()
-}
-
-/// A JSON answer from a serialisable value.
-pub(super) fn json_of<T: serde::Serialize>(status: StatusCode, value: &T) -> ApiResult {
-    let text = serde_json::to_string(value)
-        .map_err(|e| ProviderError::Unavailable(format!("cannot encode the answer: {e}")))?;
-    Ok(json_text(status, text))
-}
-
-pub(super) fn bad_request(msg: impl Into<String>) -> ApiError {
-    ApiError(ProviderError::Protocol(msg.into()))
 }
 
 /// Builds the router over `store`.

@@ -112,6 +112,11 @@ impl Reread {
             Reread::ExternalTags => None,
         }
     }
+
+    /// The kind to read again whole, when no key can be named (corp tags).
+    pub fn kind(&self) -> Option<crate::model::EntityKind> {
+        matches!(self, Reread::ExternalTags).then_some(crate::model::EntityKind::CorpTag)
+    }
 }
 
 /// A decrypted, parsed callback.
@@ -211,20 +216,38 @@ pub enum Refused {
     Body(#[from] CallbackError),
 }
 
+/// An accepted callback and what to read again for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub callback: Callback,
+    /// Entities to read again ([`SyntheticFeed::hint`]).
+    ///
+    /// [`SyntheticFeed::hint`]: crate::provider::feedless::SyntheticFeed::hint
+    pub keys: Vec<crate::model::EntityKey>,
+    /// Kinds to read again whole ([`SyntheticFeed::hint_kind`]).
+    ///
+    /// [`SyntheticFeed::hint_kind`]: crate::provider::feedless::SyntheticFeed::hint_kind
+    pub kinds: Vec<crate::model::EntityKind>,
+}
+
 /// What the webhook does with a callback POST: checks the signature, decrypts (which
-/// checks the corp), parses the event and names the entities to read again.
+/// checks the corp), parses the event and names what to read again.
 pub fn receive(
     crypto: &super::crypto::CallbackCrypto,
     msg_signature: &str,
     timestamp: &str,
     nonce: &str,
     body: &str,
-) -> Result<(Callback, Vec<crate::model::EntityKey>), Refused> {
+) -> Result<Received, Refused> {
     let envelope = Envelope::parse(body)?;
     let message = crypto.open(msg_signature, timestamp, nonce, &envelope.encrypt)?;
     let callback = Callback::parse(&message)?;
-    let keys = callback.rereads().iter().filter_map(Reread::key).collect();
-    Ok((callback, keys))
+    let rereads = callback.rereads();
+    Ok(Received {
+        keys: rereads.iter().filter_map(Reread::key).collect(),
+        kinds: rereads.iter().filter_map(Reread::kind).collect(),
+        callback,
+    })
 }
 
 /// The event XML WeCom sends for these values (the simulator's callbacks; tests).

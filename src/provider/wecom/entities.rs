@@ -98,6 +98,50 @@ pub fn tag_payload(tagname: &str, mut userids: Vec<String>, mut partyids: Vec<u6
     json!({ "tagname": tagname, "userlist": userids, "partylist": partyids })
 }
 
+/// A customer-contact tag group's key: `corp-tag/<group name>`, with `%` and `/`
+/// percent-encoded (a key's id holds no `/`).
+///
+/// WeCom assigns group and tag ids itself (`add_corp_tag` takes none), so the two corps
+/// of a pair can never share them. The group's name is what both corps share and
+/// what `add_corp_tag` itself treats as the group's identity ("如果填写的groupname已经存在，
+/// 则会在此标签组下新建标签"); so the key is the name, and each corp's own ids are looked up
+/// by name when a write needs them. That lookup is the id mapping, and it holds in both
+/// directions after a failover. A renamed group is a delete and a create on the other
+/// corp (new ids there).
+pub fn corp_tag_key(group_name: &str) -> Option<EntityKey> {
+    let id = group_name.replace('%', "%25").replace('/', "%2F");
+    EntityKey::new(EntityKind::CorpTag, &id).ok()
+}
+
+/// The group name a [`corp_tag_key`] stands for.
+pub fn corp_tag_name(key: &EntityKey) -> String {
+    key.id().replace("%2F", "/").replace("%25", "%")
+}
+
+/// A tag group's replicated payload, from a `get_corp_tag_list` group: its order and its
+/// tags (name and order, sorted by name). Server fields — `group_id`, `create_time`,
+/// each tag's `id` and `create_time`, and tags marked `deleted` — are left out.
+pub fn corp_tag_payload(group: &Value) -> Value {
+    let mut tags: Vec<(String, Value)> = group["tag"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| !t["deleted"].as_bool().unwrap_or(false))
+        .filter_map(|t| {
+            let name = t["name"].as_str()?.to_string();
+            Some((
+                name.clone(),
+                json!({"name": name, "order": t["order"].as_u64().unwrap_or(0)}),
+            ))
+        })
+        .collect();
+    tags.sort_by(|a, b| a.0.cmp(&b.0));
+    json!({
+        "order": group["order"].as_u64().unwrap_or(0),
+        "tags": tags.into_iter().map(|(_, t)| t).collect::<Vec<_>>(),
+    })
+}
+
 pub fn department_key(id: u64) -> EntityKey {
     EntityKey::new(EntityKind::Department, &id.to_string()).expect("a number is a valid id")
 }
@@ -161,6 +205,25 @@ mod tests {
             member_payload(&read_back),
             json!({"name": "李", "department": [1], "mobile": "+86 1"})
         );
+    }
+
+    #[test]
+    fn corp_tag_groups_are_keyed_by_name_and_lose_their_ids() {
+        let group = json!({"group_id": "etA", "group_name": "客户等级/VIP", "create_time": 1, "order": 2,
+            "tag": [{"id": "et1", "name": "金卡", "create_time": 1, "order": 1},
+                    {"id": "et2", "name": "银卡", "create_time": 1, "order": 2},
+                    {"id": "et3", "name": "旧卡", "create_time": 1, "order": 3, "deleted": true}]});
+        let other_corp = json!({"group_id": "etZ", "group_name": "客户等级/VIP", "create_time": 9, "order": 2,
+            "tag": [{"id": "et8", "name": "银卡", "create_time": 9, "order": 2},
+                    {"id": "et9", "name": "金卡", "create_time": 9, "order": 1}]});
+        assert_eq!(corp_tag_payload(&group), corp_tag_payload(&other_corp));
+        assert_eq!(
+            corp_tag_payload(&group),
+            json!({"order": 2, "tags": [{"name": "金卡", "order": 1}, {"name": "银卡", "order": 2}]})
+        );
+        let key = corp_tag_key("客户等级/VIP 100%").unwrap();
+        assert_eq!(key.as_str(), "corp-tag/客户等级%2FVIP 100%25");
+        assert_eq!(corp_tag_name(&key), "客户等级/VIP 100%");
     }
 
     #[test]

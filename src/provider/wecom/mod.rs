@@ -8,6 +8,7 @@
 
 pub mod callback;
 pub mod client;
+mod corp_tags;
 pub mod crypto;
 pub mod entities;
 pub mod errcode;

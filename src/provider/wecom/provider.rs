@@ -2,8 +2,9 @@
 //!
 //! Reading: a listing is the corp's departments (`department/list`), members
 //! (`user/list_id` cursor pages, then `user/get` for each member of the page asked for)
-//! and tags (`tag/list`, then `tag/get`), in key order, as the payloads of
-//! [`super::entities`].
+//! and tags (`tag/list`, then `tag/get`), and, given the customer-contact secret, the
+//! customer-contact tag groups (`get_corp_tag_list`, see `corp_tags.rs`), in key order,
+//! as the payloads of [`super::entities`].
 //!
 //! Writing keeps WeCom's ids: a department is created with its id, a member with its
 //! userid, a tag with its tagid. A write is update-else-create (an update answered
@@ -24,8 +25,8 @@ use serde_json::{Value, json};
 
 use super::client::{ClientOptions, Req, WecomClient, errcode_of};
 use super::entities::{
-    department_key, department_payload, member_key, member_payload, member_update, tag_key,
-    tag_payload,
+    corp_tag_key, corp_tag_name, corp_tag_payload, department_key, department_payload, member_key,
+    member_payload, member_update, tag_key, tag_payload,
 };
 use super::errcode;
 use crate::model::{AccountState, Entity, EntityKey, EntityKind};
@@ -50,11 +51,15 @@ enum Source {
     Department(Value),
     Member(String),
     Tag(u64),
+    CorpTag(Value),
 }
 
 /// A WeCom corp as an account.
 pub struct WecomProvider {
     client: WecomClient,
+    /// The customer-contact (客户联系) secret's client, for corp tags; without it corp
+    /// tags are neither listed nor written.
+    pub(super) customers: Option<WecomClient>,
     /// The keys a listing's first page read, for its next pages (each page would
     /// otherwise list the whole corp again: user/list_id is 1 call per 10,000 members).
     keys: tokio::sync::Mutex<Option<(Instant, Keys)>>,
@@ -77,8 +82,19 @@ impl WecomProvider {
     ) -> Result<Self, ProviderError> {
         Ok(WecomProvider {
             client: WecomClient::new(corp_id, secret, options)?,
+            customers: None,
             keys: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// Also replicates the corp's customer-contact tags, with that secret.
+    pub fn with_customer_contact(
+        mut self,
+        secret: &str,
+        options: &ClientOptions,
+    ) -> Result<Self, ProviderError> {
+        self.customers = Some(WecomClient::new(self.client.corp_id(), secret, options)?);
+        Ok(self)
     }
 
     /// Every key of the corp, sorted, with where to read it.
@@ -113,6 +129,11 @@ impl WecomProvider {
                 _ => break,
             }
         }
+        for (name, group) in self.corp_tag_groups().await? {
+            if let Some(key) = corp_tag_key(&name) {
+                out.insert(key, Source::CorpTag(corp_tag_payload(&group)));
+            }
+        }
         let tags = self.client.call("tag/list", Req::Get(&[])).await?;
         for t in tags["taglist"].as_array().into_iter().flatten() {
             if let Some(id) = t["tagid"].as_u64() {
@@ -125,7 +146,7 @@ impl WecomProvider {
     /// An entity's payload now; `None` when it was deleted since it was listed.
     async fn read(&self, source: &Source) -> Result<Option<Value>, ProviderError> {
         match source {
-            Source::Department(p) => Ok(Some(p.clone())),
+            Source::Department(p) | Source::CorpTag(p) => Ok(Some(p.clone())),
             Source::Member(userid) => {
                 match self
                     .client
@@ -397,6 +418,21 @@ impl AccountProvider for WecomProvider {
         Ok(EntityPage { entities, next })
     }
 
+    /// Corp tags only: they are one call (`get_corp_tag_list`).
+    async fn read_kind(&self, kind: EntityKind) -> Result<Vec<Entity>, ProviderError> {
+        if kind != EntityKind::CorpTag {
+            return Err(ProviderError::Protocol(format!(
+                "a WeCom corp's {kind} entities are read one by one"
+            )));
+        }
+        Ok(self
+            .corp_tag_groups()
+            .await?
+            .iter()
+            .filter_map(|(name, g)| Some(Entity::new(corp_tag_key(name)?, corp_tag_payload(g))))
+            .collect())
+    }
+
     async fn read_entity(&self, key: &EntityKey) -> Result<Option<Entity>, ProviderError> {
         let source = match key.kind() {
             EntityKind::Department => {
@@ -415,6 +451,10 @@ impl AccountProvider for WecomProvider {
             }
             EntityKind::Member => Source::Member(key.id().to_string()),
             EntityKind::Tag => Source::Tag(Self::number(key)?),
+            EntityKind::CorpTag => {
+                let group = self.corp_tag_groups().await?.remove(&corp_tag_name(key));
+                return Ok(group.map(|g| Entity::new(key.clone(), corp_tag_payload(&g))));
+            }
             _ => return Ok(None),
         };
         Ok(self
@@ -449,6 +489,7 @@ impl AccountProvider for WecomProvider {
             }
             EntityKind::Member => self.put_member(key.id(), &entity.payload).await,
             EntityKind::Tag => self.put_tag(Self::number(key)?, &entity.payload).await,
+            EntityKind::CorpTag => self.put_corp_tag(key, &entity.payload).await,
             other => Err(ProviderError::Rejected(format!(
                 "{key}: a WeCom corp holds no {other} entities"
             ))),
@@ -460,6 +501,9 @@ impl AccountProvider for WecomProvider {
         key: &EntityKey,
         _origin: Option<&str>,
     ) -> Result<(), ProviderError> {
+        if key.kind() == EntityKind::CorpTag {
+            return self.delete_corp_tag(key).await;
+        }
         let (api, param, gone) = match key.kind() {
             EntityKind::Department => ("department/delete", "id", 60003),
             EntityKind::Member => ("user/delete", "userid", 60111),

@@ -65,6 +65,27 @@ def contacts(base, corp, secret):
     return out
 
 
+def corp_tags(base, corp, secret):
+    """SECRET is the customer-contact secret; SECRET + "-contacts" the contacts one."""
+    c = client_for(base, corp, secret)
+    out = {}
+    made = c.external_contact.add_corp_tag(None, "客户等级", 5, [{"name": "金卡", "order": 1}, {"name": "银卡"}])
+    out["added"] = made["tag_group"]
+    group_id = made["tag_group"]["group_id"]
+    silver = [t["id"] for t in made["tag_group"]["tag"] if t["name"] == "银卡"][0]
+    gold = [t["id"] for t in made["tag_group"]["tag"] if t["name"] == "金卡"][0]
+    c.external_contact.add_corp_tag(group_id, None, None, [{"name": "铜卡", "order": 3}])
+    c.external_contact.edit_corp_tag(gold, name="白金卡")
+    c.external_contact.del_corp_tag(tag_id=[silver])
+    c.external_contact.add_corp_tag(None, "来源/渠道", 1, [{"name": "展会"}])
+    out["all"] = c.external_contact.get_corp_tag_list()["tag_group"]
+    out["by_tag"] = c.external_contact.get_corp_tag_list([gold])["tag_group"]
+    out["duplicate"] = failure(lambda: c.external_contact.add_corp_tag(group_id, None, None, [{"name": "白金卡"}]))
+    contacts = client_for(base, corp, secret + "-contacts")
+    out["wrong_secret"] = failure(lambda: contacts.external_contact.get_corp_tag_list())
+    return out
+
+
 def rate_limited(base, corp, secret):
     c = client_for(base, corp, secret)
     seen = []
@@ -90,7 +111,7 @@ def wrong_secret(base, corp, secret):
 def main():
     base, scenario, corp, secret = sys.argv[1:5]
     fn = {"contacts": contacts, "rate_limited": rate_limited, "frozen": frozen,
-          "wrong_secret": wrong_secret}[scenario]
+          "wrong_secret": wrong_secret, "corp_tags": corp_tags}[scenario]
     json.dump(fn(base, corp, secret), sys.stdout, ensure_ascii=False)
 
 

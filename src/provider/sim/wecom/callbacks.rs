@@ -8,6 +8,8 @@
 //!   here the admin API and loads — and understudy's own writes on a passive corp);
 //! - tags have only `update_tag`, for membership: a tag created, renamed or deleted sends
 //!   nothing, so only a reconciliation scan sees those;
+//! - a customer-contact tag group created, changed or deleted sends `change_external_tag`
+//!   ("企业客户标签事件", document/path/92130) with the group's id;
 //! - a delivery not answered 200 within 5 s is tried again, three times in all, then
 //!   given up.
 //!
@@ -108,6 +110,22 @@ pub fn events_for(key: &EntityKey, before: Option<&Value>, after: Option<&Value>
                 _ => Vec::new(),
             }
         }
+        // change_external_tag ("企业客户标签事件"): per group, with its id.
+        EntityKind::CorpTag => {
+            let id = after
+                .or(before)
+                .and_then(|g| g["group_id"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            change("create", "update", "delete")
+                .map(|change| SimEvent::ExternalTag {
+                    id,
+                    tag_type: "tag_group",
+                    change,
+                })
+                .into_iter()
+                .collect()
+        }
         _ => Vec::new(),
     }
 }
@@ -152,7 +170,12 @@ pub fn spawn(
 fn snapshot(account: &SimAccount) -> (Option<u64>, HashMap<EntityKey, Value>) {
     let head = account.head().ok();
     let mut last = HashMap::new();
-    for kind in [EntityKind::Member, EntityKind::Department, EntityKind::Tag] {
+    for kind in [
+        EntityKind::Member,
+        EntityKind::Department,
+        EntityKind::Tag,
+        EntityKind::CorpTag,
+    ] {
         for (k, p) in account.of_kind(kind).unwrap_or_default() {
             last.insert(k, p.value());
         }

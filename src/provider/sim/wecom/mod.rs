@@ -16,9 +16,11 @@
 pub mod callbacks;
 mod contacts;
 pub mod corp;
+mod customers;
+pub(super) mod state;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -28,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 
-use super::server::{ApiResult, Shared, bad_request, json_of};
+use super::state::{ApiResult, Shared, bad_request, json_of};
 use super::store::SimAccount;
 use crate::model::AccountState;
 use crate::provider::ProviderError;
@@ -36,42 +38,13 @@ use crate::provider::wecom::entities::{department_key, department_payload};
 use callbacks::CallbackControl;
 pub use corp::{CallbackTarget, CorpConfig, Corps, Scope, WecomError};
 
-/// A corp's callback task and its counters.
-type Sender = (tokio::task::JoinHandle<()>, Arc<CallbackControl>);
-
-/// The WeCom side of the simulator's state.
-#[derive(Default)]
-pub struct WecomSim {
-    corps: Mutex<Corps>,
-    /// Each corp's callback sender, with its counters.
-    callbacks: Mutex<HashMap<String, Sender>>,
-}
-
-impl Drop for WecomSim {
-    fn drop(&mut self) {
-        let senders = self.callbacks.get_mut().unwrap_or_else(|p| p.into_inner());
-        for (task, _) in senders.values() {
-            task.abort();
-        }
-    }
-}
-
-impl WecomSim {
-    fn corps(&self) -> MutexGuard<'_, Corps> {
-        self.corps.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn callbacks(&self) -> MutexGuard<'_, HashMap<String, Sender>> {
-        self.callbacks.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 /// The `/cgi-bin` routes (authenticated by access token, not by the simulator's bearer
 /// token).
 pub(super) fn api_routes() -> Router<Shared> {
     Router::new()
         .route("/cgi-bin/gettoken", get(gettoken))
         .merge(contacts::routes())
+        .merge(customers::routes())
 }
 
 /// The admin routes (behind the simulator's bearer token).

@@ -6,7 +6,7 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use super::*;
-use crate::provider::sim::server::Shared;
+use crate::provider::sim::state::Shared;
 use crate::provider::sim::wecom::{WecomError, answer};
 use crate::provider::wecom::entities::{department_key, department_payload};
 

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::tags::{tag_parties, tag_users};
 use super::*;
 use crate::model::EntityKind;
-use crate::provider::sim::server::Shared;
+use crate::provider::sim::state::Shared;
 use crate::provider::sim::wecom::{WecomError, answer};
 use crate::provider::wecom::entities::{member_key, member_payload, tag_payload};
 

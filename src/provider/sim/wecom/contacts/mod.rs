@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Call, Scope, WecomError, store_error};
 use crate::model::{EntityKey, EntityKind};
-use crate::provider::sim::server::Shared;
+use crate::provider::sim::state::Shared;
 use crate::provider::sim::store::{Payload, SimAccount};
 use crate::provider::wecom::entities::department_key;
 

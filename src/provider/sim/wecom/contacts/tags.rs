@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::model::EntityKind;
-use crate::provider::sim::server::Shared;
+use crate::provider::sim::state::Shared;
 use crate::provider::sim::wecom::{WecomError, answer};
 use crate::provider::wecom::entities::{member_key, tag_key, tag_payload};
 
