@@ -31,6 +31,12 @@ const KIND_WEIGHTS: [(EntityKind, u32); 8] = [
     (EntityKind::Menu, 3),
 ];
 
+/// The kinds the generator makes (every kind but WeCom's corp tags, which only a
+/// corp's own API makes).
+pub fn generated_kinds() -> impl Iterator<Item = EntityKind> {
+    KIND_WEIGHTS.iter().map(|(k, _)| *k)
+}
+
 fn kind_index(kind: EntityKind) -> usize {
     EntityKind::ALL
         .iter()
