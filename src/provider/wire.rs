@@ -379,6 +379,31 @@ mod tests {
     }
 
     #[test]
+    fn openapi_names_every_entity_kind_in_its_enum_and_key_pattern() {
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(include_str!("openapi.yaml")).expect("openapi.yaml parses");
+        let schemas = &doc["components"]["schemas"];
+        let listed: Vec<&str> = schemas["EntityKind"]["enum"]
+            .as_sequence()
+            .expect("EntityKind has an enum")
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        let pattern = schemas["EntityKey"]["pattern"].as_str().unwrap();
+        for kind in crate::model::EntityKind::ALL {
+            assert!(
+                listed.contains(&kind.as_str()),
+                "{kind} missing from the enum"
+            );
+            assert!(
+                pattern.contains(kind.as_str()),
+                "{kind} missing from the key pattern"
+            );
+        }
+        assert_eq!(listed.len(), crate::model::EntityKind::ALL.len());
+    }
+
+    #[test]
     fn openapi_documents_every_route_and_error_code() {
         let doc: serde_yaml::Value =
             serde_yaml::from_str(crate::provider::sim::server::OPENAPI_YAML).unwrap();
