@@ -58,6 +58,12 @@ pub enum ProviderError {
     Protocol(String),
 }
 
+/// Byte strings equal, compared in constant time (secrets, signatures): a mismatch
+/// cannot be found byte by byte from timing.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 impl ProviderError {
     /// Errors worth retrying for an idempotent call.
     pub fn is_transient(&self) -> bool {

@@ -109,11 +109,6 @@ pub fn router(store: SimStore, config: ServerConfig) -> Router {
         .with_state(state)
 }
 
-/// Constant-time comparison so the token cannot be guessed byte by byte from timing.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn auth(State(state): State<Shared>, req: Request, next: Next) -> Response {
     if let Some(token) = &state.token {
         let given = req
@@ -122,7 +117,7 @@ async fn auth(State(state): State<Shared>, req: Request, next: Next) -> Response
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !same_secret(given.as_bytes(), token.as_bytes()) {
+        if !crate::provider::constant_time_eq(given.as_bytes(), token.as_bytes()) {
             return ApiError(ProviderError::Unauthorized(
                 "missing or wrong bearer token".into(),
             ))

@@ -112,10 +112,7 @@ impl WecomClient {
         let answer = self.answer(api, send).await?;
         match errcode_of(&answer) {
             0 => Ok(answer),
-            code => Err(errcode::to_error(
-                code,
-                answer["errmsg"].as_str().unwrap_or(""),
-            )),
+            _ => Err(error_of(&answer)),
         }
     }
 
@@ -204,12 +201,8 @@ impl WecomClient {
         let answer: Value = resp.json().await.map_err(|e| {
             ProviderError::Protocol(format!("gettoken: not JSON: {}", without_url(&e)))
         })?;
-        let code = answer["errcode"].as_i64().unwrap_or(0);
-        if code != 0 {
-            return Err(errcode::to_error(
-                code,
-                answer["errmsg"].as_str().unwrap_or(""),
-            ));
+        if errcode_of(&answer) != 0 {
+            return Err(error_of(&answer));
         }
         let value = answer["access_token"]
             .as_str()
@@ -236,6 +229,11 @@ impl WecomClient {
 /// The errcode of an answer (absent: 0, as WeCom's successful answers of some APIs).
 pub fn errcode_of(answer: &Value) -> i64 {
     answer["errcode"].as_i64().unwrap_or(0)
+}
+
+/// The error a non-zero answer stands for (its errcode and WeCom's errmsg).
+pub fn error_of(answer: &Value) -> ProviderError {
+    errcode::to_error(errcode_of(answer), answer["errmsg"].as_str().unwrap_or(""))
 }
 
 /// reqwest's error text without the URL, whose query holds the token or the secret.

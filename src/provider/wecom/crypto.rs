@@ -126,7 +126,7 @@ impl CallbackCrypto {
         encrypted: &str,
     ) -> Result<String, CryptoError> {
         let expected = self.signature(timestamp, nonce, encrypted);
-        if !constant_time_eq(
+        if !crate::provider::constant_time_eq(
             expected.as_bytes(),
             msg_signature.to_ascii_lowercase().as_bytes(),
         ) {
@@ -215,10 +215,6 @@ fn unpad(plain: &[u8]) -> Result<&[u8], CryptoError> {
         return Err(CryptoError::BadCiphertext);
     }
     Ok(body)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -23,12 +23,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::client::{ClientOptions, Req, WecomClient, errcode_of};
+use super::client::{ClientOptions, Req, WecomClient, errcode_of, error_of};
 use super::entities::{
     corp_tag_key, corp_tag_name, corp_tag_payload, department_key, department_payload, member_key,
     member_payload, member_update, tag_key, tag_payload,
 };
-use super::errcode;
 use crate::model::{AccountState, Entity, EntityKey, EntityKind};
 use crate::provider::{
     AccountProvider, ActivityEvent, ChangeBatch, EntityPage, ProbeResult, ProviderError,
@@ -204,7 +203,7 @@ impl WecomProvider {
         match errcode_of(&a) {
             // Created, or it exists (60008: same id or name): either way it is there.
             0 | 60008 => Ok(()),
-            code => Err(errcode::to_error(code, a["errmsg"].as_str().unwrap_or(""))),
+            _ => Err(error_of(&a)),
         }
     }
 
@@ -231,7 +230,7 @@ impl WecomProvider {
                     let parent = body["parentid"].as_u64().unwrap_or(1);
                     self.ensure_department(parent).await?;
                 }
-                code => return Err(errcode::to_error(code, a["errmsg"].as_str().unwrap_or(""))),
+                _ => return Err(error_of(&a)),
             }
         }
         unreachable!("the loop returns on its second attempt")
@@ -260,7 +259,7 @@ impl WecomProvider {
                         self.ensure_department(d.as_u64().unwrap_or(1)).await?;
                     }
                 }
-                code => return Err(errcode::to_error(code, a["errmsg"].as_str().unwrap_or(""))),
+                _ => return Err(error_of(&a)),
             }
         }
         unreachable!("the loop returns on its second attempt")
@@ -275,7 +274,7 @@ impl WecomProvider {
             40068 => {
                 self.client.call("tag/create", Req::Post(&body)).await?;
             }
-            code => return Err(errcode::to_error(code, a["errmsg"].as_str().unwrap_or(""))),
+            _ => return Err(error_of(&a)),
         }
         // Membership: what the tag should hold against what it holds.
         let Some(now) = self.read(&Source::Tag(id)).await? else {
@@ -316,7 +315,7 @@ impl WecomProvider {
                         missing.push("every member and department named".into());
                     }
                 }
-                code => return Err(errcode::to_error(code, a["errmsg"].as_str().unwrap_or(""))),
+                _ => return Err(error_of(&a)),
             }
         }
         if missing.is_empty() {
@@ -444,9 +443,7 @@ impl AccountProvider for WecomProvider {
                 match errcode_of(&a) {
                     0 => Source::Department(department_payload(&a["department"])),
                     60003 | 60123 => return Ok(None),
-                    code => {
-                        return Err(errcode::to_error(code, a["errmsg"].as_str().unwrap_or("")));
-                    }
+                    _ => return Err(error_of(&a)),
                 }
             }
             EntityKind::Member => Source::Member(key.id().to_string()),
@@ -522,7 +519,7 @@ impl AccountProvider for WecomProvider {
             // Deleted, or already gone.
             0 => Ok(()),
             code if code == gone => Ok(()),
-            code => Err(errcode::to_error(code, a["errmsg"].as_str().unwrap_or(""))),
+            _ => Err(error_of(&a)),
         }
     }
 
