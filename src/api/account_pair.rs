@@ -37,8 +37,14 @@ pub use super::traffic::{
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = kube::core::Rule::new(
-    "self.primary.endpoint != self.standby.endpoint || self.primary.accountId != self.standby.accountId"
+    "!has(self.primary.endpoint) || !has(self.standby.endpoint) || !has(self.primary.accountId) || !has(self.standby.accountId) || self.primary.endpoint != self.standby.endpoint || self.primary.accountId != self.standby.accountId"
 ).message("spec.primary and spec.standby name the same account: the standby must be a different account (endpoint or accountId must differ)"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.primary.corpId) || !has(self.standby.corpId) || self.primary.corpId != self.standby.corpId"
+).message("spec.primary and spec.standby name the same WeCom corp: the standby must be another corp (corpId must differ)"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "(has(self.primary.provider) ? self.primary.provider : 'http') == (has(self.standby.provider) ? self.standby.provider : 'http')"
+).message("spec.primary and spec.standby use different providers: records are copied between two accounts of one provider, so set the same provider on both"))]
 #[x_kube(validation = kube::core::Rule::new(
     "!has(self.drills) || !has(self.drills.rehearsalTraffic) || !has(self.drills.rehearsalTraffic.dns) || !has(self.traffic) || !has(self.traffic.dns) || self.drills.rehearsalTraffic.dns.all(r, !self.traffic.dns.exists(p, p.zone == r.zone && p.name == r.name))"
 ).message("spec.drills.rehearsalTraffic.dns names a production record of spec.traffic.dns (same zone and name): a rehearsal flips its own DNS record, never production's"))]
@@ -75,26 +81,93 @@ pub enum ProviderKind {
     /// The Provider API over HTTP/JSON (src/provider/openapi.yaml); also what the simulator serves.
     #[default]
     Http,
+    /// A WeCom (企业微信) corp over WeCom's own server API: contacts, tags and
+    /// customer-contact tags; changes from its callbacks and a reconciliation scan.
+    Wecom,
 }
 
-/// One messaging account at a provider.
+/// One messaging account at a provider. `provider: http` (the default) names it by
+/// `endpoint` and `accountId`; `provider: wecom` by `corpId` (and `apiBase`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new(
+    "(has(self.provider) && self.provider == 'wecom') || (has(self.endpoint) && has(self.accountId))"
+).message("provider http needs endpoint (the Provider API's base URL) and accountId"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.provider) || self.provider != 'wecom' || has(self.corpId)"
+).message("provider wecom needs corpId: copy it from the WeCom admin console (My Company → Corp ID)"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "!has(self.provider) || self.provider != 'wecom' || (!has(self.endpoint) && !has(self.accountId))"
+).message("endpoint and accountId belong to provider http: a WeCom corp is named by corpId and reached at apiBase"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "(has(self.provider) && self.provider == 'wecom') || (!has(self.corpId) && !has(self.apiBase) && !has(self.callback) && !has(self.externalContactSecretRef))"
+).message("corpId, apiBase, callback and externalContactSecretRef belong to provider wecom: set provider: wecom or remove them"))]
 pub struct AccountRef {
     /// Adapter used to reach the provider.
     #[serde(default)]
     pub provider: ProviderKind,
-    /// Base URL of the Provider API, e.g. `https://provider.example.com`. Never with
-    /// credentials in it (`user:password@`): the token belongs in `credentialsSecretRef`.
+    /// `provider: http`: base URL of the Provider API, e.g. `https://provider.example.com`.
+    /// Never with credentials in it (`user:password@`): the token belongs in
+    /// `credentialsSecretRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048), pattern(r"^https?://[^\s/]+(/[^\s]*)?$"))]
     #[x_kube(validation = kube::core::Rule::new("!self.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@')")
         .message("the endpoint URL carries credentials (user:password@ or user@): remove them and put the token in the Secret named by credentialsSecretRef"))]
-    pub endpoint: String,
-    /// The account's id at the provider.
+    pub endpoint: Option<String>,
+    /// `provider: http`: the account's id at the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 128), pattern(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"))]
-    pub account_id: String,
-    /// Secret holding the API credentials (key `token` unless given).
+    pub account_id: Option<String>,
+    /// `provider: wecom`: the corp's ID (企业ID, e.g. `ww0123456789abcdef`), from the
+    /// admin console's My Company page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), pattern(r"^[A-Za-z0-9][A-Za-z0-9_-]*$"))]
+    pub corp_id: Option<String>,
+    /// The API credentials. `provider: http`: the bearer token (key `token` unless
+    /// given). `provider: wecom`: the contacts-sync (通讯录同步) Secret, with API
+    /// editing enabled (key `secret` unless given).
     pub credentials_secret_ref: SecretKeyRef,
+    /// `provider: wecom`: the customer-contact (客户联系) Secret (key `secret` unless
+    /// given). Without it corp tags (`corp-tag`) are not replicated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_contact_secret_ref: Option<SecretKeyRef>,
+    /// `provider: wecom`: the callback settings registered for the contacts-sync app
+    /// (its 接收事件服务器: URL `…/webhooks/wecom/NAMESPACE/PAIR`, Token and
+    /// EncodingAESKey). Without it changes are seen only by the reconciliation scan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<CallbackSpec>,
+    /// `provider: wecom`: where WeCom's API is reached: `https://qyapi.weixin.qq.com`
+    /// unless given (a forward proxy, or the simulator in tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048), pattern(r"^https?://[^\s/@]+(/[^\s]*)?$"))]
+    pub api_base: Option<String>,
+}
+
+impl AccountRef {
+    /// The account's id at its provider: `accountId`, or a WeCom corp's `corpId`.
+    pub fn id(&self) -> &str {
+        match self.provider {
+            ProviderKind::Http => self.account_id.as_deref().unwrap_or_default(),
+            ProviderKind::Wecom => self.corp_id.as_deref().unwrap_or_default(),
+        }
+    }
+}
+
+/// A WeCom callback's secrets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallbackSpec {
+    /// Secret (in the pair's namespace) with keys `token` (the callback Token) and
+    /// `encodingAESKey` (the 43-character EncodingAESKey).
+    pub secret_ref: SecretRef,
+}
+
+/// A whole Secret in the pair's namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }
 
 /// Replication settings.
@@ -114,6 +187,15 @@ pub struct ReplicationSpec {
     #[serde(default = "default_partitions")]
     #[schemars(range(min = 1, max = 256))]
     pub partitions: i32,
+    /// Providers without a change feed (`provider: wecom`): how often the active
+    /// account is listed whole and compared with what was replicated, so a change whose
+    /// callback was lost still reaches the standby.
+    #[serde(default = "default_reconcile_interval")]
+    pub reconcile_interval: PositiveDuration,
+}
+
+fn default_reconcile_interval() -> PositiveDuration {
+    PositiveDuration::from_secs(600)
 }
 
 fn default_max_lag() -> PositiveDuration {

@@ -19,3 +19,4 @@ pub mod secrets;
 pub mod status;
 pub mod switchover;
 pub mod targets;
+pub mod wecom_hook;

@@ -51,7 +51,9 @@ async fn receive(
     body: Bytes,
 ) -> (StatusCode, String) {
     if !ctx.leader.is_leader() {
-        return forward(&ctx, &namespace, &pair, &headers, body).await;
+        let path = format!("/webhooks/notices/{namespace}/{pair}");
+        let pass = [TIMESTAMP_HEADER, SIGNATURE_HEADER, "content-type"];
+        return forward(&ctx, reqwest::Method::POST, &path, &headers, &pass, body).await;
     }
     let Some(handle) = ctx.pair(&namespace, &pair) else {
         return not_running(&ctx, &namespace, &pair).await;
@@ -104,9 +106,9 @@ async fn receive(
             );
         }
     };
-    let side = if notice.account == handle.spec.primary.account_id {
+    let side = if notice.account == handle.spec.primary.id() {
         Side::Primary
-    } else if notice.account == handle.spec.standby.account_id {
+    } else if notice.account == handle.spec.standby.id() {
         Side::Standby
     } else {
         return (
@@ -149,7 +151,11 @@ async fn receive(
 
 /// The pair is not running here: 503 (retry) while it exists and is starting, 404 when
 /// there is no such pair.
-async fn not_running(ctx: &Context, namespace: &str, pair: &str) -> (StatusCode, String) {
+pub(super) async fn not_running(
+    ctx: &Context,
+    namespace: &str,
+    pair: &str,
+) -> (StatusCode, String) {
     let api: kube::Api<crate::api::AccountPair> =
         kube::Api::namespaced(ctx.client.clone(), namespace);
     let watched = ctx
@@ -182,12 +188,14 @@ async fn not_running(ctx: &Context, namespace: &str, pair: &str) -> (StatusCode,
     }
 }
 
-/// Hand the request to the leader, unchanged, and return its answer.
-async fn forward(
+/// Hand the request to the leader, unchanged (`path` with its query, the `pass`
+/// headers and the body), and return its answer.
+pub(super) async fn forward(
     ctx: &Context,
-    namespace: &str,
-    pair: &str,
+    method: reqwest::Method,
+    path: &str,
     headers: &HeaderMap,
+    pass: &[&str],
     body: Bytes,
 ) -> (StatusCode, String) {
     let unavailable = |why: String| (StatusCode::SERVICE_UNAVAILABLE, why);
@@ -207,15 +215,12 @@ async fn forward(
             .unwrap_or_default()
     });
     let mut req = client
-        .post(format!(
-            "{}/webhooks/notices/{namespace}/{pair}",
-            url.trim_end_matches('/')
-        ))
+        .request(method, format!("{}{path}", url.trim_end_matches('/')))
         .header(FORWARDED_HEADER, ctx.opts.identity.as_str())
         .body(body);
-    for h in [TIMESTAMP_HEADER, SIGNATURE_HEADER, "content-type"] {
-        if let Some(v) = headers.get(h) {
-            req = req.header(h, v.as_bytes());
+    for h in pass {
+        if let Some(v) = headers.get(*h) {
+            req = req.header(*h, v.as_bytes());
         }
     }
     match req.send().await {
@@ -226,7 +231,7 @@ async fn forward(
             (status, text)
         }
         Err(e) => unavailable(format!(
-            "handing the notice to the leader failed ({e}); retry"
+            "handing the request to the leader failed ({e}); retry"
         )),
     }
 }

@@ -56,7 +56,10 @@ pub async fn run(
     };
     let ctx = Context::new(Env::new(client.clone(), leader.clone(), opts.clone()));
     let readiness = crate::http::Readiness::default();
-    let http = bound.serve(readiness.clone(), super::notices::router(ctx.clone()))?;
+    let http = bound.serve(
+        readiness.clone(),
+        super::notices::router(ctx.clone()).merge(super::wecom_hook::router(ctx.clone())),
+    )?;
     http.announce();
     tracing::info!(webhook = %http.webhook, health = %http.health, identity = %opts.identity, "operator started");
 

@@ -21,6 +21,8 @@ pub struct StatusInput<'a> {
     pub active: Side,
     pub target: Option<Side>,
     pub verdicts: [(&'a Verdict, Option<&'a str>); 2],
+    /// What each side's provider said is misconfigured (see `Misconfigured`).
+    pub misconfigured: [Option<&'a str>; 2],
     pub snapshot: Option<&'a PipelineSnapshot>,
     /// Why replication does not run (start failing, fenced, held).
     pub pipeline_error: Option<&'a str>,
@@ -179,6 +181,7 @@ pub fn build(input: &StatusInput<'_>, now: DateTime<Utc>) -> AccountPairStatus {
             now,
         ),
     };
+    misconfigured(&mut conds, input, g, now);
     let aligned = traffic_aligned(&mut conds, input, g, now);
     match input.audit_problem {
         Some(p) => {
@@ -290,6 +293,67 @@ fn automatic_failover(
     set_condition(conds, "AutomaticFailover", status, reason, &message, g, now);
 }
 
+/// `Misconfigured`: a side's provider refused calls because of its setup (a permission,
+/// the IP allow-list, the account id) — from the status polls, and from replication's
+/// reads of the active side and writes to the passive one. Never a freeze: the message
+/// says what the administrator must change.
+fn misconfigured(
+    conds: &mut Vec<Condition>,
+    input: &StatusInput<'_>,
+    g: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    use crate::provider::ProviderError;
+    let said = |e: &Option<ProviderError>| match e {
+        Some(ProviderError::Misconfigured(m)) => Some(m.clone()),
+        _ => None,
+    };
+    let mut found: Vec<String> = Vec::new();
+    for side in [Side::Primary, Side::Standby] {
+        let i = if side == Side::Primary { 0 } else { 1 };
+        let from_replication = input.snapshot.and_then(|s| {
+            if side == input.active {
+                said(&s.source_error)
+            } else {
+                said(&s.sink_error)
+            }
+        });
+        let mut msgs: Vec<String> = input.misconfigured[i]
+            .map(str::to_string)
+            .into_iter()
+            .collect();
+        if let Some(m) = from_replication.filter(|m| !msgs.contains(m)) {
+            msgs.push(m);
+        }
+        if !msgs.is_empty() {
+            found.push(format!("{side} account: {}", msgs.join("; ")));
+        }
+    }
+    if found.is_empty() {
+        if super::conditions::get(conds, "Misconfigured").is_some() {
+            set_condition(
+                conds,
+                "Misconfigured",
+                CondStatus::False,
+                "None",
+                "both providers accept the operator's calls",
+                g,
+                now,
+            );
+        }
+        return;
+    }
+    set_condition(
+        conds,
+        "Misconfigured",
+        CondStatus::True,
+        "ProviderRefusedSetup",
+        &found.join("; "),
+        g,
+        now,
+    );
+}
+
 /// `TrafficAligned`: every traffic target points at the active side (as last read
 /// back). Returns false only when they were read and do not.
 fn traffic_aligned(
@@ -326,153 +390,5 @@ fn traffic_aligned(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::detection::VerdictKind;
-
-    fn v(kind: VerdictKind) -> Verdict {
-        Verdict::new(kind, "test", Utc::now())
-    }
-
-    #[test]
-    fn healthy_pair_without_pipeline_is_pending_and_not_ready() {
-        let prev = AccountPairStatus::default();
-        let (h1, h2) = (v(VerdictKind::Healthy), v(VerdictKind::Healthy));
-        let input = StatusInput {
-            previous: &prev,
-            generation: 3,
-            paused: false,
-            mode: DetectionMode::Automatic,
-            active: Side::Primary,
-            target: None,
-            verdicts: [(&h1, None), (&h2, None)],
-            snapshot: None,
-            pipeline_error: None,
-            brake: None,
-            failover_started: None,
-            traffic: None,
-            risk: &[],
-            last_flip: None,
-            seen_notices: &[],
-            audit_problem: None,
-        };
-        let s = build(&input, Utc::now());
-        assert_eq!(s.phase.as_deref(), Some("Pending"));
-        assert_eq!(s.active_side, Some(Side::Primary));
-        assert_eq!(s.observed_generation, Some(3));
-        let ready = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
-        assert_eq!(ready.status, "False");
-    }
-
-    #[test]
-    fn every_brake_shows_as_automatic_failover_false_and_pages_only_when_humans_must_act() {
-        let prev = AccountPairStatus::default();
-        let (f, h) = (v(VerdictKind::Frozen), v(VerdictKind::Healthy));
-        for brake in Brake::ALL {
-            let input = StatusInput {
-                previous: &prev,
-                generation: 1,
-                paused: false,
-                mode: DetectionMode::Automatic,
-                active: Side::Primary,
-                target: None,
-                verdicts: [(&f, None), (&h, None)],
-                snapshot: None,
-                pipeline_error: None,
-                brake: Some((brake, "what a human should do")),
-                failover_started: None,
-                traffic: None,
-                risk: &[],
-                last_flip: None,
-                seen_notices: &[],
-                audit_problem: None,
-            };
-            let s = build(&input, Utc::now());
-            let get = |t: &str| s.conditions.iter().find(|c| c.type_ == t).unwrap().clone();
-            let af = get("AutomaticFailover");
-            assert_eq!(
-                (af.status.as_str(), af.reason.as_str()),
-                ("False", brake.reason()),
-                "{brake}"
-            );
-            assert_eq!(af.message, "what a human should do");
-            assert_eq!(
-                get("NeedsHuman").status,
-                if brake.pages() { "True" } else { "False" },
-                "{brake}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_split_traffic_is_shown_and_the_pair_is_not_ready() {
-        let prev = AccountPairStatus::default();
-        let h = v(VerdictKind::Healthy);
-        let split = Traffic::Split {
-            message: "traffic is split: dns a → standby; lb b → primary".into(),
-        };
-        let input = StatusInput {
-            previous: &prev,
-            generation: 1,
-            paused: false,
-            mode: DetectionMode::Automatic,
-            active: Side::Primary,
-            target: None,
-            verdicts: [(&h, None), (&h, None)],
-            snapshot: None,
-            pipeline_error: None,
-            brake: None,
-            failover_started: None,
-            traffic: Some(&split),
-            risk: &[],
-            last_flip: None,
-            seen_notices: &[],
-            audit_problem: None,
-        };
-        let s = build(&input, Utc::now());
-        let get = |t: &str| s.conditions.iter().find(|c| c.type_ == t).unwrap().clone();
-        assert_eq!(get("TrafficAligned").status, "False");
-        assert!(get("TrafficAligned").message.contains("lb b → primary"));
-        assert_eq!(get("NeedsHuman").reason, "TrafficSplit");
-        assert_eq!(get("Ready").status, "False");
-        assert_eq!(get("AutomaticFailover").reason, "Armed");
-        assert_eq!(s.phase.as_deref(), Some("Degraded"));
-    }
-
-    #[test]
-    fn page_and_frozen_primary_show_in_conditions() {
-        let prev = AccountPairStatus::default();
-        let (f, h) = (v(VerdictKind::Frozen), v(VerdictKind::Frozen));
-        let input = StatusInput {
-            previous: &prev,
-            generation: 1,
-            paused: false,
-            mode: DetectionMode::Automatic,
-            active: Side::Primary,
-            target: None,
-            verdicts: [(&f, Some("poll: frozen")), (&h, None)],
-            snapshot: None,
-            pipeline_error: Some("kafka down"),
-            brake: Some((Brake::BothSidesDown, "both sides are frozen")),
-            failover_started: None,
-            traffic: None,
-            risk: &[],
-            last_flip: None,
-            seen_notices: &[],
-            audit_problem: None,
-        };
-        let s = build(&input, Utc::now());
-        let get = |t: &str| s.conditions.iter().find(|c| c.type_ == t).unwrap().clone();
-        assert_eq!(get("PrimaryHealthy").status, "False");
-        assert_eq!(get("NeedsHuman").status, "True");
-        assert!(get("NeedsHuman").message.contains("both sides"));
-        assert_eq!(get("AutomaticFailover").status, "False");
-        assert_eq!(get("AutomaticFailover").reason, "BothSidesDown");
-        assert_eq!(get("Replicating").reason, "ReplicationError");
-        assert_eq!(s.phase.as_deref(), Some("Degraded"));
-        assert_eq!(
-            s.primary.unwrap().last_signal.as_deref(),
-            Some("poll: frozen")
-        );
-    }
-}
+#[path = "status_tests.rs"]
+mod tests;

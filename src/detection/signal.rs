@@ -119,6 +119,9 @@ pub enum NoAnswerCause {
     RateLimited,
     /// Our credentials were refused.
     Unauthorized,
+    /// The provider says the account's setup is wrong (a permission, the IP allow-list):
+    /// an administrator must fix it.
+    Misconfigured,
     /// The account (or endpoint) does not exist.
     NotFound,
     /// The provider rejected the request as invalid.
@@ -146,6 +149,7 @@ impl NoAnswerCause {
             NoAnswerCause::Protocol => "protocol",
             NoAnswerCause::RateLimited => "rate_limited",
             NoAnswerCause::Unauthorized => "unauthorized",
+            NoAnswerCause::Misconfigured => "misconfigured",
             NoAnswerCause::NotFound => "not_found",
             NoAnswerCause::Rejected => "invalid",
             NoAnswerCause::Other => "other",
@@ -234,6 +238,7 @@ impl From<&ProviderError> for ErrorEvidence {
                 &format!("retry after {}", super::human_std(*retry_after)),
             ),
             ProviderError::Unauthorized(d) => no_answer(NoAnswerCause::Unauthorized, d),
+            ProviderError::Misconfigured(d) => no_answer(NoAnswerCause::Misconfigured, d),
             ProviderError::NotFound(d) => no_answer(NoAnswerCause::NotFound, d),
             ProviderError::Rejected(d) => no_answer(NoAnswerCause::Rejected, d),
             ProviderError::CursorExpired(d) => no_answer(NoAnswerCause::Other, d),

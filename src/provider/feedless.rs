@@ -260,25 +260,6 @@ impl<P: AccountProvider> SyntheticFeed<P> {
         Ok(report)
     }
 
-    /// Scans every `interval` until dropped (the first right away); a failed scan is
-    /// logged and the next one tried on time.
-    pub async fn scan_every(self: Arc<Self>, interval: Duration) {
-        loop {
-            match self.scan().await {
-                Ok(r) => tracing::debug!(
-                    account = self.inner.account_id(),
-                    listed = r.listed,
-                    upserts = r.upserts,
-                    deletes = r.deletes,
-                    "reconciliation scan"
-                ),
-                Err(e) => tracing::warn!(account = self.inner.account_id(), error = %e,
-                    "reconciliation scan failed; the next one runs on schedule"),
-            }
-            tokio::time::sleep(interval).await;
-        }
-    }
-
     fn read_log(&self, after: u64, limit: usize) -> Result<ChangeBatch, ProviderError> {
         let s = self.lock();
         if after > s.head {

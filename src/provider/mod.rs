@@ -40,6 +40,11 @@ pub enum ProviderError {
     /// The credentials were refused.
     #[error("the provider refused the credentials ({0}); check the credentials Secret")]
     Unauthorized(String),
+    /// The provider answered that the account's setup is wrong (a permission, the IP
+    /// allow-list, the account id): an administrator must fix it. Never a freeze, and
+    /// moving traffic would not fix it.
+    #[error("the provider refused the call as misconfigured: {0}")]
+    Misconfigured(String),
     /// The account or entity does not exist.
     #[error("not found: {0}")]
     NotFound(String),
@@ -80,6 +85,7 @@ impl ProviderError {
             ProviderError::AccountBanned { .. } => "account_banned",
             ProviderError::RateLimited { .. } => "rate_limited",
             ProviderError::Unauthorized(_) => "unauthorized",
+            ProviderError::Misconfigured(_) => "misconfigured",
             ProviderError::NotFound(_) => "not_found",
             ProviderError::Rejected(_) => "invalid_entity",
             ProviderError::CursorExpired(_) => "cursor_expired",

@@ -235,6 +235,8 @@ pub fn status_and_code(err: &ProviderError) -> (u16, &'static str) {
         }
         ProviderError::RateLimited { .. } => (429, err.code()),
         ProviderError::Unauthorized(_) => (401, err.code()),
+        // The Provider API has no code of its own for it: a refusal of the credentials.
+        ProviderError::Misconfigured(_) => (401, "unauthorized"),
         ProviderError::NotFound(_) => (404, err.code()),
         ProviderError::Rejected(_) => (422, err.code()),
         ProviderError::CursorExpired(_) => (410, err.code()),
@@ -257,6 +259,7 @@ pub fn message_of(err: &ProviderError) -> String {
             )
         }
         ProviderError::Unauthorized(m)
+        | ProviderError::Misconfigured(m)
         | ProviderError::NotFound(m)
         | ProviderError::Rejected(m)
         | ProviderError::CursorExpired(m)

@@ -166,6 +166,7 @@ pub fn classify_apply_error(err: &ProviderError) -> ApplyVerdict {
         ProviderError::AccountFrozen { .. }
         | ProviderError::AccountBanned { .. }
         | ProviderError::Unauthorized(_)
+        | ProviderError::Misconfigured(_)
         | ProviderError::NotFound(_)
         | ProviderError::CursorExpired(_)
         | ProviderError::Protocol(_) => ApplyVerdict::Blocked,
@@ -188,6 +189,7 @@ pub fn classify_feed_error(err: &ProviderError) -> FeedVerdict {
         ProviderError::AccountFrozen { .. }
         | ProviderError::AccountBanned { .. }
         | ProviderError::Unauthorized(_)
+        | ProviderError::Misconfigured(_)
         | ProviderError::NotFound(_) => FeedVerdict::AccountUnusable,
         ProviderError::CursorExpired(_) => FeedVerdict::Resync,
         ProviderError::Rejected(_)

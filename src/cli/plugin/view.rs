@@ -78,8 +78,8 @@ fn side_text(pair: &AccountPair, side: Side) -> String {
         Side::Standby => s.standby.as_ref(),
     });
     let account = match side {
-        Side::Primary => &pair.spec.primary.account_id,
-        Side::Standby => &pair.spec.standby.account_id,
+        Side::Primary => pair.spec.primary.id(),
+        Side::Standby => pair.spec.standby.id(),
     };
     match st {
         Some(s) => format!("{} ({account})", s.status),

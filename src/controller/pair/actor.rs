@@ -22,7 +22,7 @@ use crate::controller::env::Env;
 use crate::controller::metrics::{metrics, set_account_status};
 use crate::controller::status::{StatusInput, build};
 use crate::detection::risk::{RiskEvaluator, RiskFinding};
-use crate::detection::signal::{Signal, SignalKind};
+use crate::detection::signal::{NoAnswerCause, PollOutcome, Signal, SignalKind};
 use crate::detection::{Brake, Detector, DetectorConfig, VerdictChange};
 
 mod signals;
@@ -68,6 +68,9 @@ pub(super) struct PairActor {
     pub(super) active: Side,
     pub(super) target: Option<Side>,
     pub(super) detectors: [Detector; 2],
+    /// What each side's last answered poll said is misconfigured (a permission, the IP
+    /// allow-list), until a poll answers again.
+    pub(super) misconfigured: [Option<String>; 2],
     /// The brake that stops an automatic failover now, with its message.
     pub(super) brake: Option<(Brake, String)>,
     /// The automatic failover created for the current freeze.
@@ -130,6 +133,7 @@ impl PairActor {
             active,
             target: s.status.target_side,
             detectors,
+            misconfigured: [None, None],
             brake: None,
             failover_started: None,
             next_evaluation: None,
@@ -175,8 +179,8 @@ impl PairActor {
 
     pub(super) fn account(&self, side: Side) -> &str {
         match side {
-            Side::Primary => &self.spec.primary.account_id,
-            Side::Standby => &self.spec.standby.account_id,
+            Side::Primary => self.spec.primary.id(),
+            Side::Standby => self.spec.standby.id(),
         }
     }
 
@@ -393,6 +397,10 @@ impl PairActor {
             verdicts: [
                 (d[0].verdict(), d[0].last_signal()),
                 (d[1].verdict(), d[1].last_signal()),
+            ],
+            misconfigured: [
+                self.misconfigured[0].as_deref(),
+                self.misconfigured[1].as_deref(),
             ],
             snapshot: report.and_then(|r| r.snapshot.as_ref()),
             pipeline_error: report.and_then(|r| r.problem.as_deref()),

@@ -17,6 +17,7 @@ use super::{Msg, PairView};
 use crate::api::Side;
 use crate::detection::signal::Signal;
 use crate::provider::AccountProvider;
+use crate::provider::feedless::SyntheticFeed;
 
 /// Poll one side's status every `interval`.
 pub async fn poll(
@@ -94,6 +95,35 @@ pub async fn activity(
             return;
         }
         tokio::time::sleep(interval).await;
+    }
+}
+
+/// The reconciliation scan of a side without a change feed, every `interval` while that
+/// side is active (its changes are what replication reads). The first one is not
+/// needed: the feed learns the account when replication asks for its head.
+pub async fn reconcile<P: AccountProvider + 'static>(
+    side: Side,
+    feed: Arc<SyntheticFeed<P>>,
+    interval: Duration,
+    view: watch::Receiver<PairView>,
+) {
+    loop {
+        tokio::time::sleep(interval).await;
+        if view.borrow().active != side {
+            continue;
+        }
+        match feed.scan().await {
+            Ok(r) if r.upserts + r.deletes > 0 => tracing::info!(
+                %side, account = feed.account_id(), listed = r.listed, upserts = r.upserts,
+                deletes = r.deletes,
+                "the reconciliation scan found changes no callback announced"
+            ),
+            Ok(r) => {
+                tracing::debug!(%side, listed = r.listed, "reconciliation scan: no difference")
+            }
+            Err(e) => tracing::warn!(%side, account = feed.account_id(), error = %e,
+                "reconciliation scan failed; the next one runs on schedule"),
+        }
     }
 }
 

@@ -22,6 +22,7 @@
 mod actor;
 mod failover;
 mod loops;
+pub mod providers;
 pub mod recovery;
 pub mod replication;
 pub mod seen;
@@ -44,7 +45,6 @@ use crate::api::{AccountPair, AccountPairSpec, Side};
 use crate::detection::Verdict;
 use crate::detection::signal::{Notice, Signal};
 use crate::provider::AccountProvider;
-use crate::provider::http::HttpProvider;
 pub use replication::ReplicationHandle;
 
 pub(crate) fn idx(side: Side) -> usize {
@@ -169,6 +169,10 @@ pub struct PairHandle {
     /// again by the pair's task while the records cannot be written).
     audit_kafka: watch::Receiver<crate::audit::AuditKafka>,
     providers: [Arc<dyn AccountProvider>; 2],
+    /// WeCom sides: their callbacks' keys and feeds (`/webhooks/wecom/…`).
+    wecom: [Option<Arc<providers::WecomSide>>; 2],
+    /// Callbacks already taken (their signatures), so a replay changes nothing.
+    callbacks_seen: Mutex<crate::controller::wecom_hook::Seen>,
     tx: mpsc::Sender<Msg>,
     view: watch::Receiver<PairView>,
     replication: ReplicationHandle,
@@ -196,36 +200,8 @@ impl PairHandle {
         let pair = api.get_opt(&name).await?.ok_or(StartError::Gone)?;
         let spec = Arc::new(pair.spec.clone());
         let client = &env.client;
-        let mut providers: Vec<Arc<dyn AccountProvider>> = Vec::new();
-        for (side, account) in [
-            (Side::Primary, &spec.primary),
-            (Side::Standby, &spec.standby),
-        ] {
-            let token = secrets::read_key(
-                client,
-                &namespace,
-                &account.credentials_secret_ref,
-                "token",
-                &format!("spec.{side}.credentialsSecretRef"),
-            )
-            .await?;
-            let token = String::from_utf8(token).map_err(|_| StartError::Provider {
-                side,
-                detail: "the token is not UTF-8".into(),
-            })?;
-            let p = HttpProvider::new(&account.endpoint, &account.account_id, Some(token.trim()))
-                .map_err(|e| StartError::Provider {
-                side,
-                detail: e.to_string(),
-            })?;
-            providers.push(Arc::new(p));
-        }
-        let [primary, standby]: [Arc<dyn AccountProvider>; 2] =
-            providers.try_into().map_err(|_| StartError::Provider {
-                side: Side::Primary,
-                detail: "internal: two providers expected".into(),
-            })?;
-        let providers = [primary, standby];
+        let built = providers::build(client, &namespace, &spec).await?;
+        let providers = built.sides;
         let notice_secret = match &spec.detection.notices {
             Some(n) => Some(
                 secrets::read_key(
@@ -300,6 +276,17 @@ impl PairHandle {
                 )));
             }
         }
+        let scan_every = spec.replication.reconcile_interval.as_std();
+        for side in [Side::Primary, Side::Standby] {
+            if let Some(w) = &built.wecom[idx(side)] {
+                tasks.push(tokio::spawn(loops::reconcile(
+                    side,
+                    w.feed.clone(),
+                    scan_every,
+                    view.clone(),
+                )));
+            }
+        }
         tasks.push(tokio::spawn(loops::activity(
             providers.clone(),
             view.clone(),
@@ -314,6 +301,8 @@ impl PairHandle {
             notice_secret,
             audit_kafka: audit_rx,
             providers,
+            wecom: built.wecom,
+            callbacks_seen: Mutex::default(),
             tx,
             view,
             replication,
@@ -345,6 +334,18 @@ impl PairHandle {
 
     pub fn notice_secret(&self) -> Option<&[u8]> {
         self.notice_secret.as_deref()
+    }
+
+    /// The pair's WeCom sides (none for `provider: http`).
+    pub fn wecom_sides(&self) -> impl Iterator<Item = (Side, &providers::WecomSide)> {
+        [Side::Primary, Side::Standby]
+            .into_iter()
+            .filter_map(|side| self.wecom[idx(side)].as_deref().map(|w| (side, w)))
+    }
+
+    /// The callbacks this pair took, to refuse a replay.
+    pub fn callbacks_seen(&self) -> std::sync::MutexGuard<'_, crate::controller::wecom_hook::Seen> {
+        lock(&self.callbacks_seen)
     }
 
     pub fn replication(&self) -> &ReplicationHandle {

@@ -137,7 +137,7 @@ pub fn to_error(errcode: i64, errmsg: &str) -> ProviderError {
             retry_after: RATE_LIMIT_BACKOFF,
         },
         Meaning::Transient => ProviderError::Unavailable(said),
-        Meaning::Misconfigured(fix) => ProviderError::Unauthorized(format!("{fix} ({said})")),
+        Meaning::Misconfigured(fix) => ProviderError::Misconfigured(format!("{fix} ({said})")),
         Meaning::BadSecret => ProviderError::Unauthorized(format!(
             "40001 不合法的secret参数: the corp refused the secret (wrong, reset, or its app disabled); check the credentials Secret ({said})"
         )),

@@ -277,7 +277,7 @@ async fn wecom_answers_become_typed_errors_and_no_secret_leaks() {
         other => panic!("expected the secret refused, got {other:?}"),
     }
     let unknown = sim.provider("wwnobody", "topsecret", None).status().await;
-    assert!(matches!(unknown, Err(ProviderError::Unauthorized(m)) if m.contains("40013")));
+    assert!(matches!(unknown, Err(ProviderError::Misconfigured(m)) if m.contains("40013")));
 
     // No answer at all: unavailable, and the secret is not in the message.
     let closed = WecomProvider::new(

@@ -10,6 +10,9 @@ impl PairActor {
         let now = Utc::now();
         let i = idx(signal.side);
         let change = self.detectors[i].observe(&signal, now);
+        if let SignalKind::Poll(outcome) = &signal.kind {
+            self.misconfigured[i] = misconfigured(outcome, self.misconfigured[i].take());
+        }
         let verdict = self.detectors[i].verdict().kind;
         metrics()
             .freeze_signals_total
@@ -157,5 +160,54 @@ impl PairActor {
         for f in new {
             self.event(true, "RiskWarning", "Detect", f.message.clone());
         }
+    }
+}
+
+/// What a side's setup lacks after a poll: what the provider said when it refused the
+/// poll as misconfigured; nothing once a poll is answered; unchanged when it got no
+/// answer at all (that says nothing about the setup).
+pub(super) fn misconfigured(outcome: &PollOutcome, before: Option<String>) -> Option<String> {
+    match outcome {
+        PollOutcome::NoAnswer(n) if n.cause == NoAnswerCause::Misconfigured => {
+            Some(n.detail.clone())
+        }
+        PollOutcome::NoAnswer(_) => before,
+        PollOutcome::Status { .. } => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detection::signal::NoAnswer;
+
+    fn no_answer(cause: NoAnswerCause, detail: &str) -> PollOutcome {
+        PollOutcome::NoAnswer(NoAnswer {
+            cause,
+            detail: detail.into(),
+        })
+    }
+
+    #[test]
+    fn a_misconfigured_side_stays_so_until_a_poll_is_answered() {
+        let ip = "60020 不安全的访问IP: add the egress IP";
+        let m = misconfigured(&no_answer(NoAnswerCause::Misconfigured, ip), None);
+        assert_eq!(m.as_deref(), Some(ip));
+        // A timeout says nothing about the setup.
+        let m = misconfigured(&no_answer(NoAnswerCause::Timeout, "slow"), m);
+        assert_eq!(m.as_deref(), Some(ip));
+        let m = misconfigured(
+            &PollOutcome::Status {
+                state: crate::model::AccountState::Active,
+                reason: String::new(),
+            },
+            m,
+        );
+        assert_eq!(m, None);
+        // A refused credential is not a misconfiguration of this kind.
+        assert_eq!(
+            misconfigured(&no_answer(NoAnswerCause::Unauthorized, "bad secret"), None),
+            None
+        );
     }
 }

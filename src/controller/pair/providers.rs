@@ -1,0 +1,195 @@
+//! Each side's provider, built from the pair's spec and its Secrets.
+//!
+//! - `provider: http`: the Provider API client with the bearer token.
+//! - `provider: wecom`: the WeCom adapter, wrapped in a [`SyntheticFeed`] because WeCom
+//!   has no change feed: its callbacks (the `/webhooks/wecom/…` route) name what to read
+//!   again, and a reconciliation scan every `spec.replication.reconcileInterval` catches
+//!   what a lost callback missed.
+
+use std::sync::Arc;
+
+use kube::Client;
+
+use super::StartError;
+use crate::api::account_pair::{AccountRef, ProviderKind};
+use crate::api::{AccountPairSpec, Side};
+use crate::controller::secrets;
+use crate::provider::AccountProvider;
+use crate::provider::feedless::{DEFAULT_RETENTION, SyntheticFeed};
+use crate::provider::http::HttpProvider;
+use crate::provider::wecom::client::{ClientOptions, DEFAULT_API_BASE};
+use crate::provider::wecom::crypto::CallbackCrypto;
+use crate::provider::wecom::provider::WecomProvider;
+
+/// One WeCom side: its feed (hints and scans) and, when a callback is configured, what
+/// opens its callbacks.
+pub struct WecomSide {
+    pub corp_id: String,
+    pub crypto: Option<CallbackCrypto>,
+    pub feed: Arc<SyntheticFeed<WecomProvider>>,
+}
+
+/// Both sides' providers.
+pub struct Providers {
+    pub sides: [Arc<dyn AccountProvider>; 2],
+    /// `Some` for a WeCom side.
+    pub wecom: [Option<Arc<WecomSide>>; 2],
+}
+
+/// Reads the Secrets and builds both sides.
+pub async fn build(
+    client: &Client,
+    namespace: &str,
+    spec: &AccountPairSpec,
+) -> Result<Providers, StartError> {
+    let mut sides = Vec::with_capacity(2);
+    let mut wecom = Vec::with_capacity(2);
+    for (side, account) in [
+        (Side::Primary, &spec.primary),
+        (Side::Standby, &spec.standby),
+    ] {
+        match account.provider {
+            ProviderKind::Http => {
+                sides.push(http(client, namespace, side, account).await?);
+                wecom.push(None);
+            }
+            ProviderKind::Wecom => {
+                let w = Arc::new(wecom_side(client, namespace, side, account).await?);
+                sides.push(Arc::new(w.feed.clone()) as Arc<dyn AccountProvider>);
+                wecom.push(Some(w));
+            }
+        }
+    }
+    let internal = || StartError::Provider {
+        side: Side::Primary,
+        detail: "internal: two providers expected".into(),
+    };
+    Ok(Providers {
+        sides: sides.try_into().map_err(|_| internal())?,
+        wecom: wecom.try_into().map_err(|_| internal())?,
+    })
+}
+
+/// A Secret value as text (trimmed: a newline from `kubectl create secret --from-file`
+/// is not part of a token).
+async fn text(
+    client: &Client,
+    namespace: &str,
+    side: Side,
+    r: &crate::api::common::SecretKeyRef,
+    default_key: &str,
+    field: &str,
+) -> Result<String, StartError> {
+    let bytes = secrets::read_key(
+        client,
+        namespace,
+        r,
+        default_key,
+        &format!("spec.{side}.{field}"),
+    )
+    .await?;
+    let s = String::from_utf8(bytes).map_err(|_| StartError::Provider {
+        side,
+        detail: format!("the Secret named by spec.{side}.{field} holds a value that is not UTF-8"),
+    })?;
+    Ok(s.trim().to_string())
+}
+
+async fn http(
+    client: &Client,
+    namespace: &str,
+    side: Side,
+    account: &AccountRef,
+) -> Result<Arc<dyn AccountProvider>, StartError> {
+    let token = text(
+        client,
+        namespace,
+        side,
+        &account.credentials_secret_ref,
+        "token",
+        "credentialsSecretRef",
+    )
+    .await?;
+    let p = HttpProvider::new(
+        account.endpoint.as_deref().unwrap_or_default(),
+        account.id(),
+        Some(&token),
+    )
+    .map_err(|e| StartError::Provider {
+        side,
+        detail: e.to_string(),
+    })?;
+    Ok(Arc::new(p))
+}
+
+async fn wecom_side(
+    client: &Client,
+    namespace: &str,
+    side: Side,
+    account: &AccountRef,
+) -> Result<WecomSide, StartError> {
+    let corp_id = account.id().to_string();
+    let unusable = |detail: String| StartError::Provider { side, detail };
+    let options = ClientOptions {
+        api_base: account
+            .api_base
+            .as_deref()
+            .unwrap_or(DEFAULT_API_BASE)
+            .trim_end_matches('/')
+            .to_string(),
+        ..ClientOptions::default()
+    };
+    let secret = text(
+        client,
+        namespace,
+        side,
+        &account.credentials_secret_ref,
+        "secret",
+        "credentialsSecretRef",
+    )
+    .await?;
+    let mut provider =
+        WecomProvider::new(&corp_id, &secret, &options).map_err(|e| unusable(e.to_string()))?;
+    if let Some(r) = &account.external_contact_secret_ref {
+        let secret = text(
+            client,
+            namespace,
+            side,
+            r,
+            "secret",
+            "externalContactSecretRef",
+        )
+        .await?;
+        provider = provider
+            .with_customer_contact(&secret, &options)
+            .map_err(|e| unusable(e.to_string()))?;
+    }
+    let crypto = match &account.callback {
+        None => None,
+        Some(cb) => {
+            let field = format!("spec.{side}.callback.secretRef");
+            let all = secrets::read_all(client, namespace, &cb.secret_ref.name, &field).await?;
+            let value = |key: &str| -> Result<String, StartError> {
+                let v = all
+                    .get(key)
+                    .ok_or_else(|| secrets::SecretError::MissingKey {
+                        namespace: namespace.into(),
+                        name: cb.secret_ref.name.clone(),
+                        key: key.into(),
+                        field: field.clone(),
+                    })?;
+                String::from_utf8(v.clone())
+                    .map(|s| s.trim().to_string())
+                    .map_err(|_| unusable(format!("{field}: key {key} is not UTF-8")))
+            };
+            let crypto = CallbackCrypto::new(&value("token")?, &value("encodingAESKey")?, &corp_id)
+                .map_err(|e| unusable(format!("{field}: {e}")))?;
+            Some(crypto)
+        }
+    };
+    Ok(WecomSide {
+        corp_id,
+        crypto,
+        feed: SyntheticFeed::new(provider, DEFAULT_RETENTION),
+    })
+}
