@@ -19,6 +19,8 @@ pub struct ControllerMetrics {
     pub pairs: IntGaugeVec,
     pub dropped_work_total: IntCounterVec,
     pub failover_brakes_total: IntCounterVec,
+    pub provider_callbacks_total: IntCounterVec,
+    pub reconcile_changes_total: IntCounterVec,
 }
 
 pub const VERDICTS: [&str; 5] = ["Healthy", "Suspect", "Frozen", "Banned", "Unknown"];
@@ -94,6 +96,20 @@ fn build() -> Result<ControllerMetrics, prometheus::Error> {
             ),
             &["namespace", "pair", "brake"],
         )?,
+        provider_callbacks_total: IntCounterVec::new(
+            Opts::new(
+                "understudy_provider_callbacks_total",
+                "Provider change callbacks received (WeCom), by result: taken, replay, refused (signature, corp or time), invalid (not a callback), failed (the re-read failed; the provider sends it again)",
+            ),
+            &["namespace", "pair", "result"],
+        )?,
+        reconcile_changes_total: IntCounterVec::new(
+            Opts::new(
+                "understudy_reconcile_changes_total",
+                "Changes a reconciliation scan found that no callback had announced (each one a lost or late callback)",
+            ),
+            &["namespace", "pair", "side"],
+        )?,
     };
     let r = &crate::metrics::metrics().registry;
     r.register(Box::new(m.account_status.clone()))?;
@@ -107,6 +123,8 @@ fn build() -> Result<ControllerMetrics, prometheus::Error> {
     r.register(Box::new(m.pairs.clone()))?;
     r.register(Box::new(m.dropped_work_total.clone()))?;
     r.register(Box::new(m.failover_brakes_total.clone()))?;
+    r.register(Box::new(m.provider_callbacks_total.clone()))?;
+    r.register(Box::new(m.reconcile_changes_total.clone()))?;
     Ok(m)
 }
 

@@ -106,8 +106,43 @@ async fn verify(
     (StatusCode::UNAUTHORIZED, refusal)
 }
 
-/// A change callback.
+/// A change callback, counted by what became of it.
 async fn receive(
+    State(ctx): State<Arc<Context>>,
+    Path((namespace, pair)): Path<(String, String)>,
+    Query(q): Query<Signed>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let forwarded = !ctx.leader.is_leader();
+    let (code, text) = take(
+        State(ctx),
+        Path((namespace.clone(), pair.clone())),
+        Query(q),
+        uri,
+        headers,
+        body,
+    )
+    .await;
+    let result = match code {
+        StatusCode::OK => "taken",
+        StatusCode::CONFLICT => "replay",
+        StatusCode::UNAUTHORIZED => "refused",
+        StatusCode::BAD_REQUEST => "invalid",
+        _ => "failed",
+    };
+    // A replica that handed the callback over leaves the counting to the leader.
+    if !forwarded && code != StatusCode::NOT_FOUND {
+        crate::controller::metrics::metrics()
+            .provider_callbacks_total
+            .with_label_values(&[&namespace, &pair, result])
+            .inc();
+    }
+    (code, text)
+}
+
+async fn take(
     State(ctx): State<Arc<Context>>,
     Path((namespace, pair)): Path<(String, String)>,
     Query(q): Query<Signed>,

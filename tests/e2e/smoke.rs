@@ -70,8 +70,8 @@ async fn crds_install_and_validate_on_the_real_api_server() {
         .await
         .expect("valid AccountPair is accepted");
     let back = api.get("wecom").await.expect("read back");
-    assert_eq!(back.spec.primary.account_id, "corp-a");
-    assert_eq!(back.spec.standby.account_id, "corp-b");
+    assert_eq!(back.spec.primary.id(), "corp-a");
+    assert_eq!(back.spec.standby.id(), "corp-b");
     assert_eq!(
         back.spec.detection.confirmations, 3,
         "schema default applied by the API server"

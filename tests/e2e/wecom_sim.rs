@@ -6,43 +6,15 @@
 //! simulator is wrong.
 
 mod harness;
+#[path = "wecom/kit.rs"]
+mod kit;
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
-use harness::{Proc, admin, set_status, start_sim_seeded};
+use harness::{Proc, set_status, start_sim_seeded};
+use kit::{configure as corp, wechatpy};
 use serde_json::{Value, json};
-use support::Testbed;
-
-/// Runs a scenario of `tests/e2e/wecom/wechatpy_client.py` against the simulator.
-fn wechatpy(sim: &Proc, scenario: &str, corp: &str, secret: &str) -> Value {
-    let python = Testbed::load().var("TESTBED_WECHATPY_PYTHON");
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/e2e/wecom/wechatpy_client.py"
-    );
-    let out = Command::new(&python)
-        .args([script, &sim.url, scenario, corp, secret])
-        .output()
-        .unwrap_or_else(|e| panic!("run {python}: {e}"));
-    assert!(
-        out.status.success(),
-        "wechatpy {scenario} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the scenario printed JSON")
-}
-
-async fn corp(sim: &Proc, corp: &str, config: Value) {
-    admin(
-        sim,
-        &format!("/admin/wecom/corps/{corp}"),
-        reqwest::Method::PUT,
-        config,
-    )
-    .await;
-}
 
 /// The corp's entities as the Provider API lists them: key → canonical payload text.
 async fn stored(sim: &Proc, account: &str) -> BTreeMap<String, Value> {

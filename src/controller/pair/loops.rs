@@ -102,6 +102,7 @@ pub async fn activity(
 /// side is active (its changes are what replication reads). The first one is not
 /// needed: the feed learns the account when replication asks for its head.
 pub async fn reconcile<P: AccountProvider + 'static>(
+    (namespace, pair): (String, String),
     side: Side,
     feed: Arc<SyntheticFeed<P>>,
     interval: Duration,
@@ -113,11 +114,17 @@ pub async fn reconcile<P: AccountProvider + 'static>(
             continue;
         }
         match feed.scan().await {
-            Ok(r) if r.upserts + r.deletes > 0 => tracing::info!(
-                %side, account = feed.account_id(), listed = r.listed, upserts = r.upserts,
-                deletes = r.deletes,
-                "the reconciliation scan found changes no callback announced"
-            ),
+            Ok(r) if r.upserts + r.deletes > 0 => {
+                crate::controller::metrics::metrics()
+                    .reconcile_changes_total
+                    .with_label_values(&[&namespace, &pair, side.as_str()])
+                    .inc_by((r.upserts + r.deletes) as u64);
+                tracing::info!(
+                    %side, account = feed.account_id(), listed = r.listed, upserts = r.upserts,
+                    deletes = r.deletes,
+                    "the reconciliation scan found changes no callback announced"
+                )
+            }
             Ok(r) => {
                 tracing::debug!(%side, listed = r.listed, "reconciliation scan: no difference")
             }

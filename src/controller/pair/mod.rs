@@ -280,6 +280,7 @@ impl PairHandle {
         for side in [Side::Primary, Side::Standby] {
             if let Some(w) = &built.wecom[idx(side)] {
                 tasks.push(tokio::spawn(loops::reconcile(
+                    (namespace.clone(), name.clone()),
                     side,
                     w.feed.clone(),
                     scan_every,

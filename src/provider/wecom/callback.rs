@@ -231,7 +231,8 @@ pub struct Received {
 }
 
 /// What the webhook does with a callback POST: checks the signature, decrypts (which
-/// checks the corp), parses the event and names what to read again.
+/// checks the corp), parses the event (whose `ToUserName` must be that corp too) and
+/// names what to read again.
 pub fn receive(
     crypto: &super::crypto::CallbackCrypto,
     msg_signature: &str,
@@ -242,6 +243,13 @@ pub fn receive(
     let envelope = Envelope::parse(body)?;
     let message = crypto.open(msg_signature, timestamp, nonce, &envelope.encrypt)?;
     let callback = Callback::parse(&message)?;
+    // The event names its corp too; it must be the corp the ciphertext was sealed for.
+    if callback.corp_id != crypto.receiver_id() {
+        return Err(Refused::Crypto(super::crypto::CryptoError::WrongReceiver {
+            got: callback.corp_id,
+            want: crypto.receiver_id().to_string(),
+        }));
+    }
     let rereads = callback.rereads();
     Ok(Received {
         keys: rereads.iter().filter_map(Reread::key).collect(),

@@ -33,11 +33,15 @@ pub const MEMBER_READ_ONLY: [&str; 7] = [
 ];
 
 /// The replicated payload of a department, from a department/list entry (or a
-/// department/create body): only [`DEPARTMENT_FIELDS`], absent ones left out.
+/// department/create body): only [`DEPARTMENT_FIELDS`], absent or empty ones left out
+/// (department/list answers an unset `name_en` as `""`, so "unset" has one form).
 pub fn department_payload(item: &Value) -> Value {
     let mut out = Map::new();
     for f in DEPARTMENT_FIELDS {
-        if let Some(v) = item.get(f).filter(|v| !v.is_null()) {
+        if let Some(v) = item
+            .get(f)
+            .filter(|v| !v.is_null() && v.as_str() != Some(""))
+        {
             out.insert(f.to_string(), v.clone());
         }
     }
@@ -235,6 +239,13 @@ mod tests {
             json!({"name": "市场二组", "name_en": "RDGZ", "parentid": 1, "order": 10})
         );
         assert_eq!(department_key(2).as_str(), "department/2");
+        // department/list answers an unset English name as "": the same department as
+        // one without it.
+        let unset = json!({"id": 3, "name": "🚀团队", "name_en": "", "parentid": 2, "order": 0});
+        assert_eq!(
+            department_payload(&unset),
+            json!({"name": "🚀团队", "parentid": 2, "order": 0})
+        );
     }
 
     #[test]

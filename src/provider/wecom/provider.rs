@@ -210,7 +210,10 @@ impl WecomProvider {
     async fn put_department(&self, id: u64, payload: &Value) -> Result<(), ProviderError> {
         let mut body = department_payload(payload);
         body["id"] = json!(id);
-        for attempt in 0..2 {
+        // Three tries at most: a parent created on the way, and a department created by
+        // a concurrent write (a placeholder for a member's or child's sake) meanwhile.
+        let mut last = None;
+        for _ in 0..3 {
             let a = self
                 .client
                 .answer("department/update", Req::Post(&body))
@@ -226,14 +229,21 @@ impl WecomProvider {
             match errcode_of(&a) {
                 0 => return Ok(()),
                 // 60004 "父部门不存在": the parent's own write has not come yet.
-                60004 if attempt == 0 => {
+                60004 => {
                     let parent = body["parentid"].as_u64().unwrap_or(1);
                     self.ensure_department(parent).await?;
                 }
+                // 60008 "部门已存在" on the create: it was created since the update
+                // found none (a placeholder); update it.
+                60008 => {}
                 _ => return Err(error_of(&a)),
             }
+            last = Some(a);
         }
-        unreachable!("the loop returns on its second attempt")
+        Err(last.map_or_else(
+            || ProviderError::Protocol("department write: no answer".into()),
+            |a| error_of(&a),
+        ))
     }
 
     async fn put_member(&self, userid: &str, payload: &Value) -> Result<(), ProviderError> {

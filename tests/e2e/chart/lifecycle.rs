@@ -80,7 +80,7 @@ async fn install_upgrade_uninstall_keep_crds_and_custom_resources() {
             .get("support")
             .await
             .expect("the AccountPair survived");
-        assert_eq!(p.spec.primary.account_id, "corp-a");
+        assert_eq!(p.spec.primary.id(), "corp-a");
         sos.get("support-1").await.expect("the Switchover survived");
         drills.get("support-d1").await.expect("the Drill survived");
     };

@@ -535,12 +535,13 @@ async fn people_roles_viewer_oncall_admin() {
         .await
         .unwrap();
     assert_eq!(
-        current.spec.primary.account_id, "corp-a",
+        current.spec.primary.id(),
+        "corp-a",
         "spec.primary unchanged"
     );
     assert!(!current.spec.paused);
     let mut edited = current.clone();
-    edited.spec.primary.account_id = "attacker-corp".into();
+    edited.spec.primary.account_id = Some("attacker-corp".into());
     forbidden(
         "on-call updates (PUT) a pair",
         o_pairs
@@ -572,7 +573,7 @@ async fn people_roles_viewer_oncall_admin() {
             .await
     })
     .await;
-    assert_eq!(changed.spec.primary.account_id, "attacker-corp");
+    assert_eq!(changed.spec.primary.id(), "attacker-corp");
     allowed(
         "admin creates a pair",
         a_pairs

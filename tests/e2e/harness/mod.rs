@@ -228,7 +228,8 @@ pub struct Scene {
     pub notice_secret: String,
 }
 
-/// Create the Secrets, a Service, a fresh DNS record and the AccountPair.
+/// Create the Secrets, a Service, a fresh DNS record and the AccountPair of the
+/// simulator's accounts `corp-a` and `corp-b`.
 pub async fn scene(
     tb: &Testbed,
     client: &Client,
@@ -236,9 +237,31 @@ pub async fn scene(
     prefix: &str,
     detection: serde_json::Value,
 ) -> Scene {
+    let account = |id: &str| json!({ "endpoint": sim.url, "accountId": id, "credentialsSecretRef": { "name": "token" } });
+    scene_of(
+        tb,
+        client,
+        prefix,
+        [account("corp-a"), account("corp-b")],
+        json!({}),
+        detection,
+    )
+    .await
+}
+
+/// [`scene`] with these `spec.primary` and `spec.standby`, and `replication` merged
+/// into the pair's `spec.replication` (Secrets the accounts name are the caller's to
+/// create).
+pub async fn scene_of(
+    tb: &Testbed,
+    client: &Client,
+    prefix: &str,
+    [primary, standby]: [serde_json::Value; 2],
+    replication: serde_json::Value,
+    detection: serde_json::Value,
+) -> Scene {
     let namespace = crate::support::fresh_namespace(client, prefix).await;
     let pair = "wecom".to_string();
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let notice_secret = format!("notice-{}", suffix());
     for (name, data) in [
         ("token", json!({ "token": "t0ken" })),
@@ -248,13 +271,7 @@ pub async fn scene(
         ),
         ("notices", json!({ "secret": notice_secret })),
     ] {
-        let s: Secret =
-            serde_json::from_value(json!({ "metadata": { "name": name }, "stringData": data }))
-                .unwrap();
-        secrets
-            .create(&PostParams::default(), &s)
-            .await
-            .expect("create secret");
+        create_secret(client, &namespace, name, data).await;
     }
     let services: Api<Service> = Api::namespaced(client.clone(), &namespace);
     let svc: Service = serde_json::from_value(json!({
@@ -284,14 +301,19 @@ pub async fn scene(
         .await
         .expect("reset haproxy");
 
+    let mut replication_spec = json!({ "kafka": { "bootstrapServers": tb.var("TESTBED_KAFKA_BOOTSTRAP") }, "partitions": 2 });
+    if let (Some(spec), Some(extra)) = (replication_spec.as_object_mut(), replication.as_object()) {
+        spec.extend(extra.clone());
+    }
+    let replication = replication_spec;
     let ap: AccountPair = serde_json::from_value(json!({
         "apiVersion": "understudy.dev/v1alpha1",
         "kind": "AccountPair",
         "metadata": { "name": pair },
         "spec": {
-            "primary": { "endpoint": sim.url, "accountId": "corp-a", "credentialsSecretRef": { "name": "token" } },
-            "standby": { "endpoint": sim.url, "accountId": "corp-b", "credentialsSecretRef": { "name": "token" } },
-            "replication": { "kafka": { "bootstrapServers": tb.var("TESTBED_KAFKA_BOOTSTRAP") }, "partitions": 2 },
+            "primary": primary,
+            "standby": standby,
+            "replication": replication,
             "detection": detection,
             "traffic": {
                 "dns": [{ "servers": [tb.var("TESTBED_DNS_SERVER")], "zone": tb.var("TESTBED_DNS_ZONE"), "name": dns_name,
@@ -317,6 +339,17 @@ pub async fn scene(
         service: "app".into(),
         notice_secret,
     }
+}
+
+/// A Secret of `data` (string values) in `namespace`.
+pub async fn create_secret(client: &Client, namespace: &str, name: &str, data: serde_json::Value) {
+    let s: Secret =
+        serde_json::from_value(json!({ "metadata": { "name": name }, "stringData": data }))
+            .unwrap();
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &s)
+        .await
+        .expect("create secret");
 }
 
 /// Detection tuned for tests: fast polls, two confirmations.

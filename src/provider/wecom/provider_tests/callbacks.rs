@@ -54,6 +54,17 @@ async fn a_sealed_callback_becomes_a_change_on_the_corps_synthetic_feed() {
         receive(&crypto, &sealed.msg_signature, "1764000000", "n", &tampered),
         Err(Refused::Crypto(CryptoError::BadSignature))
     ));
+    // Sealed with this corp's keys, but the event inside names another corp: refused.
+    let misaddressed = crypto.seal(
+        &event_xml("wwsomeoneelse", 1_764_000_000, &event),
+        "1764000000",
+        "n",
+        [5; 16],
+    );
+    assert!(matches!(
+        receive(&crypto, &misaddressed.msg_signature, "1764000000", "n", &misaddressed.body),
+        Err(Refused::Crypto(CryptoError::WrongReceiver { got, .. })) if got == "wwsomeoneelse"
+    ));
     let received = receive(
         &crypto,
         &sealed.msg_signature,
