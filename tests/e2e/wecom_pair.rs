@@ -409,6 +409,52 @@ async fn a_wecom_pair_replicates_byte_exact_from_callbacks_and_a_drill_finds_a_d
         "{:?}",
         v.samples
     );
+
+    // The standby corp refuses every call with 60020 (the operator's IP is not one of
+    // the app's trusted IPs): a Misconfigured condition says what to fix; no failover.
+    configure(
+        &sim,
+        STANDBY,
+        json!({ "secret": contacts_secret(S_EXT), "externalContactSecret": S_EXT,
+                "freezeErrcode": 60020,
+                "callback": { "url": url, "token": S_TOKEN, "encodingAesKey": S_KEY } }),
+    )
+    .await;
+    set_status(&sim, STANDBY, "frozen", "IP not allowed").await;
+    let c = wait_until(
+        Duration::from_secs(30),
+        "the pair shows Misconfigured",
+        || async {
+            condition(&client, &scene, "Misconfigured")
+                .await
+                .filter(|c| c.status == "True")
+        },
+    )
+    .await;
+    assert!(
+        c.message.contains("standby account") && c.message.contains("60020"),
+        "{}",
+        c.message
+    );
+    assert!(
+        c.message.contains("企业可信IP"),
+        "says where to fix it: {}",
+        c.message
+    );
+    let p = pair(&client, &scene).await;
+    assert_eq!(p.status.unwrap().standby.unwrap().status, "Unknown");
+    set_status(&sim, STANDBY, "active", "").await;
+    wait_until(
+        Duration::from_secs(30),
+        "Misconfigured clears once the corp answers",
+        || async {
+            condition(&client, &scene, "Misconfigured")
+                .await
+                .filter(|c| c.status == "False")
+        },
+    )
+    .await;
+    assert!(switchovers(&client, &scene.namespace).await.is_empty());
 }
 
 #[tokio::test]
