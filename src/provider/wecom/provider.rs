@@ -39,6 +39,15 @@ const READ_CONCURRENCY: usize = 8;
 /// user/list_id's largest page.
 const LIST_ID_LIMIT: u64 = 10_000;
 
+/// How long a department delete waits, in steps, for its members and children to leave
+/// (their own records, applied in parallel) before it gives up.
+const DEPARTMENT_DELETE_WAITS: [Duration; 4] = [
+    Duration::from_millis(200),
+    Duration::from_millis(400),
+    Duration::from_millis(800),
+    Duration::from_millis(1600),
+];
+
 /// A listing continued within this long reuses the keys its first page read.
 const KEYS_REUSE: Duration = Duration::from_secs(30);
 
@@ -521,15 +530,31 @@ impl AccountProvider for WecomProvider {
                 )));
             }
         };
-        let a = self
-            .client
-            .answer(api, Req::Get(&[(param, key.id())]))
-            .await?;
-        match errcode_of(&a) {
-            // Deleted, or already gone.
-            0 => Ok(()),
-            code if code == gone => Ok(()),
-            _ => Err(error_of(&a)),
+        let mut waits = DEPARTMENT_DELETE_WAITS.iter();
+        loop {
+            let a = self
+                .client
+                .answer(api, Req::Get(&[(param, key.id())]))
+                .await?;
+            match errcode_of(&a) {
+                // Deleted, or already gone.
+                0 => return Ok(()),
+                code if code == gone => return Ok(()),
+                // 60005 "部门下存在成员" / 60006 "部门下存在子部门": the moves or deletes
+                // of its members and children are other records, applied in parallel;
+                // wait for them a little, then give up (the DLQ says why).
+                60005 | 60006 => match waits.next() {
+                    Some(wait) => tokio::time::sleep(*wait).await,
+                    None => {
+                        return Err(ProviderError::Rejected(format!(
+                            "{key} still has members or child departments on this corp after {:?}, so it cannot be deleted; move or delete them first ({})",
+                            DEPARTMENT_DELETE_WAITS.iter().sum::<Duration>(),
+                            error_of(&a)
+                        )));
+                    }
+                },
+                _ => return Err(error_of(&a)),
+            }
         }
     }
 

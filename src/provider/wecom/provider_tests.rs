@@ -298,3 +298,55 @@ async fn wecom_answers_become_typed_errors_and_no_secret_leaks() {
 
 mod callbacks;
 mod corp_tags;
+
+#[tokio::test]
+async fn a_department_delete_waits_for_its_members_to_leave_and_then_gives_up_with_why() {
+    let sim = Sim::start().await;
+    sim.corp("wwstandby", json!({"secret": "s"})).await;
+    sim.seed(
+        "wwstandby",
+        &[
+            (
+                "department/2",
+                json!({"name": "市场二组", "parentid": 1, "order": 0}),
+            ),
+            (
+                "department/3",
+                json!({"name": "留下", "parentid": 1, "order": 0}),
+            ),
+            (
+                "member/zhang.san",
+                json!({"name": "张三", "department": [2]}),
+            ),
+            ("member/li.si", json!({"name": "李四", "department": [3]})),
+        ],
+    );
+    let p = sim.provider("wwstandby", "s", None);
+    // The member's move is another record, applied a moment later in parallel.
+    let mover = {
+        let p = sim.provider("wwstandby", "s", None);
+        async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let moved = Entity::new(
+                "member/zhang.san".to_string().try_into().unwrap(),
+                json!({"name": "张三", "department": [1]}),
+            );
+            p.put_entity(&moved, None).await.unwrap();
+        }
+    };
+    let dept2: EntityKey = "department/2".to_string().try_into().unwrap();
+    let (deleted, ()) = tokio::join!(p.delete_entity(&dept2, None), mover);
+    deleted.expect("deleted once its member had moved");
+    assert!(!digests(&p).await.contains_key("department/2"));
+
+    // A member that never leaves: refused (to the DLQ) with what to do.
+    let dept3: EntityKey = "department/3".to_string().try_into().unwrap();
+    match p.delete_entity(&dept3, None).await {
+        Err(ProviderError::Rejected(m)) => {
+            assert!(m.contains("still has members or child departments"), "{m}");
+            assert!(m.contains("60005"), "{m}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(digests(&p).await.contains_key("department/3"));
+}
