@@ -15,6 +15,11 @@
 //!   callback (encrypted by the simulated corp, POSTed to a receiver here) → opened,
 //!   parsed and read again → the change is on the feed; p50 and p99 over the runs.
 //!
+//! - `callback_to_applied_ms`: the same callback, taken as the operator's webhook takes
+//!   it (`receive`, then `SyntheticFeed::hint`), through the pair's replication pipeline
+//!   (the test bed's Kafka) until the standby corp holds the change, written by
+//!   `WecomProvider` over the simulated standby corp's WeCom API; p50 and p99.
+//!
 //! `WECOM_BENCH_SIZES` (default `10000,100000`) sets the limit-off sizes,
 //! `WECOM_BENCH_LIMITED_SIZES` (default `10000,30000`) the limit-on ones,
 //! `WECOM_BENCH_CALLBACKS` (default 200) the callback runs. Run with `make bench-wecom`.
@@ -199,6 +204,124 @@ async fn callback_latency(base: &str, store: &SimStore, runs: usize) -> Value {
         "max": percentile(&ms, 1.0)})
 }
 
+/// The test bed's Kafka (`tests/testbed/up.sh kafka` writes target/testbed/env).
+fn kafka_bootstrap() -> Result<String, String> {
+    let path = std::env::var("UNDERSTUDY_TESTBED_ENV").map_or_else(
+        |_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/testbed/env"),
+        std::path::PathBuf::from,
+    );
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: {e}; run `tests/testbed/up.sh kafka`", path.display()))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("TESTBED_KAFKA_BOOTSTRAP="))
+        .map(str::to_string)
+        .ok_or_else(|| format!("{}: no TESTBED_KAFKA_BOOTSTRAP", path.display()))
+}
+
+async fn callback_to_applied(base: &str, store: &SimStore, runs: usize) -> Result<Value, String> {
+    use axum::extract::{Query, State};
+    use understudy::api::Side;
+    use understudy::replication::pipeline::Pipeline;
+    use understudy::replication::{KafkaConfig, PipelineConfig, Start};
+    let bootstrap = kafka_bootstrap()?;
+    let (primary, standby) = ("wwapplyp", "wwapplys");
+    let crypto = CallbackCrypto::new("tok", AES, primary).unwrap();
+    let feed = SyntheticFeed::new(provider(base, primary, None), 10_000);
+    // The webhook's part, as `/webhooks/wecom/…` does it: open the callback, read again.
+    type Hook = (Arc<SyntheticFeed<WecomProvider>>, CallbackCrypto);
+    let app = axum::Router::new()
+        .route(
+            "/cb",
+            axum::routing::post(
+                |State((feed, crypto)): State<Hook>,
+                 Query(q): Query<std::collections::HashMap<String, String>>,
+                 body: String| async move {
+                    let r = receive(
+                        &crypto,
+                        &q["msg_signature"],
+                        &q["timestamp"],
+                        &q["nonce"],
+                        &body,
+                    )
+                    .expect("the corp's callback is accepted");
+                    feed.hint(&r.keys).await.expect("read again");
+                    "success"
+                },
+            ),
+        )
+        .with_state((feed.clone(), crypto));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/cb", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    seed(store, primary, 100);
+    for (name, callback) in [(primary, Some(&url)), (standby, None)] {
+        let mut config = json!({"secret": "bench-secret", "ratePerMinute": 100_000_000});
+        if let Some(url) = callback {
+            config["callback"] = json!({"url": url, "token": "tok", "encodingAesKey": AES});
+        }
+        corp(base, name, config).await;
+    }
+    let to: Arc<dyn AccountProvider> =
+        Arc::new(SyntheticFeed::new(provider(base, standby, None), 10_000));
+    let mut cfg = PipelineConfig::new(
+        &format!("benchwecom{}", std::process::id()),
+        "wecom",
+        Side::Primary,
+        KafkaConfig::new(&bootstrap),
+    );
+    cfg.partitions = 2;
+    cfg.start = Start::Resume;
+    let pipeline = Pipeline::start(cfg, Arc::new(feed.clone()), to)
+        .await
+        .map_err(|e| e.to_string())?;
+    let holds = |key: &EntityKey, name: &str| {
+        store
+            .account(standby)
+            .get(key)
+            .ok()
+            .flatten()
+            .is_some_and(|p| p.json.contains(name))
+    };
+    // The bootstrap copies the corp first.
+    let last: EntityKey = "member/u0000099".to_string().try_into().unwrap();
+    let t = Instant::now();
+    while !holds(&last, "成员99") {
+        if t.elapsed() > Duration::from_secs(120) {
+            return Err(format!(
+                "the bootstrap did not finish: {:?}",
+                pipeline.snapshot()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut ms = Vec::with_capacity(runs);
+    for i in 0..runs {
+        let key: EntityKey = format!("member/u{:07}", i % 100).try_into().unwrap();
+        let name = format!("改名{i}");
+        let changed = Instant::now();
+        store.account(primary).apply_batch(
+            vec![(
+                key.clone(),
+                Some(Payload::new(json!({"name": name, "department": [2]})).unwrap()),
+            )],
+            None,
+        );
+        while !holds(&key, &name) {
+            if changed.elapsed() > Duration::from_secs(30) {
+                return Err(format!("run {i} did not arrive: {:?}", pipeline.snapshot()));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        ms.push(changed.elapsed().as_secs_f64() * 1000.0);
+    }
+    pipeline.stop().await.map_err(|e| e.to_string())?;
+    ms.sort_by(|a, b| a.total_cmp(b));
+    Ok(
+        json!({"runs": runs, "p50": percentile(&ms, 0.5), "p99": percentile(&ms, 0.99),
+        "max": percentile(&ms, 1.0)}),
+    )
+}
+
 #[tokio::main]
 async fn main() {
     let store = SimStore::new();
@@ -216,7 +339,12 @@ async fn main() {
         .unwrap_or(200);
     let callbacks = callback_latency(&base, &store, runs).await;
     eprintln!("callback_to_feed_ms {callbacks}");
-    let out = json!({"scans": scans, "callback_to_feed_ms": callbacks});
+    let applied = callback_to_applied(&base, &store, runs.min(100))
+        .await
+        .unwrap_or_else(|e| json!({"skipped": e}));
+    eprintln!("callback_to_applied_ms {applied}");
+    let out = json!({"scans": scans, "callback_to_feed_ms": callbacks,
+        "callback_to_applied_ms": applied});
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
