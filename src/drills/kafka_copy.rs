@@ -323,6 +323,25 @@ async fn read_blocking(
         .map_err(|e| KafkaCopyError::Task(e.to_string()))?
 }
 
+/// The topic's live state: every key's digest, deleted keys left out (an undecodable
+/// record's key has [`UNREADABLE`]). `None` when the topic does not exist yet or holds
+/// no record (a pair that never replicated).
+pub async fn live_state(
+    cfg: &KafkaCopyConfig,
+) -> Result<Option<BTreeMap<EntityKey, Digest>>, KafkaCopyError> {
+    match read_blocking(cfg, None, None).await {
+        Ok(read) if read.records == 0 => Ok(None),
+        Ok(read) => Ok(Some(
+            read.state
+                .into_iter()
+                .filter_map(|(k, d)| d.map(|d| (k, d)))
+                .collect(),
+        )),
+        Err(KafkaCopyError::NoTopic(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 async fn next_primary(
     rx: &mut mpsc::Receiver<PageMsg>,
 ) -> Result<(Vec<KeyDigest>, bool), KafkaCopyError> {

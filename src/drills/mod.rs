@@ -27,7 +27,9 @@ pub mod schedule;
 pub mod verify;
 
 pub use join::{DiffKind, Difference, Tally};
-pub use kafka_copy::{KafkaCopyConfig, KafkaCopyError, KafkaCopyOutcome, check_kafka_copy};
+pub use kafka_copy::{
+    KafkaCopyConfig, KafkaCopyError, KafkaCopyOutcome, check_kafka_copy, live_state,
+};
 pub use recheck::{AtRest, Settle};
 pub use rehearsal::rehearsal_traffic;
 pub use report::{render_json, render_text};

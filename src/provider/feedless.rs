@@ -18,6 +18,11 @@
 //! lists) scans once, so the feed knows every entity as of that head and records only
 //! what changes after it.
 //!
+//! With a [`Baseline`] (for a pair: its compacted state topic, what was replicated last)
+//! the first head is noted *before* that first scan, which compares the account with the
+//! baseline instead of only learning it: what changed while nobody watched — a restart,
+//! callbacks lost meanwhile, deletes included — is on the feed after that head.
+//!
 //! Everything else (listing, writes, status, probes) passes through to the provider.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -57,9 +62,17 @@ pub struct ScanReport {
     pub deletes: usize,
 }
 
+/// What was replicated last: every live key's digest.
+#[async_trait]
+pub trait Baseline: Send + Sync {
+    /// `None` when there is no record yet (a new pair).
+    async fn read(&self) -> Result<Option<BTreeMap<EntityKey, Digest>>, String>;
+}
+
 /// A provider without a change feed, with one made from hints and scans.
 pub struct SyntheticFeed<P> {
     inner: P,
+    baseline: Option<Box<dyn Baseline>>,
     epoch: String,
     retention: usize,
     state: Mutex<State>,
@@ -70,6 +83,15 @@ pub struct SyntheticFeed<P> {
 
 impl<P: AccountProvider> SyntheticFeed<P> {
     pub fn new(inner: P, retention: usize) -> Arc<Self> {
+        Self::with_baseline(inner, retention, None)
+    }
+
+    /// A feed whose first scan compares the account with `baseline` (see the module docs).
+    pub fn with_baseline(
+        inner: P,
+        retention: usize,
+        baseline: Option<Box<dyn Baseline>>,
+    ) -> Arc<Self> {
         // Time and a counter: no two feeds, in one process or across restarts, share it.
         static FEEDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let epoch = format!(
@@ -82,6 +104,7 @@ impl<P: AccountProvider> SyntheticFeed<P> {
         );
         Arc::new(SyntheticFeed {
             inner,
+            baseline,
             epoch,
             retention: retention.max(1),
             state: Mutex::new(State::default()),
@@ -350,6 +373,29 @@ impl<P: AccountProvider> AccountProvider for Arc<SyntheticFeed<P>> {
     }
 
     async fn head_cursor(&self) -> Result<String, ProviderError> {
+        if !self.lock().seeded
+            && let Some(baseline) = &self.baseline
+        {
+            match baseline.read().await {
+                Ok(Some(known)) => {
+                    let head = {
+                        let mut s = self.lock();
+                        if !s.seeded {
+                            s.known = known;
+                            s.seeded = true;
+                        }
+                        s.head
+                    };
+                    // The differences land after `head`: whoever follows from it reads
+                    // them (a failed scan leaves them to the next one).
+                    self.scan().await?;
+                    return Ok(self.cursor(head));
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(account = self.inner.account_id(), error = %e,
+                    "reading what was replicated last failed: the feed starts from the account as it is now (a delete made meanwhile is not carried over)"),
+            }
+        }
         if !self.lock().seeded {
             self.scan().await?;
         }

@@ -256,3 +256,81 @@ async fn a_scan_never_records_an_older_state_than_a_hint_did() {
         ]
     );
 }
+
+/// A fixed baseline (what a pair's compacted topic would say), or a failing one.
+struct Fixed(Result<Option<BTreeMap<EntityKey, Digest>>, String>);
+
+#[async_trait]
+impl Baseline for Fixed {
+    async fn read(&self) -> Result<Option<BTreeMap<EntityKey, Digest>>, String> {
+        self.0.clone()
+    }
+}
+
+#[tokio::test]
+async fn what_changed_while_nobody_watched_is_on_the_feed_after_the_first_head() {
+    let store = SimStore::new();
+    // Replicated last: a (as now), b (deleted since), t (renamed since).
+    let replicated: BTreeMap<EntityKey, Digest> = [
+        ("member/a", json!({"name": "甲"})),
+        ("member/b", json!({"name": "乙"})),
+        ("tag/1", json!({"tagname": "VIP"})),
+    ]
+    .into_iter()
+    .map(|(k, v)| (key(k), Digest::of_payload(&v)))
+    .collect();
+    write(&store, "member/a", Some(json!({"name": "甲"})));
+    write(&store, "tag/1", Some(json!({"tagname": "VIP客户"})));
+    write(&store, "member/c", Some(json!({"name": "丙"})));
+    let feed = SyntheticFeed::with_baseline(
+        SimProvider::new(store.clone(), "corp"),
+        100,
+        Some(Box::new(Fixed(Ok(Some(replicated))))),
+    );
+    let head = feed.head_cursor().await.unwrap();
+    let batch = feed
+        .changes(Some(&head), 100, Duration::ZERO)
+        .await
+        .unwrap();
+    let mut got = ops(&batch);
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("member/b".to_string(), false),
+            ("member/c".to_string(), true),
+            ("tag/1".to_string(), true),
+        ],
+        "the delete, the new member and the rename; member/a is unchanged"
+    );
+    // Once seeded, a later head starts after them.
+    let later = feed.head_cursor().await.unwrap();
+    assert!(
+        feed.changes(Some(&later), 100, Duration::ZERO)
+            .await
+            .unwrap()
+            .changes
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn without_a_readable_baseline_the_feed_starts_from_the_account_as_it_is() {
+    for baseline in [Fixed(Ok(None)), Fixed(Err("broker down".into()))] {
+        let store = SimStore::new();
+        write(&store, "member/a", Some(json!({"name": "甲"})));
+        let feed = SyntheticFeed::with_baseline(
+            SimProvider::new(store.clone(), "corp"),
+            100,
+            Some(Box::new(baseline)),
+        );
+        let head = feed.head_cursor().await.unwrap();
+        let batch = feed
+            .changes(Some(&head), 100, Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(batch.changes.is_empty(), "{:?}", ops(&batch));
+        write(&store, "member/a", None);
+        assert_eq!(feed.scan().await.unwrap().deletes, 1);
+    }
+}

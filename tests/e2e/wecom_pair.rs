@@ -510,6 +510,29 @@ async fn a_lost_callback_is_caught_by_the_scan_a_45009_storm_moves_nothing_and_a
     );
     assert!(found >= 1.0, "the scan counted what it found: {found}");
 
+    // The operator dies; meanwhile a member is deleted on the primary (its callbacks go
+    // nowhere). The restarted operator compares the corp with the pair's compacted topic
+    // and carries the delete over.
+    drop(op);
+    primary
+        .call("user/delete", &[("userid", "li.si")], None)
+        .await;
+    let op = start_operator(&tb, &scene.namespace, "wecom-faults-2", &[], &[]);
+    let url = hook(&op, &scene);
+    corps(&sim, Some(&url), 10_000).await;
+    wait_until(
+        Duration::from_secs(60),
+        "the delete made while the operator was down reaches the standby",
+        || async {
+            (!stored_keys(&sim, STANDBY)
+                .await
+                .contains(&"member/li.si".to_string()))
+            .then_some(())
+        },
+    )
+    .await;
+    wait_same(&sim, "the corps agree after the restart").await;
+
     // A 45009 storm on the primary: every WeCom call refused as rate limited. The
     // primary's verdict is Unknown, nothing fails over, and a change made meanwhile waits.
     corps(&sim, Some(&url), 0).await;

@@ -200,7 +200,7 @@ impl PairHandle {
         let pair = api.get_opt(&name).await?.ok_or(StartError::Gone)?;
         let spec = Arc::new(pair.spec.clone());
         let client = &env.client;
-        let built = providers::build(client, &namespace, &spec).await?;
+        let built = providers::build(client, (&namespace, &name), &spec).await?;
         let providers = built.sides;
         let notice_secret = match &spec.detection.notices {
             Some(n) => Some(

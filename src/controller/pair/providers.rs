@@ -4,8 +4,11 @@
 //! - `provider: wecom`: the WeCom adapter, wrapped in a [`SyntheticFeed`] because WeCom
 //!   has no change feed: its callbacks (the `/webhooks/wecom/…` route) name what to read
 //!   again, and a reconciliation scan every `spec.replication.reconcileInterval` catches
-//!   what a lost callback missed.
+//!   what a lost callback missed. The feed's first scan compares the corp with the
+//!   pair's compacted state topic (what was replicated last), so what changed while the
+//!   operator was not running — deletes included — is replicated too.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kube::Client;
@@ -14,8 +17,10 @@ use super::StartError;
 use crate::api::account_pair::{AccountRef, ProviderKind};
 use crate::api::{AccountPairSpec, Side};
 use crate::controller::secrets;
+use crate::drills::KafkaCopyConfig;
+use crate::model::{Digest, EntityKey};
 use crate::provider::AccountProvider;
-use crate::provider::feedless::{DEFAULT_RETENTION, SyntheticFeed};
+use crate::provider::feedless::{Baseline, DEFAULT_RETENTION, SyntheticFeed};
 use crate::provider::http::HttpProvider;
 use crate::provider::wecom::client::{ClientOptions, DEFAULT_API_BASE};
 use crate::provider::wecom::crypto::CallbackCrypto;
@@ -39,9 +44,10 @@ pub struct Providers {
 /// Reads the Secrets and builds both sides.
 pub async fn build(
     client: &Client,
-    namespace: &str,
+    (namespace, name): (&str, &str),
     spec: &AccountPairSpec,
 ) -> Result<Providers, StartError> {
+    let baseline = TopicBaseline::for_pair(client, (namespace, name), spec).await;
     let mut sides = Vec::with_capacity(2);
     let mut wecom = Vec::with_capacity(2);
     for (side, account) in [
@@ -54,7 +60,8 @@ pub async fn build(
                 wecom.push(None);
             }
             ProviderKind::Wecom => {
-                let w = Arc::new(wecom_side(client, namespace, side, account).await?);
+                let w =
+                    Arc::new(wecom_side(client, namespace, side, account, baseline.clone()).await?);
                 sides.push(Arc::new(w.feed.clone()) as Arc<dyn AccountProvider>);
                 wecom.push(Some(w));
             }
@@ -127,6 +134,7 @@ async fn wecom_side(
     namespace: &str,
     side: Side,
     account: &AccountRef,
+    baseline: TopicBaseline,
 ) -> Result<WecomSide, StartError> {
     let corp_id = account.id().to_string();
     let unusable = |detail: String| StartError::Provider { side, detail };
@@ -190,6 +198,34 @@ async fn wecom_side(
     Ok(WecomSide {
         corp_id,
         crypto,
-        feed: SyntheticFeed::new(provider, DEFAULT_RETENTION),
+        feed: SyntheticFeed::with_baseline(provider, DEFAULT_RETENTION, Some(Box::new(baseline))),
     })
+}
+
+/// What was replicated last: the pair's compacted state topic, read whole.
+#[derive(Clone)]
+struct TopicBaseline(KafkaCopyConfig);
+
+impl TopicBaseline {
+    async fn for_pair(
+        client: &Client,
+        (namespace, name): (&str, &str),
+        spec: &AccountPairSpec,
+    ) -> Self {
+        let mut cfg =
+            KafkaCopyConfig::for_pair(&spec.replication.kafka.bootstrap_servers, namespace, name);
+        cfg.properties = super::replication::kafka_properties(client, namespace, spec)
+            .await
+            .unwrap_or_default();
+        TopicBaseline(cfg)
+    }
+}
+
+#[async_trait::async_trait]
+impl Baseline for TopicBaseline {
+    async fn read(&self) -> Result<Option<BTreeMap<EntityKey, Digest>>, String> {
+        crate::drills::live_state(&self.0)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
