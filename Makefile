@@ -53,8 +53,12 @@ test: fmt-check clippy unit chart-check ## Everything CI runs: fmt, clippy, unit
 	  if [ $$rc -ne 0 ]; then echo "e2e failed; test bed logs are in target/testbed/logs/"; fi; \
 	  $(TESTBED)/down.sh; exit $$rc
 
-demo: deps ## The real local stack, end to end (see README)
-	@$(TESTBED)/demo.sh
+demo: deps ## The real local stack, end to end (see README); PROVIDER=wecom: a WeCom pair instead (two simulated corps, callbacks, a lost callback, a 50003 freeze)
+	@case "$(PROVIDER)" in \
+	  ""|http) $(TESTBED)/demo.sh ;; \
+	  wecom) $(TESTBED)/demo-wecom.sh ;; \
+	  *) echo "make demo: PROVIDER=$(PROVIDER) is not a demo (none, http or wecom)" >&2; exit 2 ;; \
+	esac
 
 clean: testbed-down ## Remove build output (tool caches in ~/.cache/understudy stay)
 	$(CARGO) clean
@@ -67,7 +71,8 @@ bench-failover: deps ## Failover latency on the whole test bed (started if neede
 	@$(TESTBED)/up.sh
 	$(CARGO) bench --bench failover
 
-bench-wecom: deps ## WeCom (release, no test bed): reconciliation scan rate for 10k/100k members with the client-side limit off, 10k/30k with it on, and callback-to-feed latency; writes target/bench/wecom.json
+bench-wecom: deps ## WeCom (release; the test bed's Kafka, started if needed): reconciliation scan rate for 10k/100k members with the client-side limit off, 10k/30k with it on, callback-to-feed and callback-to-applied (through Kafka to the standby corp) latency; writes target/bench/wecom.json
+	@$(TESTBED)/up.sh kafka
 	$(CARGO) bench --bench wecom
 
 bench-verify: deps ## Drill verifier benchmark (release, no test bed): 100k and 1M entities per side, in process and over HTTP; writes target/bench/verify.json
