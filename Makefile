@@ -71,7 +71,7 @@ bench-failover: deps ## Failover latency on the whole test bed (started if neede
 	@$(TESTBED)/up.sh
 	$(CARGO) bench --bench failover
 
-bench-wecom: deps ## WeCom (release; the test bed's Kafka, started if needed): reconciliation scan rate for 10k/100k members with the client-side limit off, 10k/30k with it on, callback-to-feed and callback-to-applied (through Kafka to the standby corp) latency; writes target/bench/wecom.json
+bench-wecom: deps ## WeCom (release; the test bed's Kafka, started if needed): reconciliation scan rate for 10k and 100k members with the client-side limit off and on (100k on takes about 10 min), callback-to-feed and callback-to-applied (through Kafka to the standby corp) latency; writes target/bench/wecom.json
 	@$(TESTBED)/up.sh kafka
 	$(CARGO) bench --bench wecom
 

@@ -116,6 +116,7 @@ async fn receive(
     body: Bytes,
 ) -> (StatusCode, String) {
     let forwarded = !ctx.leader.is_leader();
+    let ctx_has_pair = ctx.pair(&namespace, &pair).is_some();
     let (code, text) = take(
         State(ctx),
         Path((namespace.clone(), pair.clone())),
@@ -132,8 +133,9 @@ async fn receive(
         StatusCode::BAD_REQUEST => "invalid",
         _ => "failed",
     };
-    // A replica that handed the callback over leaves the counting to the leader.
-    if !forwarded && code != StatusCode::NOT_FOUND {
+    // A replica that handed the callback over leaves the counting to the leader; only a
+    // pair that runs here is counted (the path is the sender's: no label for any name).
+    if !forwarded && ctx_has_pair {
         crate::controller::metrics::metrics()
             .provider_callbacks_total
             .with_label_values(&[&namespace, &pair, result])
