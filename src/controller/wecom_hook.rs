@@ -20,7 +20,6 @@
 //!
 //! [`SyntheticFeed::hint`]: crate::provider::feedless::SyntheticFeed::hint
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +32,7 @@ use serde::Deserialize;
 
 use super::context::Context;
 use super::notices::{forward, not_running};
-use crate::provider::wecom::callback::{self, Refused};
+use crate::provider::wecom::callback::{self, Refusal, Refused};
 
 /// How long reading the changed entities may take before WeCom is answered 503 (it
 /// gives up on an answer after 5 s and sends the callback again).
@@ -229,108 +228,5 @@ async fn take(
                 "reading the {side} corp again took longer than {READ_AGAIN:?}; send the callback again"
             ),
         ),
-    }
-}
-
-/// Why a callback is not taken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error("this callback was already taken (same msg_signature): a replay changes nothing")]
-    Replay,
-    #[error(
-        "the callback's timestamp is outside the accepted window around the operator's clock: refused (a replay, or a clock far off)"
-    )]
-    OutsideWindow,
-}
-
-/// Signatures of the callbacks taken within the window, so a replay is refused. Pure:
-/// times are given.
-#[derive(Debug, Default)]
-pub struct Seen {
-    taken: HashMap<String, i64>,
-}
-
-impl Seen {
-    /// Whether a callback signed `signature`, sent at `sent` (Unix seconds), may be taken
-    /// `now`: not when its time is more than `window` seconds away from now (older ones
-    /// are no longer remembered), nor when it was taken before. Forgets what left the
-    /// window.
-    pub fn check(
-        &mut self,
-        signature: &str,
-        sent: i64,
-        now: i64,
-        window: i64,
-    ) -> Result<(), Refusal> {
-        self.taken.retain(|_, at| now - *at <= window);
-        if (now - sent).abs() > window {
-            return Err(Refusal::OutsideWindow);
-        }
-        if self.taken.contains_key(&signature.to_ascii_lowercase()) {
-            return Err(Refusal::Replay);
-        }
-        Ok(())
-    }
-
-    /// The callback was taken.
-    pub fn record(&mut self, signature: &str, sent: i64) {
-        self.taken.insert(signature.to_ascii_lowercase(), sent);
-    }
-
-    pub fn len(&self) -> usize {
-        self.taken.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.taken.is_empty()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_callback_is_taken_once_within_the_window() {
-        let mut seen = Seen::default();
-        assert_eq!(seen.check("abc", 1_000, 1_000, 300), Ok(()));
-        seen.record("abc", 1_000);
-        assert_eq!(seen.check("abc", 1_000, 1_010, 300), Err(Refusal::Replay));
-        assert_eq!(
-            seen.check("ABC", 1_000, 1_010, 300),
-            Err(Refusal::Replay),
-            "hex case does not make another callback"
-        );
-        assert_eq!(seen.check("abd", 1_000, 1_010, 300), Ok(()));
-    }
-
-    #[test]
-    fn a_callback_outside_the_window_is_refused_however_new_its_signature() {
-        let mut seen = Seen::default();
-        assert_eq!(
-            seen.check("old", 1_000, 1_301, 300),
-            Err(Refusal::OutsideWindow)
-        );
-        assert_eq!(
-            seen.check("future", 1_302, 1_000, 300),
-            Err(Refusal::OutsideWindow)
-        );
-        assert_eq!(seen.check("edge", 1_000, 1_300, 300), Ok(()));
-    }
-
-    #[test]
-    fn what_left_the_window_is_forgotten_and_stays_refused_by_its_time() {
-        let mut seen = Seen::default();
-        for i in 0..100 {
-            seen.record(&format!("s{i}"), 1_000);
-        }
-        assert_eq!(seen.len(), 100);
-        // Later, all of them are out of the window: forgotten, and a replay of one is
-        // refused by its timestamp instead.
-        assert_eq!(
-            seen.check("s1", 1_000, 1_400, 300),
-            Err(Refusal::OutsideWindow)
-        );
-        assert!(seen.is_empty());
     }
 }

@@ -172,7 +172,7 @@ pub struct PairHandle {
     /// WeCom sides: their callbacks' keys and feeds (`/webhooks/wecom/…`).
     wecom: [Option<Arc<providers::WecomSide>>; 2],
     /// Callbacks already taken (their signatures), so a replay changes nothing.
-    callbacks_seen: Mutex<crate::controller::wecom_hook::Seen>,
+    callbacks_seen: Mutex<crate::provider::wecom::callback::Seen>,
     tx: mpsc::Sender<Msg>,
     view: watch::Receiver<PairView>,
     replication: ReplicationHandle,
@@ -345,7 +345,9 @@ impl PairHandle {
     }
 
     /// The callbacks this pair took, to refuse a replay.
-    pub fn callbacks_seen(&self) -> std::sync::MutexGuard<'_, crate::controller::wecom_hook::Seen> {
+    pub fn callbacks_seen(
+        &self,
+    ) -> std::sync::MutexGuard<'_, crate::provider::wecom::callback::Seen> {
         lock(&self.callbacks_seen)
     }
 
