@@ -13,7 +13,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use harness::*;
-use kit::{Corp, configure, corp_stats, wechatpy, wechatpy_crypto};
+use kit::{
+    Corp, adapter_digests, configure, corp_stats, percentile, stored_digest, stored_keys, wechatpy,
+    wechatpy_crypto,
+};
 use kube::Client;
 use serde_json::json;
 use support::{Testbed, wait_until};
@@ -104,49 +107,10 @@ fn hook(op: &Proc, scene: &Scene) -> String {
     )
 }
 
-/// key → digest of a corp's entities, as the adapter reads them over WeCom's API (what
-/// a drill compares; the simulator's own store also keeps WeCom's server-assigned ids).
+/// key → digest of one of the two corps, as the adapter reads them over WeCom's API.
 async fn held(sim: &Proc, corp: &str) -> BTreeMap<String, String> {
-    use understudy::provider::AccountProvider;
-    use understudy::provider::wecom::client::ClientOptions;
-    use understudy::provider::wecom::provider::WecomProvider;
     let ext = if corp == PRIMARY { P_EXT } else { S_EXT };
-    let options = ClientOptions {
-        api_base: sim.url.clone(),
-        ..ClientOptions::default()
-    };
-    let p = WecomProvider::new(corp, &contacts_secret(ext), &options)
-        .and_then(|p| p.with_customer_contact(ext, &options))
-        .unwrap();
-    let mut out = BTreeMap::new();
-    let mut after = None;
-    loop {
-        let page = p.list_digests(after.as_ref(), 1000).await.unwrap();
-        out.extend(page.items.iter().map(|(k, d)| (k.to_string(), d.to_hex())));
-        match page.next {
-            Some(k) => after = Some(k),
-            None => return out,
-        }
-    }
-}
-
-/// The keys the simulator holds for a corp (read without WeCom's API, which a storm
-/// refuses).
-async fn stored_keys(sim: &Proc, corp: &str) -> Vec<String> {
-    read_all(sim, corp)
-        .await
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect()
-}
-
-/// One entity's digest as the simulator holds it.
-async fn stored_digest(sim: &Proc, corp: &str, key: &str) -> Option<String> {
-    read_all(sim, corp)
-        .await
-        .into_iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, d)| d)
+    adapter_digests(sim, corp, &contacts_secret(ext), ext).await
 }
 
 async fn wait_same(sim: &Proc, what: &str) -> BTreeMap<String, String> {
@@ -155,10 +119,6 @@ async fn wait_same(sim: &Proc, what: &str) -> BTreeMap<String, String> {
         (p == held(sim, STANDBY).await).then_some(p)
     })
     .await
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 #[tokio::test]

@@ -136,3 +136,58 @@ impl Corp {
         v
     }
 }
+
+/// key → digest of a corp's entities, as `WecomProvider` reads them over WeCom's API
+/// (what a drill compares; the simulator's own store also keeps WeCom's server-assigned
+/// ids, so its digests of corp tags differ between corps).
+pub async fn adapter_digests(
+    sim: &Proc,
+    corp: &str,
+    contacts_secret: &str,
+    customer_secret: &str,
+) -> std::collections::BTreeMap<String, String> {
+    use understudy::provider::AccountProvider;
+    use understudy::provider::wecom::client::ClientOptions;
+    use understudy::provider::wecom::provider::WecomProvider;
+    let options = ClientOptions {
+        api_base: sim.url.clone(),
+        ..ClientOptions::default()
+    };
+    let p = WecomProvider::new(corp, contacts_secret, &options)
+        .and_then(|p| p.with_customer_contact(customer_secret, &options))
+        .unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    let mut after = None;
+    loop {
+        let page = p.list_digests(after.as_ref(), 1000).await.unwrap();
+        out.extend(page.items.iter().map(|(k, d)| (k.to_string(), d.to_hex())));
+        match page.next {
+            Some(k) => after = Some(k),
+            None => return out,
+        }
+    }
+}
+
+/// The keys the simulator holds for a corp (read without WeCom's API, which a rate-limit
+/// storm refuses).
+pub async fn stored_keys(sim: &Proc, corp: &str) -> Vec<String> {
+    crate::harness::read_all(sim, corp)
+        .await
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// One entity's digest as the simulator holds it.
+pub async fn stored_digest(sim: &Proc, corp: &str, key: &str) -> Option<String> {
+    crate::harness::read_all(sim, corp)
+        .await
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, d)| d)
+}
+
+/// The `p` quantile of sorted durations.
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
