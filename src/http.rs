@@ -4,9 +4,9 @@
 //! - The **health listener** (`--health-listen`) serves `/metrics` (Prometheus text),
 //!   `/healthz` (the process runs) and `/readyz` (the controllers are set up), and
 //!   nothing else. The **webhook listener** (`--listen`) serves the routes it is given
-//!   (the provider-notice webhook) and nothing else. Separate sockets, so no load on
-//!   the webhook — however large — can make a liveness or readiness probe fail or a
-//!   scrape time out.
+//!   (the provider-notice and WeCom callback webhooks) and nothing else. Separate
+//!   sockets, so no load on the webhook — however large — can make a liveness or
+//!   readiness probe fail or a scrape time out.
 //! - The webhook listener is bounded, by layers around the routes it is given (the
 //!   routes themselves know nothing of it), with [`WebhookLimits`]:
 //!   - at most `max_in_flight` requests at once; one more is answered `503` with

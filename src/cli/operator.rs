@@ -20,10 +20,11 @@ pub enum LogFormat {
 
 #[derive(Args, Debug)]
 #[command(
-    about = "Run the operator (controllers, metrics, notice webhook)",
+    about = "Run the operator (controllers, metrics, provider webhooks)",
     long_about = "Runs the AccountPair and Switchover controllers against the cluster of the current \
 kubeconfig (in-cluster config inside a Pod), serves the provider notice webhook (POST \
-/webhooks/notices/NAMESPACE/PAIR) on --listen and /metrics, /healthz, /readyz on their own \
+/webhooks/notices/NAMESPACE/PAIR) and the WeCom callback webhook (GET/POST \
+/webhooks/wecom/NAMESPACE/PAIR) on --listen and /metrics, /healthz, /readyz on their own \
 listener, --health-listen, so that no webhook load can fail a probe or a scrape; with \
 --leader-elect it acts only while holding the Lease.\n\nThe webhook takes bodies of at most \
 64 KiB (413 beyond), each within --webhook-read-timeout (408 after), and at most \
@@ -32,7 +33,8 @@ listener, --health-listen, so that no webhook load can fail a probe or a scrape;
 metrics on http://ADDR` on stdout.\n\nExample: understudy operator --leader-elect --lease-namespace understudy-system"
 )]
 pub struct OperatorArgs {
-    /// Address of the provider-notice webhook listener (POST /webhooks/notices/NAMESPACE/PAIR).
+    /// Address of the provider webhook listener (POST /webhooks/notices/NAMESPACE/PAIR,
+    /// WeCom callbacks at /webhooks/wecom/NAMESPACE/PAIR).
     #[arg(long, default_value = "127.0.0.1:8080", env = "UNDERSTUDY_LISTEN")]
     pub listen: SocketAddr,
     /// Address of the health and metrics listener (/metrics, /healthz, /readyz), apart from
@@ -83,7 +85,8 @@ pub struct OperatorArgs {
     /// gives each at least 30 s).
     #[arg(long, default_value = "2s", value_parser = parse_positive_duration)]
     pub drain_bound: Duration,
-    /// Replay window of provider notices.
+    /// Replay window of provider notices and WeCom callbacks (older or later ones are
+    /// refused; those taken within it are remembered).
     #[arg(long, default_value = "5m", value_parser = parse_positive_duration)]
     pub notice_window: Duration,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
