@@ -17,6 +17,9 @@ use understudy::api::{AccountPair, Switchover};
 use crate::support::{Testbed, suffix, wait_until};
 
 /// Tests that move the shared HAProxy backend or BIND zone run one at a time.
+mod traffic;
+pub use traffic::*;
+
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const BIN: &str = env!("CARGO_BIN_EXE_understudy");
@@ -387,100 +390,6 @@ pub async fn with_rehearsal_record(tb: &Testbed, client: &Client, scene: &Scene)
         .await
         .expect("give the pair a rehearsal record");
     record
-}
-
-pub fn dns_record(tb: &Testbed, name: &str) -> understudy::traffic::dns::DnsRecord {
-    use base64::Engine;
-    let key = understudy::traffic::dns::TsigKey {
-        name: tb.var("TESTBED_TSIG_KEY_NAME"),
-        algorithm: tb.var("TESTBED_TSIG_ALGORITHM"),
-        secret: base64::engine::general_purpose::STANDARD
-            .decode(tb.var("TESTBED_TSIG_SECRET"))
-            .unwrap(),
-    };
-    understudy::traffic::dns::DnsRecord::new(
-        &[tb.var("TESTBED_DNS_SERVER")],
-        &tb.var("TESTBED_DNS_ZONE"),
-        name,
-        understudy::api::account_pair::RecordType::A,
-        5,
-        key,
-    )
-    .unwrap()
-}
-
-pub fn haproxy(tb: &Testbed) -> understudy::traffic::haproxy::HaproxyRuntime {
-    understudy::traffic::haproxy::HaproxyRuntime::new(tb.var("TESTBED_HAPROXY_RUNTIME_API"))
-}
-
-/// `dig` the record on the test bed's BIND.
-pub fn dig(tb: &Testbed, name: &str) -> Vec<String> {
-    let server = tb.var("TESTBED_DNS_SERVER");
-    let (host, port) = server.rsplit_once(':').unwrap();
-    let fqdn = format!("{name}.{}", tb.var("TESTBED_DNS_ZONE"));
-    let out = Command::new("dig")
-        .args([
-            &format!("@{host}"),
-            "-p",
-            port,
-            &fqdn,
-            "A",
-            "+short",
-            "+tcp",
-        ])
-        .output()
-        .expect("dig");
-    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
-    v.sort();
-    v
-}
-
-/// The zone's SOA serial: BIND increments it once per applied UPDATE.
-pub fn soa_serial(tb: &Testbed) -> u64 {
-    let server = tb.var("TESTBED_DNS_SERVER");
-    let (host, port) = server.rsplit_once(':').unwrap();
-    let out = Command::new("dig")
-        .args([
-            &format!("@{host}"),
-            "-p",
-            port,
-            &tb.var("TESTBED_DNS_ZONE"),
-            "SOA",
-            "+short",
-            "+tcp",
-        ])
-        .output()
-        .expect("dig");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace()
-        .nth(2)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no SOA serial in {text:?}"))
-}
-
-pub async fn through_haproxy(tb: &Testbed) -> String {
-    reqwest::get(tb.var("TESTBED_HAPROXY_FRONTEND_URL"))
-        .await
-        .expect("request through HAProxy")
-        .text()
-        .await
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
-pub async fn service_selector(client: &Client, scene: &Scene) -> String {
-    let svc = Api::<Service>::namespaced(client.clone(), &scene.namespace)
-        .get(&scene.service)
-        .await
-        .unwrap();
-    svc.spec
-        .and_then(|s| s.selector)
-        .and_then(|m| m.get("app.kubernetes.io/instance").cloned())
-        .unwrap_or_default()
 }
 
 pub async fn switchovers(client: &Client, ns: &str) -> Vec<Switchover> {
