@@ -3,13 +3,12 @@
 //! (`tests/testbed/wechatpy.sh`). What wechatpy seals, understudy opens; what understudy
 //! seals, wechatpy opens; a tampered or misaddressed callback is refused by both.
 
+mod harness;
+#[path = "wecom/kit.rs"]
+mod kit;
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use serde_json::{Value, json};
-use support::Testbed;
 use understudy::provider::wecom::callback::{Callback, Envelope, Reread, SimEvent, event_xml};
 use understudy::provider::wecom::crypto::{CallbackCrypto, CryptoError};
 
@@ -18,36 +17,9 @@ const TOKEN: &str = "understudyToken";
 const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 const CORP: &str = "ww0123456789abcdef";
 
-/// Runs `tests/e2e/wecom/wechatpy_crypto.py` in the test bed's wechatpy virtualenv.
+/// `tests/e2e/wecom/wechatpy_crypto.py` with this test's Token and EncodingAESKey.
 fn wechatpy(op: &str, corp: &str, items: Value) -> Vec<Value> {
-    let tb = Testbed::load();
-    let python = tb.var("TESTBED_WECHATPY_PYTHON");
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/e2e/wecom/wechatpy_crypto.py"
-    );
-    let mut child = Command::new(&python)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("run {python}: {e}"));
-    let request = json!({ "op": op, "token": TOKEN, "key": KEY, "corp": corp, "items": items });
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "wechatpy failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("wechatpy printed JSON");
-    v["items"].as_array().unwrap().clone()
+    kit::wechatpy_crypto(op, TOKEN, KEY, corp, items)
 }
 
 fn messages() -> Vec<String> {
