@@ -30,11 +30,12 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use understudy::model::EntityKey;
 use understudy::provider::AccountProvider;
+use understudy::provider::cgibin::Limit;
+use understudy::provider::cgibin::client::ClientOptions;
 use understudy::provider::feedless::SyntheticFeed;
 use understudy::provider::sim::{Payload, ServerConfig, SimStore, router};
 use understudy::provider::wecom::WecomProvider;
 use understudy::provider::wecom::callback::receive;
-use understudy::provider::wecom::client::ClientOptions;
 use understudy::provider::wecom::crypto::CallbackCrypto;
 
 const AES: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
@@ -89,8 +90,8 @@ fn seed(store: &SimStore, corp: &str, members: usize) {
 
 fn provider(base: &str, corp: &str, limit: Option<u32>) -> WecomProvider {
     let options = ClientOptions {
-        api_base: base.to_string(),
-        calls_per_minute: limit,
+        api_base: Some(base.to_string()),
+        limit: limit.map_or(Limit::Off, Limit::PerWindow),
         request_timeout: Duration::from_secs(30),
     };
     WecomProvider::new(corp, "bench-secret", &options).unwrap()

@@ -43,6 +43,9 @@ pub use super::traffic::{
     "!has(self.primary.corpId) || !has(self.standby.corpId) || self.primary.corpId != self.standby.corpId"
 ).message("spec.primary and spec.standby name the same WeCom corp: the standby must be another corp (corpId must differ)"))]
 #[x_kube(validation = kube::core::Rule::new(
+    "!has(self.primary.appId) || !has(self.standby.appId) || self.primary.appId != self.standby.appId"
+).message("spec.primary and spec.standby name the same Official Account: the standby must be another account (appId must differ)"))]
+#[x_kube(validation = kube::core::Rule::new(
     "(has(self.primary.provider) ? self.primary.provider : 'http') == (has(self.standby.provider) ? self.standby.provider : 'http')"
 ).message("spec.primary and spec.standby use different providers: records are copied between two accounts of one provider, so set the same provider on both"))]
 #[x_kube(validation = kube::core::Rule::new(
@@ -76,7 +79,7 @@ pub struct AccountPairSpec {
 
 /// Kind of provider adapter.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "camelCase")]
 pub enum ProviderKind {
     /// The Provider API over HTTP/JSON (src/provider/openapi.yaml); also what the simulator serves.
     #[default]
@@ -84,24 +87,38 @@ pub enum ProviderKind {
     /// A WeCom (企业微信) corp over WeCom's own server API: contacts, tags and
     /// customer-contact tags; changes from its callbacks and a reconciliation scan.
     Wecom,
+    /// A WeChat Official Account (公众号) over its own API: the custom menu, permanent
+    /// materials, follower tags; auto-replies read and compared, not replicable;
+    /// changes from a reconciliation scan.
+    OfficialAccount,
 }
 
 /// One messaging account at a provider. `provider: http` (the default) names it by
-/// `endpoint` and `accountId`; `provider: wecom` by `corpId` (and `apiBase`).
+/// `endpoint` and `accountId`; `provider: wecom` by `corpId`, `provider: officialAccount`
+/// by `appId` (both reached at `apiBase`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = kube::core::Rule::new(
-    "(has(self.provider) && self.provider == 'wecom') || (has(self.endpoint) && has(self.accountId))"
+    "(has(self.provider) && self.provider != 'http') || (has(self.endpoint) && has(self.accountId))"
 ).message("provider http needs endpoint (the Provider API's base URL) and accountId"))]
 #[x_kube(validation = kube::core::Rule::new(
     "!has(self.provider) || self.provider != 'wecom' || has(self.corpId)"
 ).message("provider wecom needs corpId: copy it from the WeCom admin console (My Company → Corp ID)"))]
 #[x_kube(validation = kube::core::Rule::new(
-    "!has(self.provider) || self.provider != 'wecom' || (!has(self.endpoint) && !has(self.accountId))"
-).message("endpoint and accountId belong to provider http: a WeCom corp is named by corpId and reached at apiBase"))]
+    "!has(self.provider) || self.provider != 'officialAccount' || has(self.appId)"
+).message("provider officialAccount needs appId: copy the AppID from mp.weixin.qq.com (设置与开发 → 基本配置)"))]
 #[x_kube(validation = kube::core::Rule::new(
-    "(has(self.provider) && self.provider == 'wecom') || (!has(self.corpId) && !has(self.apiBase) && !has(self.callback) && !has(self.externalContactSecretRef))"
-).message("corpId, apiBase, callback and externalContactSecretRef belong to provider wecom: set provider: wecom or remove them"))]
+    "!has(self.provider) || self.provider == 'http' || (!has(self.endpoint) && !has(self.accountId))"
+).message("endpoint and accountId belong to provider http: a WeCom corp is named by corpId and an Official Account by appId, each reached at apiBase"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "(has(self.provider) && self.provider == 'wecom') || (!has(self.corpId) && !has(self.callback) && !has(self.externalContactSecretRef))"
+).message("corpId, callback and externalContactSecretRef belong to provider wecom: set provider: wecom or remove them"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "(has(self.provider) && self.provider == 'officialAccount') || !has(self.appId)"
+).message("appId belongs to provider officialAccount: set provider: officialAccount or remove it"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "(has(self.provider) && self.provider != 'http') || !has(self.apiBase)"
+).message("apiBase belongs to provider wecom or officialAccount: provider http is reached at endpoint"))]
 pub struct AccountRef {
     /// Adapter used to reach the provider.
     #[serde(default)]
@@ -123,9 +140,16 @@ pub struct AccountRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64), pattern(r"^[A-Za-z0-9][A-Za-z0-9_-]*$"))]
     pub corp_id: Option<String>,
+    /// `provider: officialAccount`: the account's AppID (`wx` and 16 hex digits), from
+    /// mp.weixin.qq.com → 设置与开发 → 基本配置.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = kube::core::Rule::new("self.matches('^wx[0-9a-f]{16}$')")
+        .message("appId is an Official Account's AppID: wx followed by 16 hex digits (mp.weixin.qq.com → 设置与开发 → 基本配置)"))]
+    pub app_id: Option<String>,
     /// The API credentials. `provider: http`: the bearer token (key `token` unless
     /// given). `provider: wecom`: the contacts-sync (通讯录同步) Secret, with API
-    /// editing enabled (key `secret` unless given).
+    /// editing enabled (key `secret` unless given). `provider: officialAccount`: the
+    /// AppSecret (key `secret` unless given).
     pub credentials_secret_ref: SecretKeyRef,
     /// `provider: wecom`: the customer-contact (客户联系) Secret (key `secret` unless
     /// given). Without it corp tags (`corp-tag`) are not replicated.
@@ -136,19 +160,22 @@ pub struct AccountRef {
     /// EncodingAESKey). Without it changes are seen only by the reconciliation scan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback: Option<CallbackSpec>,
-    /// `provider: wecom`: where WeCom's API is reached: `https://qyapi.weixin.qq.com`
-    /// unless given (a forward proxy, or the simulator in tests).
+    /// `provider: wecom` / `officialAccount`: where the API is reached:
+    /// `https://qyapi.weixin.qq.com` (WeCom) or `https://api.weixin.qq.com` (Official
+    /// Accounts) unless given (a forward proxy, or the simulator in tests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048), pattern(r"^https?://[^\s/@]+(/[^\s]*)?$"))]
     pub api_base: Option<String>,
 }
 
 impl AccountRef {
-    /// The account's id at its provider: `accountId`, or a WeCom corp's `corpId`.
+    /// The account's id at its provider: `accountId`, a WeCom corp's `corpId`, an
+    /// Official Account's `appId`.
     pub fn id(&self) -> &str {
         match self.provider {
             ProviderKind::Http => self.account_id.as_deref().unwrap_or_default(),
             ProviderKind::Wecom => self.corp_id.as_deref().unwrap_or_default(),
+            ProviderKind::OfficialAccount => self.app_id.as_deref().unwrap_or_default(),
         }
     }
 }

@@ -68,6 +68,22 @@ pub struct VerificationStatus {
     pub settled: bool,
 }
 
+/// One kind the provider cannot write, as the drill compared it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotReplicableStatus {
+    /// The entity kind (`auto-reply`).
+    pub kind: String,
+    /// Why it is not replicated, and what a human does instead.
+    pub reason: String,
+    pub primary: i64,
+    pub standby: i64,
+    pub matched: i64,
+    /// Keys that differ or exist on one side only (bounded): set these by hand.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub differing: Vec<String>,
+}
+
 /// Counts from comparing the compacted topic's last value per key with the primary.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -97,6 +113,10 @@ pub struct DrillStatus {
     pub verification: Option<VerificationStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka_copy: Option<KafkaCopyStatus>,
+    /// Kinds the provider reads but cannot write (an Official Account's auto-replies):
+    /// compared apart, never counted as a failure, reported with what to do instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_replicable: Vec<NotReplicableStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rehearsal: Option<RehearsalStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

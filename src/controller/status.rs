@@ -23,6 +23,8 @@ pub struct StatusInput<'a> {
     pub verdicts: [(&'a Verdict, Option<&'a str>); 2],
     /// What each side's provider said is misconfigured (see `Misconfigured`).
     pub misconfigured: [Option<&'a str>; 2],
+    /// The kinds the provider reads but cannot write (see `NotReplicable`).
+    pub not_replicable: &'a [crate::provider::NotReplicable],
     pub snapshot: Option<&'a PipelineSnapshot>,
     /// Why replication does not run (start failing, fenced, held).
     pub pipeline_error: Option<&'a str>,
@@ -182,6 +184,7 @@ pub fn build(input: &StatusInput<'_>, now: DateTime<Utc>) -> AccountPairStatus {
         ),
     };
     misconfigured(&mut conds, input, g, now);
+    not_replicable(&mut conds, input, g, now);
     let aligned = traffic_aligned(&mut conds, input, g, now);
     match input.audit_problem {
         Some(p) => {
@@ -349,6 +352,35 @@ fn misconfigured(
         CondStatus::True,
         "ProviderRefusedSetup",
         &found.join("; "),
+        g,
+        now,
+    );
+}
+
+/// `NotReplicable`: kinds the provider reads but cannot write (an Official Account's
+/// auto-replies): True with each kind and what to do instead. Pairs whose provider
+/// writes everything it reads never get the condition.
+fn not_replicable(
+    conds: &mut Vec<Condition>,
+    input: &StatusInput<'_>,
+    g: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    if input.not_replicable.is_empty() {
+        return;
+    }
+    let message = input
+        .not_replicable
+        .iter()
+        .map(|n| format!("{}: {}", n.kind, n.reason))
+        .collect::<Vec<_>>()
+        .join("; ");
+    set_condition(
+        conds,
+        "NotReplicable",
+        CondStatus::True,
+        "ProviderCannotWrite",
+        &message,
         g,
         now,
     );

@@ -19,6 +19,7 @@ fn healthy_pair_without_pipeline_is_pending_and_not_ready() {
         target: None,
         verdicts: [(&h1, None), (&h2, None)],
         misconfigured: [None, None],
+        not_replicable: &[],
         snapshot: None,
         pipeline_error: None,
         brake: None,
@@ -51,6 +52,7 @@ fn every_brake_shows_as_automatic_failover_false_and_pages_only_when_humans_must
             target: None,
             verdicts: [(&f, None), (&h, None)],
             misconfigured: [None, None],
+            not_replicable: &[],
             snapshot: None,
             pipeline_error: None,
             brake: Some((brake, "what a human should do")),
@@ -94,6 +96,7 @@ fn a_split_traffic_is_shown_and_the_pair_is_not_ready() {
         target: None,
         verdicts: [(&h, None), (&h, None)],
         misconfigured: [None, None],
+        not_replicable: &[],
         snapshot: None,
         pipeline_error: None,
         brake: None,
@@ -127,6 +130,7 @@ fn page_and_frozen_primary_show_in_conditions() {
         target: None,
         verdicts: [(&f, Some("poll: frozen")), (&h, None)],
         misconfigured: [None, None],
+        not_replicable: &[],
         snapshot: None,
         pipeline_error: Some("kafka down"),
         brake: Some((Brake::BothSidesDown, "both sides are frozen")),
@@ -189,6 +193,7 @@ fn a_provider_refusing_the_setup_shows_as_misconfigured_until_it_answers() {
         target: None,
         verdicts: [(&h1, None), (&h2, None)],
         misconfigured: [Some(ip), None],
+        not_replicable: &[],
         snapshot: Some(&snap),
         pipeline_error: None,
         brake: None,
@@ -225,4 +230,46 @@ fn a_provider_refusing_the_setup_shows_as_misconfigured_until_it_answers() {
     input.previous = &prev;
     let s3 = build(&input, Utc::now());
     assert!(super::super::conditions::get(&s3.conditions, "Misconfigured").is_none());
+}
+
+#[test]
+fn kinds_the_provider_cannot_write_are_a_condition_saying_what_to_do() {
+    use crate::provider::NotReplicable;
+    let prev = AccountPairStatus::default();
+    let (h1, h2) = (v(VerdictKind::Healthy), v(VerdictKind::Healthy));
+    let kinds = [NotReplicable {
+        kind: crate::model::EntityKind::AutoReply,
+        reason: "no API writes auto-replies: set them on the standby by hand",
+    }];
+    let mut input = StatusInput {
+        previous: &prev,
+        generation: 1,
+        paused: false,
+        mode: DetectionMode::Automatic,
+        active: Side::Primary,
+        target: None,
+        verdicts: [(&h1, None), (&h2, None)],
+        misconfigured: [None, None],
+        not_replicable: &kinds,
+        snapshot: None,
+        pipeline_error: None,
+        brake: None,
+        failover_started: None,
+        traffic: None,
+        risk: &[],
+        last_flip: None,
+        seen_notices: &[],
+        audit_problem: None,
+    };
+    let s = build(&input, Utc::now());
+    let c = super::super::conditions::get(&s.conditions, "NotReplicable").unwrap();
+    assert_eq!(c.status, "True");
+    assert_eq!(
+        c.message,
+        "auto-reply: no API writes auto-replies: set them on the standby by hand"
+    );
+    // A provider that writes all it reads: no such condition.
+    input.not_replicable = &[];
+    let s = build(&input, Utc::now());
+    assert!(super::super::conditions::get(&s.conditions, "NotReplicable").is_none());
 }

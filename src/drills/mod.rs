@@ -17,6 +17,7 @@
 //! "Primary" and "standby" here mean the **active** and the **passive** account of the
 //! pair at the time of the drill: after a failover the controller passes them swapped.
 
+pub mod apart;
 pub mod join;
 pub mod kafka_copy;
 pub mod recheck;

@@ -158,6 +158,20 @@ pub fn render_text(drill: &Drill) -> String {
         }
         None => t.push_str("  not run\n"),
     }
+    if !status.not_replicable.is_empty() {
+        t.push_str("\nNot replicable (compared, not counted)\n");
+        for n in &status.not_replicable {
+            let _ = writeln!(
+                t,
+                "  {:<20}{} on the primary, {} on the standby, {} matched",
+                n.kind, n.primary, n.standby, n.matched
+            );
+            let _ = writeln!(t, "    {}", n.reason);
+            for d in &n.differing {
+                let _ = writeln!(t, "    - {d}");
+            }
+        }
+    }
     t.push_str("\nKafka copy (compacted state topic vs primary)\n");
     match &status.kafka_copy {
         Some(k) => {
@@ -213,6 +227,7 @@ pub fn render_json(drill: &Drill) -> Value {
         "durationSeconds": duration_seconds(&status),
         "verification": status.verification,
         "kafkaCopy": status.kafka_copy,
+        "notReplicable": status.not_replicable,
         "rehearsal": status.rehearsal,
         "message": status.message,
         "advice": advice(&drill.spec, &status),

@@ -36,6 +36,7 @@ fn passed() -> DrillStatus {
             missing: 0,
             mismatched: 0,
         }),
+        not_replicable: Vec::new(),
         rehearsal: Some(RehearsalStatus {
             flip_ms: 180,
             restore_ms: 1_250,
@@ -69,6 +70,7 @@ fn failed() -> DrillStatus {
             missing: 1,
             mismatched: 1,
         }),
+        not_replicable: Vec::new(),
         rehearsal: None,
         started_at: Some("2026-12-01T03:00:01Z".into()),
         finished_at: Some("2026-12-01T03:00:04Z".into()),
@@ -214,4 +216,30 @@ fn thousands_separators() {
     assert_eq!(thousands(1_000), "1,000");
     assert_eq!(thousands(1_234_567), "1,234,567");
     assert_eq!(thousands(-12_345), "-12,345");
+}
+
+#[test]
+fn kinds_that_cannot_be_replicated_are_reported_apart_with_what_to_do() {
+    let mut status = passed();
+    status.not_replicable = vec![crate::api::drill::NotReplicableStatus {
+        kind: "auto-reply".into(),
+        reason: "no API writes auto-replies: set them on the standby by hand".into(),
+        primary: 1,
+        standby: 1,
+        matched: 0,
+        differing: vec!["auto-reply/current: differs".into()],
+    }];
+    let d = drill(false, Some(status));
+    let text = render_text(&d);
+    assert!(
+        text.contains("Not replicable (compared, not counted)"),
+        "{text}"
+    );
+    assert!(text.contains("auto-reply/current: differs"), "{text}");
+    assert!(text.contains("set them on the standby by hand"), "{text}");
+    // Still a passed drill: nothing replication could have done.
+    assert!(text.contains("Result:    PASSED"), "{text}");
+    let json = render_json(&d);
+    assert_eq!(json["notReplicable"][0]["kind"], "auto-reply");
+    assert_eq!(json["notReplicable"][0]["matched"], 0);
 }

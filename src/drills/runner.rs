@@ -26,9 +26,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use tracing::{Instrument, info, info_span, warn};
 
+use super::apart::{self, Apart};
 use super::kafka_copy::{KafkaCopyConfig, KafkaCopyError, KafkaCopyOutcome, check_kafka_copy};
 use super::recheck::Settle;
-use super::verify::{VerifyOptions, verify_accounts};
+use super::verify::{Listing, VerifyOptions, verify_with};
 use crate::api::drill::{DrillPhase, DrillResult, DrillStatus, RehearsalStatus};
 use crate::metrics::metrics;
 use crate::provider::AccountProvider;
@@ -114,7 +115,13 @@ async fn run(inp: DrillInputs<'_>) -> DrillStatus {
     inp.sink.save(&st).await;
 
     let t = Instant::now();
-    match verify_accounts(
+    // Kinds the provider cannot write are compared apart (never a failure).
+    let kinds = inp.primary.not_replicable();
+    let p_apart = Apart::new(Arc::new(Listing(inp.primary.clone())), &kinds);
+    let s_apart = Apart::new(Arc::new(Listing(inp.standby.clone())), &kinds);
+    match verify_with(
+        p_apart.clone(),
+        s_apart.clone(),
         inp.primary.clone(),
         inp.standby.clone(),
         inp.settle,
@@ -145,6 +152,20 @@ async fn run(inp: DrillInputs<'_>) -> DrillStatus {
                 );
             }
             st.verification = Some(v.status());
+            st.not_replicable = apart::compare(&p_apart, &s_apart);
+            for n in &st.not_replicable {
+                if n.matched < n.primary.max(n.standby) {
+                    let _ = writeln!(
+                        notes,
+                        "{}: {} of {} differ between the accounts and cannot be replicated ({}): {}",
+                        n.kind,
+                        n.primary.max(n.standby) - n.matched,
+                        n.primary.max(n.standby),
+                        n.reason,
+                        n.differing.join(", ")
+                    );
+                }
+            }
         }
         Err(e) => {
             warn!(error = %e, "verification could not complete");

@@ -111,6 +111,18 @@ impl EntityKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A key whose id is a provider's name for the entity (a tag's name: the one thing
+    /// two accounts share when each assigns its own ids), with `%` and `/`
+    /// percent-encoded (an id holds no `/`). `None` for a name no key can hold.
+    pub fn named(kind: EntityKind, name: &str) -> Option<Self> {
+        EntityKey::new(kind, &name.replace('%', "%25").replace('/', "%2F")).ok()
+    }
+
+    /// The name a [`named`](Self::named) key stands for.
+    pub fn name(&self) -> String {
+        self.id().replace("%2F", "/").replace("%25", "%")
+    }
 }
 
 /// An id as a key allows: 1–256 bytes, no `/`, no control characters.

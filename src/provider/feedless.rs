@@ -69,6 +69,25 @@ pub trait Baseline: Send + Sync {
     async fn read(&self) -> Result<Option<BTreeMap<EntityKey, Digest>>, String>;
 }
 
+/// A feed that can be told to scan its account (what a pair's reconciliation loop holds,
+/// whatever the provider).
+#[async_trait]
+pub trait Scan: Send + Sync {
+    async fn scan(&self) -> Result<ScanReport, ProviderError>;
+    fn account(&self) -> &str;
+}
+
+#[async_trait]
+impl<P: AccountProvider + 'static> Scan for SyntheticFeed<P> {
+    async fn scan(&self) -> Result<ScanReport, ProviderError> {
+        SyntheticFeed::scan(self).await
+    }
+
+    fn account(&self) -> &str {
+        self.inner.account_id()
+    }
+}
+
 /// A provider without a change feed, with one made from hints and scans.
 pub struct SyntheticFeed<P> {
     inner: P,
@@ -317,6 +336,10 @@ impl<P: AccountProvider> SyntheticFeed<P> {
 impl<P: AccountProvider> AccountProvider for Arc<SyntheticFeed<P>> {
     fn account_id(&self) -> &str {
         self.inner.account_id()
+    }
+
+    fn not_replicable(&self) -> Vec<crate::provider::NotReplicable> {
+        self.inner.not_replicable()
     }
 
     async fn status(&self) -> Result<StatusReport, ProviderError> {

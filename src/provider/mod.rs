@@ -13,9 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{AccountState, Change, Digest, Entity, EntityKey};
 
+pub mod cgibin;
 pub mod feedless;
 pub mod http;
 pub mod notice;
+pub mod officialaccount;
 pub mod sim;
 pub mod wecom;
 pub mod wire;
@@ -205,11 +207,25 @@ pub struct BatchOutcome {
     pub rejected: Vec<Rejection>,
 }
 
+/// A kind of entity a provider reads but cannot write: the sink skips its records
+/// (no DLQ), drills compare it apart and report it, and the pair says so in a condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotReplicable {
+    pub kind: crate::model::EntityKind,
+    /// Why, and what a human does instead.
+    pub reason: &'static str,
+}
+
 /// One account at a provider.
 #[async_trait]
 pub trait AccountProvider: Send + Sync {
     /// The account's id (for logs and metrics; never a secret).
     fn account_id(&self) -> &str;
+
+    /// The kinds this provider reads but cannot write (none by default).
+    fn not_replicable(&self) -> Vec<NotReplicable> {
+        Vec::new()
+    }
 
     async fn status(&self) -> Result<StatusReport, ProviderError>;
 

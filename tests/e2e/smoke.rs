@@ -5,6 +5,10 @@
 
 mod support;
 
+/// The accounts of each native provider, refused with what to fix.
+#[path = "smoke/providers.rs"]
+mod providers;
+
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
@@ -133,106 +137,6 @@ async fn crds_install_and_validate_on_the_real_api_server() {
         .filter_map(|p| p.metadata.name)
         .collect();
     assert_eq!(names, vec!["wecom".to_string()]);
-}
-
-/// A WeCom pair's accounts: accepted when whole, and each mistake refused with a
-/// message that says what to fix.
-#[tokio::test]
-async fn wecom_accounts_are_refused_with_what_to_fix() {
-    let tb = Testbed::load();
-    let client = tb.kube().await;
-    install_crds(&client).await;
-    let ns = fresh_namespace(&client, "smoke-wecom").await;
-    let api: Api<AccountPair> = Api::namespaced(client.clone(), &ns);
-    let corp = |id: &str| {
-        json!({ "provider": "wecom", "corpId": id, "credentialsSecretRef": { "name": "contacts" },
-                "externalContactSecretRef": { "name": "customers" },
-                "callback": { "secretRef": { "name": "callback" } },
-                "apiBase": "http://127.0.0.1:18080" })
-    };
-    let wecom = |name: &str| {
-        let mut v = pair(name, "unused-a", "unused-b");
-        v["spec"]["primary"] = corp("ww0123456789abcdef");
-        v["spec"]["standby"] = corp("wwfedcba9876543210");
-        v
-    };
-    let ok: AccountPair = serde_json::from_value(wecom("wecom-ok")).unwrap();
-    let stored = api
-        .create(&PostParams::default(), &ok)
-        .await
-        .expect("a whole WeCom pair is accepted");
-    assert_eq!(stored.spec.primary.id(), "ww0123456789abcdef");
-    assert_eq!(
-        stored.spec.replication.reconcile_interval.as_std(),
-        Duration::from_secs(600),
-        "the reconciliation scan runs every 10 minutes unless told"
-    );
-
-    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
-    let cases: Vec<(&str, Edit, &str)> = vec![
-        (
-            "no-corp",
-            Box::new(|v| {
-                v["spec"]["standby"]
-                    .as_object_mut()
-                    .unwrap()
-                    .remove("corpId");
-            }),
-            "provider wecom needs corpId",
-        ),
-        (
-            "endpoint-on-wecom",
-            Box::new(|v| v["spec"]["primary"]["endpoint"] = json!("http://127.0.0.1:1")),
-            "endpoint and accountId belong to provider http",
-        ),
-        (
-            "corp-on-http",
-            Box::new(|v| {
-                v["spec"]["primary"] = json!({ "endpoint": "http://127.0.0.1:18080", "accountId": "a",
-                    "corpId": "ww1", "credentialsSecretRef": { "name": "t" } });
-                v["spec"]["standby"] = json!({ "endpoint": "http://127.0.0.1:18080", "accountId": "b",
-                    "credentialsSecretRef": { "name": "t" } });
-            }),
-            "corpId, apiBase, callback and externalContactSecretRef belong to provider wecom",
-        ),
-        (
-            "same-corp",
-            Box::new(|v| v["spec"]["standby"]["corpId"] = json!("ww0123456789abcdef")),
-            "name the same WeCom corp",
-        ),
-        (
-            "mixed",
-            Box::new(|v| {
-                v["spec"]["standby"] = json!({ "endpoint": "http://127.0.0.1:18080",
-                    "accountId": "b", "credentialsSecretRef": { "name": "t" } })
-            }),
-            "use different providers",
-        ),
-        (
-            "api-base-creds",
-            Box::new(|v| v["spec"]["primary"]["apiBase"] = json!("https://user:pw@qyapi.example")),
-            "spec.primary.apiBase",
-        ),
-    ];
-    for (name, edit, want) in cases {
-        let mut v = wecom(name);
-        edit(&mut v);
-        let msg = create_rejected(&api, v).await;
-        assert!(msg.contains(want), "{name}: {msg}");
-    }
-    let names: Vec<String> = api
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|p| p.metadata.name)
-        .collect();
-    assert_eq!(
-        names,
-        vec!["wecom-ok".to_string()],
-        "nothing invalid was stored"
-    );
 }
 
 /// Input a pair author controls and the operator later puts into commands, URLs or

@@ -42,6 +42,8 @@ pub(super) struct Setup {
     /// The pair's Kafka Secret was read for `audit_kafka` (else it holds no settings yet).
     pub audit_secret_read: bool,
     pub status: AccountPairStatus,
+    /// The kinds the pair's provider reads but cannot write.
+    pub not_replicable: Vec<crate::provider::NotReplicable>,
 }
 
 /// Where the traffic targets were last seen pointing.
@@ -71,6 +73,7 @@ pub(super) struct PairActor {
     /// What each side's last answered poll said is misconfigured (a permission, the IP
     /// allow-list), until a poll answers again.
     pub(super) misconfigured: [Option<String>; 2],
+    not_replicable: Vec<crate::provider::NotReplicable>,
     /// The brake that stops an automatic failover now, with its message.
     pub(super) brake: Option<(Brake, String)>,
     /// The automatic failover created for the current freeze.
@@ -134,6 +137,7 @@ impl PairActor {
             target: s.status.target_side,
             detectors,
             misconfigured: [None, None],
+            not_replicable: s.not_replicable,
             brake: None,
             failover_started: None,
             next_evaluation: None,
@@ -402,6 +406,7 @@ impl PairActor {
                 self.misconfigured[0].as_deref(),
                 self.misconfigured[1].as_deref(),
             ],
+            not_replicable: &self.not_replicable,
             snapshot: report.and_then(|r| r.snapshot.as_ref()),
             pipeline_error: report.and_then(|r| r.problem.as_deref()),
             brake: self.brake.as_ref().map(|(b, m)| (*b, m.as_str())),

@@ -17,7 +17,7 @@ use super::{Msg, PairView};
 use crate::api::Side;
 use crate::detection::signal::Signal;
 use crate::provider::AccountProvider;
-use crate::provider::feedless::SyntheticFeed;
+use crate::provider::feedless::Scan;
 
 /// Poll one side's status every `interval`.
 pub async fn poll(
@@ -101,10 +101,10 @@ pub async fn activity(
 /// The reconciliation scan of a side without a change feed, every `interval` while that
 /// side is active (its changes are what replication reads). The first one is not
 /// needed: the feed learns the account when replication asks for its head.
-pub async fn reconcile<P: AccountProvider + 'static>(
+pub async fn reconcile(
     (namespace, pair): (String, String),
     side: Side,
-    feed: Arc<SyntheticFeed<P>>,
+    feed: Arc<dyn Scan>,
     interval: Duration,
     view: watch::Receiver<PairView>,
 ) {
@@ -120,7 +120,7 @@ pub async fn reconcile<P: AccountProvider + 'static>(
                     .with_label_values(&[&namespace, &pair, side.as_str()])
                     .inc_by((r.upserts + r.deletes) as u64);
                 tracing::info!(
-                    %side, account = feed.account_id(), listed = r.listed, upserts = r.upserts,
+                    %side, account = feed.account(), listed = r.listed, upserts = r.upserts,
                     deletes = r.deletes,
                     "the reconciliation scan found changes no callback announced"
                 )
@@ -128,7 +128,7 @@ pub async fn reconcile<P: AccountProvider + 'static>(
             Ok(r) => {
                 tracing::debug!(%side, listed = r.listed, "reconciliation scan: no difference")
             }
-            Err(e) => tracing::warn!(%side, account = feed.account_id(), error = %e,
+            Err(e) => tracing::warn!(%side, account = feed.account(), error = %e,
                 "reconciliation scan failed; the next one runs on schedule"),
         }
     }

@@ -256,6 +256,7 @@ impl PairHandle {
             audit_kafka: audit_tx,
             audit_secret_read,
             status,
+            not_replicable: providers[0].not_replicable(),
         });
         let mut tasks = vec![tokio::spawn(actor.run(rx))];
         let interval = poll_interval(&spec);
@@ -278,11 +279,11 @@ impl PairHandle {
         }
         let scan_every = spec.replication.reconcile_interval.as_std();
         for side in [Side::Primary, Side::Standby] {
-            if let Some(w) = &built.wecom[idx(side)] {
+            if let Some(feed) = &built.scans[idx(side)] {
                 tasks.push(tokio::spawn(loops::reconcile(
                     (namespace.clone(), name.clone()),
                     side,
-                    w.feed.clone(),
+                    feed.clone(),
                     scan_every,
                     view.clone(),
                 )));

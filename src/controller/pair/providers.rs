@@ -7,6 +7,9 @@
 //!   what a lost callback missed. The feed's first scan compares the corp with the
 //!   pair's compacted state topic (what was replicated last), so what changed while the
 //!   operator was not running — deletes included — is replicated too.
+//! - `provider: officialAccount`: the Official Account adapter in a [`SyntheticFeed`]
+//!   with the same baseline; no callbacks exist for its kinds, so the reconciliation
+//!   scan is how changes are seen.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,9 +23,10 @@ use crate::controller::secrets;
 use crate::drills::KafkaCopyConfig;
 use crate::model::{Digest, EntityKey};
 use crate::provider::AccountProvider;
-use crate::provider::feedless::{Baseline, DEFAULT_RETENTION, SyntheticFeed};
+use crate::provider::cgibin::client::ClientOptions;
+use crate::provider::feedless::{Baseline, DEFAULT_RETENTION, Scan, SyntheticFeed};
 use crate::provider::http::HttpProvider;
-use crate::provider::wecom::client::{ClientOptions, DEFAULT_API_BASE};
+use crate::provider::officialaccount::OfficialAccountProvider;
 use crate::provider::wecom::crypto::CallbackCrypto;
 use crate::provider::wecom::provider::WecomProvider;
 
@@ -39,6 +43,8 @@ pub struct Providers {
     pub sides: [Arc<dyn AccountProvider>; 2],
     /// `Some` for a WeCom side.
     pub wecom: [Option<Arc<WecomSide>>; 2],
+    /// `Some` for a side without a change feed: what the reconciliation loop scans.
+    pub scans: [Option<Arc<dyn Scan>>; 2],
 }
 
 /// Reads the Secrets and builds both sides.
@@ -50,6 +56,7 @@ pub async fn build(
     let baseline = TopicBaseline::for_pair(client, (namespace, name), spec).await;
     let mut sides = Vec::with_capacity(2);
     let mut wecom = Vec::with_capacity(2);
+    let mut scans: Vec<Option<Arc<dyn Scan>>> = Vec::with_capacity(2);
     for (side, account) in [
         (Side::Primary, &spec.primary),
         (Side::Standby, &spec.standby),
@@ -58,12 +65,21 @@ pub async fn build(
             ProviderKind::Http => {
                 sides.push(http(client, namespace, side, account).await?);
                 wecom.push(None);
+                scans.push(None);
             }
             ProviderKind::Wecom => {
                 let w =
                     Arc::new(wecom_side(client, namespace, side, account, baseline.clone()).await?);
                 sides.push(Arc::new(w.feed.clone()) as Arc<dyn AccountProvider>);
+                scans.push(Some(w.feed.clone() as Arc<dyn Scan>));
                 wecom.push(Some(w));
+            }
+            ProviderKind::OfficialAccount => {
+                let feed =
+                    official_account(client, namespace, side, account, baseline.clone()).await?;
+                sides.push(Arc::new(feed.clone()) as Arc<dyn AccountProvider>);
+                scans.push(Some(feed as Arc<dyn Scan>));
+                wecom.push(None);
             }
         }
     }
@@ -74,7 +90,41 @@ pub async fn build(
     Ok(Providers {
         sides: sides.try_into().map_err(|_| internal())?,
         wecom: wecom.try_into().map_err(|_| internal())?,
+        scans: scans.try_into().map_err(|_| internal())?,
     })
+}
+
+async fn official_account(
+    client: &Client,
+    namespace: &str,
+    side: Side,
+    account: &AccountRef,
+    baseline: TopicBaseline,
+) -> Result<Arc<SyntheticFeed<OfficialAccountProvider>>, StartError> {
+    let options = ClientOptions {
+        api_base: account.api_base.clone(),
+        ..ClientOptions::default()
+    };
+    let secret = text(
+        client,
+        namespace,
+        side,
+        &account.credentials_secret_ref,
+        "secret",
+        "credentialsSecretRef",
+    )
+    .await?;
+    let provider = OfficialAccountProvider::new(account.id(), &secret, &options).map_err(|e| {
+        StartError::Provider {
+            side,
+            detail: e.to_string(),
+        }
+    })?;
+    Ok(SyntheticFeed::with_baseline(
+        provider,
+        DEFAULT_RETENTION,
+        Some(Box::new(baseline)),
+    ))
 }
 
 /// A Secret value as text (trimmed: a newline from `kubectl create secret --from-file`
@@ -139,12 +189,7 @@ async fn wecom_side(
     let corp_id = account.id().to_string();
     let unusable = |detail: String| StartError::Provider { side, detail };
     let options = ClientOptions {
-        api_base: account
-            .api_base
-            .as_deref()
-            .unwrap_or(DEFAULT_API_BASE)
-            .trim_end_matches('/')
-            .to_string(),
+        api_base: account.api_base.clone(),
         ..ClientOptions::default()
     };
     let secret = text(

@@ -10,6 +10,7 @@ pub mod faults;
 // `gen` is a reserved word in Rust 2024, hence the raw identifier.
 pub mod r#gen;
 pub mod load;
+pub mod officialaccount;
 pub mod payload;
 pub mod provider;
 mod registry;

@@ -76,6 +76,7 @@ pub fn router(store: SimStore, config: ServerConfig) -> Router {
             .build()
             .unwrap_or_default(),
         wecom: Default::default(),
+        officialaccount: Default::default(),
     });
     let api = Router::new()
         .route("/v1/accounts/{id}/status", get(status))
@@ -94,6 +95,7 @@ pub fn router(store: SimStore, config: ServerConfig) -> Router {
         .route("/v1/accounts/{id}/activity", get(activity))
         .merge(super::admin::routes())
         .merge(super::wecom::admin_routes())
+        .merge(super::officialaccount::admin_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -103,6 +105,8 @@ pub fn router(store: SimStore, config: ServerConfig) -> Router {
         )
         .merge(api)
         .merge(super::wecom::api_routes())
+        .merge(super::officialaccount::api_routes())
+        .route("/cgi-bin/user/get", get(cgibin_user_get))
         .fallback(|| async {
             ApiError(ProviderError::NotFound("no such route".into())).into_response()
         })
@@ -125,6 +129,27 @@ async fn auth(State(state): State<Shared>, req: Request, next: Next) -> Response
         }
     }
     next.run(req).await
+}
+
+/// `GET /cgi-bin/user/get` is WeCom's member read and an official account's follower
+/// list: an official account's token (or, for a token nobody issued, the absence of
+/// WeCom's `userid`) sends it to the latter.
+async fn cgibin_user_get(
+    State(s): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let oa = super::officialaccount::is_oa_call(&s, &q, |token| {
+        // 40014 and 41001 are WeCom's answers for a token it never issued.
+        !matches!(
+            s.wecom.corps().check_token(token, Instant::now()),
+            Err(e) if e.code == 40014 || e.code == 41001
+        )
+    });
+    if oa {
+        super::officialaccount::user_get(State(s), Query(q)).await
+    } else {
+        super::wecom::member_get(State(s), Query(q)).await
+    }
 }
 
 impl AppState {

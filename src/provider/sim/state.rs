@@ -1,5 +1,6 @@
 //! The simulator's HTTP state and answers, shared by the Provider API (`server`), the
-//! admin API (`admin`) and the WeCom API (`wecom`), none of which import each other's
+//! admin API (`admin`), the WeCom API (`wecom`) and the official-account API
+//! (`officialaccount`), none of which import each other's
 //! handlers through it.
 
 use std::collections::HashMap;
@@ -23,6 +24,8 @@ pub(super) struct AppState {
     pub http: reqwest::Client,
     /// The WeCom API's corps (secrets, tokens, rate windows).
     pub wecom: super::wecom::state::WecomSim,
+    /// The official accounts (secrets, tokens, quotas, content).
+    pub officialaccount: super::officialaccount::OaSim,
 }
 
 pub(super) type Shared = Arc<AppState>;

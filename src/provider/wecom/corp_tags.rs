@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::client::{Req, WecomClient};
 use super::entities::{corp_tag_name, corp_tag_payload};
 use super::provider::WecomProvider;
 use crate::model::EntityKey;
 use crate::provider::ProviderError;
+use crate::provider::cgibin::client::{ApiClient, Req};
 
 impl WecomProvider {
     /// The corp's tag groups by name (`get_corp_tag_list`), as WeCom answers them.
@@ -30,7 +30,7 @@ impl WecomProvider {
             .collect())
     }
 
-    fn customers(&self, key: &EntityKey) -> Result<&WecomClient, ProviderError> {
+    fn customers(&self, key: &EntityKey) -> Result<&ApiClient, ProviderError> {
         self.customers.as_ref().ok_or_else(|| {
             ProviderError::Rejected(format!(
                 "{key}: corp tags need the corp's customer-contact (客户联系) secret, which this corp was not given"

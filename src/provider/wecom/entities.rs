@@ -113,13 +113,12 @@ pub fn tag_payload(tagname: &str, mut userids: Vec<String>, mut partyids: Vec<u6
 /// directions after a failover. A renamed group is a delete and a create on the other
 /// corp (new ids there).
 pub fn corp_tag_key(group_name: &str) -> Option<EntityKey> {
-    let id = group_name.replace('%', "%25").replace('/', "%2F");
-    EntityKey::new(EntityKind::CorpTag, &id).ok()
+    EntityKey::named(EntityKind::CorpTag, group_name)
 }
 
 /// The group name a [`corp_tag_key`] stands for.
 pub fn corp_tag_name(key: &EntityKey) -> String {
-    key.id().replace("%2F", "/").replace("%25", "%")
+    key.name()
 }
 
 /// A tag group's replicated payload, from a `get_corp_tag_list` group: its order and its

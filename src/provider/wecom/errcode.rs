@@ -21,32 +21,7 @@ use std::time::Duration;
 
 use super::super::ProviderError;
 
-/// What an errcode means for the operator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Meaning {
-    Ok,
-    /// The access token is invalid or expired: fetch a new one and repeat the call once.
-    RefreshToken,
-    /// 40001, "不合法的secret参数": on an API call, refresh the token once (the secret
-    /// may have been rotated); from `gettoken` itself, the secret is wrong.
-    BadSecret,
-    /// Evidence that the corp or its app can no longer be used.
-    Frozen(&'static str),
-    /// Back off and retry; never a freeze.
-    RateLimited,
-    /// WeCom was busy; retry.
-    Transient,
-    /// Something the corp's administrator must change; never a failover.
-    Misconfigured(&'static str),
-    /// The paging cursor is invalid: start the listing again.
-    CursorExpired,
-    /// The entity does not exist.
-    NotFound,
-    /// The write was refused as invalid or conflicting (goes to the DLQ).
-    Rejected,
-    /// A code this table does not know.
-    Unknown,
-}
+pub use crate::provider::cgibin::Meaning;
 
 /// The meaning of `errcode`.
 pub fn meaning(errcode: i64) -> Meaning {
@@ -236,29 +211,7 @@ mod runbook_tests {
     #[test]
     fn the_runbook_table_is_the_code_table() {
         let page = include_str!("../../../runbooks/wecom-errcodes.md");
-        let mut rows = 0;
-        for line in page.lines() {
-            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-            let Some(code) = cells.get(1).and_then(|c| c.parse::<i64>().ok()) else {
-                continue;
-            };
-            let said = cells[3].trim_matches('*');
-            let want = match meaning(code) {
-                Meaning::Ok => "ok",
-                Meaning::Transient => "transient",
-                Meaning::BadSecret => "secret refused",
-                Meaning::RefreshToken => "token refresh",
-                Meaning::RateLimited => "rate limit",
-                Meaning::Frozen(_) => "freeze evidence",
-                Meaning::Misconfigured(_) => "misconfigured",
-                Meaning::CursorExpired => "cursor expired",
-                Meaning::NotFound => "not found",
-                Meaning::Rejected => "rejected",
-                Meaning::Unknown => "unknown",
-            };
-            assert_eq!(said, want, "errcode {code}: the runbook says {said:?}");
-            rows += 1;
-        }
+        let rows = crate::provider::cgibin::runbook_rows(page, meaning);
         assert!(rows >= 30, "only {rows} rows read from the runbook table");
         // Every code the table in code knows is on the page.
         for code in [

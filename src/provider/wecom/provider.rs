@@ -23,12 +23,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::client::{ClientOptions, Req, WecomClient, errcode_of, error_of};
 use super::entities::{
     corp_tag_key, corp_tag_name, corp_tag_payload, department_key, department_payload, member_key,
     member_payload, member_update, tag_key, tag_payload,
 };
 use crate::model::{AccountState, Entity, EntityKey, EntityKind};
+use crate::provider::cgibin::client::{ApiClient, ClientOptions, Req, errcode_of};
 use crate::provider::{
     AccountProvider, ActivityEvent, ChangeBatch, EntityPage, ProbeResult, ProviderError,
     StatusReport,
@@ -64,10 +64,10 @@ enum Source {
 
 /// A WeCom corp as an account.
 pub struct WecomProvider {
-    client: WecomClient,
+    client: ApiClient,
     /// The customer-contact (客户联系) secret's client, for corp tags; without it corp
     /// tags are neither listed nor written.
-    pub(super) customers: Option<WecomClient>,
+    pub(super) customers: Option<ApiClient>,
     /// The keys a listing's first page read, for its next pages (each page would
     /// otherwise list the whole corp again: user/list_id is 1 call per 10,000 members).
     keys: tokio::sync::Mutex<Option<(Instant, Keys)>>,
@@ -89,7 +89,7 @@ impl WecomProvider {
         options: &ClientOptions,
     ) -> Result<Self, ProviderError> {
         Ok(WecomProvider {
-            client: WecomClient::new(corp_id, secret, options)?,
+            client: ApiClient::new(&super::DIALECT, corp_id, secret, options)?,
             customers: None,
             keys: tokio::sync::Mutex::new(None),
         })
@@ -101,7 +101,12 @@ impl WecomProvider {
         secret: &str,
         options: &ClientOptions,
     ) -> Result<Self, ProviderError> {
-        self.customers = Some(WecomClient::new(self.client.corp_id(), secret, options)?);
+        self.customers = Some(ApiClient::new(
+            &super::DIALECT,
+            self.client.account_id(),
+            secret,
+            options,
+        )?);
         Ok(self)
     }
 
@@ -212,7 +217,7 @@ impl WecomProvider {
         match errcode_of(&a) {
             // Created, or it exists (60008: same id or name): either way it is there.
             0 | 60008 => Ok(()),
-            _ => Err(error_of(&a)),
+            _ => Err(self.client.error_of(&a)),
         }
     }
 
@@ -245,13 +250,13 @@ impl WecomProvider {
                 // 60008 "部门已存在" on the create: it was created since the update
                 // found none (a placeholder); update it.
                 60008 => {}
-                _ => return Err(error_of(&a)),
+                _ => return Err(self.client.error_of(&a)),
             }
             last = Some(a);
         }
         Err(last.map_or_else(
             || ProviderError::Protocol("department write: no answer".into()),
-            |a| error_of(&a),
+            |a| self.client.error_of(&a),
         ))
     }
 
@@ -278,7 +283,7 @@ impl WecomProvider {
                         self.ensure_department(d.as_u64().unwrap_or(1)).await?;
                     }
                 }
-                _ => return Err(error_of(&a)),
+                _ => return Err(self.client.error_of(&a)),
             }
         }
         unreachable!("the loop returns on its second attempt")
@@ -293,7 +298,7 @@ impl WecomProvider {
             40068 => {
                 self.client.call("tag/create", Req::Post(&body)).await?;
             }
-            _ => return Err(error_of(&a)),
+            _ => return Err(self.client.error_of(&a)),
         }
         // Membership: what the tag should hold against what it holds.
         let Some(now) = self.read(&Source::Tag(id)).await? else {
@@ -334,7 +339,7 @@ impl WecomProvider {
                         missing.push("every member and department named".into());
                     }
                 }
-                _ => return Err(error_of(&a)),
+                _ => return Err(self.client.error_of(&a)),
             }
         }
         if missing.is_empty() {
@@ -384,7 +389,7 @@ fn no_feed() -> ProviderError {
 #[async_trait]
 impl AccountProvider for WecomProvider {
     fn account_id(&self) -> &str {
-        self.client.corp_id()
+        self.client.account_id()
     }
 
     /// WeCom has no status API: a cheap read (the root department) that answers is an
@@ -462,7 +467,7 @@ impl AccountProvider for WecomProvider {
                 match errcode_of(&a) {
                     0 => Source::Department(department_payload(&a["department"])),
                     60003 | 60123 => return Ok(None),
-                    _ => return Err(error_of(&a)),
+                    _ => return Err(self.client.error_of(&a)),
                 }
             }
             EntityKind::Member => Source::Member(key.id().to_string()),
@@ -549,11 +554,11 @@ impl AccountProvider for WecomProvider {
                         return Err(ProviderError::Rejected(format!(
                             "{key} still has members or child departments on this corp after {:?}, so it cannot be deleted; move or delete them first ({})",
                             DEPARTMENT_DELETE_WAITS.iter().sum::<Duration>(),
-                            error_of(&a)
+                            self.client.error_of(&a)
                         )));
                     }
                 },
-                _ => return Err(error_of(&a)),
+                _ => return Err(self.client.error_of(&a)),
             }
         }
     }

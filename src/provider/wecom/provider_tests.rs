@@ -7,8 +7,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::WecomProvider;
-use super::client::ClientOptions;
 use crate::model::{AccountState, Digest, Entity, EntityKey};
+use crate::provider::cgibin::Limit;
+use crate::provider::cgibin::client::ClientOptions;
 use crate::provider::sim::store::Payload;
 use crate::provider::sim::{ServerConfig, SimStore, router};
 use crate::provider::{AccountProvider, EntityWrite, ProviderError};
@@ -54,8 +55,8 @@ impl Sim {
 
     fn provider(&self, corp: &str, secret: &str, limit: Option<u32>) -> WecomProvider {
         let options = ClientOptions {
-            api_base: self.base.clone(),
-            calls_per_minute: limit,
+            api_base: Some(self.base.clone()),
+            limit: limit.map_or(Limit::Off, Limit::PerWindow),
             request_timeout: Duration::from_secs(5),
         };
         WecomProvider::new(corp, secret, &options).unwrap()
@@ -284,8 +285,8 @@ async fn wecom_answers_become_typed_errors_and_no_secret_leaks() {
         "ww1",
         "topsecret",
         &ClientOptions {
-            api_base: "http://127.0.0.1:9".into(),
-            calls_per_minute: None,
+            api_base: Some("http://127.0.0.1:9".into()),
+            limit: Limit::Off,
             request_timeout: Duration::from_secs(2),
         },
     )

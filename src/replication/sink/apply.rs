@@ -156,6 +156,18 @@ async fn apply_chunk(ctx: &Ctx, chunk: &[OwnedMessage], stop: &watch::Receiver<b
 /// Writes one record to the passive account, retrying until it succeeds, is poison, or
 /// the sink stops.
 async fn apply_one(ctx: &Ctx, rec: &StateRecord, mut stop: watch::Receiver<bool>) -> Applied {
+    let kind = rec.key().kind();
+    if let Some(nr) = ctx
+        .provider
+        .not_replicable()
+        .into_iter()
+        .find(|n| n.kind == kind)
+    {
+        // Read, recorded in the topic and compared by drills, but no API writes it: not
+        // a poison record, nothing for the DLQ (the pair's NotReplicable condition says so).
+        tracing::debug!(key = %rec.key(), reason = nr.reason, "not replicable; skipped");
+        return Applied::Done;
+    }
     let mut delays = backoff(&ctx.cfg.tuning);
     loop {
         // Halted or stopping: no new write starts (one already sent finishes).

@@ -147,10 +147,10 @@ pub async fn adapter_digests(
     customer_secret: &str,
 ) -> std::collections::BTreeMap<String, String> {
     use understudy::provider::AccountProvider;
-    use understudy::provider::wecom::client::ClientOptions;
+    use understudy::provider::cgibin::client::ClientOptions;
     use understudy::provider::wecom::provider::WecomProvider;
     let options = ClientOptions {
-        api_base: sim.url.clone(),
+        api_base: Some(sim.url.clone()),
         ..ClientOptions::default()
     };
     let p = WecomProvider::new(corp, contacts_secret, &options)

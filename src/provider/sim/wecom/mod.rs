@@ -36,6 +36,9 @@ use crate::model::AccountState;
 use crate::provider::ProviderError;
 use crate::provider::wecom::entities::{department_key, department_payload};
 use callbacks::CallbackControl;
+/// `GET /cgi-bin/user/get` (routed by `server.rs`, which shares the path with official
+/// accounts).
+pub(super) use contacts::user_get as member_get;
 pub use corp::{CallbackTarget, CorpConfig, Corps, Scope, WecomError};
 
 /// The `/cgi-bin` routes (authenticated by access token, not by the simulator's bearer

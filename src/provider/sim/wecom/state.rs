@@ -27,7 +27,7 @@ impl Drop for WecomSim {
 }
 
 impl WecomSim {
-    pub(super) fn corps(&self) -> MutexGuard<'_, Corps> {
+    pub(in crate::provider::sim) fn corps(&self) -> MutexGuard<'_, Corps> {
         self.corps.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -44,8 +44,8 @@ async fn corp_tags_copy_by_name_and_each_corp_keeps_its_own_ids() {
         ],
     );
     let options = ClientOptions {
-        api_base: sim.base.clone(),
-        calls_per_minute: None,
+        api_base: Some(sim.base.clone()),
+        limit: crate::provider::cgibin::Limit::Off,
         request_timeout: Duration::from_secs(5),
     };
     let with_tags = |corp: &str| {
@@ -140,8 +140,8 @@ async fn a_corp_tag_callback_reads_the_corps_tags_again() {
     )
     .await;
     let options = ClientOptions {
-        api_base: sim.base.clone(),
-        calls_per_minute: None,
+        api_base: Some(sim.base.clone()),
+        limit: crate::provider::cgibin::Limit::Off,
         request_timeout: Duration::from_secs(5),
     };
     let feed = SyntheticFeed::new(

@@ -84,7 +84,7 @@ fn member_view(userid: &str, m: &Value) -> Value {
     Value::Object(v)
 }
 
-pub(super) async fn user_get(State(s): State<Shared>, Query(q): Q) -> Response {
+pub(in crate::provider::sim) async fn user_get(State(s): State<Shared>, Query(q): Q) -> Response {
     answer(
         async {
             let c = corp(&s, &q, "user/get").await?;

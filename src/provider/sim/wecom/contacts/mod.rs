@@ -27,6 +27,9 @@ mod departments;
 mod members;
 mod tags;
 
+/// `GET /cgi-bin/user/get`, routed by `server.rs` (official accounts share the path).
+pub(in crate::provider::sim) use members::user_get;
+
 pub(super) fn routes() -> Router<Shared> {
     Router::new()
         .route(
@@ -47,7 +50,6 @@ pub(super) fn routes() -> Router<Shared> {
             get(departments::department_delete),
         )
         .route("/cgi-bin/user/list_id", post(members::user_list_id))
-        .route("/cgi-bin/user/get", get(members::user_get))
         .route("/cgi-bin/user/simplelist", get(members::user_simplelist))
         .route("/cgi-bin/user/list", get(members::user_list))
         .route("/cgi-bin/user/create", post(members::user_create))

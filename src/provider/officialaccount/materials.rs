@@ -1,0 +1,232 @@
+//! Permanent materials (永久素材) on [`OfficialAccountProvider`]: listed with
+//! `material/batchget_material` (20 a page, one type at a time), each material's bytes
+//! read once with `material/get_material` (a file for images and voices; for a video a
+//! JSON answer whose `down_url` is fetched) and kept by media_id — a permanent material
+//! never changes — within [`CACHE_BUDGET`] bytes; written with `material/add_material`
+//! (multipart, the file as `media`, a video's `description` as a form field) and
+//! deleted with `material/del_material`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::entities::{
+    MATERIAL_INLINE_MAX, MATERIAL_TYPES, Material, material_bytes, material_entity, material_type,
+};
+use super::provider::OfficialAccountProvider;
+use crate::model::EntityKey;
+use crate::provider::ProviderError;
+use crate::provider::cgibin::client::{Body, Req, errcode_of};
+
+/// Bytes of material payloads kept between scans (per account).
+pub const CACHE_BUDGET: usize = 64 * 1024 * 1024;
+/// batchget_material's largest page.
+const PAGE: u64 = 20;
+/// A listing is reused by writes within this long.
+const LISTING_REUSE: Duration = Duration::from_secs(30);
+
+/// Each material key on the account: its media_ids (one, unless the same bytes were
+/// added twice) and its payload.
+pub(super) type Listing = BTreeMap<EntityKey, (Vec<String>, Value)>;
+
+/// media_id → key and payload, and the payloads' bytes held.
+type Cache = (HashMap<String, (EntityKey, Value)>, usize);
+
+#[derive(Default)]
+pub(super) struct Materials {
+    cache: std::sync::Mutex<Cache>,
+    listing: tokio::sync::Mutex<Option<(Instant, Listing)>>,
+}
+
+impl OfficialAccountProvider {
+    /// Every material of the account (image, voice, video), read now.
+    pub(super) async fn materials(&self) -> Result<Listing, ProviderError> {
+        let mut out: Listing = BTreeMap::new();
+        for kind in MATERIAL_TYPES {
+            let mut offset = 0u64;
+            loop {
+                let body = json!({ "type": kind, "offset": offset, "count": PAGE });
+                let page = self
+                    .client
+                    .call("material/batchget_material", Req::Post(&body))
+                    .await?;
+                let items = page["item"].as_array().cloned().unwrap_or_default();
+                for item in &items {
+                    let Some(media_id) = item["media_id"].as_str() else {
+                        continue;
+                    };
+                    let name = item["name"].as_str().unwrap_or("");
+                    if let Some((key, payload)) = self.material(kind, media_id, name).await? {
+                        let slot = out.entry(key).or_insert_with(|| (Vec::new(), payload));
+                        slot.0.push(media_id.to_string());
+                    }
+                }
+                offset += items.len() as u64;
+                if items.is_empty() || offset >= page["total_count"].as_u64().unwrap_or(0) {
+                    break;
+                }
+            }
+        }
+        *self.materials.listing.lock().await = Some((Instant::now(), out.clone()));
+        Ok(out)
+    }
+
+    /// The listing of the last [`LISTING_REUSE`], or a new one.
+    pub(super) async fn recent_materials(&self) -> Result<Listing, ProviderError> {
+        if let Some((at, l)) = self.materials.listing.lock().await.as_ref()
+            && at.elapsed() < LISTING_REUSE
+        {
+            return Ok(l.clone());
+        }
+        self.materials().await
+    }
+
+    /// One material's key and payload, from the cache or read; `None` when it was
+    /// deleted since it was listed.
+    async fn material(
+        &self,
+        kind: &str,
+        media_id: &str,
+        name: &str,
+    ) -> Result<Option<(EntityKey, Value)>, ProviderError> {
+        if let Some(hit) = self.lock_cache().0.get(media_id) {
+            return Ok(Some(hit.clone()));
+        }
+        let body = json!({ "media_id": media_id });
+        let (bytes, video) = match self
+            .client
+            .answer_body("material/get_material", Req::Post(&body))
+            .await?
+        {
+            Body::File(bytes) => (bytes, None),
+            Body::Json(a) if errcode_of(&a) == 40007 => return Ok(None),
+            Body::Json(a) if errcode_of(&a) != 0 => return Err(self.client.error_of(&a)),
+            Body::Json(a) => {
+                let url = a["down_url"].as_str().ok_or_else(|| {
+                    ProviderError::Protocol(format!(
+                        "material/get_material {media_id}: neither a file nor a down_url"
+                    ))
+                })?;
+                let bytes = self.client.download(url).await?;
+                let text = |f: &str| a[f].as_str().unwrap_or("").to_string();
+                (bytes, Some((text("title"), text("description"))))
+            }
+        };
+        let m = Material {
+            kind,
+            name,
+            bytes: &bytes,
+            video: video.as_ref().map(|(t, d)| (t.as_str(), d.as_str())),
+        };
+        let Some(entity) = material_entity(&m) else {
+            return Ok(None);
+        };
+        let mut cache = self.lock_cache();
+        let size = bytes.len().min(MATERIAL_INLINE_MAX);
+        if cache.1 + size <= CACHE_BUDGET {
+            cache.1 += size;
+            cache.0.insert(media_id.to_string(), entity.clone());
+        }
+        Ok(Some(entity))
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.materials
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the material `key` exist with `payload`'s name: uploaded when missing, and
+    /// uploaded again under the new name (then the old one deleted) when renamed.
+    pub(super) async fn put_material(
+        &self,
+        key: &EntityKey,
+        payload: &Value,
+    ) -> Result<(), ProviderError> {
+        let name = payload["name"].as_str().unwrap_or("material");
+        let existing = self.recent_materials().await?.remove(key);
+        if let Some((_, have)) = &existing
+            && have["name"] == payload["name"]
+        {
+            return Ok(());
+        }
+        let Some(bytes) = material_bytes(payload) else {
+            return Err(ProviderError::Rejected(format!(
+                "{key} ({name}, {} bytes) is larger than the {MATERIAL_INLINE_MAX} bytes a state-topic record carries (or its bytes do not match its sha256): upload it to this account by hand",
+                payload["size"]
+            )));
+        };
+        let kind = material_type(key);
+        let description = json!({
+            "title": payload["title"].as_str().unwrap_or(""),
+            "introduction": payload["introduction"].as_str().unwrap_or(""),
+        })
+        .to_string();
+        let fields: Vec<(&str, &str)> = if kind == "video" {
+            vec![("description", description.as_str())]
+        } else {
+            vec![]
+        };
+        let answer = self
+            .client
+            .call(
+                "material/add_material",
+                Req::Upload {
+                    query: &[("type", kind)],
+                    file_name: name,
+                    bytes: &bytes,
+                    fields: &fields,
+                },
+            )
+            .await?;
+        let media_id = answer["media_id"].as_str().unwrap_or_default().to_string();
+        if let Some((old, _)) = existing {
+            self.delete_media(&old).await?;
+        }
+        self.note_listing(key, Some((vec![media_id], payload.clone())))
+            .await;
+        Ok(())
+    }
+
+    /// Deletes every material of `key` (none: already gone).
+    pub(super) async fn delete_material(&self, key: &EntityKey) -> Result<(), ProviderError> {
+        if let Some((ids, _)) = self.recent_materials().await?.remove(key) {
+            self.delete_media(&ids).await?;
+        }
+        self.note_listing(key, None).await;
+        Ok(())
+    }
+
+    async fn delete_media(&self, media_ids: &[String]) -> Result<(), ProviderError> {
+        for id in media_ids {
+            let a = self
+                .client
+                .answer(
+                    "material/del_material",
+                    Req::Post(&json!({ "media_id": id })),
+                )
+                .await?;
+            match errcode_of(&a) {
+                0 | 40007 => {}
+                _ => return Err(self.client.error_of(&a)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the reused listing true after a write of ours.
+    async fn note_listing(&self, key: &EntityKey, now: Option<(Vec<String>, Value)>) {
+        if let Some((_, l)) = self.materials.listing.lock().await.as_mut() {
+            match now {
+                Some(v) => {
+                    l.insert(key.clone(), v);
+                }
+                None => {
+                    l.remove(key);
+                }
+            }
+        }
+    }
+}
