@@ -31,14 +31,19 @@ and send signed freeze notices to a webhook. It also serves the WeCom server API
 PUT /admin/wecom/corps/CORPID: expiring tokens, errcode answers, 45009 past a per-API rate, \
 a freeze errcode for a frozen corp, and change callbacks (change_contact, encrypted as WeCom's) \
 POSTed to the corp's callback URL; a corp's contacts are the account's department/, member/ \
-and tag/ entities. Runs until SIGTERM or Ctrl-C. Prints `listening on http://ADDR` on \
+and tag/ entities. And the WeChat Official Account API (/cgi-bin/token, menu/*, material/*, \
+tags/*, user/get, user/info/batchget, get_current_autoreply_info) for accounts configured with \
+PUT /admin/oa/accounts/APPID: daily quotas (45009), followers with a per-account openid and a \
+shared unionid, 48004 for a frozen account. Runs until SIGTERM or Ctrl-C. Prints `listening on http://ADDR` on \
 stdout once bound.",
     after_help = "Examples:\n  \
 understudy sim --listen 127.0.0.1:8080 --seed-accounts corp-a=1000,corp-b=0\n  \
 curl -s -X POST localhost:8080/admin/accounts/corp-a/status -d '{\"status\":\"frozen\",\"reason\":\"content report\"}'\n  \
 curl -s -X POST localhost:8080/admin/accounts/corp-a/load -d '{\"rate\":10000,\"count\":1000000}'\n  \
 curl -s -X PUT localhost:8080/admin/wecom/corps/ww0123 -d '{\"secret\":\"S\",\"ratePerMinute\":10000,\"freezeErrcode\":50003}'\n  \
-curl -s 'localhost:8080/cgi-bin/gettoken?corpid=ww0123&corpsecret=S'"
+curl -s 'localhost:8080/cgi-bin/gettoken?corpid=ww0123&corpsecret=S'\n  \
+curl -s -X PUT localhost:8080/admin/oa/accounts/wx0123456789abcdef -d '{\"secret\":\"S\",\"followers\":[\"union-a\"]}'\n  \
+curl -s 'localhost:8080/cgi-bin/token?grant_type=client_credential&appid=wx0123456789abcdef&secret=S'"
 )]
 pub struct SimArgs {
     /// Address to listen on (port 0 picks a free port).
