@@ -1,4 +1,4 @@
-//! Permanent materials (永久素材) on [`OfficialAccountProvider`]: listed with
+//! Permanent materials (永久素材) of an Official Account: listed with
 //! `material/batchget_material` (20 a page, one type at a time), each material's bytes
 //! read once with `material/get_material` (a file for images and voices; for a video a
 //! JSON answer whose `down_url` is fetched) and kept by media_id — a permanent material
@@ -14,10 +14,9 @@ use serde_json::{Value, json};
 use super::entities::{
     MATERIAL_INLINE_MAX, MATERIAL_TYPES, Material, material_bytes, material_entity, material_type,
 };
-use super::provider::OfficialAccountProvider;
 use crate::model::EntityKey;
 use crate::provider::ProviderError;
-use crate::provider::cgibin::client::{Body, Req, errcode_of};
+use crate::provider::cgibin::client::{ApiClient, Body, Req, errcode_of};
 
 /// Bytes of material payloads kept between scans (per account).
 pub const CACHE_BUDGET: usize = 64 * 1024 * 1024;
@@ -39,16 +38,15 @@ pub(super) struct Materials {
     listing: tokio::sync::Mutex<Option<(Instant, Listing)>>,
 }
 
-impl OfficialAccountProvider {
+impl Materials {
     /// Every material of the account (image, voice, video), read now.
-    pub(super) async fn materials(&self) -> Result<Listing, ProviderError> {
+    pub(super) async fn list(&self, client: &ApiClient) -> Result<Listing, ProviderError> {
         let mut out: Listing = BTreeMap::new();
         for kind in MATERIAL_TYPES {
             let mut offset = 0u64;
             loop {
                 let body = json!({ "type": kind, "offset": offset, "count": PAGE });
-                let page = self
-                    .client
+                let page = client
                     .call("material/batchget_material", Req::Post(&body))
                     .await?;
                 let items = page["item"].as_array().cloned().unwrap_or_default();
@@ -57,7 +55,9 @@ impl OfficialAccountProvider {
                         continue;
                     };
                     let name = item["name"].as_str().unwrap_or("");
-                    if let Some((key, payload)) = self.material(kind, media_id, name).await? {
+                    if let Some((key, payload)) =
+                        self.material(client, kind, media_id, name).await?
+                    {
                         let slot = out.entry(key).or_insert_with(|| (Vec::new(), payload));
                         slot.0.push(media_id.to_string());
                     }
@@ -68,24 +68,25 @@ impl OfficialAccountProvider {
                 }
             }
         }
-        *self.materials.listing.lock().await = Some((Instant::now(), out.clone()));
+        *self.listing.lock().await = Some((Instant::now(), out.clone()));
         Ok(out)
     }
 
     /// The listing of the last [`LISTING_REUSE`], or a new one.
-    pub(super) async fn recent_materials(&self) -> Result<Listing, ProviderError> {
-        if let Some((at, l)) = self.materials.listing.lock().await.as_ref()
+    pub(super) async fn recent(&self, client: &ApiClient) -> Result<Listing, ProviderError> {
+        if let Some((at, l)) = self.listing.lock().await.as_ref()
             && at.elapsed() < LISTING_REUSE
         {
             return Ok(l.clone());
         }
-        self.materials().await
+        self.list(client).await
     }
 
     /// One material's key and payload, from the cache or read; `None` when it was
     /// deleted since it was listed.
     async fn material(
         &self,
+        client: &ApiClient,
         kind: &str,
         media_id: &str,
         name: &str,
@@ -94,21 +95,20 @@ impl OfficialAccountProvider {
             return Ok(Some(hit.clone()));
         }
         let body = json!({ "media_id": media_id });
-        let (bytes, video) = match self
-            .client
+        let (bytes, video) = match client
             .answer_body("material/get_material", Req::Post(&body))
             .await?
         {
             Body::File(bytes) => (bytes, None),
             Body::Json(a) if errcode_of(&a) == 40007 => return Ok(None),
-            Body::Json(a) if errcode_of(&a) != 0 => return Err(self.client.error_of(&a)),
+            Body::Json(a) if errcode_of(&a) != 0 => return Err(client.error_of(&a)),
             Body::Json(a) => {
                 let url = a["down_url"].as_str().ok_or_else(|| {
                     ProviderError::Protocol(format!(
                         "material/get_material {media_id}: neither a file nor a down_url"
                     ))
                 })?;
-                let bytes = self.client.download(url).await?;
+                let bytes = client.download(url).await?;
                 let text = |f: &str| a[f].as_str().unwrap_or("").to_string();
                 (bytes, Some((text("title"), text("description"))))
             }
@@ -132,21 +132,19 @@ impl OfficialAccountProvider {
     }
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, Cache> {
-        self.materials
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Makes the material `key` exist with `payload`'s name: uploaded when missing, and
     /// uploaded again under the new name (then the old one deleted) when renamed.
-    pub(super) async fn put_material(
+    pub(super) async fn put(
         &self,
+        client: &ApiClient,
         key: &EntityKey,
         payload: &Value,
     ) -> Result<(), ProviderError> {
         let name = payload["name"].as_str().unwrap_or("material");
-        let existing = self.recent_materials().await?.remove(key);
+        let existing = self.recent(client).await?.remove(key);
         if let Some((_, have)) = &existing
             && have["name"] == payload["name"]
         {
@@ -169,8 +167,7 @@ impl OfficialAccountProvider {
         } else {
             vec![]
         };
-        let answer = self
-            .client
+        let answer = client
             .call(
                 "material/add_material",
                 Req::Upload {
@@ -183,7 +180,7 @@ impl OfficialAccountProvider {
             .await?;
         let media_id = answer["media_id"].as_str().unwrap_or_default().to_string();
         if let Some((old, _)) = existing {
-            self.delete_media(&old).await?;
+            self.delete_media(client, &old).await?;
         }
         self.note_listing(key, Some((vec![media_id], payload.clone())))
             .await;
@@ -191,18 +188,25 @@ impl OfficialAccountProvider {
     }
 
     /// Deletes every material of `key` (none: already gone).
-    pub(super) async fn delete_material(&self, key: &EntityKey) -> Result<(), ProviderError> {
-        if let Some((ids, _)) = self.recent_materials().await?.remove(key) {
-            self.delete_media(&ids).await?;
+    pub(super) async fn delete(
+        &self,
+        client: &ApiClient,
+        key: &EntityKey,
+    ) -> Result<(), ProviderError> {
+        if let Some((ids, _)) = self.recent(client).await?.remove(key) {
+            self.delete_media(client, &ids).await?;
         }
         self.note_listing(key, None).await;
         Ok(())
     }
 
-    async fn delete_media(&self, media_ids: &[String]) -> Result<(), ProviderError> {
+    async fn delete_media(
+        &self,
+        client: &ApiClient,
+        media_ids: &[String],
+    ) -> Result<(), ProviderError> {
         for id in media_ids {
-            let a = self
-                .client
+            let a = client
                 .answer(
                     "material/del_material",
                     Req::Post(&json!({ "media_id": id })),
@@ -210,7 +214,7 @@ impl OfficialAccountProvider {
                 .await?;
             match errcode_of(&a) {
                 0 | 40007 => {}
-                _ => return Err(self.client.error_of(&a)),
+                _ => return Err(client.error_of(&a)),
             }
         }
         Ok(())
@@ -218,7 +222,7 @@ impl OfficialAccountProvider {
 
     /// Keeps the reused listing true after a write of ours.
     async fn note_listing(&self, key: &EntityKey, now: Option<(Vec<String>, Value)>) {
-        if let Some((_, l)) = self.materials.listing.lock().await.as_mut() {
+        if let Some((_, l)) = self.listing.lock().await.as_mut() {
             match now {
                 Some(v) => {
                     l.insert(key.clone(), v);

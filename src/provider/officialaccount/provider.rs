@@ -123,7 +123,7 @@ impl OfficialAccountProvider {
                 out.insert(key, self.tag(id).await?);
             }
         }
-        for (key, (_, payload)) in self.materials().await? {
+        for (key, (_, payload)) in self.materials.list(&self.client).await? {
             out.insert(key, payload);
         }
         Ok(out)
@@ -269,7 +269,12 @@ impl AccountProvider for OfficialAccountProvider {
                 Some(id) => Some(self.tag(*id).await?),
                 None => None,
             },
-            EntityKind::Content => self.materials().await?.remove(key).map(|(_, p)| p),
+            EntityKind::Content => self
+                .materials
+                .list(&self.client)
+                .await?
+                .remove(key)
+                .map(|(_, p)| p),
             _ => None,
         };
         Ok(payload.map(|p| Entity::new(key.clone(), p)))
@@ -305,7 +310,7 @@ impl AccountProvider for OfficialAccountProvider {
                 Ok(())
             }
             EntityKind::Tag => self.put_tag(key, &entity.payload).await,
-            EntityKind::Content => self.put_material(key, &entity.payload).await,
+            EntityKind::Content => self.materials.put(&self.client, key, &entity.payload).await,
             EntityKind::AutoReply => Err(read_only(key)),
             other => Err(ProviderError::Rejected(format!(
                 "{key}: an Official Account holds no {other} entities"
@@ -327,7 +332,7 @@ impl AccountProvider for OfficialAccountProvider {
                 }
             }
             EntityKind::Tag => self.delete_tag(key).await,
-            EntityKind::Content => self.delete_material(key).await,
+            EntityKind::Content => self.materials.delete(&self.client, key).await,
             EntityKind::AutoReply => Err(read_only(key)),
             other => Err(ProviderError::Rejected(format!(
                 "{key}: an Official Account holds no {other} entities"

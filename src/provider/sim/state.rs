@@ -25,7 +25,7 @@ pub(super) struct AppState {
     /// The WeCom API's corps (secrets, tokens, rate windows).
     pub wecom: super::wecom::state::WecomSim,
     /// The official accounts (secrets, tokens, quotas, content).
-    pub officialaccount: super::officialaccount::OaSim,
+    pub officialaccount: super::officialaccount::state::OaSim,
 }
 
 pub(super) type Shared = Arc<AppState>;

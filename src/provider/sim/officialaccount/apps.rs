@@ -27,34 +27,12 @@ use std::collections::{BTreeMap, HashMap};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 
 use super::content::OaAccount;
+pub use super::records::{
+    OVERLAP_SECS, OaError, OaResult, Secs, anonymous_openid, media_id_for, openid_for,
+};
 use crate::provider::sim::rng::Rng;
-
-/// Unix seconds.
-pub type Secs = u64;
-
-/// How long a token stays usable once a newer one of the same app was issued.
-pub const OVERLAP_SECS: u64 = 300;
-
-/// An error answer: `{"errcode": code, "errmsg": msg}`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OaError {
-    pub code: i64,
-    pub msg: String,
-}
-
-impl OaError {
-    pub fn new(code: i64, msg: &str) -> Self {
-        OaError {
-            code,
-            msg: msg.to_string(),
-        }
-    }
-}
-
-pub type OaResult = Result<Value, OaError>;
 
 /// How an official account behaves (`PUT /admin/oa/accounts/{appid}`).
 #[derive(Clone, Deserialize, Serialize)]
@@ -151,38 +129,6 @@ impl Default for Apps {
             rng: Rng::new(0x0a5e_ed00),
         }
     }
-}
-
-/// 27 URL-safe characters of a hash of `parts`.
-fn hash27(parts: &[&str]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update((p.len() as u64).to_be_bytes());
-        h.update(p.as_bytes());
-    }
-    let text = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize());
-    text[..27].to_string()
-}
-
-/// The openid an app sees for a person: "o" and 27 characters, fixed per (app, person)
-/// and different across apps ("微信用户 + 服务号 AppID = openid", Tencent
-/// `doc/service/en/guide/product/unionid.html`; real openids are 28 characters starting
-/// with `o`, e.g. `otvxTs4dckWG7imySrJd6jSi0CWE` in `api_batchuserinfo`).
-pub fn openid_for(appid: &str, unionid: &str) -> String {
-    format!("o{}", hash27(&["openid", appid, unionid]))
-}
-
-/// The openid of an app's `n`th follower without a unionid.
-pub fn anonymous_openid(appid: &str, n: u32) -> String {
-    format!("o{}", hash27(&["anonymous", appid, &n.to_string()]))
-}
-
-/// A permanent media_id: 43 URL-safe characters, like the real ones.
-pub fn media_id_for(appid: &str, n: u64) -> String {
-    let mut h = Sha256::new();
-    h.update(appid.as_bytes());
-    h.update(n.to_be_bytes());
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize())
 }
 
 /// The quota day of `now`: the calendar day in UTC+8.

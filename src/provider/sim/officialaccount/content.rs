@@ -16,9 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 
-use super::apps::{OaError, OaResult};
-use super::fans::Follower;
-use super::materials::Material;
+use super::records::{Follower, Material, OaError, OaResult};
 
 /// `get_current_autoreply_info`'s default answer: Tencent's example, identical to
 /// wechatpy's fixture `tests/fixtures/get_current_autoreply_info.json`.

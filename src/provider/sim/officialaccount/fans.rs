@@ -25,8 +25,8 @@
 
 use serde_json::{Value, json};
 
-use super::apps::{OaError, OaResult, Secs, anonymous_openid, openid_for};
 use super::content::OaAccount;
+use super::records::{Follower, OaError, OaResult, Secs, anonymous_openid, openid_for};
 
 pub const PAGE: usize = 10_000;
 pub const STAR_TAG: u32 = 2;
@@ -34,15 +34,6 @@ pub const MAX_TAGS: usize = 100;
 pub const MAX_TAGS_PER_FAN: usize = 20;
 pub const MAX_BATCH_TAGGING: usize = 50;
 pub const MAX_BATCH_INFO: usize = 100;
-
-/// A person following the account.
-pub struct Follower {
-    pub openid: String,
-    pub unionid: Option<String>,
-    pub subscribe_time: Secs,
-    /// Tag ids in tagging order.
-    pub tags: Vec<u32>,
-}
 
 fn ok() -> Value {
     json!({"errcode": 0, "errmsg": "ok"})

@@ -5,26 +5,8 @@
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::apps::{OaError, OaResult, Secs, media_id_for};
 use super::content::OaAccount;
-
-/// A permanent material.
-pub struct Material {
-    pub media_id: String,
-    /// image, voice, video, thumb or news.
-    pub kind: String,
-    pub name: String,
-    pub bytes: Bytes,
-    pub content_type: String,
-    /// Where the simulator serves the file (`…/oa-media/<media_id>`).
-    pub url: String,
-    pub title: String,
-    pub description: String,
-    /// A news material's `news_item` list.
-    pub news: Vec<Value>,
-    pub create_time: Secs,
-    pub update_time: Secs,
-}
+use super::records::{Material, OaError, OaResult, Secs, media_id_for};
 
 /// An uploaded file (`media` form field).
 pub struct Upload {

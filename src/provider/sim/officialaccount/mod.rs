@@ -30,12 +30,13 @@ pub mod content;
 mod content_tests;
 pub mod fans;
 pub mod materials;
+pub mod records;
+pub(in crate::provider::sim) mod state;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -48,18 +49,7 @@ use super::state::Shared;
 use crate::model::AccountState;
 use crate::provider::ProviderError;
 pub use apps::{Apps, OaConfig, OaError, OaResult, OaStats, Secs};
-
-/// The official-account side of the simulator's state.
-#[derive(Default)]
-pub struct OaSim {
-    apps: Mutex<Apps>,
-}
-
-impl OaSim {
-    pub(super) fn apps(&self) -> MutexGuard<'_, Apps> {
-        self.apps.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+pub use state::OaSim;
 
 /// The `/cgi-bin` routes but `user/get` (authenticated by access token, not by the
 /// simulator's bearer token), and `/oa-media/{media_id}` (the materials' URLs, open).
