@@ -5,6 +5,13 @@
 //! never changes — within [`CACHE_BUDGET`] bytes; written with `material/add_material`
 //! (multipart, the file as `media`, a video's `description` as a form field) and
 //! deleted with `material/del_material`.
+//!
+//! Scans spend the account's quota of `batchget_material` (unpublished), so a type
+//! whose total count and newest page are what the last scan saw is taken from that scan
+//! (one call instead of `count / 20`), except every [`FULL_EVERY`]th scan, which pages
+//! through everything: a delete and an add between two scans that leave the count and
+//! the newest page alike (the platform lists newest first; not confirmed by a source)
+//! are found within that many scans.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -22,6 +29,8 @@ use crate::provider::cgibin::client::{ApiClient, Body, Req, errcode_of};
 pub const CACHE_BUDGET: usize = 64 * 1024 * 1024;
 /// batchget_material's largest page.
 const PAGE: u64 = 20;
+/// Every this many scans a type is paged through even when it looks unchanged.
+pub const FULL_EVERY: u32 = 6;
 /// A listing is reused by writes within this long.
 const LISTING_REUSE: Duration = Duration::from_secs(30);
 
@@ -32,41 +41,81 @@ pub(super) type Listing = BTreeMap<EntityKey, (Vec<String>, Value)>;
 /// media_id → key and payload, and the payloads' bytes held.
 type Cache = (HashMap<String, (EntityKey, Value)>, usize);
 
+/// What the last scan saw of one type.
+#[derive(Clone, Default)]
+struct TypeSeen {
+    total: u64,
+    newest: Vec<String>,
+    /// Scans since this type was last paged through.
+    reused: u32,
+    /// Its materials: key, media_id, payload.
+    entries: Vec<(EntityKey, String, Value)>,
+}
+
+/// Whether a type can be taken from the last scan: the same total and newest page, and
+/// not yet [`FULL_EVERY`] scans without paging through it.
+fn unchanged(prev: Option<&TypeSeen>, total: u64, newest: &[String]) -> bool {
+    prev.is_some_and(|p| p.total == total && p.newest == newest && p.reused + 1 < FULL_EVERY)
+}
+
 #[derive(Default)]
 pub(super) struct Materials {
     cache: std::sync::Mutex<Cache>,
     listing: tokio::sync::Mutex<Option<(Instant, Listing)>>,
+    seen: tokio::sync::Mutex<HashMap<&'static str, TypeSeen>>,
 }
 
 impl Materials {
-    /// Every material of the account (image, voice, video), read now.
+    /// Every material of the account (image, voice, video), read now (a type that
+    /// looks unchanged from its newest page: from the last scan).
     pub(super) async fn list(&self, client: &ApiClient) -> Result<Listing, ProviderError> {
         let mut out: Listing = BTreeMap::new();
+        let mut seen = self.seen.lock().await;
         for kind in MATERIAL_TYPES {
-            let mut offset = 0u64;
-            loop {
-                let body = json!({ "type": kind, "offset": offset, "count": PAGE });
-                let page = client
-                    .call("material/batchget_material", Req::Post(&body))
-                    .await?;
-                let items = page["item"].as_array().cloned().unwrap_or_default();
-                for item in &items {
-                    let Some(media_id) = item["media_id"].as_str() else {
-                        continue;
-                    };
-                    let name = item["name"].as_str().unwrap_or("");
-                    if let Some((key, payload)) =
-                        self.material(client, kind, media_id, name).await?
-                    {
-                        let slot = out.entry(key).or_insert_with(|| (Vec::new(), payload));
-                        slot.0.push(media_id.to_string());
+            let first = page(client, kind, 0).await?;
+            let total = first["total_count"].as_u64().unwrap_or(0);
+            let newest = media_ids(&first);
+            let now = if unchanged(seen.get(kind), total, &newest) {
+                let mut prev = seen.get(kind).cloned().unwrap_or_default();
+                prev.reused += 1;
+                prev
+            } else {
+                let mut entries = Vec::new();
+                let mut this = first;
+                let mut offset = 0u64;
+                loop {
+                    let items = this["item"].as_array().cloned().unwrap_or_default();
+                    for item in &items {
+                        let Some(media_id) = item["media_id"].as_str() else {
+                            continue;
+                        };
+                        let name = item["name"].as_str().unwrap_or("");
+                        if let Some((key, payload)) =
+                            self.material(client, kind, media_id, name).await?
+                        {
+                            entries.push((key, media_id.to_string(), payload));
+                        }
                     }
+                    offset += items.len() as u64;
+                    if items.is_empty() || offset >= this["total_count"].as_u64().unwrap_or(0) {
+                        break;
+                    }
+                    this = page(client, kind, offset).await?;
                 }
-                offset += items.len() as u64;
-                if items.is_empty() || offset >= page["total_count"].as_u64().unwrap_or(0) {
-                    break;
+                TypeSeen {
+                    total,
+                    newest,
+                    reused: 0,
+                    entries,
                 }
+            };
+            for (key, media_id, payload) in &now.entries {
+                let slot = out
+                    .entry(key.clone())
+                    .or_insert_with(|| (Vec::new(), payload.clone()));
+                slot.0.push(media_id.clone());
             }
+            seen.insert(kind, now);
         }
         *self.listing.lock().await = Some((Instant::now(), out.clone()));
         Ok(out)
@@ -220,8 +269,10 @@ impl Materials {
         Ok(())
     }
 
-    /// Keeps the reused listing true after a write of ours.
+    /// Keeps the reused listing true after a write of ours (and has the next scan page
+    /// through the type written).
     async fn note_listing(&self, key: &EntityKey, now: Option<(Vec<String>, Value)>) {
+        self.seen.lock().await.remove(material_type(key));
         if let Some((_, l)) = self.listing.lock().await.as_mut() {
             match now {
                 Some(v) => {
@@ -232,5 +283,54 @@ impl Materials {
                 }
             }
         }
+    }
+}
+
+/// One `batchget_material` page of `kind` from `offset`.
+async fn page(client: &ApiClient, kind: &str, offset: u64) -> Result<Value, ProviderError> {
+    let body = json!({ "type": kind, "offset": offset, "count": PAGE });
+    client
+        .call("material/batchget_material", Req::Post(&body))
+        .await
+}
+
+fn media_ids(page: &Value) -> Vec<String> {
+    page["item"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["media_id"].as_str().map(String::from))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_type_is_read_again_when_its_count_or_newest_page_moves_and_every_few_scans() {
+        let newest = vec!["m3".to_string(), "m2".into()];
+        let prev = TypeSeen {
+            total: 2,
+            newest: newest.clone(),
+            reused: 0,
+            entries: Vec::new(),
+        };
+        assert!(
+            !unchanged(None, 2, &newest),
+            "a first scan reads everything"
+        );
+        assert!(unchanged(Some(&prev), 2, &newest));
+        assert!(!unchanged(Some(&prev), 3, &newest), "an add or a delete");
+        let moved = vec!["m4".to_string(), "m3".into()];
+        assert!(!unchanged(Some(&prev), 2, &moved), "a delete and an add");
+        let stale = TypeSeen {
+            reused: FULL_EVERY - 1,
+            ..prev
+        };
+        assert!(
+            !unchanged(Some(&stale), 2, &newest),
+            "every FULL_EVERY scans"
+        );
     }
 }

@@ -349,3 +349,58 @@ async fn an_expired_token_is_fetched_again_and_a_wrong_secret_is_refused() {
         other => panic!("expected the secret refused, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_scan_pages_through_materials_only_when_their_newest_page_moved() {
+    let sim = Sim::start().await;
+    sim.account(PRIMARY, json!({"secret": format!("{PRIMARY}-secret")}))
+        .await;
+    let raw = sim.raw(PRIMARY);
+    let upload = |n: u32| {
+        let bytes: Vec<u8> = format!("image number {n}").into_bytes();
+        let raw = &raw;
+        async move {
+            raw.call(
+                "material/add_material",
+                Req::Upload {
+                    query: &[("type", "image")],
+                    file_name: &format!("img{n}.png"),
+                    bytes: &bytes,
+                    fields: &[],
+                },
+            )
+            .await
+            .unwrap()
+        }
+    };
+    for n in 0..45 {
+        upload(n).await;
+    }
+    let batchgets = || async {
+        sim.admin(
+            reqwest::Method::GET,
+            &format!("/admin/oa/accounts/{PRIMARY}"),
+            json!({}),
+        )
+        .await["calls"]["material/batchget_material"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let p = sim.provider(PRIMARY);
+    let images = |l: &BTreeMap<EntityKey, Entity>| {
+        l.keys().filter(|k| k.kind() == EntityKind::Content).count()
+    };
+    let before = batchgets().await;
+    assert_eq!(images(&listing(&p).await), 45);
+    // 3 pages of images, 1 (empty) of voices, 1 of videos.
+    assert_eq!(batchgets().await - before, 5);
+    let before = batchgets().await;
+    assert_eq!(images(&listing(&p).await), 45);
+    assert_eq!(
+        batchgets().await - before,
+        3,
+        "one page per type when nothing moved"
+    );
+    upload(45).await;
+    assert_eq!(images(&listing(&p).await), 46, "an added image is found");
+}
