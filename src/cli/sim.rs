@@ -34,7 +34,10 @@ POSTed to the corp's callback URL; a corp's contacts are the account's departmen
 and tag/ entities. And the WeChat Official Account API (/cgi-bin/token, menu/*, material/*, \
 tags/*, user/get, user/info/batchget, get_current_autoreply_info) for accounts configured with \
 PUT /admin/oa/accounts/APPID: daily quotas (45009), followers with a per-account openid and a \
-shared unionid, 48004 for a frozen account. Runs until SIGTERM or Ctrl-C. Prints `listening on http://ADDR` on \
+shared unionid, 48004 for a frozen account. And the Agora Chat REST API (/ORG/APP/users, \
+/ORG/APP/chatgroups and their members) for apps configured with PUT /admin/agora/apps/ORG/APP, \
+authenticated by AccessToken2 app tokens: 100 calls a second per app (429 reach_limit), 403 \
+for a frozen app. Runs until SIGTERM or Ctrl-C. Prints `listening on http://ADDR` on \
 stdout once bound.",
     after_help = "Examples:\n  \
 understudy sim --listen 127.0.0.1:8080 --seed-accounts corp-a=1000,corp-b=0\n  \

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{AccountState, Change, Digest, Entity, EntityKey};
 
+pub mod agora;
 pub mod cgibin;
 pub mod feedless;
 pub mod http;

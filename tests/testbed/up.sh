@@ -4,7 +4,7 @@
 # Usage: up.sh [component...]   (default: all)
 source "$(dirname "$0")/lib.sh"
 
-ALL=(etcd kube-apiserver helm kafka bind haproxy promtool wechatpy)
+ALL=(etcd kube-apiserver helm kafka bind haproxy promtool wechatpy agora-token)
 components=("$@"); (( ${#components[@]} )) || components=("${ALL[@]}")
 
 for c in "${components[@]}"; do

@@ -6,6 +6,7 @@
 //! answers; [`load`] and [`r#gen`] make deterministic data for a seed. It is the one stand-in in the system: the real provider is a SaaS.
 
 mod admin;
+pub mod agora;
 pub mod faults;
 // `gen` is a reserved word in Rust 2024, hence the raw identifier.
 pub mod r#gen;

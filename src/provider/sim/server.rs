@@ -77,6 +77,7 @@ pub fn router(store: SimStore, config: ServerConfig) -> Router {
             .unwrap_or_default(),
         wecom: Default::default(),
         officialaccount: Default::default(),
+        agora: Default::default(),
     });
     let api = Router::new()
         .route("/v1/accounts/{id}/status", get(status))
@@ -96,6 +97,7 @@ pub fn router(store: SimStore, config: ServerConfig) -> Router {
         .merge(super::admin::routes())
         .merge(super::wecom::admin_routes())
         .merge(super::officialaccount::admin_routes())
+        .merge(super::agora::admin_routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -106,6 +108,8 @@ pub fn router(store: SimStore, config: ServerConfig) -> Router {
         .merge(api)
         .merge(super::wecom::api_routes())
         .merge(super::officialaccount::api_routes())
+        // `/{org}/{app}/users|chatgroups…`: Agora Chat, below the static prefixes above.
+        .merge(super::agora::api_routes())
         .route("/cgi-bin/user/get", get(cgibin_user_get))
         .fallback(|| async {
             ApiError(ProviderError::NotFound("no such route".into())).into_response()

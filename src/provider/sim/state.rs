@@ -1,6 +1,6 @@
 //! The simulator's HTTP state and answers, shared by the Provider API (`server`), the
-//! admin API (`admin`), the WeCom API (`wecom`) and the official-account API
-//! (`officialaccount`), none of which import each other's
+//! admin API (`admin`), the WeCom API (`wecom`), the official-account API
+//! (`officialaccount`) and the Agora Chat API (`agora`), none of which import each other's
 //! handlers through it.
 
 use std::collections::HashMap;
@@ -26,6 +26,8 @@ pub(super) struct AppState {
     pub wecom: super::wecom::state::WecomSim,
     /// The official accounts (secrets, tokens, quotas, content).
     pub officialaccount: super::officialaccount::state::OaSim,
+    /// The Agora Chat apps (credentials, rate windows, users, groups).
+    pub agora: super::agora::state::AgoraSim,
 }
 
 pub(super) type Shared = Arc<AppState>;
