@@ -46,6 +46,9 @@ pub use super::traffic::{
     "!has(self.primary.appId) || !has(self.standby.appId) || self.primary.appId != self.standby.appId"
 ).message("spec.primary and spec.standby name the same Official Account: the standby must be another account (appId must differ)"))]
 #[x_kube(validation = kube::core::Rule::new(
+    "!has(self.primary.appKey) || !has(self.standby.appKey) || self.primary.appKey != self.standby.appKey"
+).message("spec.primary and spec.standby name the same Agora Chat app: the standby must be another app (appKey must differ)"))]
+#[x_kube(validation = kube::core::Rule::new(
     "(has(self.primary.provider) ? self.primary.provider : 'http') == (has(self.standby.provider) ? self.standby.provider : 'http')"
 ).message("spec.primary and spec.standby use different providers: records are copied between two accounts of one provider, so set the same provider on both"))]
 #[x_kube(validation = kube::core::Rule::new(
@@ -91,6 +94,9 @@ pub enum ProviderKind {
     /// materials, follower tags; auto-replies read and compared, not replicable;
     /// changes from a reconciliation scan.
     OfficialAccount,
+    /// An Agora Chat app over its REST API: users and groups with their members;
+    /// changes from a reconciliation scan.
+    AgoraChat,
 }
 
 /// One messaging account at a provider. `provider: http` (the default) names it by
@@ -108,6 +114,12 @@ pub enum ProviderKind {
     "!has(self.provider) || self.provider != 'officialAccount' || has(self.appId)"
 ).message("provider officialAccount needs appId: copy the AppID from mp.weixin.qq.com (设置与开发 → 基本配置)"))]
 #[x_kube(validation = kube::core::Rule::new(
+    "!has(self.provider) || self.provider != 'agoraChat' || (has(self.appKey) && has(self.apiBase))"
+).message("provider agoraChat needs appKey (ORG#APP) and apiBase (the app's REST API host, e.g. https://a41.chat.agora.io): both are on the Agora console's app page"))]
+#[x_kube(validation = kube::core::Rule::new(
+    "(has(self.provider) && self.provider == 'agoraChat') || !has(self.appKey)"
+).message("appKey belongs to provider agoraChat: set provider: agoraChat or remove it"))]
+#[x_kube(validation = kube::core::Rule::new(
     "!has(self.provider) || self.provider == 'http' || (!has(self.endpoint) && !has(self.accountId))"
 ).message("endpoint and accountId belong to provider http: a WeCom corp is named by corpId and an Official Account by appId, each reached at apiBase"))]
 #[x_kube(validation = kube::core::Rule::new(
@@ -118,7 +130,7 @@ pub enum ProviderKind {
 ).message("appId belongs to provider officialAccount: set provider: officialAccount or remove it"))]
 #[x_kube(validation = kube::core::Rule::new(
     "(has(self.provider) && self.provider != 'http') || !has(self.apiBase)"
-).message("apiBase belongs to provider wecom or officialAccount: provider http is reached at endpoint"))]
+).message("apiBase belongs to provider wecom, officialAccount or agoraChat: provider http is reached at endpoint"))]
 pub struct AccountRef {
     /// Adapter used to reach the provider.
     #[serde(default)]
@@ -146,10 +158,17 @@ pub struct AccountRef {
     #[x_kube(validation = kube::core::Rule::new("self.matches('^wx[0-9a-f]{16}$')")
         .message("appId is an Official Account's AppID: wx followed by 16 hex digits (mp.weixin.qq.com → 设置与开发 → 基本配置)"))]
     pub app_id: Option<String>,
+    /// `provider: agoraChat`: the app's App Key, `ORG#APP` (Agora console → the app →
+    /// Chat → basic information).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = kube::core::Rule::new("self.matches('^[A-Za-z0-9-]+#[A-Za-z0-9_-]+$')")
+        .message("appKey is an Agora Chat App Key: ORG#APP, as the console shows it"))]
+    pub app_key: Option<String>,
     /// The API credentials. `provider: http`: the bearer token (key `token` unless
     /// given). `provider: wecom`: the contacts-sync (通讯录同步) Secret, with API
     /// editing enabled (key `secret` unless given). `provider: officialAccount`: the
-    /// AppSecret (key `secret` unless given).
+    /// AppSecret (key `secret` unless given). `provider: agoraChat`: the app's App ID
+    /// and App Certificate (keys `appId` and `appCertificate`).
     pub credentials_secret_ref: SecretKeyRef,
     /// `provider: wecom`: the customer-contact (客户联系) Secret (key `secret` unless
     /// given). Without it corp tags (`corp-tag`) are not replicated.
@@ -160,9 +179,10 @@ pub struct AccountRef {
     /// EncodingAESKey). Without it changes are seen only by the reconciliation scan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback: Option<CallbackSpec>,
-    /// `provider: wecom` / `officialAccount`: where the API is reached:
+    /// `provider: wecom` / `officialAccount` / `agoraChat`: where the API is reached:
     /// `https://qyapi.weixin.qq.com` (WeCom) or `https://api.weixin.qq.com` (Official
-    /// Accounts) unless given (a forward proxy, or the simulator in tests).
+    /// Accounts) unless given (a forward proxy, or the simulator in tests); for Agora
+    /// Chat, required: the app's REST API host from the console.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048), pattern(r"^https?://[^\s/@]+(/[^\s]*)?$"))]
     pub api_base: Option<String>,
@@ -176,6 +196,7 @@ impl AccountRef {
             ProviderKind::Http => self.account_id.as_deref().unwrap_or_default(),
             ProviderKind::Wecom => self.corp_id.as_deref().unwrap_or_default(),
             ProviderKind::OfficialAccount => self.app_id.as_deref().unwrap_or_default(),
+            ProviderKind::AgoraChat => self.app_key.as_deref().unwrap_or_default(),
         }
     }
 }

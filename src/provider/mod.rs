@@ -20,6 +20,7 @@ pub mod http;
 pub mod notice;
 pub mod officialaccount;
 pub mod sim;
+pub mod snapshot;
 pub mod wecom;
 pub mod wire;
 

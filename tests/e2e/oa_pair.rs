@@ -15,9 +15,7 @@ use harness::*;
 use kube::Client;
 use serde_json::{Value, json};
 use support::{Testbed, wait_until};
-use understudy::api::Side;
-use understudy::api::drill::{DrillPhase, DrillResult};
-use understudy::api::switchover::{SwitchoverPhase, Trigger};
+use understudy::api::drill::DrillResult;
 use understudy::provider::AccountProvider;
 use understudy::provider::cgibin::client::{ApiClient, ClientOptions, Req};
 use understudy::provider::officialaccount::{DIALECT, OfficialAccountProvider};
@@ -238,22 +236,7 @@ async fn an_official_account_pair_replicates_by_scan_drills_and_fails_over_on_48
 
     // A drill: every replicable record matches; the auto-replies differ and are
     // reported apart, without failing it.
-    let drills: kube::Api<understudy::api::Drill> =
-        kube::Api::namespaced(client.clone(), &scene.namespace);
-    let d: understudy::api::Drill = serde_json::from_value(json!({
-        "apiVersion": "understudy.dev/v1alpha1", "kind": "Drill",
-        "metadata": { "name": "oa-drill" }, "spec": { "pair": "wecom" } }))
-    .unwrap();
-    drills.create(&Default::default(), &d).await.unwrap();
-    let d = wait_until(Duration::from_secs(120), "the drill finishes", || async {
-        drills.get("oa-drill").await.ok().filter(|d| {
-            d.status
-                .as_ref()
-                .is_some_and(|s| s.phase == DrillPhase::Finished)
-        })
-    })
-    .await;
-    let st = d.status.unwrap();
+    let st = drill_to_the_end(&client, &scene, "oa-drill").await;
     assert_eq!(st.result, Some(DrillResult::Passed), "{st:?}");
     let v = st.verification.clone().unwrap();
     assert_eq!(v.matched, after.len() as i64, "{v:?}");
@@ -266,46 +249,16 @@ async fn an_official_account_pair_replicates_by_scan_drills_and_fails_over_on_48
     assert_eq!(nr.differing, ["auto-reply/current: differs"]);
 
     // A rate-limit storm on the primary (45011 on every call): Unknown, no failover.
-    set_faults(&sim, PRIMARY, "rate-limit", 1.0).await;
-    wait_until(
-        Duration::from_secs(30),
-        "the rate-limited primary is Unknown",
-        || async {
-            let p = pair(&client, &scene).await;
-            (p.status?.primary?.status == "Unknown").then_some(())
-        },
-    )
-    .await;
-    let storm_until = Instant::now() + Duration::from_secs(6);
-    while Instant::now() < storm_until {
-        assert!(
-            switchovers(&client, &scene.namespace).await.is_empty(),
-            "no switchover during a rate-limit storm"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    set_faults(&sim, PRIMARY, "none", 0.0).await;
-    wait_until(
-        Duration::from_secs(30),
-        "the primary is Healthy again",
-        || async {
-            let p = pair(&client, &scene).await;
-            (p.status?.primary?.status == "Healthy").then_some(())
-        },
-    )
-    .await;
-    assert!(switchovers(&client, &scene.namespace).await.is_empty());
-    assert_eq!(dig(&tb, &scene.dns_name), vec!["10.1.0.1"]);
+    rate_limit_storm_moves_nothing(&client, &scene, &sim, PRIMARY).await;
 
     // Banned after a violation (48004): a failover, DNS and LB flipped.
-    set_status(&sim, PRIMARY, "frozen", "api forbidden for irregularities").await;
-    let so = wait_switchover_finished(&client, &scene.namespace, Duration::from_secs(60)).await;
-    assert_eq!(phase(&so), SwitchoverPhase::Succeeded, "{:?}", so.status);
-    assert_eq!(so.spec.trigger, Trigger::Automatic);
-    assert_eq!(so.spec.to, Side::Standby);
-    assert_eq!(dig(&tb, &scene.dns_name), vec!["10.2.0.1"]);
-    assert_eq!(through_haproxy(&tb).await, "standby");
-    let status = pair(&client, &scene).await.status.unwrap();
-    assert_eq!(status.active_side, Some(Side::Standby));
-    assert_eq!(status.primary.unwrap().status, "Frozen");
+    freeze_fails_over(
+        &tb,
+        &client,
+        &scene,
+        &sim,
+        PRIMARY,
+        "api forbidden for irregularities",
+    )
+    .await;
 }

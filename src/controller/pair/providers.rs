@@ -7,9 +7,9 @@
 //!   what a lost callback missed. The feed's first scan compares the corp with the
 //!   pair's compacted state topic (what was replicated last), so what changed while the
 //!   operator was not running — deletes included — is replicated too.
-//! - `provider: officialAccount`: the Official Account adapter in a [`SyntheticFeed`]
-//!   with the same baseline; no callbacks exist for its kinds, so the reconciliation
-//!   scan is how changes are seen.
+//! - `provider: officialAccount` and `provider: agoraChat`: the adapter in a
+//!   [`SyntheticFeed`] with the same baseline; the reconciliation scan is how changes are
+//!   seen.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use crate::controller::secrets;
 use crate::drills::KafkaCopyConfig;
 use crate::model::{Digest, EntityKey};
 use crate::provider::AccountProvider;
+use crate::provider::agora::AgoraChatProvider;
 use crate::provider::cgibin::client::ClientOptions;
 use crate::provider::feedless::{Baseline, DEFAULT_RETENTION, Scan, SyntheticFeed};
 use crate::provider::http::HttpProvider;
@@ -77,6 +78,12 @@ pub async fn build(
             ProviderKind::OfficialAccount => {
                 let feed =
                     official_account(client, namespace, side, account, baseline.clone()).await?;
+                sides.push(Arc::new(feed.clone()) as Arc<dyn AccountProvider>);
+                scans.push(Some(feed as Arc<dyn Scan>));
+                wecom.push(None);
+            }
+            ProviderKind::AgoraChat => {
+                let feed = agora_chat(client, namespace, side, account, baseline.clone()).await?;
                 sides.push(Arc::new(feed.clone()) as Arc<dyn AccountProvider>);
                 scans.push(Some(feed as Arc<dyn Scan>));
                 wecom.push(None);
@@ -245,6 +252,50 @@ async fn wecom_side(
         crypto,
         feed: SyntheticFeed::with_baseline(provider, DEFAULT_RETENTION, Some(Box::new(baseline))),
     })
+}
+
+async fn agora_chat(
+    client: &Client,
+    namespace: &str,
+    side: Side,
+    account: &AccountRef,
+    baseline: TopicBaseline,
+) -> Result<Arc<SyntheticFeed<AgoraChatProvider>>, StartError> {
+    let r = &account.credentials_secret_ref;
+    let field = format!("spec.{side}.credentialsSecretRef");
+    let all = secrets::read_all(client, namespace, &r.name, &field).await?;
+    let value = |key: &str| -> Result<String, StartError> {
+        let v = all
+            .get(key)
+            .ok_or_else(|| secrets::SecretError::MissingKey {
+                namespace: namespace.into(),
+                name: r.name.clone(),
+                key: key.into(),
+                field: field.clone(),
+            })?;
+        String::from_utf8(v.clone())
+            .map(|s| s.trim().to_string())
+            .map_err(|_| StartError::Provider {
+                side,
+                detail: format!("{field}: key {key} is not UTF-8"),
+            })
+    };
+    let provider = AgoraChatProvider::new(
+        account.api_base.as_deref().unwrap_or_default(),
+        account.id(),
+        &value("appId")?,
+        &value("appCertificate")?,
+        crate::provider::cgibin::Limit::Documented,
+    )
+    .map_err(|e| StartError::Provider {
+        side,
+        detail: e.to_string(),
+    })?;
+    Ok(SyntheticFeed::with_baseline(
+        provider,
+        DEFAULT_RETENTION,
+        Some(Box::new(baseline)),
+    ))
 }
 
 /// What was replicated last: the pair's compacted state topic, read whole.

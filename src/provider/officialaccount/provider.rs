@@ -32,28 +32,24 @@ use super::followers::{Followers, all_openids};
 use super::materials::Materials;
 use crate::model::{AccountState, Entity, EntityKey, EntityKind};
 use crate::provider::cgibin::client::{ApiClient, ClientOptions, Req, errcode_of};
+use crate::provider::snapshot::Snapshot;
 use crate::provider::{
     AccountProvider, ActivityEvent, ChangeBatch, EntityPage, NotReplicable, ProbeResult,
     ProviderError, StatusReport,
 };
 
-/// A listing continued within this long reuses what its first page read.
-const LISTING_REUSE: Duration = Duration::from_secs(30);
 /// batchtagging's largest batch (40032).
 const TAGGING_BATCH: usize = 50;
 
 /// Why auto-replies do not replicate.
 pub const AUTOREPLY_NOT_REPLICABLE: &str = "Official Accounts have no API that writes auto-replies (get_current_autoreply_info only reads them): set them on the standby by hand in the console; drills compare them";
 
-/// Every key of the account with its payload, as one listing read it.
-type Everything = std::sync::Arc<BTreeMap<EntityKey, Value>>;
-
 /// An Official Account.
 pub struct OfficialAccountProvider {
     pub(super) client: ApiClient,
     pub(super) followers: Followers,
     pub(super) materials: Materials,
-    listing: tokio::sync::Mutex<Option<(Instant, Everything)>>,
+    listing: Snapshot,
 }
 
 impl std::fmt::Debug for OfficialAccountProvider {
@@ -71,7 +67,7 @@ impl OfficialAccountProvider {
             client: ApiClient::new(&super::DIALECT, app_id, secret, options)?,
             followers: Followers::default(),
             materials: Materials::default(),
-            listing: tokio::sync::Mutex::new(None),
+            listing: Snapshot::default(),
         })
     }
 
@@ -239,26 +235,7 @@ impl AccountProvider for OfficialAccountProvider {
         after: Option<&EntityKey>,
         limit: usize,
     ) -> Result<EntityPage, ProviderError> {
-        let all = {
-            let mut cached = self.listing.lock().await;
-            match cached.as_ref() {
-                Some((at, all)) if after.is_some() && at.elapsed() < LISTING_REUSE => all.clone(),
-                _ => {
-                    let all = std::sync::Arc::new(self.everything().await?);
-                    *cached = Some((Instant::now(), all.clone()));
-                    all
-                }
-            }
-        };
-        let lower = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
-        let mut rest = all.range((lower, std::ops::Bound::Unbounded));
-        let entities: Vec<Entity> = rest
-            .by_ref()
-            .take(limit.max(1))
-            .map(|(k, p)| Entity::new(k.clone(), p.clone()))
-            .collect();
-        let next = rest.next().and(entities.last().map(|e| e.key.clone()));
-        Ok(EntityPage { entities, next })
+        self.listing.page(after, limit, || self.everything()).await
     }
 
     async fn read_entity(&self, key: &EntityKey) -> Result<Option<Entity>, ProviderError> {

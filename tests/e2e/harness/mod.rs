@@ -17,7 +17,10 @@ use understudy::api::{AccountPair, Switchover};
 use crate::support::{Testbed, suffix, wait_until};
 
 /// Tests that move the shared HAProxy backend or BIND zone run one at a time.
+mod pairs;
 mod traffic;
+#[allow(unused_imports)]
+pub use pairs::*;
 pub use traffic::*;
 
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -11,6 +11,37 @@ use understudy::api::AccountPair;
 use super::support::{Testbed, fresh_namespace, install_crds};
 use super::{create_rejected, pair};
 
+type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+
+/// Each case — `make(name)` edited — refused with a message holding its words, and only
+/// `accepted` stored in the end.
+async fn refused_each(
+    api: &Api<AccountPair>,
+    make: &dyn Fn(&str) -> serde_json::Value,
+    cases: Vec<(&str, Edit, &str)>,
+    accepted: &str,
+) {
+    for (name, edit, want) in cases {
+        let mut v = make(name);
+        edit(&mut v);
+        let msg = create_rejected(api, v).await;
+        assert!(msg.contains(want), "{name}: {msg}");
+    }
+    let names: Vec<String> = api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    assert_eq!(
+        names,
+        vec![accepted.to_string()],
+        "nothing invalid was stored"
+    );
+}
+
 /// A WeCom pair's accounts: accepted when whole, and each mistake refused with a
 /// message that says what to fix.
 #[tokio::test]
@@ -44,7 +75,6 @@ async fn wecom_accounts_are_refused_with_what_to_fix() {
         "the reconciliation scan runs every 10 minutes unless told"
     );
 
-    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
     let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "no-corp",
@@ -90,25 +120,7 @@ async fn wecom_accounts_are_refused_with_what_to_fix() {
             "spec.primary.apiBase",
         ),
     ];
-    for (name, edit, want) in cases {
-        let mut v = wecom(name);
-        edit(&mut v);
-        let msg = create_rejected(&api, v).await;
-        assert!(msg.contains(want), "{name}: {msg}");
-    }
-    let names: Vec<String> = api
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|p| p.metadata.name)
-        .collect();
-    assert_eq!(
-        names,
-        vec!["wecom-ok".to_string()],
-        "nothing invalid was stored"
-    );
+    refused_each(&api, &wecom, cases, "wecom-ok").await;
 }
 
 /// An Official Account pair: accepted when whole, each mistake refused with what to fix.
@@ -136,7 +148,6 @@ async fn official_accounts_are_refused_with_what_to_fix() {
         .await
         .expect("a whole Official Account pair is accepted");
     assert_eq!(stored.spec.primary.id(), "wx0123456789abcdef");
-    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
     let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "no-app",
@@ -176,7 +187,7 @@ async fn official_accounts_are_refused_with_what_to_fix() {
                 v["spec"]["standby"] = json!({ "endpoint": "http://127.0.0.1:18080", "accountId": "b",
                     "credentialsSecretRef": { "name": "t" } });
             }),
-            "apiBase belongs to provider wecom or officialAccount",
+            "apiBase belongs to provider wecom, officialAccount or agoraChat",
         ),
         (
             "same-app",
@@ -184,23 +195,76 @@ async fn official_accounts_are_refused_with_what_to_fix() {
             "name the same Official Account",
         ),
     ];
-    for (name, edit, want) in cases {
-        let mut v = oa(name);
-        edit(&mut v);
-        let msg = create_rejected(&api, v).await;
-        assert!(msg.contains(want), "{name}: {msg}");
-    }
-    let names: Vec<String> = api
-        .list(&Default::default())
+    refused_each(&api, &oa, cases, "oa-ok").await;
+}
+
+/// An Agora Chat pair: accepted when whole, each mistake refused with what to fix.
+#[tokio::test]
+async fn agora_chat_apps_are_refused_with_what_to_fix() {
+    let tb = Testbed::load();
+    let client = tb.kube().await;
+    install_crds(&client).await;
+    let ns = fresh_namespace(&client, "smoke-agora").await;
+    let api: Api<AccountPair> = Api::namespaced(client.clone(), &ns);
+    let account = |key: &str| {
+        json!({ "provider": "agoraChat", "appKey": key,
+                "credentialsSecretRef": { "name": "agora" },
+                "apiBase": "https://a41.chat.agora.io" })
+    };
+    let agora = |name: &str| {
+        let mut v = pair(name, "unused-a", "unused-b");
+        v["spec"]["primary"] = account("41117440#primary");
+        v["spec"]["standby"] = account("41117440#standby");
+        v
+    };
+    let ok: AccountPair = serde_json::from_value(agora("agora-ok")).unwrap();
+    let stored = api
+        .create(&PostParams::default(), &ok)
         .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|p| p.metadata.name)
-        .collect();
-    assert_eq!(
-        names,
-        vec!["oa-ok".to_string()],
-        "nothing invalid was stored"
-    );
+        .expect("a whole Agora Chat pair is accepted");
+    assert_eq!(stored.spec.primary.id(), "41117440#primary");
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "no-key",
+            Box::new(|v| {
+                v["spec"]["standby"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("appKey");
+            }),
+            "provider agoraChat needs appKey",
+        ),
+        (
+            "no-base",
+            Box::new(|v| {
+                v["spec"]["primary"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("apiBase");
+            }),
+            "provider agoraChat needs appKey (ORG#APP) and apiBase",
+        ),
+        (
+            "bad-key",
+            Box::new(|v| v["spec"]["primary"]["appKey"] = json!("no-hash-here")),
+            "ORG#APP",
+        ),
+        (
+            "key-on-oa",
+            Box::new(|v| {
+                for side in ["primary", "standby"] {
+                    v["spec"][side]["provider"] = json!("officialAccount");
+                }
+                v["spec"]["primary"]["appId"] = json!("wx0123456789abcdef");
+                v["spec"]["standby"]["appId"] = json!("wxfedcba9876543210");
+            }),
+            "appKey belongs to provider agoraChat",
+        ),
+        (
+            "same-app",
+            Box::new(|v| v["spec"]["standby"]["appKey"] = json!("41117440#primary")),
+            "name the same Agora Chat app",
+        ),
+    ];
+    refused_each(&api, &agora, cases, "agora-ok").await;
 }

@@ -23,7 +23,7 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/{org}/{app}/users", get(users_list).post(users_register))
         .route(
             "/{org}/{app}/users/{username}",
-            get(user_get).delete(user_delete),
+            get(user_get).put(user_update).delete(user_delete),
         )
         .route(
             "/{org}/{app}/users/{username}/deactivate",
@@ -109,6 +109,19 @@ async fn user_get(
 ) -> Response {
     let c = user_call(org, app, format!("/users/{username}"), "users/get");
     run(&s, c, &headers, |chat, _| chat.user_get(&username)).await
+}
+
+async fn user_update(
+    State(s): State<Shared>,
+    Path((org, app, username)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let c = user_call(org, app, format!("/users/{username}"), "users/update");
+    run(&s, c, &headers, |chat, now| {
+        chat.set_nickname(&username, &json_body(&raw)?, now)
+    })
+    .await
 }
 
 async fn user_delete(

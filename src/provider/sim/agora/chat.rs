@@ -21,6 +21,9 @@
 //!   `service_resource_not_found`.
 //! - `DELETE /users/{u}`: `entities:[user]`; the groups it owns are deleted with it ("If
 //!   the deleted user is the admin of a chat group … the group … is also deleted").
+//! - `PUT /users/{u}` `{"nickname"}` sets the push display nickname (Easemob "设置推送消息
+//!   显示昵称", `account_system.md`): the user with the new nickname [UNCONFIRMED: the
+//!   answer's exact action text].
 //! - `POST /users/{u}/deactivate` → action "Deactivate user", the user with
 //!   `activated:false`; `/activate` → action "activate user", no entities.
 
@@ -316,6 +319,28 @@ impl Chat {
         Ok(Answer {
             action: "delete",
             entities: vec![user.entity()],
+            ..Answer::default()
+        })
+    }
+
+    /// `PUT /users/{username}` with `{"nickname"}`.
+    pub fn set_nickname(
+        &mut self,
+        username: &str,
+        body: &Value,
+        now: Millis,
+    ) -> Result<Answer, ChatError> {
+        let nickname = match body.get("nickname") {
+            Some(Value::String(n)) if n.len() <= 100 => n.clone(),
+            Some(Value::String(_)) => return Err(ChatError::illegal_argument("NICKNAME_TOO_LONG")),
+            _ => return Err(ChatError::illegal_argument("nickname must be a string")),
+        };
+        let u = self.user_mut(username)?;
+        u.nickname = Some(nickname).filter(|n| !n.is_empty());
+        u.modified = now;
+        Ok(Answer {
+            action: "put",
+            entities: vec![u.entity()],
             ..Answer::default()
         })
     }

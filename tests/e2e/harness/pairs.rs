@@ -1,0 +1,99 @@
+//! Steps every native-provider pair test takes the same way: a drill run to its end, a
+//! rate-limit storm that must move nothing, a freeze that must fail over.
+
+use std::time::{Duration, Instant};
+
+use kube::Client;
+use serde_json::json;
+use understudy::api::Side;
+use understudy::api::drill::{DrillPhase, DrillStatus};
+use understudy::api::switchover::{SwitchoverPhase, Trigger};
+
+use super::{
+    Proc, Scene, dig, pair, phase, set_faults, set_status, switchovers, through_haproxy,
+    wait_switchover_finished,
+};
+use crate::support::{Testbed, wait_until};
+
+/// Runs a Drill of the scene's pair named `name` and returns its final status.
+pub async fn drill_to_the_end(client: &Client, scene: &Scene, name: &str) -> DrillStatus {
+    let drills: kube::Api<understudy::api::Drill> =
+        kube::Api::namespaced(client.clone(), &scene.namespace);
+    let d: understudy::api::Drill = serde_json::from_value(json!({
+        "apiVersion": "understudy.dev/v1alpha1", "kind": "Drill",
+        "metadata": { "name": name }, "spec": { "pair": scene.pair } }))
+    .unwrap();
+    drills.create(&Default::default(), &d).await.unwrap();
+    let d = wait_until(Duration::from_secs(120), "the drill finishes", || async {
+        drills.get(name).await.ok().filter(|d| {
+            d.status
+                .as_ref()
+                .is_some_and(|s| s.phase == DrillPhase::Finished)
+        })
+    })
+    .await;
+    d.status.unwrap()
+}
+
+/// Every call of the primary `account` answered as rate limited for a while: its
+/// verdict turns Unknown, nothing switches over, and it is Healthy again after.
+pub async fn rate_limit_storm_moves_nothing(
+    client: &Client,
+    scene: &Scene,
+    sim: &Proc,
+    account: &str,
+) {
+    set_faults(sim, account, "rate-limit", 1.0).await;
+    wait_until(
+        Duration::from_secs(30),
+        "the rate-limited primary is Unknown",
+        || async {
+            let p = pair(client, scene).await;
+            (p.status?.primary?.status == "Unknown").then_some(())
+        },
+    )
+    .await;
+    let storm_until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < storm_until {
+        assert!(
+            switchovers(client, &scene.namespace).await.is_empty(),
+            "no switchover during a rate-limit storm"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    set_faults(sim, account, "none", 0.0).await;
+    wait_until(
+        Duration::from_secs(30),
+        "the primary is Healthy again",
+        || async {
+            let p = pair(client, scene).await;
+            (p.status?.primary?.status == "Healthy").then_some(())
+        },
+    )
+    .await;
+    assert!(switchovers(client, &scene.namespace).await.is_empty());
+}
+
+/// The primary `account` frozen at the provider (`reason`): an automatic failover that
+/// succeeds with DNS and the load balancer on the standby, and the pair says so.
+pub async fn freeze_fails_over(
+    tb: &Testbed,
+    client: &Client,
+    scene: &Scene,
+    sim: &Proc,
+    account: &str,
+    reason: &str,
+) {
+    assert_eq!(dig(tb, &scene.dns_name), vec!["10.1.0.1"]);
+    set_status(sim, account, "frozen", reason).await;
+    let so = wait_switchover_finished(client, &scene.namespace, Duration::from_secs(60)).await;
+    assert_eq!(phase(&so), SwitchoverPhase::Succeeded, "{:?}", so.status);
+    assert_eq!(so.spec.trigger, Trigger::Automatic);
+    assert_eq!(so.spec.to, Side::Standby);
+    assert_eq!(dig(tb, &scene.dns_name), vec!["10.2.0.1"]);
+    assert_eq!(through_haproxy(tb).await, "standby");
+    let status = pair(client, scene).await.status.unwrap();
+    assert_eq!(status.active_side, Some(Side::Standby));
+    assert_eq!(status.primary.unwrap().status, "Frozen");
+    assert_eq!(switchovers(client, &scene.namespace).await.len(), 1);
+}
