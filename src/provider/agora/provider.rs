@@ -5,7 +5,8 @@
 //!   users sign in with tokens the app's server issues, and no API reads a password.
 //! - `group/<groupname>`: `{"description", "public", "maxusers", "owner", "members"}`
 //!   (members sorted, the owner apart) from `GET /chatgroups` and the details of up to
-//!   100 groups a call (`GET /chatgroups/{id,id,…}`). The server assigns group ids, so
+//!   100 groups a call (`GET /chatgroups/{id,id,…}`); reading or writing one group
+//!   fetches the details of that name's groups only. The server assigns group ids, so
 //!   the name is what both apps share and each app's id is looked up by name when a
 //!   write needs it (like WeCom's customer tag groups). Two groups of one name on an app
 //!   are one entity: the oldest is replicated, the others are logged.
@@ -150,9 +151,9 @@ impl AgoraChatProvider {
         }
     }
 
-    /// Every group by name → (id, details); the oldest of a name wins.
-    async fn groups(&self) -> Result<BTreeMap<String, (String, Value)>, ProviderError> {
-        let mut ids = Vec::new();
+    /// Every group's id by name, from the listing (pages of 1,000; no details).
+    async fn group_ids(&self) -> Result<BTreeMap<String, Vec<String>>, ProviderError> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut cursor: Option<String> = None;
         loop {
             let path = match &cursor {
@@ -164,15 +165,25 @@ impl AgoraChatProvider {
                 .call(Method::GET, &path, None, Scope::Operation)
                 .await?;
             for g in page["data"].as_array().into_iter().flatten() {
-                if let Some(id) = g["groupid"].as_str() {
-                    ids.push(id.to_string());
+                if let (Some(id), Some(name)) = (g["groupid"].as_str(), g["groupname"].as_str()) {
+                    out.entry(name.to_string())
+                        .or_default()
+                        .push(id.to_string());
                 }
             }
             match page["cursor"].as_str().filter(|c| !c.is_empty()) {
                 Some(c) if Some(c) != cursor.as_deref() => cursor = Some(c.to_string()),
-                _ => break,
+                _ => return Ok(out),
             }
         }
+    }
+
+    /// The details of `ids` (100 a call) by name → (id, details); the oldest of a name
+    /// wins.
+    async fn details(
+        &self,
+        ids: &[String],
+    ) -> Result<BTreeMap<String, (String, Value)>, ProviderError> {
         let mut out: BTreeMap<String, (String, Value)> = BTreeMap::new();
         for batch in ids.chunks(DETAILS_BATCH) {
             let a = self
@@ -205,6 +216,21 @@ impl AgoraChatProvider {
             }
         }
         Ok(out)
+    }
+
+    /// Every group by name → (id, details).
+    async fn groups(&self) -> Result<BTreeMap<String, (String, Value)>, ProviderError> {
+        let ids: Vec<String> = self.group_ids().await?.into_values().flatten().collect();
+        self.details(&ids).await
+    }
+
+    /// One group by name → (id, details): the listing, then the details of that name's
+    /// groups only (a write reads one group, not every group of the app).
+    async fn group(&self, name: &str) -> Result<Option<(String, Value)>, ProviderError> {
+        let Some(ids) = self.group_ids().await?.remove(name) else {
+            return Ok(None);
+        };
+        Ok(self.details(&ids).await?.remove(name))
     }
 
     async fn everything(&self) -> Result<BTreeMap<EntityKey, Value>, ProviderError> {
@@ -271,7 +297,7 @@ impl AgoraChatProvider {
     async fn put_group(&self, name: &str, p: &Value) -> Result<(), ProviderError> {
         let want = members(p);
         let owner = p["owner"].as_str().unwrap_or("");
-        let existing = self.groups().await?.remove(name);
+        let existing = self.group(name).await?;
         let (id, have) = match existing {
             None => {
                 let first: Vec<&String> = want.iter().take(MEMBERS_BATCH).collect();
@@ -429,9 +455,8 @@ impl AccountProvider for AgoraChatProvider {
                 Err(e) => return Err(e),
             },
             EntityKind::Group => self
-                .groups()
+                .group(&key.name())
                 .await?
-                .remove(&key.name())
                 .map(|(_, d)| group_payload(&d)),
             _ => None,
         };
@@ -486,7 +511,7 @@ impl AccountProvider for AgoraChatProvider {
     ) -> Result<(), ProviderError> {
         let path = match key.kind() {
             EntityKind::Member => format!("users/{}", key.id()),
-            EntityKind::Group => match self.groups().await?.remove(&key.name()) {
+            EntityKind::Group => match self.group(&key.name()).await? {
                 Some((id, _)) => format!("chatgroups/{id}"),
                 None => return Ok(()),
             },

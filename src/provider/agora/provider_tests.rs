@@ -169,3 +169,45 @@ async fn a_suspended_app_is_freeze_evidence_and_429_only_a_rate_limit() {
         other => panic!("expected unauthorized, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn writing_one_group_reads_the_details_of_that_group_only() {
+    let base = start().await;
+    let p = app(&base, "many", 1000).await;
+    p.put_entity(&entity("member/owner", json!({"activated": true})), None)
+        .await
+        .unwrap();
+    for i in 0..150 {
+        let g = entity(
+            &format!("group/g{i:03}"),
+            json!({"description": "", "public": true, "maxusers": 200,
+                   "owner": "owner", "members": []}),
+        );
+        p.put_entity(&g, None).await.unwrap();
+    }
+    let gets = || async {
+        let stats: Value = reqwest::get(format!("{base}/admin/agora/apps/org1/many"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        stats["calls"]["chatgroups/get"].as_u64().unwrap_or(0)
+    };
+    let before = gets().await;
+    let g = entity(
+        "group/g042",
+        json!({"description": "changed", "public": true, "maxusers": 200,
+               "owner": "owner", "members": []}),
+    );
+    p.put_entity(&g, None).await.unwrap();
+    assert_eq!(
+        gets().await - before,
+        1,
+        "one details call, not one per 100 groups"
+    );
+    assert_eq!(
+        p.read_entity(&g.key).await.unwrap().unwrap().payload["description"],
+        "changed"
+    );
+}
