@@ -45,6 +45,20 @@ fn pair(name: &str, primary_id: &str, standby_id: &str) -> serde_json::Value {
     })
 }
 
+/// The names of the AccountPairs stored in `api`'s namespace, sorted.
+async fn stored_names(api: &Api<AccountPair>) -> Vec<String> {
+    let mut names: Vec<String> = api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    names.sort();
+    names
+}
+
 async fn create_rejected(api: &Api<AccountPair>, value: serde_json::Value) -> String {
     let obj: AccountPair = serde_json::from_value(value).expect("the test object deserialises");
     match api.create(&PostParams::default(), &obj).await {
@@ -242,17 +256,8 @@ async fn bad_input_from_pair_authors_is_refused_with_its_message() {
         );
     }
 
-    let mut names: Vec<String> = api
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|p| p.metadata.name)
-        .collect();
-    names.sort();
     assert_eq!(
-        names,
+        stored_names(&api).await,
         vec!["names-ok".to_string()],
         "nothing invalid was stored"
     );

@@ -9,7 +9,7 @@ use serde_json::json;
 use understudy::api::AccountPair;
 
 use super::support::{Testbed, fresh_namespace, install_crds};
-use super::{create_rejected, pair};
+use super::{create_rejected, pair, stored_names};
 
 type Edit = Box<dyn Fn(&mut serde_json::Value)>;
 
@@ -27,16 +27,8 @@ async fn refused_each(
         let msg = create_rejected(api, v).await;
         assert!(msg.contains(want), "{name}: {msg}");
     }
-    let names: Vec<String> = api
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|p| p.metadata.name)
-        .collect();
     assert_eq!(
-        names,
+        stored_names(api).await,
         vec![accepted.to_string()],
         "nothing invalid was stored"
     );
