@@ -5,9 +5,9 @@
 # notice, the automatic failover, a timeline of what happened and the drill's report.
 # The test bed keeps running afterwards (`make testbed-down` stops it).
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/demo-lib.sh"
 cd "$REPO_ROOT"
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 DEMO_DIR="$TESTBED_DIR/demo"
 mkdir -p "$DEMO_DIR"
 PIDS=()
@@ -173,38 +173,8 @@ wait_for 60 "the failover" sh -c "'${KUBECTL[0]}' ${KUBECTL[*]:1} -n $ns get so 
 pair_settled() { ! "${KUBECTL[@]}" -n "$ns" get ap wecom-support -o jsonpath='{.status.phase}' | grep -q SwitchingOver; }
 wait_for 30 "the pair to record its new active side" pair_settled || true
 
-step "after the failover"
-"${KUBECTL[@]}" -n "$ns" get ap,so -o wide | sed 's/^/   /'
-echo "   DNS $record -> $(dig @"$DNS_HOST" -p "$DNS_PORT" "$record.$TESTBED_DNS_ZONE" A +short +tcp)"
-echo "   through HAProxy: $(curl -fsS "$TESTBED_HAPROXY_FRONTEND_URL/")"
-echo "   Service selector: $("${KUBECTL[@]}" -n "$ns" get svc support-api -o jsonpath='{.spec.selector}')"
-
-step "timeline"
-{
-  "${KUBECTL[@]}" -n "$ns" get events.events.k8s.io -o json
-  echo '@@@'
-  "${KUBECTL[@]}" -n "$ns" get so -o json
-} | python3 -c '
-import json, sys
-from datetime import datetime
-events_text, so_text = sys.stdin.read().split("@@@")
-rows = []
-for e in json.loads(events_text)["items"]:
-    t = e.get("eventTime") or e.get("deprecatedLastTimestamp") or e["metadata"]["creationTimestamp"]
-    rows.append((t, e.get("regarding", {}).get("kind", ""), e.get("reason", ""), e.get("note", "")))
-for so in json.loads(so_text)["items"]:
-    st = so.get("status", {})
-    if st.get("finishedAt"):
-        rows.append((st["finishedAt"], "Switchover", st.get("phase", ""), "%s in %s ms, recordsLost %s" % (st.get("message", ""), st.get("durationMs"), st.get("recordsLost"))))
-def key(r):
-    return datetime.fromisoformat(r[0].replace("Z", "+00:00"))
-rows.sort(key=key)
-t0 = key(rows[0]) if rows else None
-for r in rows:
-    if r[2] in ("StepStarted",):
-        continue
-    print("   %+8.3fs  %-12s %-16s %s" % ((key(r) - t0).total_seconds(), r[1], r[2], r[3][:150]))
-'
+demo_after_failover "$ns" "$record"
+demo_timeline "$ns"
 
 step "the drill's report: kubectl understudy drill report $DRILL"
 "${PLUGIN[@]}" -n "$ns" drill report "$DRILL" | sed 's/^/   /'
