@@ -2,22 +2,20 @@
 use super::*;
 use crate::detection::VerdictKind;
 
-fn v(kind: VerdictKind) -> Verdict {
-    Verdict::new(kind, "test", Utc::now())
-}
-
-#[test]
-fn healthy_pair_without_pipeline_is_pending_and_not_ready() {
-    let prev = AccountPairStatus::default();
-    let (h1, h2) = (v(VerdictKind::Healthy), v(VerdictKind::Healthy));
-    let input = StatusInput {
-        previous: &prev,
-        generation: 3,
+/// A quiet pair's input: these verdicts, generation 1, on the primary, nothing else
+/// happening; each test sets what it is about.
+fn input<'a>(
+    previous: &'a AccountPairStatus,
+    verdicts: [(&'a Verdict, Option<&'a str>); 2],
+) -> StatusInput<'a> {
+    StatusInput {
+        previous,
+        generation: 1,
         paused: false,
         mode: DetectionMode::Automatic,
         active: Side::Primary,
         target: None,
-        verdicts: [(&h1, None), (&h2, None)],
+        verdicts,
         misconfigured: [None, None],
         not_replicable: &[],
         snapshot: None,
@@ -29,6 +27,20 @@ fn healthy_pair_without_pipeline_is_pending_and_not_ready() {
         last_flip: None,
         seen_notices: &[],
         audit_problem: None,
+    }
+}
+
+fn v(kind: VerdictKind) -> Verdict {
+    Verdict::new(kind, "test", Utc::now())
+}
+
+#[test]
+fn healthy_pair_without_pipeline_is_pending_and_not_ready() {
+    let prev = AccountPairStatus::default();
+    let (h1, h2) = (v(VerdictKind::Healthy), v(VerdictKind::Healthy));
+    let input = StatusInput {
+        generation: 3,
+        ..input(&prev, [(&h1, None), (&h2, None)])
     };
     let s = build(&input, Utc::now());
     assert_eq!(s.phase.as_deref(), Some("Pending"));
@@ -44,24 +56,8 @@ fn every_brake_shows_as_automatic_failover_false_and_pages_only_when_humans_must
     let (f, h) = (v(VerdictKind::Frozen), v(VerdictKind::Healthy));
     for brake in Brake::ALL {
         let input = StatusInput {
-            previous: &prev,
-            generation: 1,
-            paused: false,
-            mode: DetectionMode::Automatic,
-            active: Side::Primary,
-            target: None,
-            verdicts: [(&f, None), (&h, None)],
-            misconfigured: [None, None],
-            not_replicable: &[],
-            snapshot: None,
-            pipeline_error: None,
             brake: Some((brake, "what a human should do")),
-            failover_started: None,
-            traffic: None,
-            risk: &[],
-            last_flip: None,
-            seen_notices: &[],
-            audit_problem: None,
+            ..input(&prev, [(&f, None), (&h, None)])
         };
         let s = build(&input, Utc::now());
         let get = |t: &str| s.conditions.iter().find(|c| c.type_ == t).unwrap().clone();
@@ -88,24 +84,8 @@ fn a_split_traffic_is_shown_and_the_pair_is_not_ready() {
         message: "traffic is split: dns a → standby; lb b → primary".into(),
     };
     let input = StatusInput {
-        previous: &prev,
-        generation: 1,
-        paused: false,
-        mode: DetectionMode::Automatic,
-        active: Side::Primary,
-        target: None,
-        verdicts: [(&h, None), (&h, None)],
-        misconfigured: [None, None],
-        not_replicable: &[],
-        snapshot: None,
-        pipeline_error: None,
-        brake: None,
-        failover_started: None,
         traffic: Some(&split),
-        risk: &[],
-        last_flip: None,
-        seen_notices: &[],
-        audit_problem: None,
+        ..input(&prev, [(&h, None), (&h, None)])
     };
     let s = build(&input, Utc::now());
     let get = |t: &str| s.conditions.iter().find(|c| c.type_ == t).unwrap().clone();
@@ -122,24 +102,9 @@ fn page_and_frozen_primary_show_in_conditions() {
     let prev = AccountPairStatus::default();
     let (f, h) = (v(VerdictKind::Frozen), v(VerdictKind::Frozen));
     let input = StatusInput {
-        previous: &prev,
-        generation: 1,
-        paused: false,
-        mode: DetectionMode::Automatic,
-        active: Side::Primary,
-        target: None,
-        verdicts: [(&f, Some("poll: frozen")), (&h, None)],
-        misconfigured: [None, None],
-        not_replicable: &[],
-        snapshot: None,
         pipeline_error: Some("kafka down"),
         brake: Some((Brake::BothSidesDown, "both sides are frozen")),
-        failover_started: None,
-        traffic: None,
-        risk: &[],
-        last_flip: None,
-        seen_notices: &[],
-        audit_problem: None,
+        ..input(&prev, [(&f, Some("poll: frozen")), (&h, None)])
     };
     let s = build(&input, Utc::now());
     let get = |t: &str| s.conditions.iter().find(|c| c.type_ == t).unwrap().clone();
@@ -185,24 +150,9 @@ fn a_provider_refusing_the_setup_shows_as_misconfigured_until_it_answers() {
         perm.into(),
     )));
     let mut input = StatusInput {
-        previous: &prev,
-        generation: 1,
-        paused: false,
-        mode: DetectionMode::Automatic,
-        active: Side::Primary,
-        target: None,
-        verdicts: [(&h1, None), (&h2, None)],
         misconfigured: [Some(ip), None],
-        not_replicable: &[],
         snapshot: Some(&snap),
-        pipeline_error: None,
-        brake: None,
-        failover_started: None,
-        traffic: None,
-        risk: &[],
-        last_flip: None,
-        seen_notices: &[],
-        audit_problem: None,
+        ..input(&prev, [(&h1, None), (&h2, None)])
     };
     let s = build(&input, Utc::now());
     let c = super::super::conditions::get(&s.conditions, "Misconfigured").unwrap();
@@ -242,24 +192,8 @@ fn kinds_the_provider_cannot_write_are_a_condition_saying_what_to_do() {
         reason: "no API writes auto-replies: set them on the standby by hand",
     }];
     let mut input = StatusInput {
-        previous: &prev,
-        generation: 1,
-        paused: false,
-        mode: DetectionMode::Automatic,
-        active: Side::Primary,
-        target: None,
-        verdicts: [(&h1, None), (&h2, None)],
-        misconfigured: [None, None],
         not_replicable: &kinds,
-        snapshot: None,
-        pipeline_error: None,
-        brake: None,
-        failover_started: None,
-        traffic: None,
-        risk: &[],
-        last_flip: None,
-        seen_notices: &[],
-        audit_problem: None,
+        ..input(&prev, [(&h1, None), (&h2, None)])
     };
     let s = build(&input, Utc::now());
     let c = super::super::conditions::get(&s.conditions, "NotReplicable").unwrap();
