@@ -2,6 +2,7 @@
 //! schema and CEL rules, and the generated CRD YAML (`understudy crd`).
 
 pub mod account_pair;
+pub mod account_ref;
 pub mod common;
 pub mod cron;
 pub mod drill;

@@ -23,8 +23,9 @@ pub enum LogFormat {
     about = "Run the operator (controllers, metrics, provider webhooks)",
     long_about = "Runs the AccountPair and Switchover controllers against the cluster of the current \
 kubeconfig (in-cluster config inside a Pod), serves the provider notice webhook (POST \
-/webhooks/notices/NAMESPACE/PAIR) and the WeCom callback webhook (GET/POST \
-/webhooks/wecom/NAMESPACE/PAIR) on --listen and /metrics, /healthz, /readyz on their own \
+/webhooks/notices/NAMESPACE/PAIR), the WeCom callback webhook (GET/POST \
+/webhooks/wecom/NAMESPACE/PAIR) and the Agora Chat callback webhook (POST \
+/webhooks/agora/NAMESPACE/PAIR) on --listen and /metrics, /healthz, /readyz on their own \
 listener, --health-listen, so that no webhook load can fail a probe or a scrape; with \
 --leader-elect it acts only while holding the Lease.\n\nThe webhook takes bodies of at most \
 64 KiB (413 beyond), each within --webhook-read-timeout (408 after), and at most \
@@ -34,7 +35,8 @@ metrics on http://ADDR` on stdout.\n\nExample: understudy operator --leader-elec
 )]
 pub struct OperatorArgs {
     /// Address of the provider webhook listener (POST /webhooks/notices/NAMESPACE/PAIR,
-    /// WeCom callbacks at /webhooks/wecom/NAMESPACE/PAIR).
+    /// WeCom callbacks at /webhooks/wecom/NAMESPACE/PAIR, Agora Chat callbacks at
+    /// /webhooks/agora/NAMESPACE/PAIR).
     #[arg(long, default_value = "127.0.0.1:8080", env = "UNDERSTUDY_LISTEN")]
     pub listen: SocketAddr,
     /// Address of the health and metrics listener (/metrics, /healthz, /readyz), apart from

@@ -19,4 +19,5 @@ pub mod secrets;
 pub mod status;
 pub mod switchover;
 pub mod targets;
+pub mod agora_hook;
 pub mod wecom_hook;

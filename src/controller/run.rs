@@ -58,7 +58,9 @@ pub async fn run(
     let readiness = crate::http::Readiness::default();
     let http = bound.serve(
         readiness.clone(),
-        super::notices::router(ctx.clone()).merge(super::wecom_hook::router(ctx.clone())),
+        super::notices::router(ctx.clone())
+            .merge(super::wecom_hook::router(ctx.clone()))
+            .merge(super::agora_hook::router(ctx.clone())),
     )?;
     http.announce();
     tracing::info!(webhook = %http.webhook, health = %http.health, identity = %opts.identity, "operator started");

@@ -56,7 +56,7 @@ pub fn router(ctx: Arc<Context>) -> Router {
 }
 
 /// The request's path and query, as forwarded to the leader.
-fn path_and_query(uri: &Uri) -> &str {
+pub(super) fn path_and_query(uri: &Uri) -> &str {
     uri.path_and_query().map_or("/", |p| p.as_str())
 }
 
@@ -125,6 +125,16 @@ async fn receive(
         body,
     )
     .await;
+    if !forwarded && ctx_has_pair {
+        count_callback(&namespace, &pair, code);
+    }
+    (code, text)
+}
+
+/// Counts a provider callback by what became of it. Only for a pair that runs here and
+/// a callback not handed over to the leader (which counts it): the path is the
+/// sender's, so no label for just any name.
+pub(super) fn count_callback(namespace: &str, pair: &str, code: StatusCode) {
     let result = match code {
         StatusCode::OK => "taken",
         StatusCode::CONFLICT => "replay",
@@ -132,15 +142,10 @@ async fn receive(
         StatusCode::BAD_REQUEST => "invalid",
         _ => "failed",
     };
-    // A replica that handed the callback over leaves the counting to the leader; only a
-    // pair that runs here is counted (the path is the sender's: no label for any name).
-    if !forwarded && ctx_has_pair {
-        crate::controller::metrics::metrics()
-            .provider_callbacks_total
-            .with_label_values(&[&namespace, &pair, result])
-            .inc();
-    }
-    (code, text)
+    crate::controller::metrics::metrics()
+        .provider_callbacks_total
+        .with_label_values(&[namespace, pair, result])
+        .inc();
 }
 
 async fn take(

@@ -185,3 +185,232 @@ async fn an_agora_chat_pair_replicates_users_and_groups_and_fails_over_on_a_susp
     // The primary app is suspended (403 to every call): a failover, DNS and LB flipped.
     freeze_fails_over(&tb, &client, &scene, &sim, &account, "app suspended").await;
 }
+
+const P_SECRET: &str = "primary-callback-rule-secret";
+const S_SECRET: &str = "standby-callback-rule-secret";
+
+/// Both apps in the simulator, with their callback rules sent to `hook` when given.
+async fn apps(sim: &Proc, hook: Option<&str>) {
+    for (app, secret) in [(PRIMARY, P_SECRET), (STANDBY, S_SECRET)] {
+        let mut config = json!({ "appId": app.1, "appCertificate": app.2 });
+        if let Some(url) = hook {
+            config["callback"] = json!({ "url": url, "secret": secret });
+        }
+        admin(
+            sim,
+            &format!("/admin/agora/apps/{ORG}/{}", app.0),
+            reqwest::Method::PUT,
+            config,
+        )
+        .await;
+    }
+}
+
+/// A callback body as Agora signs it, with `secret`.
+fn signed(app: (&str, &str, &str), call: &str, ts_ms: i64, group: &str, secret: &str) -> Value {
+    let call_id = format!("{}_{call}", app_key(app));
+    json!({
+        "callId": call_id, "appkey": app_key(app), "id": group, "type": "GROUP",
+        "event": "group_op_event", "operation": "UPDATE", "operator": "admin",
+        "payload": {}, "timestamp": ts_ms,
+        "security": understudy::provider::agora::callback::security(&call_id, secret, &ts_ms.to_string()),
+    })
+}
+
+#[tokio::test]
+async fn agora_chat_callbacks_carry_group_and_login_changes_and_forged_ones_change_nothing() {
+    let _serial = SERIAL.lock().await;
+    let tb = Testbed::load();
+    let client = tb.kube().await;
+    support::install_crds(&client).await;
+    let sim = start_sim_seeded("agora-callbacks", "unused=0");
+    apps(&sim, None).await;
+    rest(
+        &sim,
+        reqwest::Method::POST,
+        "users",
+        Some(
+            json!([{"username": "alice", "password": "p1"}, {"username": "bob", "password": "p2"}]),
+        ),
+    )
+    .await;
+    let account = |app: (&str, &str, &str)| {
+        json!({ "provider": "agoraChat", "appKey": app_key(app), "apiBase": sim.url,
+                "credentialsSecretRef": { "name": format!("agora-{}", app.0) },
+                "callback": { "secretRef": { "name": format!("agora-callback-{}", app.0) } } })
+    };
+    // No reconciliation scan within the test: only callbacks move changes.
+    let scene = scene_of(
+        &tb,
+        &client,
+        "e2e-agora-cb",
+        [account(PRIMARY), account(STANDBY)],
+        json!({ "reconcileInterval": "1h" }),
+        fast_detection(),
+    )
+    .await;
+    for (app, secret) in [(PRIMARY, P_SECRET), (STANDBY, S_SECRET)] {
+        let ns = &scene.namespace;
+        let creds = json!({ "appId": app.1, "appCertificate": app.2 });
+        create_secret(&client, ns, &format!("agora-{}", app.0), creds).await;
+        let rule = json!({ "secret": secret });
+        create_secret(&client, ns, &format!("agora-callback-{}", app.0), rule).await;
+    }
+    let op = start_operator(&tb, &scene.namespace, "agora-cb", &[], &[]);
+    let url = format!(
+        "{}/webhooks/agora/{}/{}",
+        op.url, scene.namespace, scene.pair
+    );
+    apps(&sim, Some(&url)).await;
+    wait_replicating(&client, &scene).await;
+    wait_same(&sim, "the standby app holds the primary's users").await;
+
+    // A group created, joined and renamed on the primary: each operation's callback
+    // carries it across (the next scan is an hour away).
+    let changed = Instant::now();
+    let created = rest(
+        &sim,
+        reqwest::Method::POST,
+        "chatgroups",
+        Some(
+            json!({"groupname": "售后", "description": "after-sales", "public": false,
+                    "maxusers": 50, "owner": "alice"}),
+        ),
+    )
+    .await;
+    let id = created["data"]["groupid"].as_str().unwrap().to_string();
+    let first = wait_same(&sim, "the new group reaches the standby by its callback").await;
+    let latency = changed.elapsed();
+    assert!(first.contains_key("group/售后"), "{first:?}");
+    rest(
+        &sim,
+        reqwest::Method::POST,
+        &format!("chatgroups/{id}/users"),
+        Some(json!({"usernames": ["bob"]})),
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(30),
+        "bob's joining reaches the standby",
+        || async {
+            let s = held(&sim, STANDBY).await;
+            (s.get("group/售后") != first.get("group/售后") && s == held(&sim, PRIMARY).await)
+                .then_some(())
+        },
+    )
+    .await;
+    rest(
+        &sim,
+        reqwest::Method::PUT,
+        &format!("chatgroups/{id}"),
+        Some(json!({"groupname": "售后服务"})),
+    )
+    .await;
+    let renamed = wait_same(&sim, "the rename reaches the standby").await;
+    assert!(renamed.contains_key("group/售后服务") && !renamed.contains_key("group/售后"));
+    // Destroyed: the callback names only the id, which no longer exists.
+    rest(
+        &sim,
+        reqwest::Method::DELETE,
+        &format!("chatgroups/{id}"),
+        None,
+    )
+    .await;
+    let destroyed = wait_same(&sim, "the destroyed group leaves the standby").await;
+    assert!(
+        !destroyed.keys().any(|k| k.starts_with("group/")),
+        "{destroyed:?}"
+    );
+
+    // A user registered on the primary is carried by their first login's callback (a
+    // registration sends none).
+    rest(
+        &sim,
+        reqwest::Method::POST,
+        "users",
+        Some(json!([{"username": "dave", "password": "p4", "nickname": "Dave"}])),
+    )
+    .await;
+    admin(
+        &sim,
+        &format!("/admin/agora/apps/{ORG}/{}/login", PRIMARY.0),
+        reqwest::Method::POST,
+        json!({ "username": "dave", "os": "android" }),
+    )
+    .await;
+    let with_dave = wait_same(&sim, "dave reaches the standby by his login's callback").await;
+    assert!(with_dave.contains_key("member/dave"));
+    eprintln!("Agora Chat callback → group on the standby: {latency:?} (no scan within the test)");
+    let stats = admin(
+        &sim,
+        &format!("/admin/agora/apps/{ORG}/{}", PRIMARY.0),
+        reqwest::Method::GET,
+        json!(null),
+    )
+    .await;
+    assert!(stats["callbacksSent"].as_u64().unwrap() >= 5, "{stats}");
+
+    // Forged, misaddressed, stale and replayed callbacks change nothing. Each names a
+    // group that exists on the primary only (made while the apps send no callbacks), so
+    // taking one would copy it.
+    apps(&sim, None).await;
+    let g = rest(
+        &sim,
+        reqwest::Method::POST,
+        "chatgroups",
+        Some(
+            json!({"groupname": "secret-plans", "public": true, "maxusers": 10, "owner": "alice"}),
+        ),
+    )
+    .await;
+    let gid = g["data"]["groupid"].as_str().unwrap().to_string();
+    let before = held(&sim, STANDBY).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let post = |body: Value| {
+        let url = url.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }
+    };
+    let mut other_app = signed(PRIMARY, "c2", now, &gid, P_SECRET);
+    other_app["appkey"] = json!(format!("{ORG}#someoneelse"));
+    assert_eq!(
+        post(signed(PRIMARY, "c1", now, &gid, "guessed")).await,
+        401,
+        "a wrong secret"
+    );
+    assert_eq!(post(other_app).await, 401, "an app that is not a side");
+    assert_eq!(
+        post(signed(PRIMARY, "c3", now - 3_600_000, &gid, P_SECRET)).await,
+        401,
+        "an hour old"
+    );
+    assert_eq!(post(json!({"hello": "world"})).await, 400, "not a callback");
+    assert_eq!(held(&sim, STANDBY).await, before);
+    let genuine = signed(PRIMARY, "c4", now, &gid, P_SECRET);
+    assert_eq!(post(genuine.clone()).await, 200, "the genuine callback");
+    assert_eq!(post(genuine).await, 409, "its replay");
+    let taken = wait_same(
+        &sim,
+        "the group the genuine callback named reaches the standby",
+    )
+    .await;
+    assert!(taken.contains_key("group/secret-plans"));
+
+    let m = metrics(&op).await;
+    let with = |result: &str| {
+        let ns = format!("namespace=\"{}\"", scene.namespace);
+        let r = format!("result=\"{result}\"");
+        metric_sum(&m, "understudy_provider_callbacks_total", &[&ns, &r])
+    };
+    assert_eq!(with("refused"), 3.0);
+    assert_eq!(with("invalid"), 1.0);
+    assert_eq!(with("replay"), 1.0);
+    assert!(with("taken") >= 6.0, "{}", with("taken"));
+}

@@ -171,6 +171,8 @@ pub struct PairHandle {
     providers: [Arc<dyn AccountProvider>; 2],
     /// WeCom sides: their callbacks' keys and feeds (`/webhooks/wecom/…`).
     wecom: [Option<Arc<providers::WecomSide>>; 2],
+    /// Agora Chat sides: their callback secrets and feeds (`/webhooks/agora/…`).
+    agora: [Option<Arc<providers::AgoraSide>>; 2],
     /// Callbacks already taken (their signatures), so a replay changes nothing.
     callbacks_seen: Mutex<crate::provider::wecom::callback::Seen>,
     tx: mpsc::Sender<Msg>,
@@ -304,6 +306,7 @@ impl PairHandle {
             audit_kafka: audit_rx,
             providers,
             wecom: built.wecom,
+            agora: built.agora,
             callbacks_seen: Mutex::default(),
             tx,
             view,
@@ -343,6 +346,13 @@ impl PairHandle {
         [Side::Primary, Side::Standby]
             .into_iter()
             .filter_map(|side| self.wecom[idx(side)].as_deref().map(|w| (side, w)))
+    }
+
+    /// The pair's Agora Chat sides.
+    pub fn agora_sides(&self) -> impl Iterator<Item = (Side, &providers::AgoraSide)> {
+        [Side::Primary, Side::Standby]
+            .into_iter()
+            .filter_map(|side| self.agora[idx(side)].as_deref().map(|a| (side, a)))
     }
 
     /// The callbacks this pair took, to refuse a replay.

@@ -9,7 +9,8 @@
 //!   operator was not running — deletes included — is replicated too.
 //! - `provider: officialAccount` and `provider: agoraChat`: the adapter in a
 //!   [`SyntheticFeed`] with the same baseline; the reconciliation scan is how changes are
-//!   seen.
+//!   seen, and for an Agora Chat app with a callback rule also its callbacks (the
+//!   `/webhooks/agora/…` route).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,11 +40,31 @@ pub struct WecomSide {
     pub feed: Arc<SyntheticFeed<WecomProvider>>,
 }
 
+/// One Agora Chat side: its feed and, when a callback rule is configured, the rule's
+/// secret that signs its callbacks.
+pub struct AgoraSide {
+    pub app_key: String,
+    pub callback_secret: Option<String>,
+    pub feed: Arc<SyntheticFeed<AgoraChatProvider>>,
+}
+
+/// Never prints the callback secret.
+impl std::fmt::Debug for AgoraSide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgoraSide")
+            .field("app_key", &self.app_key)
+            .field("callback", &self.callback_secret.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Both sides' providers.
 pub struct Providers {
     pub sides: [Arc<dyn AccountProvider>; 2],
     /// `Some` for a WeCom side.
     pub wecom: [Option<Arc<WecomSide>>; 2],
+    /// `Some` for an Agora Chat side.
+    pub agora: [Option<Arc<AgoraSide>>; 2],
     /// `Some` for a side without a change feed: what the reconciliation loop scans.
     pub scans: [Option<Arc<dyn Scan>>; 2],
 }
@@ -57,6 +78,7 @@ pub async fn build(
     let baseline = TopicBaseline::for_pair(client, (namespace, name), spec).await;
     let mut sides = Vec::with_capacity(2);
     let mut wecom = Vec::with_capacity(2);
+    let mut agora = Vec::with_capacity(2);
     let mut scans: Vec<Option<Arc<dyn Scan>>> = Vec::with_capacity(2);
     for (side, account) in [
         (Side::Primary, &spec.primary),
@@ -66,6 +88,7 @@ pub async fn build(
             ProviderKind::Http => {
                 sides.push(http(client, namespace, side, account).await?);
                 wecom.push(None);
+                agora.push(None);
                 scans.push(None);
             }
             ProviderKind::Wecom => {
@@ -74,6 +97,7 @@ pub async fn build(
                 sides.push(Arc::new(w.feed.clone()) as Arc<dyn AccountProvider>);
                 scans.push(Some(w.feed.clone() as Arc<dyn Scan>));
                 wecom.push(Some(w));
+                agora.push(None);
             }
             ProviderKind::OfficialAccount => {
                 let feed =
@@ -81,12 +105,31 @@ pub async fn build(
                 sides.push(Arc::new(feed.clone()) as Arc<dyn AccountProvider>);
                 scans.push(Some(feed as Arc<dyn Scan>));
                 wecom.push(None);
+                agora.push(None);
             }
             ProviderKind::AgoraChat => {
                 let feed = agora_chat(client, namespace, side, account, baseline.clone()).await?;
                 sides.push(Arc::new(feed.clone()) as Arc<dyn AccountProvider>);
-                scans.push(Some(feed as Arc<dyn Scan>));
+                scans.push(Some(feed.clone() as Arc<dyn Scan>));
                 wecom.push(None);
+                let callback_secret = match &account.callback {
+                    None => None,
+                    Some(cb) => {
+                        let r = crate::api::SecretKeyRef {
+                            name: cb.secret_ref.name.clone(),
+                            key: Some("secret".into()),
+                        };
+                        Some(
+                            text(client, namespace, side, &r, "secret", "callback.secretRef")
+                                .await?,
+                        )
+                    }
+                };
+                agora.push(Some(Arc::new(AgoraSide {
+                    app_key: account.id().to_string(),
+                    callback_secret,
+                    feed,
+                })));
             }
         }
     }
@@ -97,6 +140,7 @@ pub async fn build(
     Ok(Providers {
         sides: sides.try_into().map_err(|_| internal())?,
         wecom: wecom.try_into().map_err(|_| internal())?,
+        agora: agora.try_into().map_err(|_| internal())?,
         scans: scans.try_into().map_err(|_| internal())?,
     })
 }

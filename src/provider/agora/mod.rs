@@ -4,6 +4,7 @@
 //! as `Authorization: Bearer …`, built as Agora's own `agora-token` package builds them
 //! ([`token`]).
 
+pub mod callback;
 pub mod client;
 pub mod errors;
 pub mod provider;

@@ -19,7 +19,8 @@
 //!
 //! No change feed: changes come from reconciliation scans.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -45,6 +46,9 @@ const MEMBERS_BATCH: usize = 60;
 pub struct AgoraChatProvider {
     client: ChatClient,
     listing: Snapshot,
+    /// The name of every group id seen in details, so a callback naming a group by id
+    /// finds the entity (`group/<name>`) even after the group was destroyed or renamed.
+    names: Mutex<HashMap<String, String>>,
 }
 
 impl std::fmt::Debug for AgoraChatProvider {
@@ -121,6 +125,7 @@ impl AgoraChatProvider {
                 Duration::from_secs(10),
             )?,
             listing: Snapshot::default(),
+            names: Mutex::default(),
         })
     }
 
@@ -199,6 +204,10 @@ impl AgoraChatProvider {
                 let (Some(id), Some(name)) = (d["id"].as_str(), d["name"].as_str()) else {
                     continue;
                 };
+                self.names
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(id.to_string(), name.to_string());
                 let created = d["created"].as_u64().unwrap_or(0);
                 match out.get(name) {
                     Some((_, other)) if other["created"].as_u64().unwrap_or(0) <= created => {
@@ -231,6 +240,40 @@ impl AgoraChatProvider {
             return Ok(None);
         };
         Ok(self.details(&ids).await?.remove(name))
+    }
+
+    /// The entities a callback naming groups by id is about: each group's name now and
+    /// the name it had when last seen here (a rename changes two entities; a destroyed
+    /// group is found by its old name). `None` when an id was never seen and is gone:
+    /// only reading every group finds what changed.
+    pub async fn group_keys(
+        &self,
+        ids: &[String],
+    ) -> Result<Option<Vec<EntityKey>>, ProviderError> {
+        let known: HashMap<String, String> = {
+            let names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+            ids.iter()
+                .filter_map(|id| names.get(id).map(|n| (id.clone(), n.clone())))
+                .collect()
+        };
+        let now: BTreeMap<String, String> = match self.details(ids).await {
+            Ok(found) => found
+                .into_iter()
+                .map(|(name, (id, _))| (id, name))
+                .collect(),
+            // Every id gone: `GET /chatgroups/{ids}` answers 404 [UNCONFIRMED for a mix].
+            Err(ProviderError::NotFound(_)) => BTreeMap::new(),
+            Err(e) => return Err(e),
+        };
+        let mut keys = BTreeSet::new();
+        for id in ids {
+            let names = [known.get(id), now.get(id)];
+            if names.iter().all(Option::is_none) {
+                return Ok(None);
+            }
+            keys.extend(names.into_iter().flatten().filter_map(|n| group_key(n)));
+        }
+        Ok(Some(keys.into_iter().collect()))
     }
 
     async fn everything(&self) -> Result<BTreeMap<EntityKey, Value>, ProviderError> {

@@ -50,20 +50,42 @@ async fn examples_are_accepted_by_the_api_server_and_read_by_the_rust_types() {
     );
     // Every Secret the examples reference is in secrets.yaml.
     let secrets = Api::<Secret>::namespaced(client.clone(), &ns);
-    let mut refs = vec![
-        full.spec.primary.credentials_secret_ref.name.clone(),
-        full.spec.standby.credentials_secret_ref.name.clone(),
-        full.spec.replication.kafka.secret_ref.clone().unwrap().name,
-        full.spec.detection.notices.clone().unwrap().secret_ref.name,
-        minimal.spec.primary.credentials_secret_ref.name.clone(),
-        minimal.spec.standby.credentials_secret_ref.name.clone(),
-    ];
-    refs.extend(
-        full.spec
-            .traffic
-            .dns
-            .iter()
-            .map(|d| d.tsig_secret_ref.name.clone()),
+    // Every Secret any example pair names, on either side.
+    let mut refs = Vec::new();
+    for p in pairs.list(&ListParams::default()).await.unwrap().items {
+        let spec = &p.spec;
+        for side in [&spec.primary, &spec.standby] {
+            refs.push(side.credentials_secret_ref.name.clone());
+            refs.extend(
+                side.external_contact_secret_ref
+                    .iter()
+                    .map(|r| r.name.clone()),
+            );
+            refs.extend(side.callback.iter().map(|c| c.secret_ref.name.clone()));
+        }
+        refs.extend(
+            spec.replication
+                .kafka
+                .secret_ref
+                .iter()
+                .map(|r| r.name.clone()),
+        );
+        refs.extend(
+            spec.detection
+                .notices
+                .iter()
+                .map(|n| n.secret_ref.name.clone()),
+        );
+        refs.extend(
+            spec.traffic
+                .dns
+                .iter()
+                .map(|d| d.tsig_secret_ref.name.clone()),
+        );
+    }
+    assert!(
+        refs.contains(&"agora-primary-callback".to_string()),
+        "{refs:?}"
     );
     for name in refs {
         secrets.get(&name).await.unwrap_or_else(|e| {

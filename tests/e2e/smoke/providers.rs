@@ -91,7 +91,7 @@ async fn wecom_accounts_are_refused_with_what_to_fix() {
                 v["spec"]["standby"] = json!({ "endpoint": "http://127.0.0.1:18080", "accountId": "b",
                     "credentialsSecretRef": { "name": "t" } });
             }),
-            "corpId, callback and externalContactSecretRef belong to provider wecom",
+            "corpId and externalContactSecretRef belong to provider wecom",
         ),
         (
             "same-corp",
@@ -159,7 +159,14 @@ async fn official_accounts_are_refused_with_what_to_fix() {
         (
             "corp-on-oa",
             Box::new(|v| v["spec"]["primary"]["corpId"] = json!("ww1")),
-            "corpId, callback and externalContactSecretRef belong to provider wecom",
+            "corpId and externalContactSecretRef belong to provider wecom",
+        ),
+        (
+            "callback-on-oa",
+            Box::new(|v| {
+                v["spec"]["primary"]["callback"] = json!({ "secretRef": { "name": "cb" } })
+            }),
+            "callback belongs to provider wecom (its Token and EncodingAESKey) or agoraChat",
         ),
         (
             "app-on-http",
@@ -207,6 +214,8 @@ async fn agora_chat_apps_are_refused_with_what_to_fix() {
         let mut v = pair(name, "unused-a", "unused-b");
         v["spec"]["primary"] = account("41117440#primary");
         v["spec"]["standby"] = account("41117440#standby");
+        // A callback rule on one side only is fine.
+        v["spec"]["primary"]["callback"] = json!({ "secretRef": { "name": "agora-callback" } });
         v
     };
     let ok: AccountPair = serde_json::from_value(agora("agora-ok")).unwrap();

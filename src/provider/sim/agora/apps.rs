@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use super::callbacks::{CallbackRule, Delivered};
 use super::chat::Chat;
 pub use super::errors::{ChatError, DEFAULT_RATE, Millis};
 use crate::provider::agora::token::{self, PRIVILEGE_CHAT_APP, TokenError};
@@ -44,6 +45,9 @@ pub struct AgoraConfig {
     /// Calls a second per API budget (default 100).
     #[serde(default = "default_rate")]
     pub rate_per_second: u32,
+    /// The app's post-delivery callback rule (`{"url","secret"}`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<CallbackRule>,
 }
 
 fn default_rate() -> u32 {
@@ -56,6 +60,7 @@ impl std::fmt::Debug for AgoraConfig {
         f.debug_struct("AgoraConfig")
             .field("app_id", &self.app_id)
             .field("rate_per_second", &self.rate_per_second)
+            .field("callback", &self.callback)
             .finish_non_exhaustive()
     }
 }
@@ -96,6 +101,8 @@ pub struct App {
     pub config: AgoraConfig,
     pub stats: AgoraStats,
     pub chat: Chat,
+    /// The callbacks sent and failed.
+    pub delivered: std::sync::Arc<Delivered>,
     /// budget → (second, calls in it).
     window: HashMap<&'static str, (u64, u32)>,
 }
@@ -127,6 +134,7 @@ impl Apps {
             config: config.clone(),
             stats: AgoraStats::default(),
             chat: Chat::new(&key),
+            delivered: Default::default(),
             window: HashMap::new(),
         });
         entry.config = config;

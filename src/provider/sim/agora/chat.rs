@@ -51,6 +51,8 @@ pub struct Answer {
     pub count: Option<usize>,
     /// The query as the real server echoes it (`{"limit":["2"]}`).
     pub params: Option<Value>,
+    /// The group operation made, for the app's callback rule (not in the answer).
+    pub group_op: Option<super::callbacks::GroupOp>,
 }
 
 /// A registered user.

@@ -39,6 +39,7 @@
 
 use serde_json::{Value, json};
 
+use super::callbacks::GroupOp;
 use super::chat::{Answer, Chat, cursor_of, page_size, parse_cursor};
 use super::errors::{ChatError, Millis};
 use super::group::Group;
@@ -188,11 +189,17 @@ impl Chat {
             modified: now,
         };
         let id = group.id;
+        let op = GroupOp {
+            id,
+            operation: "CREATE",
+            members: group.members.clone(),
+        };
         self.last_group_id = id;
         self.groups.insert(id, group);
         Ok(Answer {
             action: "post",
             data: Some(json!({ "groupid": id.to_string() })),
+            group_op: Some(op),
             ..Answer::default()
         })
     }
@@ -271,6 +278,11 @@ impl Chat {
         Ok(Answer {
             action: "delete",
             data: Some(json!({ "success": true, "groupid": gid.to_string() })),
+            group_op: Some(GroupOp {
+                id: gid,
+                operation: "DESTROY",
+                members: Vec::new(),
+            }),
             ..Answer::default()
         })
     }

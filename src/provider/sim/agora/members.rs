@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::callbacks::GroupOp;
 use super::chat::{Answer, Chat, page_size};
 use super::errors::{ChatError, Millis};
 use super::groups::{FLAGS, MAX_BATCH_MEMBERS, UPDATABLE, flag, max_users, text};
@@ -104,6 +105,11 @@ impl Chat {
         Ok(Answer {
             action: "put",
             data: Some(Value::Object(data)),
+            group_op: Some(GroupOp {
+                id: g.id,
+                operation: "UPDATE",
+                members: Vec::new(),
+            }),
             ..Answer::default()
         })
     }
@@ -195,6 +201,11 @@ impl Chat {
             data: Some(json!({
                 "newmembers": new, "groupid": g.id.to_string(), "action": "add_member",
             })),
+            group_op: Some(GroupOp {
+                id: g.id,
+                operation: "JOIN",
+                members: new,
+            }),
             ..Answer::default()
         })
     }
@@ -254,7 +265,8 @@ impl Chat {
                 ))
             });
         }
-        let data = if names.len() == 1 {
+        let removed: Vec<String> = names.into_iter().filter(|n| !failed.contains(n)).collect();
+        let data = if results.len() == 1 {
             results.remove(0)
         } else {
             Value::Array(results)
@@ -262,6 +274,11 @@ impl Chat {
         Ok(Answer {
             action: "delete",
             data: Some(data),
+            group_op: Some(GroupOp {
+                id: g.id,
+                operation: "LEAVE",
+                members: removed,
+            }),
             ..Answer::default()
         })
     }

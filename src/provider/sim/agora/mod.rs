@@ -20,11 +20,16 @@
 //! (401/403), the injected faults, the per-second budget (429).
 //!
 //! Admin (bearer-protected like the rest of `/admin`): `PUT /admin/agora/apps/{org}/{app}`
-//! (an [`AgoraConfig`]), `GET` the same path (counters).
+//! (an [`AgoraConfig`], with the app's callback rule if any), `GET` the same path
+//! (counters), `POST …/login` (a device login, sent as a callback).
+//!
+//! With a callback rule, every group operation sends its post-delivery callback
+//! ([`callbacks`]).
 
 mod admin;
 mod api;
 pub mod apps;
+pub mod callbacks;
 pub mod chat;
 pub mod errors;
 pub mod group;
@@ -172,7 +177,13 @@ pub(super) async fn run(
         let app = apps
             .app_mut(&call.org, &call.app)
             .ok_or_else(|| ChatError::app_not_found(&call.org, &call.app, &call.rest))?;
-        f(&mut app.chat, now_ms())
+        let now = now_ms();
+        let mut answer = f(&mut app.chat, now)?;
+        if let (Some(op), Some(rule)) = (answer.group_op.take(), &app.config.callback) {
+            let body = callbacks::group_op_body(&app.key(), &op, &rule.secret, now, &app.delivered);
+            callbacks::send(&s.http, &rule.url, body, app.delivered.clone());
+        }
+        Ok(answer)
     }
     .await;
     match result {
