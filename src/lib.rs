@@ -15,6 +15,7 @@ pub mod failover;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod provider;
 pub mod replication;
 pub mod traffic;

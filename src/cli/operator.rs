@@ -105,6 +105,13 @@ pub struct OperatorArgs {
     /// and the pair shows it, so a decision never waits for the audit log.
     #[arg(long, default_value_t = crate::audit::DEFAULT_QUEUE_CAPACITY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub audit_queue_capacity: usize,
+    /// Where to tell people (a freeze, a failover started, succeeded or failed, a brake
+    /// that needs a human, a failed drill, a risk warning): a YAML file of sinks
+    /// (`sinks: [{name, kind: WecomRobot|Slack|PagerDuty|Webhook, secretRef: {name, key},
+    /// url, minSeverity, events}]`) whose Secrets are in the Lease namespace. No file: no
+    /// notifications. See runbooks/notifications.md.
+    #[arg(long, env = "UNDERSTUDY_NOTIFICATIONS")]
+    pub notifications: Option<std::path::PathBuf>,
 }
 
 fn parse_retention(s: &str) -> Result<Duration, String> {
@@ -154,6 +161,7 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
         namespace: args.namespace.clone(),
         own_namespace: args.lease_namespace.clone(),
         shutdown_grace: args.shutdown_grace,
+        notifications: args.notifications.clone(),
         failpoint: Failpoint::from_env(),
         notice_window: args.notice_window,
         audit: crate::audit::AuditSettings {

@@ -193,6 +193,17 @@ pub async fn reconcile(drill: Arc<Drill>, ctx: Arc<Context>) -> Result<Action, E
         })
         .await;
         let passed = status.result == Some(DrillResult::Passed);
+        if !passed {
+            ctx.notifications.send(
+                &ns,
+                &worker.name,
+                worker.active(),
+                crate::notify::Event::DrillFailed {
+                    drill: name.clone(),
+                    reason: status.message.clone().unwrap_or_default(),
+                },
+            );
+        }
         let note = format!(
             "drill {name}: {}",
             status.message.clone().unwrap_or_default()

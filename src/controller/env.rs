@@ -37,6 +37,8 @@ pub struct OperatorOptions {
     /// How long a graceful shutdown lets a running switchover step reach its persisted
     /// point before the Lease is released.
     pub shutdown_grace: Duration,
+    /// The notification sinks (`--notifications FILE`), their Secrets in `own_namespace`.
+    pub notifications: Option<std::path::PathBuf>,
 }
 
 impl Default for OperatorOptions {
@@ -52,6 +54,7 @@ impl Default for OperatorOptions {
             notice_window: Duration::from_secs(300),
             audit: crate::audit::AuditSettings::default(),
             shutdown_grace: Duration::from_secs(10),
+            notifications: None,
         }
     }
 }
@@ -69,11 +72,18 @@ pub struct Env {
     pub audit: crate::audit::AuditSink,
     /// The one decision point of the automatic-failover caps.
     pub budget: FailoverBudget,
+    /// Outgoing notifications to people (none configured: a no-op).
+    pub notifications: Arc<super::notifications::Notifications>,
     recorder: Recorder,
 }
 
 impl Env {
-    pub fn new(client: Client, leader: LeaderHandle, opts: OperatorOptions) -> Arc<Self> {
+    pub fn new(
+        client: Client,
+        leader: LeaderHandle,
+        opts: OperatorOptions,
+        notifications: Arc<super::notifications::Notifications>,
+    ) -> Arc<Self> {
         let reporter = Reporter {
             controller: "understudy".into(),
             instance: Some(opts.identity.clone()),
@@ -92,6 +102,7 @@ impl Env {
             opts,
             audit,
             budget,
+            notifications,
             recorder,
         })
     }

@@ -74,6 +74,16 @@ pub struct EventNotifier {
     /// The spec, for the audit record of the start.
     pub start: serde_json::Value,
     pub first_step: String,
+    /// Set for a production switchover (not a drill's rehearsal, not a dry run): its
+    /// start is told to people.
+    pub tell: Option<Tell>,
+}
+
+/// Who is told that a switchover started, and what.
+pub struct Tell {
+    pub from: Side,
+    pub to: Side,
+    pub automatic: bool,
 }
 
 #[async_trait]
@@ -87,9 +97,22 @@ impl Notifier for EventNotifier {
         };
         tracing::info!(switchover, step, state = ?state, message, "switchover step");
         match state {
-            StepState::Running if step == self.first_step => self
-                .audit
-                .record(crate::audit::kind::SWITCHOVER_STARTED, self.start.clone()),
+            StepState::Running if step == self.first_step => {
+                self.audit
+                    .record(crate::audit::kind::SWITCHOVER_STARTED, self.start.clone());
+                if let Some(t) = &self.tell {
+                    self.ctx.notifications.send(
+                        &self.audit.namespace,
+                        &self.audit.pair,
+                        t.from,
+                        crate::notify::Event::FailoverStarted {
+                            to: t.to,
+                            switchover: switchover.to_string(),
+                            automatic: t.automatic,
+                        },
+                    );
+                }
+            }
             StepState::Succeeded | StepState::Failed => {
                 self.audit.record(
                     crate::audit::kind::SWITCHOVER_STEP,

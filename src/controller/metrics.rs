@@ -99,7 +99,7 @@ fn build() -> Result<ControllerMetrics, prometheus::Error> {
         provider_callbacks_total: IntCounterVec::new(
             Opts::new(
                 "understudy_provider_callbacks_total",
-                "Provider change callbacks received (WeCom), by result: taken, replay, refused (signature, corp or time), invalid (not a callback), failed (the re-read failed; the provider sends it again)",
+                "Provider change callbacks received (WeCom, Agora Chat), by result: taken, replay, refused (signature, corp or app, or time), invalid (not a callback), failed (the re-read failed; WeCom sends it again, an Agora change waits for the scan)",
             ),
             &["namespace", "pair", "result"],
         )?,

@@ -3,6 +3,7 @@
 //! holds the Lease.
 
 pub mod account_pair;
+pub mod agora_hook;
 pub mod budget;
 pub mod conditions;
 pub mod context;
@@ -13,11 +14,11 @@ pub mod failback;
 pub mod leader;
 pub mod metrics;
 pub mod notices;
+pub mod notifications;
 pub mod pair;
 pub mod run;
 pub mod secrets;
 pub mod status;
 pub mod switchover;
 pub mod targets;
-pub mod agora_hook;
 pub mod wecom_hook;

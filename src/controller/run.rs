@@ -54,7 +54,20 @@ pub async fn run(
         }
         None => (LeaderHandle::always(), None),
     };
-    let ctx = Context::new(Env::new(client.clone(), leader.clone(), opts.clone()));
+    let notifications = match &opts.notifications {
+        Some(file) => {
+            super::notifications::Notifications::load(&client, file, &opts.own_namespace).await?
+        }
+        None => super::notifications::Notifications::default(),
+    };
+    let notifications = Arc::new(notifications);
+    tokio::spawn(notifications.clone().export_loop());
+    let ctx = Context::new(Env::new(
+        client.clone(),
+        leader.clone(),
+        opts.clone(),
+        notifications,
+    ));
     let readiness = crate::http::Readiness::default();
     let http = bound.serve(
         readiness.clone(),

@@ -39,6 +39,8 @@ pub struct StatusInput<'a> {
     pub seen_notices: &'a [SeenNotice],
     /// Why the pair's audit records cannot be written, if they cannot.
     pub audit_problem: Option<&'a str>,
+    /// Which notification sinks fail to deliver, if any do.
+    pub notifications_problem: Option<&'a str>,
 }
 
 pub fn build(input: &StatusInput<'_>, now: DateTime<Utc>) -> AccountPairStatus {
@@ -186,31 +188,20 @@ pub fn build(input: &StatusInput<'_>, now: DateTime<Utc>) -> AccountPairStatus {
     misconfigured(&mut conds, input, g, now);
     not_replicable(&mut conds, input, g, now);
     let aligned = traffic_aligned(&mut conds, input, g, now);
-    match input.audit_problem {
-        Some(p) => {
-            set_condition(
-                &mut conds,
-                "AuditTrail",
-                CondStatus::False,
-                "AuditWriteFailing",
-                p,
-                g,
-                now,
-            );
-        }
-        None if super::conditions::get(&conds, "AuditTrail").is_some() => {
-            set_condition(
-                &mut conds,
-                "AuditTrail",
-                CondStatus::True,
-                "Writing",
-                "the pair's audit records are written",
-                g,
-                now,
-            );
-        }
-        None => {}
-    }
+    problem_condition(
+        &mut conds,
+        ("AuditTrail", "AuditWriteFailing", "Writing"),
+        input.audit_problem,
+        "the pair's audit records are written",
+        (g, now),
+    );
+    problem_condition(
+        &mut conds,
+        ("NotificationsDelivered", "DeliveryFailing", "Delivering"),
+        input.notifications_problem,
+        "every notification sink took its latest notification",
+        (g, now),
+    );
     let active_healthy = input.verdicts[if input.active == Side::Primary { 0 } else { 1 }]
         .0
         .kind
@@ -424,3 +415,23 @@ fn traffic_aligned(
 #[cfg(test)]
 #[path = "status_tests.rs"]
 mod tests;
+
+/// A condition that exists once something went wrong: False with the problem while it
+/// lasts, then True (with `ok`) — never added while all is well.
+fn problem_condition(
+    conds: &mut Vec<Condition>,
+    (kind, failing, fine): (&str, &str, &str),
+    problem: Option<&str>,
+    ok: &str,
+    (g, now): (Option<i64>, DateTime<Utc>),
+) {
+    match problem {
+        Some(p) => {
+            set_condition(conds, kind, CondStatus::False, failing, p, g, now);
+        }
+        None if super::conditions::get(conds, kind).is_some() => {
+            set_condition(conds, kind, CondStatus::True, fine, ok, g, now);
+        }
+        None => {}
+    }
+}

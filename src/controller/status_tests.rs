@@ -27,6 +27,7 @@ fn input<'a>(
         last_flip: None,
         seen_notices: &[],
         audit_problem: None,
+        notifications_problem: None,
     }
 }
 
@@ -206,4 +207,41 @@ fn kinds_the_provider_cannot_write_are_a_condition_saying_what_to_do() {
     input.not_replicable = &[];
     let s = build(&input, Utc::now());
     assert!(super::super::conditions::get(&s.conditions, "NotReplicable").is_none());
+}
+
+#[test]
+fn failing_notification_sinks_show_until_they_deliver_again() {
+    let h = v(VerdictKind::Healthy);
+    let quiet = build(
+        &input(&AccountPairStatus::default(), [(&h, None), (&h, None)]),
+        Utc::now(),
+    );
+    let cond = |s: &AccountPairStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == "NotificationsDelivered")
+            .cloned()
+    };
+    assert!(cond(&quiet).is_none(), "no condition while all is well");
+
+    let failing = build(
+        &StatusInput {
+            notifications_problem: Some("oncall (slack): permanent after 1 tries: HTTP 404"),
+            ..input(&quiet, [(&h, None), (&h, None)])
+        },
+        Utc::now(),
+    );
+    let c = cond(&failing).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "DeliveryFailing")
+    );
+    assert!(c.message.contains("oncall (slack)"), "{}", c.message);
+
+    let again = build(&input(&failing, [(&h, None), (&h, None)]), Utc::now());
+    let c = cond(&again).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", "Delivering")
+    );
 }

@@ -291,6 +291,13 @@ async fn prepare(
             audit: audit.clone(),
             start,
             first_step,
+            tell: (so.spec.trigger != Trigger::Drill && !so.spec.dry_run).then(|| {
+                super::executor_glue::Tell {
+                    from: handle.active(),
+                    to: so.spec.to,
+                    automatic: so.spec.trigger == Trigger::Automatic,
+                }
+            }),
         }),
         max_lag: pair.spec.replication.max_lag_for_switchover.as_std(),
         drain_bound: ctx.opts.drain_bound,
@@ -348,6 +355,12 @@ fn spawn_executor(
                     "failed"
                 };
                 // A cancelled switchover moved nothing: it is neither a success nor a failure.
+                if !executor.spec.dry_run
+                    && executor.spec.trigger != Trigger::Drill
+                    && st.phase != SwitchoverPhase::Cancelled
+                {
+                    tell_finished(&ctx, &handle, &name, &executor.spec, &st);
+                }
                 if !executor.spec.dry_run && st.phase != SwitchoverPhase::Cancelled {
                     m.failovers_total
                         .with_label_values(&[&namespace, &pair_name, &trigger, result])
@@ -440,6 +453,34 @@ async fn cancel(
 pub fn error_policy(_so: Arc<Switchover>, err: &Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(error = %err, "switchover reconcile failed; retrying");
     Action::requeue(Duration::from_secs(2))
+}
+
+/// A production switchover's end, told to people: which side serves traffic now and,
+/// for a success, how many changes did not reach it.
+fn tell_finished(
+    ctx: &Context,
+    handle: &PairHandle,
+    name: &str,
+    spec: &crate::api::SwitchoverSpec,
+    st: &crate::api::switchover::SwitchoverStatus,
+) {
+    use crate::notify::Event;
+    let (serving, event) = if st.phase == SwitchoverPhase::Succeeded {
+        let event = Event::FailoverSucceeded {
+            to: spec.to,
+            switchover: name.to_string(),
+            records_lost: st.records_lost.map_or(0, |n| n.max(0) as u64),
+        };
+        (spec.to, event)
+    } else {
+        let event = Event::FailoverFailed {
+            switchover: name.to_string(),
+            reason: st.message.clone().unwrap_or_else(|| "failed".into()),
+        };
+        (handle.active(), event)
+    };
+    ctx.notifications
+        .send(&handle.namespace, &handle.name, serving, event);
 }
 
 #[cfg(test)]

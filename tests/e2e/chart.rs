@@ -177,3 +177,6 @@ mod rbac;
 
 #[path = "chart/manifests.rs"]
 mod manifests;
+
+#[path = "chart/notifications.rs"]
+mod notifications;

@@ -387,7 +387,7 @@ impl PairActor {
     fn status_input<'a>(
         &'a self,
         previous: &'a AccountPairStatus,
-        audit_problem: Option<&'a str>,
+        (audit_problem, notifications_problem): (Option<&'a str>, Option<&'a str>),
     ) -> StatusInput<'a> {
         let d = &self.detectors;
         let report = self.report.as_ref();
@@ -416,6 +416,7 @@ impl PairActor {
             last_flip: self.last_flip.clone(),
             seen_notices: self.seen.entries(),
             audit_problem,
+            notifications_problem,
         }
     }
 
@@ -427,11 +428,10 @@ impl PairActor {
         }
         let now = Utc::now();
         let audit_problem = self.env.audit.problem(&self.ns, &self.name);
-        let value = serde_json::to_value(build(
-            &self.status_input(&self.stored, audit_problem.as_deref()),
-            now,
-        ))
-        .unwrap_or_default();
+        let notifications_problem = notifications_problem(&self.env.notifications.failing());
+        let problems = (audit_problem.as_deref(), notifications_problem.as_deref());
+        let value = serde_json::to_value(build(&self.status_input(&self.stored, problems), now))
+            .unwrap_or_default();
         if self.last_published.as_ref() == Some(&value) {
             return;
         }
@@ -444,7 +444,7 @@ impl PairActor {
             }
         };
         let previous = fresh.status.clone().unwrap_or_default();
-        let status = build(&self.status_input(&previous, audit_problem.as_deref()), now);
+        let status = build(&self.status_input(&previous, problems), now);
         let patch = serde_json::json!({
             "metadata": { "resourceVersion": fresh.metadata.resource_version },
             "status": status,
@@ -472,4 +472,25 @@ fn capitalise(s: &str) -> String {
         Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
         None => String::new(),
     }
+}
+
+/// What the `NotificationsDelivered` condition says while sinks fail: each failing sink
+/// with why (never a secret: failures name the sink and its endpoint only).
+fn notifications_problem(failing: &[crate::notify::Failure]) -> Option<String> {
+    if failing.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = failing
+        .iter()
+        .map(|f| {
+            format!(
+                "{} ({}): {} after {} tries: {}",
+                f.sink, f.kind, f.category, f.attempts, f.detail
+            )
+        })
+        .collect();
+    Some(format!(
+        "notifications are not reaching people: {}; see understudy_notifications_total",
+        each.join("; ")
+    ))
 }

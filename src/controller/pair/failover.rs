@@ -240,6 +240,16 @@ impl PairActor {
                 "Failover",
                 format!("no automatic failover ({}): {reason}", brake.as_str()),
             );
+            if brake.pages() {
+                self.env.notifications.send(
+                    &self.ns,
+                    &self.name,
+                    self.active,
+                    crate::notify::Event::BrakePaged {
+                        reason: format!("{}: {reason}", brake.as_str()),
+                    },
+                );
+            }
         }
         self.brake = Some((brake, reason));
     }

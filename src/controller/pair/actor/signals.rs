@@ -68,6 +68,37 @@ impl PairActor {
             }),
         );
         self.event(warning, &reason, "Detect", note);
+        self.notify_verdict(&change);
+    }
+
+    /// A side turning Frozen or Banned, and such a side healthy again, told to people.
+    fn notify_verdict(&self, change: &VerdictChange) {
+        use crate::detection::verdict::VerdictKind;
+        use crate::notify::{Event, StoppedState};
+        let stopped = |k: &VerdictKind| match k {
+            VerdictKind::Frozen => Some(StoppedState::Frozen),
+            VerdictKind::Banned => Some(StoppedState::Banned),
+            _ => None,
+        };
+        let event = match (stopped(&change.from.kind), stopped(&change.to.kind)) {
+            (_, Some(state)) => Event::SideFrozen {
+                side: change.side,
+                state,
+                evidence: change.to.reason.clone(),
+            },
+            (Some(_), None) if change.to.kind == VerdictKind::Healthy => Event::Resolved {
+                detail: format!(
+                    "the {} account {} is healthy again ({})",
+                    change.side,
+                    self.account(change.side),
+                    change.to.reason
+                ),
+            },
+            _ => return,
+        };
+        self.env
+            .notifications
+            .send(&self.ns, &self.name, self.active, event);
     }
 
     /// A verified notice: admitted once (its id persisted first), ordered by its own
@@ -159,6 +190,15 @@ impl PairActor {
         }
         for f in new {
             self.event(true, "RiskWarning", "Detect", f.message.clone());
+            self.env.notifications.send(
+                &self.ns,
+                &self.name,
+                self.active,
+                crate::notify::Event::RiskWarning {
+                    side: self.active,
+                    detail: f.message.clone(),
+                },
+            );
         }
     }
 }
