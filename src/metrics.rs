@@ -1,4 +1,5 @@
-//! The operator's Prometheus metrics, all in one registry and all named `understudy_*`.
+//! The operator's Prometheus metrics, all in one registry and named `understudy_*`, plus the
+//! standard `process_*` ones (CPU seconds, resident memory, open fds, threads) on Linux.
 //! Labels are bounded: namespace, pair, side, direction, step, signal, verdict, trigger,
 //! result — never error strings or entity keys.
 
@@ -98,6 +99,22 @@ impl Metrics {
         registry.register(Box::new(replication_lag_seconds.clone()))?;
         registry.register(Box::new(replication_applied_total.clone()))?;
         registry.register(Box::new(replication_dlq_total.clone()))?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "understudy_build_info",
+                "Always 1; the running build's version in its labels",
+            ),
+            &["version"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        registry.register(Box::new(build_info))?;
+        // process_* (CPU seconds, resident memory, open fds, threads, start time).
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         Ok(Metrics {
             registry,
             replication_lag_records,
@@ -153,5 +170,29 @@ mod tests {
             .inc();
         let text = m.render();
         assert!(text.contains("understudy_replication_applied_total{direction=\"primary-to-standby\",namespace=\"ns\",pair=\"p\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn the_build_and_the_process_are_in_the_metrics() {
+        let text = metrics().render();
+        let build = format!(
+            "understudy_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.contains(&build), "{text}");
+        for name in [
+            "process_resident_memory_bytes",
+            "process_threads",
+            "process_open_fds",
+        ] {
+            let value: f64 = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+                .parse()
+                .unwrap();
+            assert!(value > 0.0, "{name} {value}");
+        }
+        assert!(text.contains("process_cpu_seconds_total "), "{text}");
     }
 }

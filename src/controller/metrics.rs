@@ -21,6 +21,10 @@ pub struct ControllerMetrics {
     pub failover_brakes_total: IntCounterVec,
     pub provider_callbacks_total: IntCounterVec,
     pub reconcile_changes_total: IntCounterVec,
+    /// 1 for the side serving traffic (the recorded active side), 0 for the other.
+    pub active_side: IntGaugeVec,
+    /// 1 while the pair is paused (no automatic action).
+    pub paused: IntGaugeVec,
 }
 
 pub const VERDICTS: [&str; 5] = ["Healthy", "Suspect", "Frozen", "Banned", "Unknown"];
@@ -37,14 +41,14 @@ fn build() -> Result<ControllerMetrics, prometheus::Error> {
         freeze_signals_total: IntCounterVec::new(
             Opts::new(
                 "understudy_freeze_signals_total",
-                "Signals observed, by signal kind and the verdict they led to",
+                "Signals observed, per pair, by signal kind and the verdict they led to",
             ),
-            &["signal", "verdict"],
+            &["namespace", "pair", "signal", "verdict"],
         )?,
         failovers_total: IntCounterVec::new(
             Opts::new(
                 "understudy_failovers_total",
-                "Finished switchovers by trigger and result",
+                "Finished switchovers that moved production traffic (or failed to), by trigger (automatic, manual) and result; drill rehearsals and dry runs are not counted",
             ),
             &["namespace", "pair", "trigger", "result"],
         )?,
@@ -110,6 +114,20 @@ fn build() -> Result<ControllerMetrics, prometheus::Error> {
             ),
             &["namespace", "pair", "side"],
         )?,
+        active_side: IntGaugeVec::new(
+            Opts::new(
+                "understudy_active_side",
+                "1 for the side serving traffic (the pair's recorded active side), 0 for the other",
+            ),
+            &["namespace", "pair", "side"],
+        )?,
+        paused: IntGaugeVec::new(
+            Opts::new(
+                "understudy_paused",
+                "1 while the pair is paused: no automatic failover or failback",
+            ),
+            &["namespace", "pair"],
+        )?,
     };
     let r = &crate::metrics::metrics().registry;
     r.register(Box::new(m.account_status.clone()))?;
@@ -125,6 +143,8 @@ fn build() -> Result<ControllerMetrics, prometheus::Error> {
     r.register(Box::new(m.failover_brakes_total.clone()))?;
     r.register(Box::new(m.provider_callbacks_total.clone()))?;
     r.register(Box::new(m.reconcile_changes_total.clone()))?;
+    r.register(Box::new(m.active_side.clone()))?;
+    r.register(Box::new(m.paused.clone()))?;
     Ok(m)
 }
 
@@ -143,6 +163,19 @@ pub fn set_account_status(namespace: &str, pair: &str, side: &str, verdict: &str
             .with_label_values(&[namespace, pair, side, v])
             .set(i64::from(v == verdict));
     }
+}
+
+/// Set which side serves the pair's traffic and whether it is paused.
+pub fn set_pair_state(namespace: &str, pair: &str, active: crate::api::Side, paused: bool) {
+    let m = metrics();
+    for side in [crate::api::Side::Primary, crate::api::Side::Standby] {
+        m.active_side
+            .with_label_values(&[namespace, pair, side.as_str()])
+            .set(i64::from(side == active));
+    }
+    m.paused
+        .with_label_values(&[namespace, pair])
+        .set(i64::from(paused));
 }
 
 /// Remove a pair's series: its gauges always (a replica that no longer runs the pair
@@ -164,6 +197,10 @@ pub fn forget_pair(namespace: &str, pair: &str, deleted: bool) {
             .remove_label_values(&[namespace, pair, kind.as_str()]);
     }
     let _ = m.switchover_running.remove_label_values(&[namespace, pair]);
+    let _ = m.paused.remove_label_values(&[namespace, pair]);
+    for side in ["primary", "standby"] {
+        let _ = m.active_side.remove_label_values(&[namespace, pair, side]);
+    }
     let _ = m
         .switchover_started_timestamp_seconds
         .remove_label_values(&[namespace, pair]);

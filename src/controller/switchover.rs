@@ -354,14 +354,14 @@ fn spawn_executor(
                 } else {
                     "failed"
                 };
-                // A cancelled switchover moved nothing: it is neither a success nor a failure.
+                // A cancelled switchover moved nothing: it is neither a success nor a
+                // failure; a drill's rehearsal moves only the drill's own targets and a
+                // dry run nothing: neither is a failover.
                 if !executor.spec.dry_run
                     && executor.spec.trigger != Trigger::Drill
                     && st.phase != SwitchoverPhase::Cancelled
                 {
                     tell_finished(&ctx, &handle, &name, &executor.spec, &st);
-                }
-                if !executor.spec.dry_run && st.phase != SwitchoverPhase::Cancelled {
                     m.failovers_total
                         .with_label_values(&[&namespace, &pair_name, &trigger, result])
                         .inc();

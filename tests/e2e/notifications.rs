@@ -237,7 +237,8 @@ async fn a_freeze_and_its_failover_reach_every_sink_in_its_format_within_seconds
     ));
     assert_eq!(last.body["serving"], "standby");
     assert_eq!(last.body["pair"], scene.pair.as_str());
-    assert_eq!(last.body["details"]["recordsLost"], 0, "{}", last.body);
+    let lost = so.status.as_ref().unwrap().records_lost.unwrap_or(0);
+    assert_eq!(last.body["details"]["recordsLost"], lost, "{}", last.body);
     let freeze_key = format!("understudy/{ns}/{}/freeze", scene.pair);
     assert_eq!(last.body["incidentKey"], freeze_key.as_str());
 
@@ -317,6 +318,26 @@ async fn a_freeze_and_its_failover_reach_every_sink_in_its_format_within_seconds
         (failed >= revoked as f64).then_some(m)
     })
     .await;
+    // Which side serves traffic and whether the pair is paused, as metrics; the freeze
+    // signals of this pair under its own name.
+    let pair_l = [
+        format!("namespace=\"{ns}\""),
+        format!("pair=\"{}\"", scene.pair),
+    ];
+    let with = |extra: &str| {
+        let mut l: Vec<&str> = pair_l.iter().map(String::as_str).collect();
+        l.push(extra);
+        l.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let sum = |name: &str, extra: &str| {
+        let l = with(extra);
+        let l: Vec<&str> = l.iter().map(String::as_str).collect();
+        metric_sum(&m, name, &l)
+    };
+    assert_eq!(sum("understudy_active_side", "side=\"standby\""), 1.0);
+    assert_eq!(sum("understudy_active_side", "side=\"primary\""), 0.0);
+    assert_eq!(sum("understudy_paused", ""), 0.0);
+    assert!(sum("understudy_freeze_signals_total", "verdict=\"Frozen\"") >= 1.0);
     let sent = |sink: &str| {
         let s = format!("sink=\"{sink}\"");
         metric_sum(

@@ -426,6 +426,12 @@ impl PairActor {
         if !self.env.leader.is_leader() {
             return;
         }
+        crate::controller::metrics::set_pair_state(
+            &self.ns,
+            &self.name,
+            self.active,
+            self.spec.paused,
+        );
         let now = Utc::now();
         let audit_problem = self.env.audit.problem(&self.ns, &self.name);
         let notifications_problem = notifications_problem(&self.env.notifications.failing());

@@ -16,7 +16,7 @@ impl PairActor {
         let verdict = self.detectors[i].verdict().kind;
         metrics()
             .freeze_signals_total
-            .with_label_values(&[signal.source(), verdict.as_str()])
+            .with_label_values(&[&self.ns, &self.name, signal.source(), verdict.as_str()])
             .inc();
         if let SignalKind::Notice { notice, reason } = &signal.kind {
             self.audit(
