@@ -238,6 +238,20 @@ async fn wait_for_signal() {
     }
 }
 
+/// Waits for a leadership change or the next tick. A closed channel (a handle that is
+/// always leader, or an election that ended) is left to the tick: `changed()` on it
+/// returns at once, and waiting on it again would spin a core.
+async fn next_look(
+    rx: &mut tokio::sync::watch::Receiver<bool>,
+    open: &mut bool,
+    tick: &mut tokio::time::Interval,
+) {
+    tokio::select! {
+        r = rx.changed(), if *open => *open = r.is_ok(),
+        _ = tick.tick() => {}
+    }
+}
+
 /// Abort every pair the moment this replica stops being the leader, and remove their
 /// series (the new leader exports them).
 async fn watch_leadership(ctx: Arc<Context>, leader: LeaderHandle) {
@@ -245,11 +259,9 @@ async fn watch_leadership(ctx: Arc<Context>, leader: LeaderHandle) {
     let m = super::metrics::metrics();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut was = false;
+    let mut open = true;
     loop {
-        tokio::select! {
-            _ = rx.changed() => {}
-            _ = tick.tick() => {}
-        }
+        next_look(&mut rx, &mut open, &mut tick).await;
         let now = leader.is_leader();
         m.leader
             .with_label_values(&[&ctx.opts.identity])
@@ -278,5 +290,28 @@ async fn watch_leadership(ctx: Arc<Context>, leader: LeaderHandle) {
             tracing::info!(leader = now, "leadership changed");
         }
         was = now;
+    }
+}
+
+#[cfg(test)]
+mod leadership_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_always_leader_handle_is_looked_at_per_tick_not_in_a_spin() {
+        let leader = LeaderHandle::always();
+        let mut rx = leader.changes();
+        let (mut open, mut looks) = (true, 0u32);
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let end = tokio::time::Instant::now() + Duration::from_millis(350);
+        while tokio::time::Instant::now() < end {
+            next_look(&mut rx, &mut open, &mut tick).await;
+            looks += 1;
+        }
+        // The first tick is at once, then one per 100 ms (and one closed-channel wake).
+        assert!(
+            looks <= 6,
+            "{looks} looks in 350 ms: waking without a change"
+        );
     }
 }
