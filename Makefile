@@ -5,7 +5,7 @@ CARGO ?= cargo
 TESTBED := tests/testbed
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: bench bench-verify bench-failover bench-wecom help deps build generate check-generated fmt fmt-check clippy unit chart-check e2e testbed testbed-down test demo clean
+.PHONY: bench bench-verify bench-failover bench-wecom bench-fleet help deps build generate check-generated fmt fmt-check clippy unit chart-check e2e testbed testbed-down test demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -63,13 +63,17 @@ demo: deps ## The real local stack, end to end (see README); PROVIDER=wecom: a W
 clean: testbed-down ## Remove build output (tool caches in ~/.cache/understudy stay)
 	$(CARGO) clean
 
-bench: deps bench-verify bench-failover bench-wecom ## All benchmarks; replication on the test bed's Kafka (started if needed) writes target/bench/replication.json
+bench: deps bench-verify bench-failover bench-wecom bench-fleet ## All benchmarks; replication on the test bed's Kafka (started if needed) writes target/bench/replication.json
 	@$(TESTBED)/up.sh kafka
 	$(CARGO) bench --bench replication
 
 bench-failover: deps ## Failover latency on the whole test bed (started if needed): notice and status-poll detection to DNS and LB verified, with a per-step breakdown; writes target/bench/failover.json (FAILOVER_BENCH_RUNS, default 50)
 	@$(TESTBED)/up.sh
 	$(CARGO) bench --bench failover
+
+bench-fleet: deps ## Fleet cost of one operator on the whole test bed (started if needed): 100, 300, 1,000 pairs idle and at 1 change/s per pair (CPU, RSS, threads, TCP and Kafka connections, Kafka clients, API-server and provider requests/s) and one pair's notice-to-verified latency meanwhile; writes target/bench/fleet.json (FLEET_SIZES, FLEET_SECONDS, FLEET_LATENCY_RUNS)
+	@$(TESTBED)/up.sh
+	$(CARGO) bench --bench fleet
 
 bench-wecom: deps ## WeCom (release; the test bed's Kafka, started if needed): reconciliation scan rate for 10k and 100k members with the client-side limit off and on (100k on takes about 10 min), callback-to-feed and callback-to-applied (through Kafka to the standby corp) latency; writes target/bench/wecom.json
 	@$(TESTBED)/up.sh kafka

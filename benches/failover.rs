@@ -4,72 +4,18 @@
 //! HAProxy) verified on the standby. Each run uses a fresh pair, record and accounts.
 //! Writes `target/bench/failover.json`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+#[path = "common/testbed.rs"]
+mod testbed;
+
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 use std::collections::BTreeMap;
 
+use testbed::{Env, pct, spawn};
 use understudy::api::{AccountPair, Switchover};
-
-const BIN: &str = env!("CARGO_BIN_EXE_understudy");
-
-struct Env(std::collections::HashMap<String, String>);
-impl Env {
-    fn load() -> Env {
-        let path = std::env::var("UNDERSTUDY_TESTBED_ENV")
-            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/testbed/env").into());
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{path}: {e}; run `make testbed`"));
-        Env(text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect())
-    }
-    fn var(&self, k: &str) -> String {
-        self.0
-            .get(k)
-            .cloned()
-            .unwrap_or_else(|| panic!("test bed env has no {k}"))
-    }
-}
-
-struct Proc(Child, String);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(args: &[&str], envs: &[(&str, String)], marker: &str, log: &str) -> Proc {
-    let log = std::fs::File::create(format!(
-        "{}/target/bench/{log}.log",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).stdout(Stdio::piped()).stderr(log);
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let l = lines.next().expect("process exited early").unwrap();
-        if l.contains(marker) {
-            break l.rsplit(' ').next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Proc(child, url)
-}
 
 /// Milliseconds per phase of one run: signal → first step, each step, last flip → seen.
 fn breakdown(
@@ -103,11 +49,6 @@ fn breakdown(
     out
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 #[tokio::main]
 async fn main() {
     let runs: usize = std::env::var("FAILOVER_BENCH_RUNS")
@@ -116,24 +57,8 @@ async fn main() {
         .unwrap_or(50);
     std::fs::create_dir_all(concat!(env!("CARGO_MANIFEST_DIR"), "/target/bench")).unwrap();
     let tb = Env::load();
-    let kc = Kubeconfig::read_from(tb.var("TESTBED_KUBECONFIG")).unwrap();
-    let client = Client::try_from(
-        Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(client.clone());
-    for crd in understudy::api::crds() {
-        crds.patch(
-            crd.metadata.name.as_deref().unwrap(),
-            &PatchParams::apply("bench").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let client = testbed::client(&tb).await;
+    testbed::apply_crds(&client).await;
     let ns = format!("bench-failover-{}", chrono::Utc::now().timestamp());
     Api::<Namespace>::all(client.clone())
         .create(
@@ -211,25 +136,7 @@ async fn main() {
             let name = format!("{mode}-{i}");
             let (a, b) = (format!("{name}-a"), format!("{name}-b"));
             let record_name = format!("bench-{}-{name}", ns.rsplit('-').next().unwrap());
-            let record = {
-                use base64::Engine;
-                let key = understudy::traffic::dns::TsigKey {
-                    name: tb.var("TESTBED_TSIG_KEY_NAME"),
-                    algorithm: tb.var("TESTBED_TSIG_ALGORITHM"),
-                    secret: base64::engine::general_purpose::STANDARD
-                        .decode(tb.var("TESTBED_TSIG_SECRET"))
-                        .unwrap(),
-                };
-                understudy::traffic::dns::DnsRecord::new(
-                    &[tb.var("TESTBED_DNS_SERVER")],
-                    &tb.var("TESTBED_DNS_ZONE"),
-                    &record_name,
-                    understudy::api::account_pair::RecordType::A,
-                    5,
-                    key,
-                )
-                .unwrap()
-            };
+            let record = testbed::dns_record(&tb, &record_name);
             record
                 .ensure_values(&[], &["10.1.0.1".into()])
                 .await
@@ -308,30 +215,7 @@ async fn main() {
             }
             let deadline = t0 + Duration::from_secs(60);
             loop {
-                let dns_ok = record
-                    .query(record.servers[0])
-                    .await
-                    .map(|v| v == ["10.2.0.1"])
-                    .unwrap_or(false);
-                let lb_ok = dns_ok
-                    && http
-                        .get(&frontend)
-                        .send()
-                        .await
-                        .ok()
-                        .map(|r| r.status().is_success())
-                        .unwrap_or(false)
-                    && http
-                        .get(&frontend)
-                        .send()
-                        .await
-                        .unwrap()
-                        .text()
-                        .await
-                        .unwrap()
-                        .trim()
-                        == "standby";
-                if dns_ok && lb_ok {
+                if testbed::on_standby(&record, "10.2.0.1", &http, &frontend).await {
                     break;
                 }
                 assert!(

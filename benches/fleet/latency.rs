@@ -1,0 +1,243 @@
+//! The notice → verified runs: under the load, a fresh measured pair each run has its
+//! primary frozen in the simulator and a signed provider notice posted to the operator's
+//! webhook, and the time until both its DNS answer on BIND and a request through HAProxy
+//! are on the standby is taken, as is the time until the webhook answered; a Switchover
+//! that fails ends a run, a pair that is not ready in time ends the runs.
+
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::json;
+use understudy::api::switchover::SwitchoverPhase;
+use understudy::api::{AccountPair, Switchover};
+
+use super::load::Writer;
+use super::sample::Probe;
+use super::setup::{Measured, condition, delete_pair, measured_traffic, pair_spec};
+use super::testbed::{self, Env, Proc};
+use super::{ENTITIES, NOTICE_SECRET, PRIMARY_IP, RUN_DEADLINE, STANDBY_IP};
+
+pub struct LatencyCtx<'a> {
+    pub tb: &'a Env,
+    pub sim: &'a Proc,
+    pub op: &'a Proc,
+    pub pairs: &'a Api<AccountPair>,
+    pub switchovers: &'a Api<Switchover>,
+    pub ns: &'a str,
+    pub uniq: &'a str,
+    pub endpoint: &'a str,
+    pub kafka: &'a str,
+    pub haproxy: &'a understudy::traffic::haproxy::HaproxyRuntime,
+    pub writer: &'a Writer,
+    pub probe: &'a Probe,
+}
+
+/// What the latency runs measured.
+#[derive(Default)]
+pub struct Latency {
+    /// Notice sent → DNS and LB verified on the standby.
+    pub verified_ms: Vec<f64>,
+    /// Notice sent → the webhook answered.
+    pub answered_ms: Vec<f64>,
+    pub failures: Vec<String>,
+}
+
+/// Notice → DNS and LB verified on the standby, `runs` times, a fresh measured pair each
+/// (run 0's was created with the fleet).
+pub async fn latency_runs(c: &LatencyCtx<'_>, runs: usize) -> Latency {
+    let http = reqwest::Client::new();
+    let (backend, hp, hs) = (
+        c.tb.var("TESTBED_HAPROXY_BACKEND"),
+        c.tb.var("TESTBED_HAPROXY_PRIMARY_SERVER"),
+        c.tb.var("TESTBED_HAPROXY_STANDBY_SERVER"),
+    );
+    let frontend = c.tb.var("TESTBED_HAPROXY_FRONTEND_URL");
+    let mut out = Latency::default();
+    for r in 0..runs {
+        if !c.probe.operator_alive() {
+            out.failures.push(format!("run {r}: the operator is gone"));
+            break;
+        }
+        let m = Measured::new(c.uniq, r);
+        let record = testbed::dns_record(c.tb, &m.record);
+        if r > 0 {
+            for id in [&m.primary, &m.standby] {
+                let seeded = http
+                    .post(format!("{}/admin/accounts/{id}/seed", c.sim.1))
+                    .json(&json!({ "count": ENTITIES, "seed": 0 }))
+                    .send()
+                    .await;
+                if let Err(e) = seeded {
+                    out.failures.push(format!("run {r}: seeding {id}: {e}"));
+                }
+            }
+            if let Err(e) = record.ensure_values(&[], &[PRIMARY_IP.into()]).await {
+                out.failures.push(format!("run {r}: DNS record: {e}"));
+                continue;
+            }
+            if let Err(e) = c.haproxy.ensure_active(&backend, &hp, &hs).await {
+                out.failures.push(format!("run {r}: HAProxy reset: {e}"));
+                continue;
+            }
+            let spec = pair_spec(
+                &m.name,
+                c.endpoint,
+                &m.primary,
+                &m.standby,
+                c.kafka,
+                Some(measured_traffic(c.tb, &m.record)),
+            );
+            if let Err(e) = c.pairs.create(&PostParams::default(), &spec).await {
+                out.failures
+                    .push(format!("run {r}: creating {}: {e}", m.name));
+                continue;
+            }
+            c.writer.set_last(&m.primary);
+        }
+        // Ready: replicating, and both sides seen healthy.
+        let ready_by = Instant::now() + RUN_DEADLINE;
+        let ready = loop {
+            if let Ok(p) = c.pairs.get(&m.name).await
+                && condition(&p, "Replicating")
+                && condition(&p, "PrimaryHealthy")
+                && condition(&p, "StandbyHealthy")
+            {
+                break true;
+            }
+            if Instant::now() >= ready_by {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        if !ready {
+            // The operator cannot start a pair in that time: the next runs would only
+            // wait as long again.
+            out.failures.push(format!(
+                "run {r}: {} not ready within {} s; no more runs",
+                m.name,
+                RUN_DEADLINE.as_secs()
+            ));
+            delete_pair(c.pairs, &m.name).await;
+            break;
+        }
+        if let Err(e) = c.haproxy.ensure_active(&backend, &hp, &hs).await {
+            out.failures.push(format!("run {r}: HAProxy reset: {e}"));
+        }
+        // A frozen account takes no more changes.
+        c.writer.set_last("");
+        // As the simulator's notice sender does (POST /admin/accounts/ID/notice with
+        // applyStatus), but posted from here, so that the webhook's answer is waited for
+        // as long as it takes (the simulator gives up after 5 s) and timed.
+        let t0 = Instant::now();
+        let _ = http
+            .post(format!("{}/admin/accounts/{}/status", c.sim.1, m.primary))
+            .json(&json!({ "status": "frozen", "reason": "bench" }))
+            .send()
+            .await;
+        let answer = tokio::spawn(post_notice(
+            http.clone(),
+            format!("{}/webhooks/notices/{}/{}", c.op.1, c.ns, m.name),
+            m.primary.clone(),
+            format!("fleet-{}-{r}", c.uniq),
+            t0,
+        ));
+        let mut next_check = Instant::now();
+        let outcome = loop {
+            if testbed::on_standby(&record, STANDBY_IP, &http, &frontend).await {
+                break Ok(());
+            }
+            if t0.elapsed() >= RUN_DEADLINE {
+                break Err(format!("not verified within {} s", RUN_DEADLINE.as_secs()));
+            }
+            // A switchover that failed will not move the traffic: stop waiting.
+            if Instant::now() >= next_check {
+                next_check = Instant::now() + Duration::from_secs(1);
+                if let Some(why) = failed_switchover(c.switchovers, &m.name).await {
+                    break Err(why);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        let left = RUN_DEADLINE.saturating_sub(t0.elapsed()) + Duration::from_secs(1);
+        match tokio::time::timeout(left, answer).await {
+            Ok(Ok(Ok(answered))) => out.answered_ms.push(answered),
+            Ok(Ok(Err(e))) => out.failures.push(format!("run {r}: the notice: {e}")),
+            _ => out
+                .failures
+                .push(format!("run {r}: the notice was not answered")),
+        }
+        match outcome {
+            Ok(()) => {
+                eprintln!("  notice run {r}: {ms:.0} ms");
+                out.verified_ms.push(ms);
+            }
+            Err(why) => out.failures.push(format!("run {r}: {why}")),
+        }
+        delete_pair(c.pairs, &m.name).await;
+    }
+    let _ = c.haproxy.ensure_active(&backend, &hp, &hs).await;
+    out
+}
+
+/// Post a signed `frozen` notice for `account` to `hook`; the time from `t0` until the
+/// webhook answered 2xx, in ms.
+async fn post_notice(
+    http: reqwest::Client,
+    hook: String,
+    account: String,
+    id: String,
+    t0: Instant,
+) -> Result<f64, String> {
+    use understudy::provider::notice::{Notice, NoticeEvent, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+    let now = chrono::Utc::now();
+    let signed = Notice {
+        account,
+        event: NoticeEvent::Frozen,
+        reason: "bench".into(),
+        at: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        id,
+    }
+    .sign(NOTICE_SECRET.as_bytes(), now)
+    .map_err(|e| e.to_string())?;
+    let resp = http
+        .post(&hook)
+        .header("content-type", "application/json")
+        .header(TIMESTAMP_HEADER, &signed.timestamp)
+        .header(SIGNATURE_HEADER, &signed.signature)
+        .body(signed.body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+    if resp.status().is_success() {
+        Ok(ms)
+    } else {
+        Err(format!(
+            "answered {} after {ms:.0} ms: {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        ))
+    }
+}
+
+/// The first Failed or Cancelled Switchover of `pair`, as "NAME PHASE: MESSAGE".
+async fn failed_switchover(switchovers: &Api<Switchover>, pair: &str) -> Option<String> {
+    let list = switchovers.list(&ListParams::default()).await.ok()?;
+    list.items.into_iter().find_map(|so| {
+        let st = so.status.as_ref()?;
+        (so.spec.pair == pair
+            && matches!(
+                st.phase,
+                SwitchoverPhase::Failed | SwitchoverPhase::Cancelled
+            ))
+        .then(|| {
+            format!(
+                "switchover {} {:?}: {}",
+                so.metadata.name.clone().unwrap_or_default(),
+                st.phase,
+                st.message.clone().unwrap_or_default()
+            )
+        })
+    })
+}

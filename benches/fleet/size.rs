@@ -1,0 +1,282 @@
+//! One size of the fleet from start to finish: the simulator with the 2N seeded accounts,
+//! the counting proxy, the namespace and its Secrets, the API server's own rate before
+//! the operator starts, the operator, the N AccountPairs until they replicate, the idle
+//! and load phases, the latency runs, and the size's entry of the JSON.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::Client;
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::{Value, json};
+use understudy::api::AccountPair;
+
+use super::apiserver::{apiserver_counts, total_delta};
+use super::latency::{LatencyCtx, latency_runs};
+use super::load::Writer;
+use super::proxy::Proxy;
+use super::report::{round2, summary_ms};
+use super::sample::{Probe, clk_tck};
+use super::setup::{Measured, condition, measured_traffic, pair_spec, port_of};
+use super::testbed::{self, Env};
+use super::{
+    BASELINE, CREATE_CONCURRENCY, ENTITIES, LOAD_RAMP, NOTICE_SECRET, PRIMARY_IP, SETTLE, Settings,
+};
+
+pub async fn run_size(tb: Arc<Env>, client: Client, s: Settings, n: usize, ns: String) -> Value {
+    let mut errors: Vec<String> = Vec::new();
+    let uniq = format!("{n}-{}", ns.rsplit('-').next().unwrap_or("0"));
+    let background = n - 1;
+    let m0 = Measured::new(&uniq, 0);
+    let mut seeds: Vec<String> = (0..background)
+        .flat_map(|i| [format!("p{i}={ENTITIES}"), format!("s{i}={ENTITIES}")])
+        .collect();
+    seeds.push(format!("{}={ENTITIES}", m0.primary));
+    seeds.push(format!("{}={ENTITIES}", m0.standby));
+    let sim = testbed::spawn(
+        &[
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--seed-accounts",
+            &seeds.join(","),
+        ],
+        &[("RUST_LOG", "warn".into())],
+        "listening on",
+        &format!("fleet-{n}-sim"),
+    );
+    let proxy = Proxy::start(&sim.1).await;
+    let endpoint = if s.proxy {
+        proxy.url.clone()
+    } else {
+        sim.1.clone()
+    };
+
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({ "metadata": { "name": ns } })).unwrap(),
+        )
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    for (name, data) in [
+        ("token", json!({ "token": "t" })),
+        (
+            "tsig",
+            json!({ "name": tb.var("TESTBED_TSIG_KEY_NAME"), "algorithm": tb.var("TESTBED_TSIG_ALGORITHM"), "secret": tb.var("TESTBED_TSIG_SECRET") }),
+        ),
+        ("notices", json!({ "secret": NOTICE_SECRET })),
+    ] {
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(
+                    json!({ "metadata": { "name": name }, "stringData": data }),
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+
+    // The API server's own rate (lease renewals and the like), before the operator runs.
+    let before = apiserver_counts(&client).await;
+    tokio::time::sleep(BASELINE).await;
+    let after = apiserver_counts(&client).await;
+    let baseline_rps = match (&before, &after) {
+        (Some(a), Some(b)) => total_delta(a, b) / BASELINE.as_secs_f64(),
+        _ => 0.0,
+    };
+
+    // The Lease and the failover budget ConfigMap live in the bench's namespace.
+    let mut args = vec![
+        "operator",
+        "--listen",
+        "127.0.0.1:0",
+        "--health-listen",
+        "127.0.0.1:0",
+        "--namespace",
+        &ns,
+        "--lease-namespace",
+        &ns,
+        "--max-failovers-per-day",
+        "100000",
+    ];
+    if s.leader_elect {
+        args.push("--leader-elect");
+    }
+    let op = testbed::spawn_bin(
+        &s.bin,
+        &args,
+        &[
+            ("KUBECONFIG", tb.var("TESTBED_KUBECONFIG")),
+            ("RUST_LOG", s.operator_log.clone()),
+        ],
+        "operator listening on",
+        &format!("fleet-{n}-operator"),
+    );
+    let probe = Probe {
+        pid: op.0.id(),
+        clk_tck: clk_tck(),
+        kafka_ports: [
+            port_of(&tb.var("TESTBED_KAFKA_BOOTSTRAP")),
+            port_of(&tb.var("TESTBED_KAFKA_SASL_BOOTSTRAP")),
+        ]
+        .into_iter()
+        .collect(),
+        apiserver_port: port_of(&tb.var("TESTBED_KUBE_APISERVER_URL")),
+        provider_port: port_of(&endpoint),
+        client: client.clone(),
+        proxy: s.proxy.then(|| proxy.state.clone()),
+        baseline_rps,
+    };
+
+    // Setup: the measured pair's record and HAProxy on the primary, then all N pairs.
+    let setup = Instant::now();
+    let haproxy =
+        understudy::traffic::haproxy::HaproxyRuntime::new(tb.var("TESTBED_HAPROXY_RUNTIME_API"));
+    let (backend, hp, hs) = (
+        tb.var("TESTBED_HAPROXY_BACKEND"),
+        tb.var("TESTBED_HAPROXY_PRIMARY_SERVER"),
+        tb.var("TESTBED_HAPROXY_STANDBY_SERVER"),
+    );
+    if let Err(e) = testbed::dns_record(&tb, &m0.record)
+        .ensure_values(&[], &[PRIMARY_IP.into()])
+        .await
+    {
+        errors.push(format!("DNS record {}: {e}", m0.record));
+    }
+    if let Err(e) = haproxy.ensure_active(&backend, &hp, &hs).await {
+        errors.push(format!("HAProxy reset: {e}"));
+    }
+    let kafka = tb.var("TESTBED_KAFKA_BOOTSTRAP");
+    let pairs: Api<AccountPair> = Api::namespaced(client.clone(), &ns);
+    let specs: Vec<AccountPair> = (0..background)
+        .map(|i| {
+            pair_spec(
+                &format!("pair-{i}"),
+                &endpoint,
+                &format!("p{i}"),
+                &format!("s{i}"),
+                &kafka,
+                None,
+            )
+        })
+        .chain(std::iter::once(pair_spec(
+            &m0.name,
+            &endpoint,
+            &m0.primary,
+            &m0.standby,
+            &kafka,
+            Some(measured_traffic(&tb, &m0.record)),
+        )))
+        .collect();
+    let failed: Vec<String> = futures::stream::iter(specs)
+        .map(|p| {
+            let api = pairs.clone();
+            async move {
+                api.create(&PostParams::default(), &p)
+                    .await
+                    .err()
+                    .map(|e| e.to_string())
+            }
+        })
+        .buffer_unordered(CREATE_CONCURRENCY)
+        .filter_map(|e| async move { e })
+        .collect()
+        .await;
+    if !failed.is_empty() {
+        errors.push(format!(
+            "{} AccountPair creates failed, the first: {}",
+            failed.len(),
+            failed[0]
+        ));
+    }
+    let create_seconds = setup.elapsed().as_secs_f64();
+    eprintln!("{n} pairs created in {create_seconds:.1} s; waiting for Replicating");
+
+    let deadline = setup + s.steady_deadline;
+    let mut replicating = 0;
+    let mut last_report = Instant::now();
+    loop {
+        match pairs.list(&ListParams::default()).await {
+            Ok(l) => {
+                replicating = l
+                    .items
+                    .iter()
+                    .filter(|p| condition(p, "Replicating"))
+                    .count()
+            }
+            Err(e) => eprintln!("listing the pairs: {e}"),
+        }
+        if replicating >= n || Instant::now() >= deadline || !probe.operator_alive() {
+            break;
+        }
+        if last_report.elapsed() >= Duration::from_secs(15) {
+            eprintln!(
+                "  {replicating}/{n} replicating after {:.0} s",
+                setup.elapsed().as_secs_f64()
+            );
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let steady = replicating >= n;
+    let setup_seconds = setup.elapsed().as_secs_f64();
+    eprintln!(
+        "{replicating}/{n} replicating after {setup_seconds:.0} s{}",
+        if steady { "" } else { " (not steady)" }
+    );
+    if !probe.operator_alive() {
+        errors.push("the operator exited during setup".into());
+    }
+
+    tokio::time::sleep(SETTLE).await;
+    eprintln!("idle phase, {} s", s.seconds);
+    let idle = probe.measure(s.seconds, None).await;
+
+    // Load: one change a second on every primary; the measured pair's slot is the last.
+    let mut primaries: Vec<String> = (0..background).map(|i| format!("p{i}")).collect();
+    primaries.push(m0.primary.clone());
+    let writer = Writer::start(sim.1.clone(), primaries);
+    tokio::time::sleep(LOAD_RAMP).await;
+    eprintln!("load phase, {} s", s.seconds);
+    let load = probe.measure(s.seconds, Some(&writer.sent)).await;
+
+    let ctx = LatencyCtx {
+        tb: &tb,
+        sim: &sim,
+        op: &op,
+        pairs: &pairs,
+        switchovers: &Api::namespaced(client.clone(), &ns),
+        ns: &ns,
+        uniq: &uniq,
+        endpoint: &endpoint,
+        kafka: &kafka,
+        haproxy: &haproxy,
+        writer: &writer,
+        probe: &probe,
+    };
+    let lat = latency_runs(&ctx, s.runs).await;
+    writer.stop();
+    errors.extend(lat.failures);
+    drop(op);
+    drop(sim);
+    drop(proxy);
+    json!({
+        "pairs": n,
+        "steady": steady,
+        "replicating": replicating,
+        "setup_seconds": (setup_seconds * 10.0).round() / 10.0,
+        "create_seconds": (create_seconds * 10.0).round() / 10.0,
+        "apiserver_baseline_rps": round2(baseline_rps),
+        "idle": idle,
+        "load": load,
+        "notice_to_verified_ms": summary_ms(&lat.verified_ms),
+        "notice_answered_ms": summary_ms(&lat.answered_ms),
+        "errors": errors,
+    })
+}
