@@ -95,7 +95,3 @@ pub fn summary_ms(ms: &[f64]) -> Value {
         "runs_ms": ms.iter().map(|t| t.round()).collect::<Vec<_>>(),
     })
 }
-
-pub fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
-}

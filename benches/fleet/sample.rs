@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 
 use super::apiserver::{apiserver_counts, total_delta};
 use super::proxy::ProxyState;
-use super::report::round2;
 
 pub struct Probe {
     pub pid: u32,
@@ -314,4 +313,8 @@ pub fn loadavg() -> f64 {
 
 pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+pub fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }

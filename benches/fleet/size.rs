@@ -17,8 +17,8 @@ use super::apiserver::{apiserver_counts, total_delta};
 use super::latency::{LatencyCtx, latency_runs};
 use super::load::Writer;
 use super::proxy::Proxy;
-use super::report::{round2, summary_ms};
-use super::sample::{Probe, clk_tck};
+use super::report::summary_ms;
+use super::sample::{Probe, clk_tck, round2};
 use super::setup::{Measured, condition, measured_traffic, pair_spec, port_of};
 use super::testbed::{self, Env};
 use super::{

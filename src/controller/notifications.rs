@@ -114,7 +114,10 @@ impl Notifications {
             return;
         };
         let m = metrics();
-        let mut exported = crate::controller::env::lock(&self.exported);
+        let mut exported = self
+            .exported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for s in notifier.stats() {
             let kind = s.kind.as_str();
             for (result, now) in [

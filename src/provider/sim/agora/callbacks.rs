@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::chat::uuid_of;
+pub use super::group::GroupOp;
 use crate::provider::agora::callback::security;
 
 /// How long a delivery may take.
@@ -38,14 +39,6 @@ impl std::fmt::Debug for CallbackRule {
             .field("url", &self.url)
             .finish_non_exhaustive()
     }
-}
-
-/// A group operation, as the answer of the call that made it carries it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GroupOp {
-    pub id: u64,
-    pub operation: &'static str,
-    pub members: Vec<String>,
 }
 
 /// Counters an e2e test reads.

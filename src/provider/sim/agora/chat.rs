@@ -52,7 +52,7 @@ pub struct Answer {
     /// The query as the real server echoes it (`{"limit":["2"]}`).
     pub params: Option<Value>,
     /// The group operation made, for the app's callback rule (not in the answer).
-    pub group_op: Option<super::callbacks::GroupOp>,
+    pub group_op: Option<super::group::GroupOp>,
 }
 
 /// A registered user.

@@ -47,3 +47,11 @@ impl Group {
         })
     }
 }
+
+/// A group operation, as the answer of the call that made it carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupOp {
+    pub id: u64,
+    pub operation: &'static str,
+    pub members: Vec<String>,
+}

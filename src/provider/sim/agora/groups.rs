@@ -39,10 +39,9 @@
 
 use serde_json::{Value, json};
 
-use super::callbacks::GroupOp;
 use super::chat::{Answer, Chat, cursor_of, page_size, parse_cursor};
 use super::errors::{ChatError, Millis};
-use super::group::Group;
+use super::group::{Group, GroupOp};
 
 pub const MAX_BATCH_MEMBERS: usize = 60;
 pub const MAX_IDS: usize = 100;

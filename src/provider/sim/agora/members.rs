@@ -3,9 +3,9 @@
 
 use serde_json::{Map, Value, json};
 
-use super::callbacks::GroupOp;
 use super::chat::{Answer, Chat, page_size};
 use super::errors::{ChatError, Millis};
+use super::group::GroupOp;
 use super::groups::{FLAGS, MAX_BATCH_MEMBERS, UPDATABLE, flag, max_users, text};
 
 impl Chat {
