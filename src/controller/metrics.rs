@@ -230,6 +230,13 @@ pub fn forget_pair(namespace: &str, pair: &str, deleted: bool) {
                     .remove_label_values(&[namespace, pair, trigger, result]);
             }
         }
+        for signal in crate::detection::signal::Signal::SOURCES {
+            for verdict in VERDICTS {
+                let _ = m
+                    .freeze_signals_total
+                    .remove_label_values(&[namespace, pair, signal, verdict]);
+            }
+        }
         for brake in crate::detection::Brake::ALL {
             let _ = m
                 .failover_brakes_total
@@ -286,6 +293,13 @@ mod tests {
             .failovers_total
             .with_label_values(&["ns-forget", "gone", "automatic", "succeeded"])
             .inc();
+        for signal in crate::detection::signal::Signal::SOURCES {
+            metrics()
+                .freeze_signals_total
+                .with_label_values(&["ns-forget", "gone", signal, "Frozen"])
+                .inc();
+        }
+        set_pair_state("ns-forget", "gone", crate::api::Side::Standby, true);
         forget_pair("ns-forget", "gone", false);
         let text = crate::metrics::metrics().render();
         assert!(

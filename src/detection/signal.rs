@@ -384,6 +384,10 @@ impl Signal {
     }
 
     /// Where the signal came from, as a bounded metric label.
+    /// Every value of [`Signal::source`] (a metric label: a deleted pair's series are
+    /// removed by it).
+    pub const SOURCES: [&'static str; 4] = ["poll", "probe", "notice", "replication"];
+
     pub fn source(&self) -> &'static str {
         match self.kind {
             SignalKind::Poll(_) => "poll",
