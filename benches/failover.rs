@@ -9,7 +9,7 @@ mod testbed;
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -60,33 +60,7 @@ async fn main() {
     let client = testbed::client(&tb).await;
     testbed::apply_crds(&client).await;
     let ns = format!("bench-failover-{}", chrono::Utc::now().timestamp());
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({ "metadata": { "name": ns } })).unwrap(),
-        )
-        .await
-        .unwrap();
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    for (name, data) in [
-        ("token", json!({ "token": "t" })),
-        (
-            "tsig",
-            json!({ "name": tb.var("TESTBED_TSIG_KEY_NAME"), "algorithm": tb.var("TESTBED_TSIG_ALGORITHM"), "secret": tb.var("TESTBED_TSIG_SECRET") }),
-        ),
-        ("notices", json!({ "secret": "bench-notice-secret" })),
-    ] {
-        secrets
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(
-                    json!({ "metadata": { "name": name }, "stringData": data }),
-                )
-                .unwrap(),
-            )
-            .await
-            .unwrap();
-    }
+    testbed::namespace_with_secrets(&client, &tb, &ns, "bench-notice-secret").await;
     let sim = spawn(
         &["sim", "--listen", "127.0.0.1:0"],
         &[],

@@ -137,6 +137,41 @@ pub fn dns_record(tb: &Env, name: &str) -> understudy::traffic::dns::DnsRecord {
     .unwrap()
 }
 
+/// A fresh namespace `ns` with the Secrets a bench's pairs name: `token` (the Provider
+/// API token), `tsig` (the test bed's TSIG key) and `notices` (the notice HMAC key).
+pub async fn namespace_with_secrets(client: &Client, tb: &Env, ns: &str, notice_secret: &str) {
+    use k8s_openapi::api::core::v1::{Namespace, Secret};
+    use kube::api::PostParams;
+    use serde_json::json;
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({ "metadata": { "name": ns } })).unwrap(),
+        )
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    for (name, data) in [
+        ("token", json!({ "token": "t" })),
+        (
+            "tsig",
+            json!({ "name": tb.var("TESTBED_TSIG_KEY_NAME"), "algorithm": tb.var("TESTBED_TSIG_ALGORITHM"), "secret": tb.var("TESTBED_TSIG_SECRET") }),
+        ),
+        ("notices", json!({ "secret": notice_secret })),
+    ] {
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(
+                    json!({ "metadata": { "name": name }, "stringData": data }),
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+}
+
 /// Whether BIND answers `standby_value` for `record` and a request through HAProxy's
 /// `frontend` is served by the standby backend (it answers `standby`).
 pub async fn on_standby(

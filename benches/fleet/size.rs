@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
@@ -54,33 +53,7 @@ pub async fn run_size(tb: Arc<Env>, client: Client, s: Settings, n: usize, ns: S
         sim.1.clone()
     };
 
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({ "metadata": { "name": ns } })).unwrap(),
-        )
-        .await
-        .unwrap();
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    for (name, data) in [
-        ("token", json!({ "token": "t" })),
-        (
-            "tsig",
-            json!({ "name": tb.var("TESTBED_TSIG_KEY_NAME"), "algorithm": tb.var("TESTBED_TSIG_ALGORITHM"), "secret": tb.var("TESTBED_TSIG_SECRET") }),
-        ),
-        ("notices", json!({ "secret": NOTICE_SECRET })),
-    ] {
-        secrets
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(
-                    json!({ "metadata": { "name": name }, "stringData": data }),
-                )
-                .unwrap(),
-            )
-            .await
-            .unwrap();
-    }
+    testbed::namespace_with_secrets(&client, &tb, &ns, NOTICE_SECRET).await;
 
     // The API server's own rate (lease renewals and the like), before the operator runs.
     let before = apiserver_counts(&client).await;
