@@ -30,6 +30,7 @@ use axum::routing::post;
 
 use super::context::Context;
 use super::notices::{forward, not_running};
+use super::pair::PairHandle;
 use super::pair::providers::AgoraSide;
 use super::wecom_hook::{count_callback, path_and_query};
 use crate::model::{EntityKey, EntityKind};
@@ -58,18 +59,15 @@ async fn receive(
         let path = path_and_query(&uri);
         return forward(&ctx, reqwest::Method::POST, path, &headers, &pass, body).await;
     }
-    if ctx.pair(&namespace, &pair).is_none() {
+    let Some(handle) = ctx.pair(&namespace, &pair) else {
         return not_running(&ctx, &namespace, &pair).await;
-    }
-    let (code, text) = take(&ctx, &namespace, &pair, &body).await;
+    };
+    let (code, text) = take(&ctx, &handle, &pair, &body).await;
     count_callback(&namespace, &pair, code);
     (code, text)
 }
 
-async fn take(ctx: &Context, namespace: &str, pair: &str, body: &[u8]) -> (StatusCode, String) {
-    let Some(handle) = ctx.pair(namespace, pair) else {
-        return not_running(ctx, namespace, pair).await;
-    };
+async fn take(ctx: &Context, handle: &PairHandle, pair: &str, body: &[u8]) -> (StatusCode, String) {
     let envelope = match callback::envelope(body) {
         Ok(e) => e,
         Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()),

@@ -286,21 +286,26 @@ impl AgoraChatProvider {
         Ok(out)
     }
 
+    /// Registers `user` (`POST /users`); one already there is fine (400
+    /// duplicate_unique_property_exists).
+    async fn register(&self, user: &Value) -> Result<(), ProviderError> {
+        match self
+            .client
+            .call(Method::POST, "users", Some(user), Scope::Operation)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(ProviderError::Rejected(m)) if m.contains("duplicate_unique_property") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn put_user(&self, username: &str, p: &Value) -> Result<(), ProviderError> {
         let mut user = json!({ "username": username, "password": random_password() });
         if let Some(n) = p["nickname"].as_str() {
             user["nickname"] = json!(n);
         }
-        match self
-            .client
-            .call(Method::POST, "users", Some(&user), Scope::Operation)
-            .await
-        {
-            Ok(_) => {}
-            // Already there (400 duplicate_unique_property_exists).
-            Err(ProviderError::Rejected(m)) if m.contains("duplicate_unique_property") => {}
-            Err(e) => return Err(e),
-        }
+        self.register(&user).await?;
         let now = self
             .client
             .call(
@@ -423,15 +428,7 @@ impl AgoraChatProvider {
         }
         for name in names {
             let user = json!({ "username": name, "password": random_password() });
-            match self
-                .client
-                .call(Method::POST, "users", Some(&user), Scope::Operation)
-                .await
-            {
-                Ok(_) => {}
-                Err(ProviderError::Rejected(m)) if m.contains("duplicate_unique_property") => {}
-                Err(e) => return Err(e),
-            }
+            self.register(&user).await?;
         }
         Ok(())
     }
