@@ -285,6 +285,29 @@ async fn a_freeze_and_its_failover_reach_every_sink_in_its_format_within_seconds
 
     // The revoked Slack webhook: each message tried once (404 is permanent), counted,
     // and the pair says which sink fails — never its URL.
+    // Each sink has its own worker: wait until both Slack sinks got every message the
+    // webhook got and the revoked one gave up on each, then count the tries.
+    let messages = of(&log, "webhook").len();
+    let m = wait_until(
+        Duration::from_secs(20),
+        "both Slack sinks settled",
+        || async {
+            let m = metrics(&op).await;
+            let failed = metric_sum(
+                &m,
+                "understudy_notifications_total",
+                &["sink=\"old-slack\"", "result=\"failed\""],
+            );
+            let sent = metric_sum(
+                &m,
+                "understudy_notifications_total",
+                &["sink=\"ops-slack\"", "result=\"sent\""],
+            );
+            let settled = of(&log, "slack").len() == messages && failed == messages as f64;
+            (settled && sent == messages as f64).then_some(m)
+        },
+    )
+    .await;
     let revoked = of(&log, "revoked").len();
     let ok = of(&log, "slack").len();
     assert_eq!(revoked, ok, "one try per message at the revoked webhook");
@@ -308,16 +331,6 @@ async fn a_freeze_and_its_failover_reach_every_sink_in_its_format_within_seconds
         !msg.contains("revoked") && !msg.contains(ROBOT_KEY),
         "{msg}"
     );
-    let m = wait_until(Duration::from_secs(10), "the counters exported", || async {
-        let m = metrics(&op).await;
-        let failed = metric_sum(
-            &m,
-            "understudy_notifications_total",
-            &["sink=\"old-slack\"", "result=\"failed\""],
-        );
-        (failed >= revoked as f64).then_some(m)
-    })
-    .await;
     // Which side serves traffic and whether the pair is paused, as metrics; the freeze
     // signals of this pair under its own name.
     let pair_l = [
