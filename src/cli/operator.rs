@@ -26,8 +26,13 @@ kubeconfig (in-cluster config inside a Pod), serves the provider notice webhook 
 /webhooks/notices/NAMESPACE/PAIR), the WeCom callback webhook (GET/POST \
 /webhooks/wecom/NAMESPACE/PAIR) and the Agora Chat callback webhook (POST \
 /webhooks/agora/NAMESPACE/PAIR) on --listen and /metrics, /healthz, /readyz on their own \
-listener, --health-listen, so that no webhook load can fail a probe or a scrape; with \
---leader-elect it acts only while holding the Lease.\n\nThe webhook takes bodies of at most \
+listener, --health-listen, so that no webhook load can fail a probe or a scrape. The two \
+listeners are always apart (defaults 127.0.0.1:8080 and 127.0.0.1:8081; one address for both \
+is refused): the webhook listener answers 404 to /metrics, /healthz and /readyz, the health \
+listener 404 to every webhook, so the webhooks can be exposed to the providers while metrics \
+and probes stay inside the cluster. With --leader-elect it acts only while holding the \
+Lease. With --namespace it watches, lists and acts in that one namespace only (it then needs \
+no cluster-wide permission) and answers webhooks for pairs elsewhere with 404.\n\nThe webhook takes bodies of at most \
 64 KiB (413 beyond), each within --webhook-read-timeout (408 after), and at most \
 --webhook-max-in-flight requests at once (503 with Retry-After beyond).\n\nOnce bound it prints \
 `understudy operator listening on http://ADDR` (the webhook) and `understudy operator health and \
@@ -36,11 +41,13 @@ metrics on http://ADDR` on stdout.\n\nExample: understudy operator --leader-elec
 pub struct OperatorArgs {
     /// Address of the provider webhook listener (POST /webhooks/notices/NAMESPACE/PAIR,
     /// WeCom callbacks at /webhooks/wecom/NAMESPACE/PAIR, Agora Chat callbacks at
-    /// /webhooks/agora/NAMESPACE/PAIR).
+    /// /webhooks/agora/NAMESPACE/PAIR) and nothing else: no /metrics, no probes. Must
+    /// differ from --health-listen.
     #[arg(long, default_value = "127.0.0.1:8080", env = "UNDERSTUDY_LISTEN")]
     pub listen: SocketAddr,
-    /// Address of the health and metrics listener (/metrics, /healthz, /readyz), apart from
-    /// the webhook so that webhook load never fails a probe.
+    /// Address of the health and metrics listener (/metrics, /healthz, /readyz) and nothing
+    /// else: no webhook. Apart from the webhook so that webhook load never fails a probe
+    /// and the webhook can be public while metrics stay cluster-internal.
     #[arg(
         long,
         default_value = "127.0.0.1:8081",
@@ -67,8 +74,11 @@ pub struct OperatorArgs {
     /// This replica's identity (defaults to $POD_NAME, else host name and pid).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
-    /// Watch only this namespace (all namespaces when unset).
-    #[arg(long)]
+    /// Watch, list and act on AccountPairs, Switchovers and Drills in this namespace only
+    /// (all namespaces when unset). With it the operator needs no cluster-wide permission
+    /// on them: Roles in this namespace do (the chart's `watchNamespace`). Webhooks for
+    /// pairs in other namespaces are answered 404.
+    #[arg(long, env = "UNDERSTUDY_WATCH_NAMESPACE")]
     pub namespace: Option<String>,
     /// Automatic failovers allowed across all pairs in 24 h; past it humans are paged.
     /// Counted in the ConfigMap understudy-failover-budget (…-NAMESPACE with --namespace)
@@ -132,7 +142,20 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("{s:?} is not a duration like 500ms, 15s, 5m: {e}"))
 }
 
+/// The webhook and the health listener must be two sockets: one address for both would
+/// either fail to bind or put the webhooks and /metrics behind one port. Port 0 (any free
+/// port) on both is two sockets.
+fn separate_listeners(webhook: SocketAddr, health: SocketAddr) -> Result<(), String> {
+    if webhook == health && webhook.port() != 0 {
+        return Err(format!(
+            "--listen and --health-listen are both {webhook}: the webhooks and /metrics, /healthz, /readyz listen apart; give them different ports"
+        ));
+    }
+    Ok(())
+}
+
 pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
+    separate_listeners(args.listen, args.health_listen).map_err(anyhow::Error::msg)?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,kube_runtime=warn,rdkafka=warn")
     });
@@ -158,7 +181,8 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
         operator_failover_cap: args.max_failovers_per_day,
         drain_bound: args.drain_bound,
         identity,
-        namespace: args.namespace.clone(),
+        // An empty UNDERSTUDY_WATCH_NAMESPACE means every namespace, like no flag.
+        namespace: args.namespace.clone().filter(|ns| !ns.is_empty()),
         own_namespace: args.lease_namespace.clone(),
         shutdown_grace: args.shutdown_grace,
         notifications: args.notifications.clone(),
@@ -207,4 +231,38 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
         };
         run_operator(client, opts, listen, election).await
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        op: OperatorArgs,
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn one_address_for_the_webhook_and_the_health_listener_is_refused() {
+        let err = separate_listeners(addr("0.0.0.0:8080"), addr("0.0.0.0:8080")).unwrap_err();
+        assert!(err.contains("--listen and --health-listen"), "{err}");
+        separate_listeners(addr("0.0.0.0:8080"), addr("0.0.0.0:8081")).unwrap();
+        separate_listeners(addr("127.0.0.1:0"), addr("127.0.0.1:0")).unwrap();
+    }
+
+    #[test]
+    fn the_listeners_are_apart_by_default_and_the_watch_namespace_is_optional() {
+        let cli = Cli::try_parse_from(["understudy"]).unwrap();
+        assert_eq!(cli.op.listen, addr("127.0.0.1:8080"));
+        assert_eq!(cli.op.health_listen, addr("127.0.0.1:8081"));
+        separate_listeners(cli.op.listen, cli.op.health_listen).unwrap();
+        let cli = Cli::try_parse_from(["understudy", "--namespace", "messaging"]).unwrap();
+        assert_eq!(cli.op.namespace.as_deref(), Some("messaging"));
+    }
 }

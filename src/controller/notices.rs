@@ -150,19 +150,26 @@ async fn receive(
 }
 
 /// The pair is not running here: 503 (retry) while it exists and is starting, 404 when
-/// there is no such pair.
+/// there is no such pair or its namespace is not the one watched (`--namespace`; the
+/// operator may not even read there, so it does not ask).
 pub(super) async fn not_running(
     ctx: &Context,
     namespace: &str,
     pair: &str,
 ) -> (StatusCode, String) {
-    let api: kube::Api<crate::api::AccountPair> =
-        kube::Api::namespaced(ctx.client.clone(), namespace);
     let watched = ctx
         .opts
         .namespace
         .as_deref()
         .is_none_or(|ns| ns == namespace);
+    if !watched {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no AccountPair {namespace}/{pair} is managed here"),
+        );
+    }
+    let api: kube::Api<crate::api::AccountPair> =
+        kube::Api::namespaced(ctx.client.clone(), namespace);
     let found = tokio::time::timeout(LOOKUP, api.get_opt(pair))
         .await
         .unwrap_or_else(|_| {
@@ -171,7 +178,7 @@ pub(super) async fn not_running(
             ))
         });
     match found {
-        Ok(Some(_)) if watched => (
+        Ok(Some(_)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "AccountPair {namespace}/{pair} is starting (or its configuration is invalid, see its Ready condition); retry"

@@ -2,8 +2,9 @@
 //! helm lint/template with default values and with every feature on, the values schema,
 //! install/upgrade/uninstall into the real API server (CRDs and custom resources survive),
 //! the operator's RBAC proven with a token of the chart's ServiceAccount, the people's
-//! roles (viewer, on-call, admin) with their own tokens, and the examples and
-//! manifests/install.yaml accepted by the API server.
+//! roles (viewer, on-call, admin) with their own tokens, the operator running with only
+//! that ServiceAccount's rights (cluster-wide, and watching one namespace with Roles
+//! there), and the examples and manifests/install.yaml accepted by the API server.
 //!
 //! The test bed has no kubelet or controller-manager: Deployments never get pods and
 //! ClusterRole aggregation does not run, so those are asserted on the API objects.
@@ -49,6 +50,83 @@ const ALERTS: [&str; 14] = [
     "UnderstudyAuditTrailFailing",
     "UnderstudyNoLeader",
 ];
+
+/// Every permission the operator uses where its pairs are (API group, resource, verbs):
+/// the rules of the chart's `<fullname>-operator` ClusterRole — or, with `watchNamespace`,
+/// Role — must be exactly these, and `namespaced.rs` asks the API server that a
+/// namespaced install grants each of them in the watched namespace and none cluster-wide.
+/// The Lease, the failover budget's ConfigMap (release namespace), Secrets (get) and
+/// Services (get, patch) have Roles of their own.
+const OPERATOR_RULES: &[(&str, &str, &[&str])] = &[
+    (
+        "understudy.dev",
+        "accountpairs",
+        &["get", "list", "watch", "patch", "update"],
+    ),
+    (
+        "understudy.dev",
+        "switchovers",
+        &["get", "list", "watch", "create", "patch", "update"],
+    ),
+    (
+        "understudy.dev",
+        "drills",
+        &[
+            "get", "list", "watch", "create", "patch", "update", "delete",
+        ],
+    ),
+    (
+        "understudy.dev",
+        "accountpairs/status",
+        &["get", "patch", "update"],
+    ),
+    (
+        "understudy.dev",
+        "switchovers/status",
+        &["get", "patch", "update"],
+    ),
+    (
+        "understudy.dev",
+        "drills/status",
+        &["get", "patch", "update"],
+    ),
+    ("understudy.dev", "accountpairs/finalizers", &["update"]),
+    ("", "events", &["create", "patch"]),
+    ("events.k8s.io", "events", &["create", "patch"]),
+];
+
+/// [`OPERATOR_RULES`] as `group/resource: verb,verb` lines.
+fn operator_rules() -> BTreeSet<String> {
+    OPERATOR_RULES
+        .iter()
+        .map(|(group, res, verbs)| format!("{group}/{res}: {}", verbs.join(",")))
+        .collect()
+}
+
+/// A rendered Role's or ClusterRole's rules as `group/resource: verb,verb` lines.
+fn rule_lines(role: &Value) -> BTreeSet<String> {
+    role["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .flat_map(|r| {
+            let verbs: Vec<&str> = r["verbs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            let verbs = verbs.join(",");
+            let group = r["apiGroups"][0].as_str().unwrap().to_string();
+            r["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |res| format!("{group}/{}: {verbs}", res.as_str().unwrap()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
 
 fn all_on_values() -> String {
     repo()
@@ -169,6 +247,9 @@ fn crd_names() -> Vec<String> {
 #[path = "chart/render.rs"]
 mod render;
 
+#[path = "chart/schema.rs"]
+mod schema;
+
 #[path = "chart/lifecycle.rs"]
 mod lifecycle;
 
@@ -180,3 +261,9 @@ mod manifests;
 
 #[path = "chart/notifications.rs"]
 mod notifications;
+
+#[path = "chart/namespaced.rs"]
+mod namespaced;
+
+#[path = "chart/operator.rs"]
+mod operator;

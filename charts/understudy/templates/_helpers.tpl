@@ -83,3 +83,33 @@ app.kubernetes.io/component: operator
 {{- printf "job=%q" (include "understudy.fullname" .) -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+Values that were moved: fail with the new name instead of rendering something else than
+the user meant (a `service.type: LoadBalancer` meant for the webhooks must not expose the
+metrics). Also the checks a schema cannot express. Included by templates/deployment.yaml.
+*/}}
+{{- define "understudy.checkValues" -}}
+{{- if hasKey .Values.service "type" -}}
+{{- fail "service.type was removed: the webhooks have their own Service now (<fullname>-webhooks) — set webhookService.type instead; the metrics Service <fullname> is always ClusterIP" -}}
+{{- end -}}
+{{- if hasKey .Values.service "port" -}}
+{{- fail "service.port was removed: the webhooks have their own Service now (<fullname>-webhooks) — set webhookService.port instead (service.metricsPort is the metrics Service's port)" -}}
+{{- end -}}
+{{- if hasKey .Values.networkPolicy.ingress "from" -}}
+{{- fail "networkPolicy.ingress.from was removed: set networkPolicy.ingress.webhooks.from (who may reach the webhooks; empty: anyone) and networkPolicy.ingress.metrics.from (your scrapers)" -}}
+{{- end -}}
+{{- with .Values.watchNamespace -}}
+{{- $watch := . -}}
+{{- range $key := list "secretsNamespaces" "servicesNamespaces" -}}
+{{- range (get $.Values.rbac $key) -}}
+{{- if ne . $watch -}}
+{{- fail (printf "rbac.%s lists %q but watchNamespace is %q: an operator watching one namespace reads Secrets and flips Services only there; leave rbac.%s empty" $key . $watch $key) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if eq (int .Values.operator.port) (int .Values.operator.healthPort) -}}
+{{- fail "operator.port and operator.healthPort must differ: the webhooks and /metrics, /healthz, /readyz listen on separate ports" -}}
+{{- end -}}
+{{- end -}}

@@ -192,7 +192,9 @@ impl Release {
         }
     }
 
-    /// `helm upgrade --reuse-values` with more arguments; the output.
+    /// `helm upgrade --reset-then-reuse-values` (the chart's current defaults, then the
+    /// values set before, then `args` — what the chart README tells people to run; bare
+    /// `--reuse-values` would keep the old chart's defaults) with more arguments; the output.
     pub fn upgrade(&self, args: &[&str]) -> String {
         let chart = chart_dir();
         let mut all = vec![
@@ -201,7 +203,7 @@ impl Release {
             chart.to_str().expect("UTF-8 path"),
             "-n",
             &self.namespace,
-            "--reuse-values",
+            "--reset-then-reuse-values",
             "--timeout",
             "60s",
         ];

@@ -55,10 +55,12 @@ async fn install_upgrade_uninstall_keep_crds_and_custom_resources() {
         .get(&full)
         .await
         .expect("ServiceAccount");
-    Api::<Service>::namespaced(client.clone(), &rel_ns)
-        .get(&full)
-        .await
-        .expect("Service");
+    for svc in [full.clone(), format!("{full}-webhooks")] {
+        Api::<Service>::namespaced(client.clone(), &rel_ns)
+            .get(&svc)
+            .await
+            .unwrap_or_else(|e| panic!("Service {svc}: {e}"));
+    }
 
     // Custom resources created by users.
     let pairs = Api::<AccountPair>::namespaced(client.clone(), &cr_ns);
@@ -249,4 +251,13 @@ async fn everything_on_installs_into_the_api_server() {
         .unwrap();
     let labels = svc.meta().labels.clone().unwrap();
     assert_eq!(labels.get("app.kubernetes.io/instance"), Some(&name));
+    assert_eq!(svc.spec.unwrap().type_.as_deref(), Some("ClusterIP"));
+    // The webhooks have a Service of their own, of the type asked for.
+    let hooks = Api::<Service>::namespaced(client.clone(), &rel_ns)
+        .get(&format!("{full}-webhooks"))
+        .await
+        .expect("the webhooks Service");
+    let spec = hooks.spec.unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+    assert_eq!(spec.ports.unwrap()[0].port, 443);
 }
