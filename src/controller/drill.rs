@@ -281,44 +281,57 @@ pub fn error_policy(_d: Arc<Drill>, err: &Error, _ctx: Arc<Context>) -> Action {
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Every 15 s: create the Drill of a due slot for each pair, prune old drills.
+/// Every 15 s: create the Drill of a due slot for each pair, prune old drills. One LIST
+/// of Drills per namespace per round (not one per pair, nor a GET of each pair: the
+/// pair's creation time is on its handle), so a fleet of pairs costs the API server a
+/// request per namespace every 15 s.
 pub async fn schedule_loop(ctx: Arc<Context>) {
     loop {
         tokio::time::sleep(Duration::from_secs(15)).await;
         if !ctx.leader.is_leader() {
             continue;
         }
-        let workers = ctx.all_pairs();
-        for w in workers {
-            if let Err(e) = schedule_pair(&ctx, &w).await {
-                tracing::warn!(pair = %w.name, error = %e, "drill schedule");
+        for (ns, workers) in by_namespace(ctx.all_pairs()) {
+            let api: Api<Drill> = Api::namespaced(ctx.client.clone(), &ns);
+            let all = match api.list(&Default::default()).await {
+                Ok(l) => l.items,
+                Err(e) => {
+                    tracing::warn!(namespace = %ns, error = %e, "drill schedule: listing drills failed");
+                    continue;
+                }
+            };
+            for w in workers {
+                if let Err(e) = schedule_pair(&api, &w, &all).await {
+                    tracing::warn!(pair = %w.name, error = %e, "drill schedule");
+                }
             }
         }
     }
 }
 
-async fn schedule_pair(ctx: &Context, w: &PairHandle) -> Result<(), String> {
+/// The pairs grouped by namespace (sorted, for a stable order).
+fn by_namespace(
+    workers: Vec<Arc<PairHandle>>,
+) -> std::collections::BTreeMap<String, Vec<Arc<PairHandle>>> {
+    let mut m: std::collections::BTreeMap<String, Vec<Arc<PairHandle>>> = Default::default();
+    for w in workers {
+        m.entry(w.namespace.clone()).or_default().push(w);
+    }
+    m
+}
+
+async fn schedule_pair(api: &Api<Drill>, w: &PairHandle, all: &[Drill]) -> Result<(), String> {
     let spec = &w.spec.drills;
     if spec.suspend {
         return Ok(());
     }
-    let api: Api<Drill> = Api::namespaced(ctx.client.clone(), &w.namespace);
-    let all = api
-        .list(&Default::default())
-        .await
-        .map_err(|e| e.to_string())?
-        .items;
-    let mine: Vec<Drill> = all.into_iter().filter(|d| d.spec.pair == w.name).collect();
+    let mine: Vec<Drill> = all
+        .iter()
+        .filter(|d| d.spec.pair == w.name)
+        .cloned()
+        .collect();
     // The last slot handled: the newest scheduled drill's slot, else the pair's creation.
-    let pairs: Api<AccountPair> = Api::namespaced(ctx.client.clone(), &w.namespace);
-    let created = pairs
-        .get(&w.name)
-        .await
-        .map_err(|e| e.to_string())?
-        .metadata
-        .creation_timestamp
-        .and_then(|t| DateTime::<Utc>::from_timestamp_micros(t.0.as_microsecond()))
-        .unwrap_or_else(Utc::now);
+    let created = w.created.unwrap_or_else(Utc::now);
     let last = mine
         .iter()
         .filter_map(|d| d.spec.slot.as_deref().and_then(parse))

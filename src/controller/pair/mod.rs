@@ -164,6 +164,8 @@ pub struct PairHandle {
     pub name: String,
     pub generation: i64,
     pub spec: Arc<AccountPairSpec>,
+    /// When the AccountPair was created (the drill schedule counts from it).
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
     notice_secret: Option<Vec<u8>>,
     /// Where the pair's audit records go (its Kafka, with its SASL/TLS settings, read
     /// again by the pair's task while the records cannot be written).
@@ -302,6 +304,11 @@ impl PairHandle {
             name,
             generation: pair.metadata.generation.unwrap_or(0),
             spec,
+            created: pair
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .and_then(|t| chrono::DateTime::from_timestamp_micros(t.0.as_microsecond())),
             notice_secret,
             audit_kafka: audit_rx,
             providers,
