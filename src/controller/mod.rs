@@ -19,6 +19,7 @@ pub mod pair;
 pub mod run;
 pub mod secrets;
 pub mod status;
+pub mod status_pace;
 pub mod switchover;
 pub mod targets;
 pub mod wecom_hook;

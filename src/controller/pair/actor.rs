@@ -21,6 +21,7 @@ use crate::api::{AccountPair, AccountPairSpec, Side};
 use crate::controller::env::Env;
 use crate::controller::metrics::{metrics, set_account_status};
 use crate::controller::status::{StatusInput, build};
+use crate::controller::status_pace;
 use crate::detection::risk::{RiskEvaluator, RiskFinding};
 use crate::detection::signal::{NoAnswerCause, PollOutcome, Signal, SignalKind};
 use crate::detection::{Brake, Detector, DetectorConfig, VerdictChange};
@@ -92,6 +93,8 @@ pub(super) struct PairActor {
     /// The status as last read or written (fields others own are carried from it).
     pub(super) stored: AccountPairStatus,
     last_published: Option<serde_json::Value>,
+    /// When the status was last written (lag figures alone wait `status_pace::LAG_EVERY`).
+    last_published_at: Option<Instant>,
     /// A recorded intent found at start is checked once against its switchover.
     intent_unchecked: bool,
 }
@@ -155,6 +158,7 @@ impl PairActor {
             seen: SeenNotices::from_status(&s.status.seen_notices),
             stored: s.status,
             last_published: None,
+            last_published_at: None,
             intent_unchecked: true,
             spec: s.spec,
             env: s.env,
@@ -438,7 +442,13 @@ impl PairActor {
         let problems = (audit_problem.as_deref(), notifications_problem.as_deref());
         let value = serde_json::to_value(build(&self.status_input(&self.stored, problems), now))
             .unwrap_or_default();
-        if self.last_published.as_ref() == Some(&value) {
+        let change = status_pace::classify(self.last_published.as_ref(), &value);
+        if !status_pace::due(
+            change,
+            self.last_published_at,
+            Instant::now(),
+            status_pace::LAG_EVERY,
+        ) {
             return;
         }
         let api: Api<AccountPair> = Api::namespaced(self.env.client.clone(), &self.ns);
@@ -462,6 +472,7 @@ impl PairActor {
             Ok(p) => {
                 self.stored = p.status.unwrap_or_default();
                 self.last_published = Some(value);
+                self.last_published_at = Some(Instant::now());
             }
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 self.stored = previous;

@@ -1,0 +1,94 @@
+//! Pure: when a pair's new status is worth a write to the API server.
+//!
+//! A pair's status changes on every tick under load: lag in records and seconds, the last
+//! applied time, and the `Replicating` condition's message that repeats them. Writing each
+//! of those costs a GET and a PATCH a pair every tick, which a fleet of pairs turns into
+//! most of the API server's load. What a human acts on is still written at once:
+//! - anything but those figures (a verdict, a condition's status or reason, the active
+//!   side, a brake, a notice, a problem message…);
+//! - lag becoming zero or non-zero (caught up / behind), and the first applied time.
+//!
+//! Lag figures that only move are written at most every [`LAG_EVERY`]. The
+//! `understudy_replication_lag_*` gauges stay live.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+/// How often a status whose only change is lag figures is written.
+pub const LAG_EVERY: Duration = Duration::from_secs(30);
+
+/// How a new status differs from the last one written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing.
+    None,
+    /// Only lag figures moved (see the module's documentation).
+    Figures,
+    /// Something a human would notice.
+    Visible,
+}
+
+/// Compare `next` with the status last written (`None`: nothing written yet).
+pub fn classify(last: Option<&Value>, next: &Value) -> Change {
+    let Some(last) = last else {
+        return Change::Visible;
+    };
+    if last == next {
+        return Change::None;
+    }
+    if lag_zero(last) != lag_zero(next) || applied_seen(last) != applied_seen(next) {
+        return Change::Visible;
+    }
+    if without_figures(last) == without_figures(next) {
+        Change::Figures
+    } else {
+        Change::Visible
+    }
+}
+
+/// Whether to write now: a visible change at once, figures at most every `every` since
+/// the last write (`last_write`: when, if ever).
+pub fn due(change: Change, last_write: Option<Instant>, now: Instant, every: Duration) -> bool {
+    match change {
+        Change::None => false,
+        Change::Visible => true,
+        Change::Figures => last_write.is_none_or(|t| now.saturating_duration_since(t) >= every),
+    }
+}
+
+fn lag_zero(s: &Value) -> Option<bool> {
+    s.pointer("/replication/lagRecords")
+        .and_then(Value::as_i64)
+        .map(|n| n == 0)
+}
+
+fn applied_seen(s: &Value) -> bool {
+    s.pointer("/replication/lastAppliedAt")
+        .is_some_and(|v| !v.is_null())
+}
+
+/// The status with its lag figures blanked.
+fn without_figures(s: &Value) -> Value {
+    let mut s = s.clone();
+    if let Some(r) = s.get_mut("replication").and_then(Value::as_object_mut) {
+        for k in ["lagRecords", "lagSeconds", "lastAppliedAt"] {
+            r.remove(k);
+        }
+    }
+    if let Some(conds) = s.get_mut("conditions").and_then(Value::as_array_mut) {
+        for c in conds {
+            let figures_only = c.get("type").and_then(Value::as_str) == Some("Replicating")
+                && c.get("reason").and_then(Value::as_str) == Some("Replicating");
+            if figures_only && let Some(o) = c.as_object_mut() {
+                o.remove("message");
+            }
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+#[path = "status_pace_tests.rs"]
+mod tests;
