@@ -147,8 +147,11 @@ pub struct Tuning {
     /// within it (topics, checkpoint, committed offsets), or the start fails saying Kafka
     /// is unreachable.
     pub start_timeout: Duration,
-    /// How often lag is measured (end offsets) and exported.
+    /// How often lag is computed and exported.
     pub monitor_interval: Duration,
+    /// How often the broker is asked for end offsets (between two asks the source's own
+    /// acknowledgements keep them current; a fence always asks).
+    pub end_offsets_interval: Duration,
 }
 
 impl Default for Tuning {
@@ -171,6 +174,7 @@ impl Default for Tuning {
             stop_timeout: Duration::from_secs(30),
             start_timeout: Duration::from_secs(15),
             monitor_interval: Duration::from_millis(500),
+            end_offsets_interval: Duration::from_secs(30),
         }
     }
 }

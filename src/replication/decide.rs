@@ -29,7 +29,8 @@ mod bounds;
 mod tracker;
 
 pub use bounds::{
-    EndOffsetsFrom, MAX_SETTLE_RESERVE, drain_target, fence_read_budget, records_lost_total,
+    EndOffsetsFrom, MAX_SETTLE_RESERVE, drain_target, end_offsets_due, fence_read_budget,
+    records_lost_total,
 };
 pub use tracker::CheckpointTracker;
 

@@ -5,6 +5,7 @@
 //! The [`codec`] defines the records; [`decide`] holds every decision as pure functions.
 
 pub mod checkpoint;
+pub mod clients;
 pub mod codec;
 pub mod config;
 pub mod decide;

@@ -12,8 +12,8 @@
 //!   the sink's applied position, which it commits within `commit_interval`), lag in
 //!   seconds (age of the oldest change read but not yet applied), last applied at,
 //!   applied and DLQ counts, and the feed's failed reads as numbered, timed observations.
-//!   A background task refreshes end offsets and exports the lag gauges every
-//!   `monitor_interval`.
+//!   A background task exports the lag gauges every `monitor_interval` and asks the
+//!   broker for end offsets every `end_offsets_interval`.
 //! - [`Pipeline::fence`] returns within its bound (plus well under a second): the source
 //!   is stopped at the feed head seen at the call (nothing more is read or produced), and
 //!   the report says what Kafka did not acknowledge and where the drain's end offsets came
@@ -89,6 +89,9 @@ pub enum PipelineError {
 pub struct PipelineSnapshot {
     /// `primary-to-standby` or `standby-to-primary`.
     pub direction: &'static str,
+    /// Changes read from the active account's feed and not yet applied to the passive
+    /// one: records Kafka has not acknowledged yet (they grow while Kafka is away) plus
+    /// records in the topic the sink has not applied.
     pub lag_records: u64,
     pub lag_seconds: f64,
     /// RFC 3339.
@@ -497,7 +500,8 @@ pub fn compute_snapshot(
     now_ms: i64,
 ) -> PipelineSnapshot {
     let lag_records =
-        decide::lag_records(end_offsets, &source.produced_offsets, &sink.applied_offsets);
+        decide::lag_records(end_offsets, &source.produced_offsets, &sink.applied_offsets)
+            + source.unacknowledged;
     let lag_seconds = decide::lag_seconds(
         now_ms,
         source
@@ -540,7 +544,10 @@ fn forget_gauges(cfg: &PipelineConfig) {
         .remove_label_values(&labels);
 }
 
-/// Refreshes end offsets and exports the lag gauges.
+/// Exports the lag gauges every `monitor_interval` and refreshes end offsets from the
+/// broker every `end_offsets_interval` (and at the start): between two reads, what this
+/// pipeline's own source saw acknowledged keeps the end offsets current, so the broker is
+/// not asked a ListOffsets per pair every tick.
 async fn monitor(
     cfg: PipelineConfig,
     source: Arc<Source>,
@@ -553,11 +560,15 @@ async fn monitor(
     let lag_seconds = metrics().replication_lag_seconds.with_label_values(&labels);
     let mut tick = tokio::time::interval(cfg.tuning.monitor_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut asked: Option<Instant> = None;
     loop {
         tick.tick().await;
-        match sink.end_offsets(Duration::from_secs(2)).await {
-            Ok(o) => lock(&cache).end_offsets = o,
-            Err(e) => tracing::debug!(error = %e, "lag monitor: end offsets unavailable"),
+        if decide::end_offsets_due(asked, Instant::now(), cfg.tuning.end_offsets_interval) {
+            asked = Some(Instant::now());
+            match sink.end_offsets(Duration::from_secs(2)).await {
+                Ok(o) => lock(&cache).end_offsets = o,
+                Err(e) => tracing::debug!(error = %e, "lag monitor: end offsets unavailable"),
+            }
         }
         let end = lock(&cache).end_offsets.clone();
         let snap = compute_snapshot(
@@ -571,3 +582,7 @@ async fn monitor(
         lag_seconds.set(snap.lag_seconds);
     }
 }
+
+#[cfg(test)]
+#[path = "pipeline/snapshot_tests.rs"]
+mod snapshot_tests;

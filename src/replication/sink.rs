@@ -43,6 +43,7 @@ use tokio::time::Instant;
 
 use crate::metrics::metrics;
 use crate::provider::{AccountProvider, ProviderError};
+use crate::replication::clients;
 use crate::replication::config::PipelineConfig;
 use crate::replication::decide::{self, PartitionStart};
 
@@ -139,7 +140,7 @@ pub struct Sink {
     consumer: Arc<StreamConsumer>,
     /// End offsets are asked on a connection of their own: on the consumer's, the broker
     /// answers only after its pending long-poll fetch (up to `fetch.wait.max.ms`), which
-    /// a fence would wait for.
+    /// a fence would wait for. Shared with the other pipelines ([`clients`]).
     offsets_reader: Arc<BaseConsumer>,
     topic: String,
     stop: watch::Sender<bool>,
@@ -152,7 +153,7 @@ pub struct Sink {
 struct Ctx {
     cfg: PipelineConfig,
     provider: Arc<dyn AccountProvider>,
-    dlq: FutureProducer,
+    dlq: Arc<FutureProducer>,
     shared: Arc<Shared>,
     tag: String,
     topic: String,
@@ -192,21 +193,17 @@ impl Sink {
                     source,
                 })?;
         let consumer = Arc::new(consumer);
-        let offsets_reader: BaseConsumer =
-            cfg.reader_config()
-                .create()
-                .map_err(|source| SinkError::Client {
-                    what: "offsets reader",
-                    source,
-                })?;
-        let offsets_reader = Arc::new(offsets_reader);
-        let dlq: FutureProducer =
-            cfg.producer_config()
-                .create()
-                .map_err(|source| SinkError::Client {
-                    what: "DLQ producer",
-                    source,
-                })?;
+        let offsets_reader = clients::offsets_reader(&cfg.metadata_config()).map_err(|source| {
+            SinkError::Client {
+                what: "offsets reader",
+                source,
+            }
+        })?;
+        let dlq =
+            clients::dlq_producer(&cfg.producer_config()).map_err(|source| SinkError::Client {
+                what: "DLQ producer",
+                source,
+            })?;
         let topic = cfg.state_topic();
         let starts = {
             let (c, t, start) = (consumer.clone(), topic.clone(), cfg.start.clone());

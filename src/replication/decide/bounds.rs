@@ -64,6 +64,17 @@ pub fn records_lost_total(unacknowledged: Option<u64>, not_applied: Option<u64>)
     Some(unacknowledged?.saturating_add(not_applied?))
 }
 
+/// Whether the lag monitor asks the broker for end offsets now: at its first tick, then
+/// every `every`. Between two asks the source's own acknowledgements keep the end offsets
+/// current (only this pipeline's source writes the topic); a fence always asks.
+pub fn end_offsets_due(
+    last_asked: Option<tokio::time::Instant>,
+    now: tokio::time::Instant,
+    every: Duration,
+) -> bool {
+    last_asked.is_none_or(|t| now.saturating_duration_since(t) >= every)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +143,23 @@ mod tests {
         assert_eq!(records_lost_total(Some(3), None), None);
         assert_eq!(records_lost_total(None, None), None);
         assert_eq!(records_lost_total(Some(u64::MAX), Some(1)), Some(u64::MAX));
+    }
+
+    #[test]
+    fn the_broker_is_asked_at_the_start_then_once_per_interval() {
+        let t0 = tokio::time::Instant::now();
+        let every = Duration::from_secs(30);
+        assert!(end_offsets_due(None, t0, every));
+        assert!(!end_offsets_due(
+            Some(t0),
+            t0 + Duration::from_millis(500),
+            every
+        ));
+        assert!(!end_offsets_due(
+            Some(t0),
+            t0 + Duration::from_secs(29),
+            every
+        ));
+        assert!(end_offsets_due(Some(t0), t0 + every, every));
     }
 }

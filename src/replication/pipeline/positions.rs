@@ -8,11 +8,12 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::Consumer;
 use tokio::time::Instant;
 
 use super::PipelineError;
 use crate::provider::AccountProvider;
+use crate::replication::clients;
 use crate::replication::config::PipelineConfig;
 use crate::replication::decide::Flip;
 use crate::replication::sink::{self, SinkError};
@@ -53,13 +54,10 @@ pub(super) async fn probe(
 ) -> Result<(), PipelineError> {
     let client = cfg.metadata_config();
     let r = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        let c: BaseConsumer = client.create().map_err(|e| e.to_string())?;
-        let r = c
-            .fetch_metadata(None, left(deadline))
+        let c = clients::offsets_reader(&client).map_err(|e| e.to_string())?;
+        c.fetch_metadata(None, left(deadline))
             .map(|_| ())
-            .map_err(|e| e.to_string());
-        drop(c);
-        r
+            .map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| e.to_string())
@@ -105,10 +103,10 @@ pub async fn end_offsets(
     timeout: Duration,
 ) -> Result<BTreeMap<i32, i64>, PipelineError> {
     let deadline = Instant::now() + timeout;
-    let reader = cfg.reader_config();
+    let reader = cfg.metadata_config();
     let topic = cfg.state_topic();
     let r = tokio::task::spawn_blocking(move || -> Result<BTreeMap<i32, i64>, SinkError> {
-        let c: BaseConsumer = reader.create().map_err(|source| SinkError::Client {
+        let c = clients::offsets_reader(&reader).map_err(|source| SinkError::Client {
             what: "reader",
             source,
         })?;
