@@ -151,13 +151,11 @@ impl HttpProvider {
                 Ok(v)
             })
             .transpose()?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(options.connect_timeout)
-            .timeout(options.request_timeout)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| HttpConfigError::Client(e.to_string()))?;
+        let client = super::pool::client(super::pool::Timeouts {
+            connect: Some(options.connect_timeout),
+            request: options.request_timeout,
+        })
+        .map_err(|e| HttpConfigError::Client(e.to_string()))?;
         Ok(HttpProvider {
             client,
             base,

@@ -19,6 +19,7 @@ pub mod feedless;
 pub mod http;
 pub mod notice;
 pub mod officialaccount;
+pub mod pool;
 pub mod sim;
 pub mod snapshot;
 pub mod wecom;

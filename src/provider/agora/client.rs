@@ -81,10 +81,11 @@ impl ChatClient {
                 "appKey {app_key:?} is not ORG#APP (the console's App Key)"
             ))
         })?;
-        let http = reqwest::Client::builder()
-            .timeout(request_timeout)
-            .build()
-            .map_err(|e| ProviderError::Unavailable(format!("HTTP client: {e}")))?;
+        let http = crate::provider::pool::client(crate::provider::pool::Timeouts {
+            connect: None,
+            request: request_timeout,
+        })
+        .map_err(|e| ProviderError::Unavailable(format!("HTTP client: {e}")))?;
         Ok(ChatClient {
             http,
             base: format!("{}/{org}/{app}", api_base.trim_end_matches('/')),

@@ -109,10 +109,11 @@ impl ApiClient {
         secret: &str,
         options: &ClientOptions,
     ) -> Result<Self, ProviderError> {
-        let http = reqwest::Client::builder()
-            .timeout(options.request_timeout)
-            .build()
-            .map_err(|e| ProviderError::Unavailable(format!("HTTP client: {e}")))?;
+        let http = crate::provider::pool::client(crate::provider::pool::Timeouts {
+            connect: None,
+            request: options.request_timeout,
+        })
+        .map_err(|e| ProviderError::Unavailable(format!("HTTP client: {e}")))?;
         let base = options.api_base.as_deref().unwrap_or(dialect.default_base);
         Ok(ApiClient {
             dialect,
