@@ -141,6 +141,13 @@ async fn with_the_broker_down_fence_and_drain_return_in_bound_and_count_every_ch
         .await
         .expect("pipeline starts");
     let (load, task) = broker_killed_under_load(&mut kafka, &bed, &p, 21).await;
+    // The changes read while the broker is away count as lag: it grows, it does not show 0.
+    wait_until(
+        Duration::from_secs(20),
+        "lag to count the 2,000 changes read since the broker died",
+        || async { (p.snapshot().lag_records >= 2_000).then_some(()) },
+    )
+    .await;
 
     let t = Instant::now();
     let fence = p.fence(Duration::from_secs(2)).await;
