@@ -81,3 +81,10 @@ bench-wecom: deps ## WeCom (release; the test bed's Kafka, started if needed): r
 
 bench-verify: deps ## Drill verifier benchmark (release, no test bed): 100k and 1M entities per side, in process and over HTTP; writes target/bench/verify.json
 	$(CARGO) bench --bench verify
+
+.PHONY: image image-check
+image: ## The operator's OCI image (release build, FROM scratch, user 65532; no container engine, needs root): target/image/understudy-VERSION.oci.tar and the OCI layout target/image/oci, tagged with the crate version
+	@packaging/image.sh
+
+image-check: image ## Build the image, then run its entrypoint from the image config as the image user (--version, operator --help) without a container engine
+	@tests/image/check.sh
