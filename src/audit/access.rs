@@ -80,20 +80,29 @@ impl AuditKafka {
     /// `text` with every redacted property value (of at least 3 characters) replaced
     /// by `<redacted>`: for error messages that may quote a configuration value.
     pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        let mut secrets: Vec<&str> = self
+        let secrets: Vec<&str> = self
             .properties
             .iter()
             .filter(|(k, v)| !SHOWN.contains(&k.as_str()) && v.len() >= MIN_SCRUBBED)
             .map(|(_, v)| v.as_str())
             .collect();
-        // Longest first, so a value containing another is replaced whole.
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        for s in secrets {
+        scrub_values(text, &secrets)
+    }
+}
+
+/// `text` with every occurrence of each of `values` replaced by `<redacted>`, longest
+/// value first (so a value containing another is replaced whole). Shared by the Kafka
+/// settings above and the plugin's support bundle.
+pub fn scrub_values(text: &str, values: &[&str]) -> String {
+    let mut sorted: Vec<&str> = values.iter().copied().filter(|v| !v.is_empty()).collect();
+    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = text.to_string();
+    for s in sorted {
+        if out.contains(s) {
             out = out.replace(s, "<redacted>");
         }
-        out
     }
+    out
 }
 
 impl fmt::Debug for AuditKafka {

@@ -74,11 +74,12 @@ enum Command {
     about = "On-call commands for understudy account pairs",
     long_about = "On-call commands for understudy account pairs. Every change goes through a \
 Switchover or Drill object, exactly as the operator's own automatic failover does.\n\n\
-Uses the current kubeconfig ($KUBECONFIG or ~/.kube/config; --kubeconfig, --context) and the \
+Uses the current kubeconfig ($KUBECONFIG or ~/.kube/config; --kubeconfig, --context; \
+--as/--as-group to impersonate, --request-timeout to bound each API request) and the \
 context's namespace unless -n/--namespace is given. Changes ask for confirmation on a terminal; \
 without a terminal they need --yes.",
     after_long_help = "Exit codes:\n  0  done as asked\n  1  failed (server or system error, \
-a switchover that failed or was cancelled, a broken audit chain)\n  2  wrong or refused input \
+forbidden by RBAC, a switchover that failed or was cancelled, a broken audit chain)\n  2  wrong or refused input \
 (missing reason, the side already active, no terminal and no --yes); nothing changed\n  \
 3  not found (pair, switchover, audit topic)\n  4  conflict (a switchover already running, a \
 cancel after it started); nothing changed"
@@ -99,6 +100,13 @@ enum PluginCommand {
         #[arg(short, long, value_enum, default_value_t = Format::Yaml)]
         output: Format,
     },
+    /// Print the shell completion script of kubectl-understudy (bash, zsh or fish).
+    ///
+    /// Example: source <(kubectl understudy completion bash)
+    Completion {
+        #[arg(value_enum)]
+        shell: plugin::completion::Shell,
+    },
     #[command(flatten)]
     Verb(plugin::Verb),
 }
@@ -107,6 +115,12 @@ enum PluginCommand {
 enum Format {
     Yaml,
     Json,
+}
+
+/// The plugin's command line definition (for completion scripts).
+pub fn plugin_command() -> clap::Command {
+    use clap::CommandFactory;
+    PluginCli::command()
 }
 
 /// True when the program was invoked as the kubectl plugin.
@@ -124,6 +138,10 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         match PluginCli::try_parse_from(&args) {
             Ok(cli) => match cli.command {
                 PluginCommand::Crd { output } => print_crds(output),
+                PluginCommand::Completion { shell } => {
+                    print!("{}", plugin::completion::script(plugin_command(), shell));
+                    Ok(())
+                }
                 PluginCommand::Verb(verb) => return plugin::run(cli.global, verb),
             },
             Err(e) => return clap_exit(e),

@@ -2,10 +2,9 @@
 //! `kubectl understudy` plugin accepts, with the flags it names.
 
 use chrono::{TimeZone, Utc};
-use clap::Parser;
 
 use super::*;
-use crate::cli::plugin::{DrillVerb, Global, Verb};
+use crate::cli::plugin::{DrillVerb, Verb, command_line};
 use crate::notify::event::StoppedState;
 use crate::notify::event::tests::every_event;
 
@@ -19,67 +18,21 @@ fn note(event: Event, serving: Side) -> Notification {
     }
 }
 
-/// The plugin's command line, as `kubectl understudy …` hands it over.
-#[derive(Parser, Debug)]
+/// A message's command, parsed by the plugin's own parser
+/// ([`crate::cli::plugin::command_line`], which also checks the runbooks' commands).
 struct Plugin {
-    #[command(flatten)]
-    global: Global,
-    #[command(subcommand)]
+    namespace: Option<String>,
     verb: Verb,
 }
 
-/// Split a command line as a POSIX shell does for the quoting `word` and the messages use.
-fn shell_split(line: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            ' ' if in_word => {
-                words.push(std::mem::take(&mut cur));
-                in_word = false;
-            }
-            ' ' => {}
-            '"' => {
-                in_word = true;
-                for d in chars.by_ref() {
-                    if d == '"' {
-                        break;
-                    }
-                    cur.push(d);
-                }
-            }
-            '\'' => {
-                in_word = true;
-                for d in chars.by_ref() {
-                    if d == '\'' {
-                        break;
-                    }
-                    cur.push(d);
-                }
-            }
-            '\\' => {
-                in_word = true;
-                cur.extend(chars.next());
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
-        }
-    }
-    if in_word {
-        words.push(cur);
-    }
-    words
-}
-
 fn parse(command: &str) -> Plugin {
-    let words = shell_split(command);
-    assert_eq!(words[..2], ["kubectl", "understudy"], "{command}");
-    let argv = std::iter::once("kubectl-understudy".to_string()).chain(words[2..].iter().cloned());
-    Plugin::try_parse_from(argv).unwrap_or_else(|e| panic!("{command}: {e}"))
+    let p = command_line::parse(command).unwrap_or_else(|e| panic!("{e}"));
+    Plugin {
+        namespace: p.namespace,
+        verb: p
+            .verb
+            .unwrap_or_else(|| panic!("{command}: not an on-call verb")),
+    }
 }
 
 #[test]
@@ -93,12 +46,7 @@ fn every_command_of_every_message_is_a_valid_plugin_command() {
             }
             for c in &m.choices {
                 let p = parse(&c.command);
-                assert_eq!(
-                    p.global.namespace.as_deref(),
-                    Some("payments"),
-                    "{}",
-                    c.command
-                );
+                assert_eq!(p.namespace.as_deref(), Some("payments"), "{}", c.command);
             }
         }
     }
@@ -218,7 +166,7 @@ fn a_stuck_switchover_offers_status_and_cancel() {
     let m = render(&note(every_event().remove(5), Side::Primary));
     assert_eq!(
         m.what,
-        "Switchover wecom-switchover-x7 has been at step drain for 10m 0s."
+        "Switchover wecom-switchover-x7 started 10m 0s ago and has not finished; it is at step drain."
     );
     assert_eq!(
         m.choices[0].command,
@@ -268,7 +216,7 @@ fn odd_names_are_quoted_for_the_shell() {
     assert_eq!(word("it's"), r"'it'\''s'");
     assert_eq!(word(""), "''");
     assert_eq!(
-        shell_split(&format!("x {}", word("it's $HOME"))),
+        command_line::shell_split(&format!("x {}", word("it's $HOME"))),
         ["x", "it's $HOME"]
     );
 }

@@ -465,7 +465,14 @@ async fn automatic_failback_after_the_hold_down() {
     };
     let h = oc.run(&["history", "wecom", "-n", &ns]).await;
     h.expect(0, "history");
-    let lines: Vec<&str> = h.stdout.lines().collect();
+    // The switchovers among the pair's other entries (verdicts, pages), newest first.
+    let lines: Vec<&str> = std::iter::once("")
+        .chain(
+            h.stdout
+                .lines()
+                .filter(|l| l.split_whitespace().nth(1) == Some("switchover")),
+        )
+        .collect();
     assert!(
         lines[1].contains("failback")
             && lines[1].contains("Automatic")

@@ -1,4 +1,4 @@
-//! `status`, `history`, `pause` and `resume`, and the confirmation prompt every change
+//! `status`, `pause` and `resume`, and the confirmation prompt every change
 //! goes through.
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -10,6 +10,7 @@ use serde_json::json;
 use super::checks;
 use super::client::{Kube, api_failure};
 use super::cmd_audit::append;
+use super::output;
 use super::view::{self, PAUSE_REASON, PAUSED_AT, PAUSED_BY};
 use super::{ChangeArgs, Failure, Outcome, Output, print_value};
 use crate::audit::kind;
@@ -56,32 +57,20 @@ pub async fn status(kube: &Kube, pair: Option<&str>, output: Output) -> Outcome 
         .await
         .map_err(|e| api_failure(e, "listing Switchovers"))?
         .items;
-    let rows: Vec<view::PairRow> = pairs.iter().map(|p| view::row(p, &switchovers)).collect();
     match output {
         Output::Table => {
+            let rows: Vec<view::PairRow> =
+                pairs.iter().map(|p| view::row(p, &switchovers)).collect();
             print!("{}", view::render_status(&rows));
             Ok(())
         }
-        other => print_value(&rows, other),
-    }
-}
-
-/// `history PAIR`.
-pub async fn history(kube: &Kube, pair: &str, limit: usize, output: Output) -> Outcome {
-    kube.pair(pair).await?;
-    let all = kube
-        .switchovers()
-        .list(&Default::default())
-        .await
-        .map_err(|e| api_failure(e, "listing Switchovers"))?
-        .items;
-    let rows = view::history(pair, &all, limit);
-    match output {
-        Output::Table => {
-            print!("{}", view::render_history(&rows));
-            Ok(())
+        other => {
+            let typed: Vec<output::PairStatus> = pairs
+                .iter()
+                .map(|p| output::pair_status(p, &switchovers))
+                .collect();
+            print_value(&typed, other)
         }
-        other => print_value(&rows, other),
     }
 }
 

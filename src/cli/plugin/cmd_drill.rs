@@ -16,7 +16,7 @@ use crate::api::{Drill, DrillSpec};
 use crate::audit::kind;
 use crate::drills::{render_json, render_text};
 
-fn drills(kube: &Kube) -> Api<Drill> {
+pub(super) fn drills(kube: &Kube) -> Api<Drill> {
     Api::namespaced(kube.client.clone(), &kube.namespace)
 }
 

@@ -27,7 +27,7 @@ pub struct EventLine {
     pub note: String,
 }
 
-fn event_line(e: &Event) -> Option<EventLine> {
+pub(super) fn event_line(e: &Event) -> Option<EventLine> {
     let ts = |t: &k8s_openapi::jiff::Timestamp| {
         DateTime::<Utc>::from_timestamp_micros(t.as_microsecond())
     };

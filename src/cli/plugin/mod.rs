@@ -17,10 +17,21 @@ mod client;
 mod cmd_audit;
 mod cmd_change;
 mod cmd_drill;
+mod cmd_history;
+mod cmd_report;
 mod cmd_switch;
+pub mod cmd_version;
+pub mod command_line;
+pub mod completion;
 mod evidence;
 mod evidence_ops;
+pub mod history;
+pub mod history_entry;
+pub mod output;
 pub mod progress;
+pub mod redact;
+mod report_collect;
+mod tarball;
 pub mod view;
 
 use std::path::PathBuf;
@@ -43,6 +54,18 @@ pub struct Global {
     /// Namespace of the pair (default: the kubeconfig context's namespace).
     #[arg(short = 'n', long, global = true)]
     pub namespace: Option<String>,
+    /// Act as this user (impersonation, as kubectl --as; your own user needs the
+    /// `impersonate` permission). Replaces the kubeconfig's own `as`.
+    #[arg(long = "as", global = true, value_name = "USER")]
+    pub as_user: Option<String>,
+    /// Act as this group too (repeatable; needs --as).
+    #[arg(long = "as-group", global = true, value_name = "GROUP")]
+    pub as_group: Vec<String>,
+    /// How long one API request may take before it is given up: 30s, 1m, 1m30s (a bare
+    /// number is seconds); 0 waits as long as it takes.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "0",
+          value_parser = client::parse_request_timeout)]
+    pub request_timeout: client::RequestTimeout,
 }
 
 /// How results are printed.
@@ -115,18 +138,15 @@ pub enum Verb {
         #[command(flatten)]
         change: ChangeArgs,
     },
-    /// A pair's switchovers, newest first: trigger, result, records lost, duration.
+    /// What happened to a pair, newest first: switchovers (trigger, result, records lost,
+    /// duration, who, why, forced gates), drills, pauses and resumes, gates overridden,
+    /// provider notices, verdict changes, pages and risk warnings.
     ///
-    /// Example: kubectl understudy history wecom
-    History {
-        /// Name of the AccountPair.
-        pair: String,
-        /// Show at most this many.
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-        #[arg(short, long, value_enum, default_value_t = Output::Table)]
-        output: Output,
-    },
+    /// Reads the Switchover and Drill objects, the pair, its Events and the audit trail
+    /// (the pair's Kafka, like `audit verify`; without it the command says what is left out).
+    ///
+    /// Example: kubectl understudy history wecom --since 7d
+    History(history::HistoryArgs),
     /// Export what an appeal to the provider needs into a directory: freeze signals and
     /// notices with timestamps, the account's recent operations, the audit records, the
     /// pair's Events and switchovers, and a README.txt explaining each file.
@@ -167,6 +187,36 @@ pub enum Verb {
     /// The hash-chained audit trail.
     #[command(subcommand)]
     Audit(AuditVerb),
+    /// Print the plugin's version, the API server's and the operator's (from its
+    /// Deployment's app.kubernetes.io/version label or image tag, with the Lease's holder).
+    /// An unreachable cluster is not an error: the server and operator versions are then
+    /// shown as unknown (exit 0).
+    ///
+    /// Example: kubectl understudy version -o json
+    Version {
+        /// Namespace of the operator (default: searched in every namespace).
+        #[arg(long)]
+        operator_namespace: Option<String>,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Write a support bundle for the maintainers: versions, the namespace's
+    /// AccountPairs, Switchovers and Drills (YAML), the operator's Lease(s), Deployment(s)
+    /// and pod logs, recent Events, and a README.txt listing every file. Secrets are never
+    /// included; Secret values and anything shaped like a credential are redacted.
+    ///
+    /// Example: kubectl understudy report -n payments -o ./understudy-report.tar.gz
+    Report {
+        /// A directory (created if missing), or a FILE.tar.gz / FILE.tgz archive.
+        #[arg(short = 'o', long = "output", value_name = "DIR|FILE.tar.gz")]
+        output: PathBuf,
+        /// How far back Events and logs go (e.g. 24h, 30m, 7d).
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// Namespace of the operator (default: searched in every namespace).
+        #[arg(long)]
+        operator_namespace: Option<String>,
+    },
 }
 
 /// `drill PAIR …` or `drill report NAME`.
@@ -302,7 +352,7 @@ pub struct SwitchArgs {
     /// Name of the AccountPair.
     pub pair: String,
     /// Side that should serve traffic afterwards: standby or primary.
-    #[arg(long, value_parser = parse_side)]
+    #[arg(long, ignore_case = true, value_parser = side_values())]
     pub to: Side,
     #[command(flatten)]
     pub args: MoveArgs,
@@ -317,8 +367,10 @@ pub struct FailbackArgs {
     pub args: MoveArgs,
 }
 
-fn parse_side(s: &str) -> Result<Side, String> {
-    s.parse()
+/// `standby` or `primary`, listed so that shell completion offers them.
+fn side_values() -> impl clap::builder::TypedValueParser<Value = Side> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(["standby", "primary"]).try_map(|s| s.parse::<Side>())
 }
 
 /// Why a verb ended without doing what was asked, and the exit code that says so.
@@ -377,8 +429,22 @@ pub fn run(global: Global, verb: Verb) -> ExitCode {
 }
 
 async fn dispatch(global: Global, verb: Verb) -> Outcome {
+    // `version` answers without a cluster too.
+    if let Verb::Version {
+        operator_namespace,
+        output,
+    } = &verb
+    {
+        return cmd_version::run(&global, operator_namespace.as_deref(), *output).await;
+    }
     let kube = client::Kube::connect(&global).await?;
     match verb {
+        Verb::Version { .. } => Ok(()),
+        Verb::Report {
+            output,
+            since,
+            operator_namespace,
+        } => cmd_report::run(&kube, &output, &since, operator_namespace.as_deref()).await,
         Verb::Status { pair, output } => cmd_change::status(&kube, pair.as_deref(), output).await,
         Verb::Switchover(a) => cmd_switch::switchover(&kube, &a.pair, a.to, &a.args, false).await,
         Verb::Failback(a) => {
@@ -393,11 +459,7 @@ async fn dispatch(global: Global, verb: Verb) -> Outcome {
             change,
         } => cmd_change::pause(&kube, &pair, Some(&reason), &change).await,
         Verb::Resume { pair, change } => cmd_change::pause(&kube, &pair, None, &change).await,
-        Verb::History {
-            pair,
-            limit,
-            output,
-        } => cmd_change::history(&kube, &pair, limit, output).await,
+        Verb::History(a) => cmd_history::history(&kube, &a).await,
         Verb::Evidence {
             pair,
             since,

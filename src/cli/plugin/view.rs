@@ -1,10 +1,10 @@
-//! Pure rendering: the status and history tables, the conditions that need attention,
-//! and the machine-readable rows behind `-o json|yaml`.
+//! Pure rendering: the status and history tables and the conditions that need attention.
+//! What `-o json|yaml` prints is typed apart, in [`super::output`].
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 use super::checks::{progress_of, running_switchover};
+use super::history_entry::{Entry, What, kind_name, side_word};
 use crate::api::switchover::SwitchoverPhase;
 use crate::api::{AccountPair, Side, Switchover};
 
@@ -23,9 +23,8 @@ pub fn pause_reason(pair: &AccountPair) -> Option<String> {
         .cloned()
 }
 
-/// One pair as `status` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// One pair as the `status` table shows it.
+#[derive(Clone, Debug, PartialEq)]
 pub struct PairRow {
     pub name: String,
     pub active: String,
@@ -42,21 +41,25 @@ pub struct PairRow {
     pub attention: Vec<String>,
 }
 
-/// Conditions that need attention: NeedsHuman/RiskWarning True, the health and
-/// readiness conditions False or Unknown, a pause.
+/// Does a condition of this type and status need a human: NeedsHuman/RiskWarning True,
+/// the health and readiness conditions False or Unknown.
+pub fn needs_attention(type_: &str, status: &str) -> bool {
+    match type_ {
+        "NeedsHuman" | "RiskWarning" => status == "True",
+        "Ready" | "Replicating" | "PrimaryHealthy" | "StandbyHealthy" | "DrillsPassing"
+        | "AuditTrail" => status != "True",
+        _ => false,
+    }
+}
+
+/// Conditions that need attention ([`needs_attention`]), and a pause.
 pub fn attention(pair: &AccountPair) -> Vec<String> {
     let mut out = Vec::new();
     let Some(st) = &pair.status else {
         return vec!["no status yet: is the operator running?".into()];
     };
     for c in &st.conditions {
-        let bad = match c.type_.as_str() {
-            "NeedsHuman" | "RiskWarning" => c.status == "True",
-            "Ready" | "Replicating" | "PrimaryHealthy" | "StandbyHealthy" | "DrillsPassing"
-            | "AuditTrail" => c.status != "True",
-            _ => false,
-        };
-        if bad {
+        if needs_attention(&c.type_, &c.status) {
             out.push(format!(
                 "{}={} ({}): {}",
                 c.type_, c.status, c.reason, c.message
@@ -216,98 +219,209 @@ pub fn render_status(rows: &[PairRow]) -> String {
     out
 }
 
-/// One switchover as `history` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HistoryRow {
-    pub name: String,
-    pub created: String,
-    pub to: String,
-    pub mode: String,
-    pub trigger: String,
-    pub result: String,
-    pub records_lost: Option<i64>,
-    pub duration_ms: Option<i64>,
-    pub requested_by: String,
-    pub reason: String,
-}
-
-fn created(so: &Switchover) -> Option<DateTime<Utc>> {
-    so.metadata
-        .creation_timestamp
-        .as_ref()
-        .and_then(|t| DateTime::<Utc>::from_timestamp_micros(t.0.as_microsecond()))
-}
-
-/// The pair's switchovers, newest first.
-pub fn history(pair: &str, all: &[Switchover], limit: usize) -> Vec<HistoryRow> {
-    let mut mine: Vec<&Switchover> = all.iter().filter(|s| s.spec.pair == pair).collect();
-    mine.sort_by(|a, b| {
-        created(b)
-            .cmp(&created(a))
-            .then_with(|| b.metadata.name.cmp(&a.metadata.name))
-    });
-    mine.into_iter()
-        .take(limit)
-        .map(|so| {
-            let st = so.status.clone().unwrap_or_default();
-            let cancel_asked = so.metadata.annotations.as_ref().is_some_and(|a| {
-                a.contains_key(crate::controller::switchover::CANCEL_REQUESTED_BY)
-            });
-            let result = match (&so.status, cancel_asked) {
+/// One history entry as a table row: TIME KIND NAME RESULT LOST DURATION BY DETAIL.
+fn history_cells(e: &Entry) -> Vec<String> {
+    let dash = || "-".to_string();
+    let secs = |ms: Option<i64>| ms.map_or_else(dash, |ms| format!("{:.1}s", ms as f64 / 1000.0));
+    let opt = |s: &Option<String>| s.clone().unwrap_or_else(dash);
+    let (name, result, lost, took, detail) = match &e.what {
+        What::Switchover {
+            name,
+            to,
+            mode,
+            trigger,
+            dry_run,
+            phase,
+            step,
+            not_before,
+            cancel_requested,
+            records_lost,
+            records_lost_unknown,
+            duration_ms,
+            forced_gates,
+            reason,
+            message,
+        } => {
+            let result = match (phase, cancel_requested) {
                 (None, true) => "Pending (cancel requested)".to_string(),
-                (None, false) => "Pending".to_string(),
-                (Some(s), _) if s.phase == SwitchoverPhase::Running => progress_of(so),
-                (Some(s), _) => format!("{:?}", s.phase),
+                (None, false) => match not_before {
+                    Some(t) => format!("Pending, not before {}", rfc3339(*t)),
+                    None => "Pending".to_string(),
+                },
+                (Some(SwitchoverPhase::Running), _) => match step {
+                    Some(s) => format!("Running, step {s}"),
+                    None => "Running".to_string(),
+                },
+                (Some(p), _) => format!("{p:?}"),
             };
-            HistoryRow {
-                name: so.metadata.name.clone().unwrap_or_default(),
-                created: created(so)
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                    .unwrap_or_default(),
-                to: so.spec.to.to_string(),
-                mode: format!(
-                    "{:?}{}",
-                    so.spec.mode,
-                    if so.spec.dry_run { " (dry run)" } else { "" }
-                ),
-                trigger: format!("{:?}", so.spec.trigger),
-                result,
-                records_lost: st.records_lost,
-                duration_ms: st.duration_ms,
-                requested_by: so.spec.requested_by.clone().unwrap_or_default(),
-                reason: so.spec.reason.clone(),
+            let mut d = vec![format!("to {}", to.as_deref().unwrap_or("?"))];
+            if let Some(m) = mode {
+                d.push(format!("{m:?}{}", if *dry_run { " (dry run)" } else { "" }));
             }
-        })
-        .collect()
+            if let Some(t) = trigger {
+                d.push(format!("{t:?}"));
+            }
+            if !forced_gates.is_empty() {
+                d.push(format!("forced: {} gate skipped", forced_gates.join(", ")));
+            }
+            if let Some(u) = records_lost_unknown {
+                d.push(format!("records lost unknown: {u}"));
+            }
+            if let Some(r) = reason {
+                d.push(format!("reason: {r}"));
+            }
+            if let (Some(SwitchoverPhase::Failed | SwitchoverPhase::Cancelled), Some(m)) =
+                (phase, message)
+            {
+                d.push(m.clone());
+            }
+            let lost = match (records_lost, records_lost_unknown) {
+                (Some(n), _) => n.to_string(),
+                (None, Some(_)) => "unknown".to_string(),
+                _ => dash(),
+            };
+            (
+                name.clone(),
+                result,
+                lost,
+                secs(*duration_ms),
+                d.join(" · "),
+            )
+        }
+        What::Drill {
+            name,
+            rehearse,
+            scheduled,
+            phase,
+            result,
+            duration_ms,
+            differences,
+            message,
+        } => {
+            let r = match (result, phase) {
+                (Some(r), _) => format!("{r:?}"),
+                (None, Some(p)) => format!("{p:?}"),
+                (None, None) => "Pending".to_string(),
+            };
+            let mut d = vec![if *scheduled { "scheduled" } else { "on demand" }.to_string()];
+            if *rehearse {
+                d.push("with rehearsal".into());
+            }
+            if let Some(n) = differences {
+                d.push(format!("{n} records differ"));
+            }
+            d.extend(message.clone());
+            (name.clone(), r, dash(), secs(*duration_ms), d.join(" · "))
+        }
+        What::Pause { reason } => (
+            dash(),
+            "paused".into(),
+            dash(),
+            dash(),
+            format!("automatic failover suspended: {}", opt(reason)),
+        ),
+        What::Resume { previous_reason } => (
+            dash(),
+            "resumed".into(),
+            dash(),
+            dash(),
+            format!(
+                "automatic failover on again (was paused: {})",
+                opt(previous_reason)
+            ),
+        ),
+        What::GateForced { switchover, gate } => (
+            switchover.clone(),
+            "overridden".into(),
+            dash(),
+            dash(),
+            format!("the {gate} gate failed and was skipped by --force"),
+        ),
+        What::Notice {
+            side,
+            account,
+            notice,
+            reason,
+        } => (
+            side_word(side),
+            notice.clone(),
+            dash(),
+            dash(),
+            format!(
+                "provider notice on account {} ({}), signature verified",
+                opt(account),
+                opt(reason)
+            ),
+        ),
+        What::Verdict {
+            side,
+            account,
+            from,
+            to,
+            reason,
+        } => (
+            side_word(side),
+            match from {
+                Some(f) => format!("{f} -> {to}"),
+                None => to.clone(),
+            },
+            dash(),
+            dash(),
+            format!(
+                "{}{}",
+                account
+                    .as_ref()
+                    .map(|a| format!("account {a}: "))
+                    .unwrap_or_default(),
+                opt(reason)
+            ),
+        ),
+        What::Page {
+            brake,
+            pages,
+            reason,
+        } => (
+            dash(),
+            if *pages { "paged" } else { "held" }.into(),
+            dash(),
+            dash(),
+            format!(
+                "no automatic failover{}: {reason}",
+                brake
+                    .as_ref()
+                    .map(|b| format!(" ({b})"))
+                    .unwrap_or_default()
+            ),
+        ),
+        What::RiskWarning { message } => {
+            (dash(), "warning".into(), dash(), dash(), message.clone())
+        }
+    };
+    vec![
+        e.at.map_or_else(dash, rfc3339),
+        kind_name(&e.what).to_string(),
+        name,
+        result,
+        lost,
+        took,
+        e.by.clone().unwrap_or_else(dash),
+        detail,
+    ]
 }
 
-pub fn render_history(rows: &[HistoryRow]) -> String {
-    if rows.is_empty() {
-        return "no switchovers yet\n".into();
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// `history` as text, newest first.
+pub fn render_history(entries: &[Entry]) -> String {
+    if entries.is_empty() {
+        return "nothing in the history of this pair in the window (see --since)\n".into();
     }
-    let body: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.name.clone(),
-                r.created.clone(),
-                r.to.clone(),
-                r.mode.clone(),
-                r.trigger.clone(),
-                r.result.clone(),
-                r.records_lost.map_or("-".into(), |n| n.to_string()),
-                r.duration_ms
-                    .map_or("-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0)),
-                r.requested_by.clone(),
-                r.reason.clone(),
-            ]
-        })
-        .collect();
+    let body: Vec<Vec<String>> = entries.iter().map(history_cells).collect();
     table(
         &[
-            "NAME", "CREATED", "TO", "MODE", "TRIGGER", "RESULT", "LOST", "DURATION", "BY",
-            "REASON",
+            "TIME", "KIND", "NAME", "RESULT", "LOST", "DURATION", "BY", "DETAIL",
         ],
         &body,
     )

@@ -2,7 +2,6 @@
 
 use super::super::checks::tests::{pair, so};
 use super::*;
-use crate::api::switchover::{SwitchoverMode, SwitchoverStatus, Trigger};
 use crate::api::{Condition, Side};
 
 fn cond(t: &str, status: &str, reason: &str, message: &str) -> Condition {
@@ -84,46 +83,6 @@ fn status_table_shows_sides_lag_and_what_is_in_progress() {
     let header = text.lines().next().unwrap();
     assert!(header.starts_with("PAIR") && header.contains("LAST DRILL"));
     assert!(text.contains("in progress: wecom-failback-x"), "{text}");
-}
-
-#[test]
-fn history_is_newest_first_with_result_loss_and_duration() {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    let at = |s: i64| {
-        Some(Time(
-            k8s_openapi::jiff::Timestamp::from_second(1_700_000_000 + s).unwrap(),
-        ))
-    };
-    let mut old = so("wecom-failover-1", "wecom", None);
-    old.metadata.creation_timestamp = at(0);
-    old.spec.trigger = Trigger::Automatic;
-    old.spec.mode = SwitchoverMode::Emergency;
-    old.status = Some(SwitchoverStatus {
-        phase: SwitchoverPhase::Succeeded,
-        records_lost: Some(2),
-        duration_ms: Some(840),
-        ..Default::default()
-    });
-    let mut new = so("wecom-switchover-2", "wecom", None);
-    new.metadata.creation_timestamp = at(100);
-    new.spec.to = Side::Primary;
-    new.status = Some(SwitchoverStatus {
-        phase: SwitchoverPhase::Succeeded,
-        records_lost: Some(0),
-        duration_ms: Some(2500),
-        ..Default::default()
-    });
-    let mut other = so("x", "other", None);
-    other.metadata.creation_timestamp = at(200);
-    let rows = history("wecom", &[old, other, new], 10);
-    assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0].name, "wecom-switchover-2");
-    assert_eq!(rows[1].trigger, "Automatic");
-    assert_eq!(rows[1].records_lost, Some(2));
-    let text = render_history(&rows);
-    assert!(text.lines().nth(1).unwrap().contains("2.5s"), "{text}");
-    assert!(text.contains("Emergency") && text.contains("alice"));
-    assert_eq!(history("wecom", &[], 10).len(), 0);
 }
 
 #[test]
