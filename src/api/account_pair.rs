@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{Condition, PositiveDuration, SecretKeyRef, Side};
 use super::cron::CronSchedule;
+use super::notification::PairNotifications;
 use crate::model::EntityKind;
 
 pub use super::account_ref::{AccountRef, CallbackSpec, ProviderKind, SecretRef};
@@ -79,6 +80,11 @@ pub struct AccountPairSpec {
     /// `kubectl understudy pause` together with the reason annotation.
     #[serde(default)]
     pub paused: bool,
+    /// Where this pair's notifications go: which of the operator's sinks
+    /// (`operatorSinks`; omitted: all) and the pair's own `sinks` (Secrets in this
+    /// namespace). Omitted: every operator sink.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<PairNotifications>,
 }
 
 /// Replication settings.

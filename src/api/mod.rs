@@ -6,6 +6,7 @@ pub mod account_ref;
 pub mod common;
 pub mod cron;
 pub mod drill;
+pub mod notification;
 pub mod switchover;
 pub mod traffic;
 

@@ -281,7 +281,8 @@ pub fn error_policy(_d: Arc<Drill>, err: &Error, _ctx: Arc<Context>) -> Action {
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Every 15 s: create the Drill of a due slot for each pair, prune old drills. One LIST
+/// Every 15 s: create the Drill of a due slot for each pair, prune old drills, and tell
+/// people when a pair's drills are overdue ([`crate::notify::late::overdue`]). One LIST
 /// of Drills per namespace per round (not one per pair, nor a GET of each pair: the
 /// pair's creation time is on its handle), so a fleet of pairs costs the API server a
 /// request per namespace every 15 s.
@@ -301,7 +302,7 @@ pub async fn schedule_loop(ctx: Arc<Context>) {
                 }
             };
             for w in workers {
-                if let Err(e) = schedule_pair(&api, &w, &all).await {
+                if let Err(e) = schedule_pair(&ctx, &api, &w, &all).await {
                     tracing::warn!(pair = %w.name, error = %e, "drill schedule");
                 }
             }
@@ -320,16 +321,31 @@ fn by_namespace(
     m
 }
 
-async fn schedule_pair(api: &Api<Drill>, w: &PairHandle, all: &[Drill]) -> Result<(), String> {
+async fn schedule_pair(
+    ctx: &Context,
+    api: &Api<Drill>,
+    w: &PairHandle,
+    all: &[Drill],
+) -> Result<(), String> {
     let spec = &w.spec.drills;
-    if spec.suspend {
-        return Ok(());
-    }
     let mine: Vec<Drill> = all
         .iter()
         .filter(|d| d.spec.pair == w.name)
         .cloned()
         .collect();
+    // Overdue whether or not scheduled drills are suspended (the alert's rule).
+    if let Some(created) = w.created {
+        ctx.notifications.drill_overdue(
+            &w.namespace,
+            &w.name,
+            created,
+            last_passed(&mine),
+            w.active(),
+        );
+    }
+    if spec.suspend {
+        return Ok(());
+    }
     // The last slot handled: the newest scheduled drill's slot, else the pair's creation.
     let created = w.created.unwrap_or_else(Utc::now);
     let last = mine
@@ -364,4 +380,14 @@ async fn schedule_pair(api: &Api<Drill>, w: &PairHandle, all: &[Drill]) -> Resul
         let _ = api.delete(&old, &DeleteParams::default()).await;
     }
     Ok(())
+}
+
+/// When the last of `drills` that passed finished.
+fn last_passed(drills: &[Drill]) -> Option<DateTime<Utc>> {
+    drills
+        .iter()
+        .filter_map(|d| d.status.as_ref())
+        .filter(|s| s.result == Some(DrillResult::Passed))
+        .filter_map(|s| parse(s.finished_at.as_deref()?))
+        .max()
 }

@@ -54,14 +54,13 @@ pub async fn run(
         }
         None => (LeaderHandle::always(), None),
     };
-    let notifications = match &opts.notifications {
-        Some(file) => {
-            super::notifications::Notifications::load(&client, file, &opts.own_namespace).await?
-        }
-        None => super::notifications::Notifications::default(),
-    };
-    let notifications = Arc::new(notifications);
-    tokio::spawn(notifications.clone().export_loop());
+    let notifications = super::notifications::Notifications::load(
+        &client,
+        opts.notifications.as_deref(),
+        &opts.own_namespace,
+        opts.namespace.as_deref(),
+    )
+    .await?;
     let ctx = Context::new(Env::new(
         client.clone(),
         leader.clone(),

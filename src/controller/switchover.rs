@@ -123,7 +123,17 @@ pub async fn reconcile(so: Arc<Switchover>, ctx: Arc<Context>) -> Result<Action,
     };
     match taken {
         Slot::Taken => {}
-        Slot::Mine => return Ok(Action::requeue(Duration::from_secs(5))),
+        Slot::Mine => {
+            // Running here: tell people once if it runs past the bound.
+            ctx.notifications.switchover_stuck(
+                &namespace,
+                &name,
+                &so.spec,
+                so.status.as_ref(),
+                handle.active(),
+            );
+            return Ok(Action::requeue(Duration::from_secs(5)));
+        }
         Slot::WaitForRehearsal(other) => {
             tracing::info!(switchover = %name, rehearsal = %other, "waiting for the pair's drill rehearsal to finish");
             return Ok(Action::requeue(Duration::from_millis(500)));

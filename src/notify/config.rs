@@ -1,6 +1,7 @@
 //! Where notifications go: sinks that refer to Secrets, configured for the whole
-//! operator and, optionally, per pair; and the sinks with their secrets read
-//! ([`ResolvedSink`]).
+//! operator (its `--notifications` file, [`NotificationConfig`]) and per pair
+//! (`spec.notifications`, [`PairNotifications`]: which operator sinks, and the pair's
+//! own); and the sinks with their secrets read ([`ResolvedSink`]).
 //!
 //! Contract:
 //! - The Secret named by `secretRef` holds, per kind (default key in brackets): a WeCom
@@ -20,97 +21,66 @@
 
 use std::fmt;
 
-use kube::KubeSchema;
 use reqwest::Url;
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::event::{EventKind, Notification, Severity};
 use super::formats::PAGERDUTY_EVENTS_URL;
-use crate::api::SecretKeyRef;
+pub use crate::api::notification::{NotificationSink, PairNotifications, SinkKind};
 
-/// The services a sink can post to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-pub enum SinkKind {
-    /// A WeCom (企业微信) group robot webhook; markdown messages.
-    WecomRobot,
-    /// A Slack (or Slack-compatible) incoming webhook.
-    Slack,
-    /// PagerDuty Events API v2.
-    PagerDuty,
-    /// Any HTTPS endpoint taking a signed JSON document.
-    Webhook,
-}
+/// Seconds a production switchover may run before `SwitchoverStuck` is sent (the
+/// chart's `prometheusRule.thresholds.switchoverStuckSeconds`, the alert
+/// UnderstudyFailoverStuck's threshold).
+pub const DEFAULT_SWITCHOVER_STUCK_SECONDS: u64 = 600;
+/// Days without a passed drill before `DrillOverdue` is sent (the chart's
+/// `prometheusRule.thresholds.drillOverdueDays`, the alert UnderstudyDrillOverdue's).
+pub const DEFAULT_DRILL_OVERDUE_DAYS: u32 = 35;
+/// How often the sinks' Secrets are read again, so a rotated credential is used
+/// without a restart.
+pub const DEFAULT_SECRET_REFRESH_SECONDS: u64 = 60;
 
-impl SinkKind {
-    /// Lower-case name for metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SinkKind::WecomRobot => "wecom-robot",
-            SinkKind::Slack => "slack",
-            SinkKind::PagerDuty => "pagerduty",
-            SinkKind::Webhook => "webhook",
-        }
-    }
-
-    /// The Secret key read when `secretRef.key` is not set.
-    pub fn default_secret_key(self) -> &'static str {
-        match self {
-            SinkKind::WecomRobot | SinkKind::Slack => "url",
-            SinkKind::PagerDuty => "routingKey",
-            SinkKind::Webhook => "secret",
-        }
-    }
-}
-
-impl fmt::Display for SinkKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One destination of notifications.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
-#[x_kube(validation = kube::core::Rule::new("self.kind != 'Webhook' || has(self.url)")
-    .message("a Webhook sink needs url: the endpoint to post the signed document to"))]
-#[x_kube(validation = kube::core::Rule::new("!(self.kind in ['WecomRobot', 'Slack']) || !has(self.url)")
-    .message("a WecomRobot or Slack webhook URL holds its key: put the whole URL in the Secret named by secretRef (key url), not in url"))]
-#[serde(rename_all = "camelCase")]
-pub struct NotificationSink {
-    /// Unique name, used in metrics and conditions.
-    #[schemars(length(min = 1, max = 63))]
-    pub name: String,
-    pub kind: SinkKind,
-    /// The Secret with the credential: the URL (WecomRobot, Slack; key `url`), the
-    /// routing key (PagerDuty; key `routingKey`) or the HMAC secret (Webhook; key `secret`).
-    pub secret_ref: SecretKeyRef,
-    /// Webhook: the URL to post to (required). PagerDuty: the Events API URL (default
-    /// `https://events.pagerduty.com/v2/enqueue`). Not allowed for WecomRobot and Slack.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 2048))]
-    pub url: Option<String>,
-    /// Least severity sent (critical, warning or info; default: all).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_severity: Option<Severity>,
-    /// Only these kinds of event (default: all).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
-    pub events: Vec<EventKind>,
-}
-
-/// Notification settings of the operator, or of one pair.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
-#[x_kube(validation = kube::core::Rule::new("self.sinks.all(a, self.sinks.filter(b, b.name == a.name).size() == 1)")
-    .message("notification sink names must be unique"))]
+/// The operator's notification settings (its `--notifications` file).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationConfig {
     #[serde(default)]
-    #[schemars(length(max = 16))]
     pub sinks: Vec<NotificationSink>,
-    /// Per pair: also use the operator's sinks (default true). A pair's sink with the
-    /// name of an operator sink replaces it.
+    /// `SwitchoverStuck` once a production switchover has run this long (default
+    /// [`DEFAULT_SWITCHOVER_STUCK_SECONDS`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inherit_operator_sinks: Option<bool>,
+    pub switchover_stuck_seconds: Option<u64>,
+    /// `DrillOverdue` once no drill has passed for this many days (default
+    /// [`DEFAULT_DRILL_OVERDUE_DAYS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill_overdue_days: Option<u32>,
+    /// Read the sinks' Secrets again this often (default
+    /// [`DEFAULT_SECRET_REFRESH_SECONDS`], at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_refresh_seconds: Option<u64>,
+}
+
+impl NotificationConfig {
+    pub fn switchover_stuck_after(&self) -> chrono::Duration {
+        let secs = self
+            .switchover_stuck_seconds
+            .unwrap_or(DEFAULT_SWITCHOVER_STUCK_SECONDS);
+        chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000))
+    }
+
+    pub fn drill_overdue_after(&self) -> chrono::Duration {
+        chrono::Duration::days(i64::from(
+            self.drill_overdue_days
+                .unwrap_or(DEFAULT_DRILL_OVERDUE_DAYS),
+        ))
+    }
+
+    pub fn secret_refresh(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.secret_refresh_seconds
+                .unwrap_or(DEFAULT_SECRET_REFRESH_SECONDS)
+                .max(1),
+        )
+    }
 }
 
 /// Why a sink cannot be used. Never contains a secret value.
@@ -172,25 +142,33 @@ fn check_url(sink: &str, url: &str) -> Result<Url, ConfigError> {
     Ok(parsed)
 }
 
-/// The sinks that apply to a pair: its own, then the operator's unless it opts out; a
-/// pair's sink replaces the operator's sink of the same name.
+/// The sinks that apply to a pair: its own, then the operator's it uses (all of them
+/// unless `operatorSinks` names some; a pair's sink replaces the operator's sink of the
+/// same name).
 pub fn effective_sinks<'a>(
-    operator: &'a NotificationConfig,
-    pair: Option<&'a NotificationConfig>,
+    operator: &'a [NotificationSink],
+    pair: Option<&'a PairNotifications>,
 ) -> Vec<&'a NotificationSink> {
     let Some(pair) = pair else {
-        return operator.sinks.iter().collect();
+        return operator.iter().collect();
     };
     let mut out: Vec<&NotificationSink> = pair.sinks.iter().collect();
-    if pair.inherit_operator_sinks.unwrap_or(true) {
-        out.extend(
-            operator
-                .sinks
-                .iter()
-                .filter(|o| !pair.sinks.iter().any(|p| p.name == o.name)),
-        );
-    }
+    out.extend(operator.iter().filter(|o| pair.uses_operator_sink(&o.name)));
     out
+}
+
+/// Names in a pair's `operatorSinks` that are not the operator's sinks (a typo: the
+/// pair's messages would not go where its owners think).
+pub fn unknown_operator_sinks<'a>(
+    operator: &[NotificationSink],
+    pair: &'a PairNotifications,
+) -> Vec<&'a str> {
+    pair.operator_sinks
+        .iter()
+        .flatten()
+        .filter(|n| !operator.iter().any(|o| &o.name == *n))
+        .map(String::as_str)
+        .collect()
 }
 
 /// A credential. Shows as `<redacted>` in `Debug`; no `Display`, no `Serialize`.

@@ -4,7 +4,7 @@
 use chrono::{TimeZone, Utc};
 
 use super::*;
-use crate::api::Side;
+use crate::api::{SecretKeyRef, Side};
 use crate::notify::event::Event;
 
 const WECOM_URL: &str = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=SECRET-KEY-693a91f6";
@@ -50,7 +50,7 @@ sinks:
     url: https://hooks.example.com/understudy
     secretRef: {name: hook}
     events: [FailoverSucceeded, Resolved]
-inheritOperatorSinks: false
+switchoverStuckSeconds: 300
 "#;
     let c: NotificationConfig = serde_yaml::from_str(yaml).unwrap();
     assert_eq!(c.sinks.len(), 3);
@@ -62,7 +62,13 @@ inheritOperatorSinks: false
         c.sinks[2].events,
         [EventKind::FailoverSucceeded, EventKind::Resolved]
     );
-    assert_eq!(c.inherit_operator_sinks, Some(false));
+    assert_eq!(c.switchover_stuck_after(), chrono::Duration::minutes(5));
+    assert_eq!(
+        c.drill_overdue_after(),
+        chrono::Duration::days(35),
+        "the alert UnderstudyDrillOverdue's default"
+    );
+    assert_eq!(c.secret_refresh(), std::time::Duration::from_secs(60));
     for s in &c.sinks {
         s.validate().unwrap();
     }
@@ -76,15 +82,15 @@ inheritOperatorSinks: false
 }
 
 #[test]
-fn schema_carries_the_cel_rules() {
-    let schema = serde_json::to_string(&schemars::schema_for!(NotificationConfig)).unwrap();
+fn the_pair_crd_carries_the_sink_rules() {
+    let crds = crate::api::crds_yaml().unwrap();
     for needle in [
         "a Webhook sink needs url",
         "put the whole URL in the Secret",
-        "notification sink names must be unique",
-        "x-kubernetes-validations",
+        "notifications.sinks: two sinks have the same name",
+        "is both in notifications.operatorSinks and in notifications.sinks",
     ] {
-        assert!(schema.contains(needle), "{needle}: {schema}");
+        assert!(crds.contains(needle), "{needle}");
     }
 }
 
@@ -209,22 +215,20 @@ fn a_sink_takes_what_its_filters_allow() {
 }
 
 #[test]
-fn a_pair_adds_to_or_replaces_the_operator_sinks() {
-    let operator = NotificationConfig {
-        sinks: vec![
-            sink("pd", SinkKind::PagerDuty, None),
-            sink("chat", SinkKind::Slack, None),
-        ],
-        inherit_operator_sinks: None,
-    };
+fn a_pair_chooses_operator_sinks_adds_its_own_and_replaces_by_name() {
+    let operator = vec![
+        sink("pd", SinkKind::PagerDuty, None),
+        sink("chat", SinkKind::Slack, None),
+    ];
     let names = |v: Vec<&NotificationSink>| v.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
     assert_eq!(names(effective_sinks(&operator, None)), ["pd", "chat"]);
-    let mut pair = NotificationConfig {
+    // Own sinks, every operator sink but the one it replaces.
+    let mut pair = PairNotifications {
+        operator_sinks: None,
         sinks: vec![
             sink("chat", SinkKind::WecomRobot, None),
             sink("team", SinkKind::Slack, None),
         ],
-        inherit_operator_sinks: None,
     };
     let got = effective_sinks(&operator, Some(&pair));
     assert_eq!(names(got.clone()), ["chat", "team", "pd"]);
@@ -233,9 +237,33 @@ fn a_pair_adds_to_or_replaces_the_operator_sinks() {
         SinkKind::WecomRobot,
         "the pair's sink replaces the operator's"
     );
-    pair.inherit_operator_sinks = Some(false);
+    // Only the operator sinks it names; [] for none.
+    pair.operator_sinks = Some(vec!["pd".into()]);
+    assert_eq!(
+        names(effective_sinks(&operator, Some(&pair))),
+        ["chat", "team", "pd"]
+    );
+    pair.operator_sinks = Some(vec![]);
     assert_eq!(
         names(effective_sinks(&operator, Some(&pair))),
         ["chat", "team"]
     );
+    let only_pd = PairNotifications {
+        operator_sinks: Some(vec!["pd".into()]),
+        sinks: vec![],
+    };
+    assert_eq!(names(effective_sinks(&operator, Some(&only_pd))), ["pd"]);
+    assert!(only_pd.uses_operator_sink("pd") && !only_pd.uses_operator_sink("chat"));
+}
+
+#[test]
+fn operator_sinks_the_operator_does_not_have_are_named() {
+    let operator = vec![sink("pd", SinkKind::PagerDuty, None)];
+    let pair = PairNotifications {
+        operator_sinks: Some(vec!["pd".into(), "pager".into()]),
+        sinks: vec![],
+    };
+    assert_eq!(unknown_operator_sinks(&operator, &pair), ["pager"]);
+    let all = PairNotifications::default();
+    assert!(unknown_operator_sinks(&operator, &all).is_empty());
 }

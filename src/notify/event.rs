@@ -22,41 +22,14 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::api::Side;
+pub use crate::api::notification::{EventKind, Severity};
 
 /// Longest incident key (PagerDuty `dedup_key`: "maximum permitted length … 255 characters").
 pub const MAX_INCIDENT_KEY: usize = 255;
-
-/// How urgent a notification is. Ordered: `Info < Warning < Critical`.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// How the provider stopped an account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -71,44 +44,6 @@ impl fmt::Display for StoppedState {
             StoppedState::Frozen => "Frozen",
             StoppedState::Banned => "Banned",
         })
-    }
-}
-
-/// The kinds of [`Event`], for filters in the configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-pub enum EventKind {
-    SideFrozen,
-    FailoverStarted,
-    FailoverSucceeded,
-    FailoverFailed,
-    BrakePaged,
-    SwitchoverStuck,
-    DrillFailed,
-    DrillOverdue,
-    RiskWarning,
-    Resolved,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::SideFrozen => "SideFrozen",
-            EventKind::FailoverStarted => "FailoverStarted",
-            EventKind::FailoverSucceeded => "FailoverSucceeded",
-            EventKind::FailoverFailed => "FailoverFailed",
-            EventKind::BrakePaged => "BrakePaged",
-            EventKind::SwitchoverStuck => "SwitchoverStuck",
-            EventKind::DrillFailed => "DrillFailed",
-            EventKind::DrillOverdue => "DrillOverdue",
-            EventKind::RiskWarning => "RiskWarning",
-            EventKind::Resolved => "Resolved",
-        }
-    }
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -147,7 +82,8 @@ pub enum Event {
     BrakePaged {
         reason: String,
     },
-    /// A switchover has been at `step` for `for_secs` seconds.
+    /// A production switchover started `for_secs` seconds ago and has not finished; it
+    /// is at `step`.
     SwitchoverStuck {
         switchover: String,
         step: String,

@@ -214,7 +214,7 @@ fn describe(n: &Notification, c: &Commands) -> (String, String, Vec<Choice>) {
         } => (
             format!("switchover {switchover} stuck at {step}"),
             format!(
-                "Switchover {switchover} has been at step {step} for {}.",
+                "Switchover {switchover} started {} ago and has not finished; it is at step {step}.",
                 duration(*for_secs)
             ),
             vec![

@@ -17,13 +17,17 @@
 //! - [`deliver`](mod@deliver) sends one notification to one sink, with retries (capped exponential
 //!   backoff with jitter, a total deadline); [`notifier`] queues notifications per sink
 //!   without ever blocking the caller (a full queue drops and counts), keeps each sink's
-//!   messages in order, and counts sent, failed and dropped messages.
+//!   messages in order, and counts sent, failed and dropped messages; a sink's
+//!   credentials can be swapped while it runs (a rotated Secret).
+//! - [`late`] (pure) decides when a switchover is stuck and a pair's drills overdue,
+//!   by the same rules as the chart's alerts, and keeps each to one message.
 
 pub mod answer;
 pub mod config;
 pub mod deliver;
 pub mod event;
 pub mod formats;
+pub mod late;
 pub mod message;
 pub mod notifier;
 
@@ -31,7 +35,8 @@ pub mod notifier;
 mod test_server;
 
 pub use config::{
-    NotificationConfig, NotificationSink, ResolvedSink, Secret, SinkKind, effective_sinks,
+    NotificationConfig, NotificationSink, PairNotifications, ResolvedSink, Secret, SinkKind,
+    effective_sinks, unknown_operator_sinks,
 };
 pub use deliver::{
     Delivered, DeliveryError, RetryPolicy, Undelivered, client, client_builder, deliver,

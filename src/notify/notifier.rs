@@ -11,9 +11,12 @@
 //!   `failed` (given up), `dropped` and `retries`, and keeps the last failure (without
 //!   any secret) for a condition: [`Notifier::failing`] lists the sinks whose latest
 //!   delivery failed.
+//! - [`Notifier::replace`] swaps a sink's credentials (a rotated Secret) atomically: a
+//!   delivery uses the sink as it was when the delivery began, the next one the new
+//!   credentials; the queue, the order and the counters stay.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -100,8 +103,32 @@ struct Last {
     failing: bool,
 }
 
+/// A sink whose credentials can be swapped while its worker runs.
+#[derive(Clone)]
+struct Slot(Arc<RwLock<Arc<ResolvedSink>>>);
+
+impl Slot {
+    fn new(sink: ResolvedSink) -> Self {
+        Slot(Arc::new(RwLock::new(Arc::new(sink))))
+    }
+
+    fn current(&self) -> Arc<ResolvedSink> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, sink: ResolvedSink) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(sink);
+    }
+}
+
 struct SinkHandle {
-    sink: Arc<ResolvedSink>,
+    sink: Slot,
     tx: mpsc::Sender<Notification>,
     counters: Arc<Counters>,
 }
@@ -123,7 +150,7 @@ impl Notifier {
         let mut workers = Vec::with_capacity(sinks.len());
         for sink in sinks {
             let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
-            let sink = Arc::new(sink);
+            let sink = Slot::new(sink);
             let counters = Arc::new(Counters::default());
             workers.push(tokio::spawn(work(
                 client.clone(),
@@ -142,9 +169,19 @@ impl Notifier {
 
     /// Hand `n` to every sink that takes it; never blocks.
     pub fn notify(&self, n: &Notification) -> Enqueued {
+        self.notify_where(n, |_| true)
+    }
+
+    /// Hand `n` to every sink that takes it and whose name `chosen` accepts (a pair's
+    /// choice of the operator's sinks); never blocks. A sink not chosen is not counted.
+    pub fn notify_where(&self, n: &Notification, chosen: impl Fn(&str) -> bool) -> Enqueued {
         let mut out = Enqueued::default();
         for h in &self.sinks {
-            if !h.sink.wants(n) {
+            let sink = h.sink.current();
+            if !chosen(&sink.name) {
+                continue;
+            }
+            if !sink.wants(n) {
                 out.filtered += 1;
                 continue;
             }
@@ -153,8 +190,8 @@ impl Notifier {
                 Err(TrySendError::Full(_) | TrySendError::Closed(_)) => {
                     h.counters.dropped.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
-                        sink = %h.sink.name,
-                        kind = %h.sink.kind,
+                        sink = %sink.name,
+                        kind = %sink.kind,
                         incident = %n.incident_key(),
                         "notification dropped: the sink's queue is full"
                     );
@@ -165,6 +202,31 @@ impl Notifier {
         out
     }
 
+    /// Use `sink`'s credentials (and settings) for the sink of its name from the next
+    /// delivery on. `false`: no sink of that name, or nothing changed.
+    pub fn replace(&self, sink: ResolvedSink) -> bool {
+        let Some(h) = self
+            .sinks
+            .iter()
+            .find(|h| h.sink.current().name == sink.name)
+        else {
+            return false;
+        };
+        if *h.sink.current() == sink {
+            return false;
+        }
+        h.sink.set(sink);
+        true
+    }
+
+    /// The sinks' names, in the order they were started.
+    pub fn sink_names(&self) -> Vec<String> {
+        self.sinks
+            .iter()
+            .map(|h| h.sink.current().name.clone())
+            .collect()
+    }
+
     /// Every sink's counters.
     pub fn stats(&self) -> Vec<SinkStats> {
         self.sinks
@@ -172,10 +234,11 @@ impl Notifier {
             .map(|h| {
                 let c = &h.counters;
                 let last = lock(&c.last);
+                let sink = h.sink.current();
                 SinkStats {
-                    name: h.sink.name.clone(),
-                    kind: h.sink.kind,
-                    endpoint: h.sink.endpoint(),
+                    name: sink.name.clone(),
+                    kind: sink.kind,
+                    endpoint: sink.endpoint(),
                     sent: c.sent.load(Ordering::Relaxed),
                     failed: c.failed.load(Ordering::Relaxed),
                     dropped: c.dropped.load(Ordering::Relaxed),
@@ -224,12 +287,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 async fn work(
     client: reqwest::Client,
-    sink: Arc<ResolvedSink>,
+    slot: Slot,
     mut rx: mpsc::Receiver<Notification>,
     counters: Arc<Counters>,
     policy: RetryPolicy,
 ) {
     while let Some(n) = rx.recv().await {
+        let sink = slot.current();
         match deliver_with_retry(&client, &sink, &n, &policy).await {
             Ok(done) => {
                 counters.sent.fetch_add(1, Ordering::Relaxed);

@@ -242,3 +242,69 @@ async fn shutdown_lets_queued_notifications_out_within_the_grace() {
         "a stuck sink is abandoned"
     );
 }
+
+/// The webhook signature of one request the receiver saw, checked with `secret`.
+fn signed_with(seen: &crate::notify::test_server::Seen, secret: &str) -> bool {
+    let ts = seen.headers["x-understudy-timestamp"].to_str().unwrap();
+    let sig = seen.headers["x-understudy-signature"].to_str().unwrap();
+    crate::notify::verify(secret.as_bytes(), ts, &seen.body, sig)
+}
+
+#[tokio::test]
+async fn a_rotated_secret_signs_the_next_message_and_the_old_one_no_longer_does() {
+    let rx = Receiver::gated(vec![answer(204, "")]).await;
+    let old = sink(SinkKind::Webhook, &rx.url("/hook"), "old-secret");
+    let notifier = start(vec![old.clone()], 8);
+    // One message in flight (held at the receiver) when the secret changes.
+    notifier.notify(&freeze("wecom"));
+    assert_eq!(rx.wait_for(1).await.len(), 1);
+    assert!(
+        !notifier.replace(old.clone()),
+        "the same credentials: nothing to swap"
+    );
+    let new = sink(SinkKind::Webhook, &rx.url("/hook"), "new-secret");
+    assert!(notifier.replace(new));
+    notifier.notify(&freeze("wecom"));
+    rx.open(2);
+    let seen = rx.wait_for(2).await;
+    assert_eq!(seen.len(), 2);
+    assert!(
+        signed_with(&seen[0], "old-secret"),
+        "the message in flight keeps its signature"
+    );
+    assert!(signed_with(&seen[1], "new-secret"));
+    assert!(
+        !signed_with(&seen[1], "old-secret"),
+        "the old secret no longer verifies"
+    );
+    let stats = until(&notifier, |s| s[0].sent == 2).await;
+    assert_eq!(stats[0].sent, 2, "the counters survive the swap");
+    let mut other = sink(SinkKind::Webhook, &rx.url("/hook"), "x");
+    other.name = "unknown".into();
+    assert!(!notifier.replace(other), "no sink of that name");
+}
+
+#[tokio::test]
+async fn a_pair_that_chose_some_sinks_reaches_only_those() {
+    let rx = Receiver::start(vec![answer(204, "")]).await;
+    let mut a = sink(SinkKind::Webhook, &rx.url("/a"), "s");
+    a.name = "a".into();
+    let mut b = sink(SinkKind::Webhook, &rx.url("/b"), "s");
+    b.name = "b".into();
+    let notifier = start(vec![a, b], 8);
+    assert_eq!(notifier.sink_names(), ["a", "b"]);
+    let e = notifier.notify_where(&freeze("wecom"), |name| name == "b");
+    assert_eq!(
+        e,
+        Enqueued {
+            queued: 1,
+            dropped: 0,
+            filtered: 0
+        }
+    );
+    let seen = rx.wait_for(1).await;
+    assert_eq!(seen[0].uri, "/b");
+    let stats = until(&notifier, |s| s[1].sent == 1).await;
+    assert_eq!((stats[0].sent, stats[1].sent), (0, 1));
+    assert_eq!(rx.seen().len(), 1, "sink a got nothing");
+}

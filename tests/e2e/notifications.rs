@@ -3,9 +3,15 @@
 //! Slack incoming webhook, PagerDuty's Events API v2 and a signed generic webhook —
 //! each a real HTTP receiver on loopback answering as that service answers — that a
 //! side froze, that a failover started and that it succeeded; a sink that refuses
-//! shows on the pair and in the metrics.
+//! shows on the pair and in the metrics. A pair's own sinks get only that pair's
+//! messages, and rotated Secrets are used without a restart ([`per_pair`]); a
+//! switchover held past its bound is reported stuck once ([`late`]).
 
 mod harness;
+#[path = "notifications/late.rs"]
+mod late;
+#[path = "notifications/per_pair.rs"]
+mod per_pair;
 mod support;
 
 use std::sync::{Arc, Mutex};
@@ -48,7 +54,8 @@ fn take(log: &Log, sink: &str, headers: HeaderMap, raw: Bytes) {
     });
 }
 
-/// The four services on one loopback listener, each answering as it does.
+/// The four services on one loopback listener, each answering as it does (and a
+/// second signed webhook, `/team-hook`, for a pair's own sink).
 async fn receivers() -> (String, Log) {
     let log: Log = Arc::default();
     let app = Router::new()
@@ -94,6 +101,15 @@ async fn receivers() -> (String, Log) {
             post(
                 |State(log): State<Log>, headers: HeaderMap, raw: Bytes| async move {
                     take(&log, "webhook", headers, raw);
+                    StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .route(
+            "/team-hook",
+            post(
+                |State(log): State<Log>, headers: HeaderMap, raw: Bytes| async move {
+                    take(&log, "team-hook", headers, raw);
                     StatusCode::NO_CONTENT
                 },
             ),

@@ -9,6 +9,10 @@ mod support;
 #[path = "smoke/providers.rs"]
 mod providers;
 
+/// A pair's notification sinks, refused with what to fix.
+#[path = "smoke/notifications.rs"]
+mod notifications;
+
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;

@@ -19,6 +19,9 @@ async fn notification_sinks_render_as_the_operators_file_with_their_secrets_read
     for sink in &config.sinks {
         sink.validate().unwrap();
     }
+    // SwitchoverStuck and DrillOverdue by the thresholds of the alerts.
+    assert_eq!(config.switchover_stuck_seconds, Some(600));
+    assert_eq!(config.drill_overdue_days, Some(35));
 
     // The operator is pointed at it, and rolls when it changes.
     let dep = find(&docs, "Deployment", "us-understudy");
