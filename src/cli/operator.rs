@@ -202,12 +202,6 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
             .filter(|ip| !ip.is_empty())
             .map(|ip| format!("http://{ip}:{}", args.listen.port()))
     });
-    let election = args.leader_elect.then(|| Election {
-        namespace: args.lease_namespace.clone(),
-        name: args.lease_name.clone(),
-        duration: args.lease_duration,
-        advertise,
-    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -219,8 +213,21 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
         // No API call hangs for ever: longer than a watch's server-side timeout (290 s),
         // so watches are not cut; steps that must be quick bound their calls themselves.
         config.read_timeout = Some(std::time::Duration::from_secs(295));
-        let client = kube::Client::try_from(config)
+        let client = kube::Client::try_from(config.clone())
             .context("cannot build a Kubernetes client (KUBECONFIG or in-cluster config)")?;
+        let election = match args.leader_elect {
+            true => Some(Election {
+                namespace: args.lease_namespace.clone(),
+                name: args.lease_name.clone(),
+                duration: args.lease_duration,
+                advertise,
+                // Its own connections, driven by its own runtime (see `leader::start`).
+                client: kube::Client::try_from(config).context(
+                    "cannot build a Kubernetes client (KUBECONFIG or in-cluster config)",
+                )?,
+            }),
+            false => None,
+        };
         let listen = crate::http::Listeners {
             webhook: args.listen,
             health: args.health_listen,

@@ -174,15 +174,27 @@ impl Inner {
     }
 }
 
-pub fn start(client: Client, cfg: LeaseConfig) -> (LeaderHandle, tokio::task::JoinHandle<()>) {
+/// Start the election. It runs on a thread and a single-threaded runtime of its own, with
+/// `client` used by nothing else (so its connections are driven by that runtime): however
+/// many tasks keep the operator's runtime busy, a renewal is not queued behind them until
+/// the claim expires — which would stop every pair at once.
+pub fn start(
+    client: Client,
+    cfg: LeaseConfig,
+) -> std::io::Result<(LeaderHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = watch::channel(false);
     let inner = Arc::new(Inner::new(0));
     let handle = LeaderHandle {
         inner: inner.clone(),
         changes: rx,
     };
-    let task = tokio::spawn(run(client, cfg, inner, tx));
-    (handle, task)
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let thread = std::thread::Builder::new()
+        .name("lease".into())
+        .spawn(move || runtime.block_on(run(client, cfg, inner, tx)))?;
+    Ok((handle, thread))
 }
 
 async fn run(client: Client, cfg: LeaseConfig, inner: Arc<Inner>, tx: watch::Sender<bool>) {

@@ -27,6 +27,8 @@ pub struct Election {
     /// Base URL other replicas hand provider notices to while this one leads; `None`:
     /// the address the webhook listener is bound to.
     pub advertise: Option<String>,
+    /// The Lease's own client (its own connections; see `leader::start`).
+    pub client: Client,
 }
 
 pub async fn run(
@@ -49,7 +51,8 @@ pub async fn run(
                 retry_every: Duration::from_secs(1).min(e.duration / 5),
                 advertise: Some(e.advertise.unwrap_or_else(|| format!("http://{webhook}"))),
             };
-            let (h, t) = leader::start(client.clone(), cfg);
+            let (h, t) = leader::start(e.client, cfg)
+                .map_err(|err| anyhow::anyhow!("cannot start the lease thread: {err}"))?;
             (h, Some(t))
         }
         None => (LeaderHandle::always(), None),
