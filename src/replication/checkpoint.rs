@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
+
+use crate::replication::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::api::Side;
@@ -103,7 +105,7 @@ fn read_blocking(
 
 /// Writes `cp` under `key` and waits for Kafka's acknowledgement.
 pub async fn write(
-    producer: &FutureProducer,
+    producer: &Producer,
     topic: &str,
     key: &str,
     cp: &StoredCheckpoint,
@@ -114,7 +116,7 @@ pub async fn write(
         .send(FutureRecord::to(topic).key(key).payload(&value), timeout)
         .await
         .map(|_| ())
-        .map_err(|(source, _)| CheckpointError::Write {
+        .map_err(|source| CheckpointError::Write {
             topic: topic.to_string(),
             source,
         })

@@ -20,7 +20,8 @@ use rdkafka::ClientConfig;
 use rdkafka::config::FromClientConfig;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaResult;
-use rdkafka::producer::FutureProducer;
+
+use crate::replication::producer::Producer;
 
 /// A client's settings, in a stable order (the registry's key; never printed).
 type Key = BTreeMap<String, String>;
@@ -64,8 +65,8 @@ fn readers() -> &'static Registry<BaseConsumer> {
     R.get_or_init(Registry::new)
 }
 
-fn dlq_producers() -> &'static Registry<FutureProducer> {
-    static R: OnceLock<Registry<FutureProducer>> = OnceLock::new();
+fn dlq_producers() -> &'static Registry<Producer> {
+    static R: OnceLock<Registry<Producer>> = OnceLock::new();
     R.get_or_init(Registry::new)
 }
 
@@ -75,7 +76,7 @@ pub fn offsets_reader(cfg: &ClientConfig) -> KafkaResult<Arc<BaseConsumer>> {
 }
 
 /// The DLQ producer for clients configured as `cfg`.
-pub fn dlq_producer(cfg: &ClientConfig) -> KafkaResult<Arc<FutureProducer>> {
+pub fn dlq_producer(cfg: &ClientConfig) -> KafkaResult<Arc<Producer>> {
     dlq_producers().get(cfg)
 }
 
@@ -116,7 +117,7 @@ mod tests {
 
     #[test]
     fn settings_differing_in_one_property_do_not_share() {
-        let reg: Registry<FutureProducer> = Registry::new();
+        let reg: Registry<Producer> = Registry::new();
         let mut tuned = cfg("127.0.0.1:1");
         tuned.set("linger.ms", "50");
         let a = reg.get(&cfg("127.0.0.1:1")).unwrap();

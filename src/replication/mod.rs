@@ -10,6 +10,7 @@ pub mod codec;
 pub mod config;
 pub mod decide;
 pub mod pipeline;
+pub mod producer;
 pub mod sink;
 pub mod source;
 pub mod topics;

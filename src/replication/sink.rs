@@ -35,7 +35,6 @@ use std::time::Duration;
 use prometheus::IntCounter;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -153,7 +152,7 @@ pub struct Sink {
 struct Ctx {
     cfg: PipelineConfig,
     provider: Arc<dyn AccountProvider>,
-    dlq: Arc<FutureProducer>,
+    dlq: Arc<crate::replication::producer::Producer>,
     shared: Arc<Shared>,
     tag: String,
     topic: String,

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, Producer, PurgeConfig};
+use rdkafka::producer::PurgeConfig;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -44,6 +44,7 @@ use crate::replication::checkpoint::{self, CheckpointError};
 use crate::replication::config::PipelineConfig;
 
 use crate::replication::decide::{self, CheckpointTracker, SourcePosition};
+use crate::replication::producer::Producer;
 
 mod feed;
 mod produce;
@@ -97,7 +98,7 @@ struct Run {
     provider: Arc<dyn AccountProvider>,
     shared: Arc<Shared>,
     /// The current producer (recreated after a fatal error); the final checkpoint uses it.
-    producer: Arc<rdkafka::producer::FutureProducer>,
+    producer: Arc<Producer>,
     ctrl: tokio::sync::mpsc::Receiver<Control>,
     feed_error: tokio::sync::watch::Sender<FeedErrors>,
     side: crate::api::Side,
@@ -192,7 +193,7 @@ struct Shared {
     end: Mutex<Option<SourceEnd>>,
     /// The producer records of the state topic go through; `None` once the source ended.
     /// Enqueueing holds this lock, so closing it and purging leaves nothing behind.
-    gate: Mutex<Option<Arc<FutureProducer>>>,
+    gate: Mutex<Option<Arc<Producer>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -267,7 +268,7 @@ impl Source {
         provider: Arc<dyn AccountProvider>,
         deadline: Instant,
     ) -> Result<Source, SourceError> {
-        let producer: FutureProducer = cfg
+        let producer: Producer = cfg
             .producer_config()
             .create()
             .map_err(SourceError::Producer)?;

@@ -255,7 +255,7 @@ async fn dead_letter(
         }
         match ctx.dlq.send(rec, Duration::from_secs(5)).await {
             Ok(_) => return true,
-            Err((e, _)) => {
+            Err(e) => {
                 tracing::warn!(error = %e, "writing to the dead-letter topic; retrying");
                 *lock(&ctx.shared.kafka_error) = Some(e.to_string());
             }

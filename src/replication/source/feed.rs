@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
@@ -335,7 +334,11 @@ impl Run {
         tracing::warn!(cursor = ?self.cursor, "Kafka refused records; re-reading the feed from the last acknowledged position");
         if let Some((code, reason)) = self.producer.client().fatal_error() {
             tracing::warn!(%code, %reason, "the producer is in a fatal state; creating a new one");
-            match self.cfg.producer_config().create::<FutureProducer>() {
+            match self
+                .cfg
+                .producer_config()
+                .create::<crate::replication::producer::Producer>()
+            {
                 Ok(p) => {
                     let p = Arc::new(p);
                     let mut gate = lock(&self.shared.gate);
