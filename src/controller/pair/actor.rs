@@ -438,7 +438,8 @@ impl PairActor {
         );
         let now = Utc::now();
         let audit_problem = self.env.audit.problem(&self.ns, &self.name);
-        let notifications_problem = notifications_problem(&self.env.notifications.failing());
+        let notifications_problem =
+            notifications_problem(&self.env.notifications.failing_for(&self.ns, &self.name));
         let problems = (audit_problem.as_deref(), notifications_problem.as_deref());
         let value = serde_json::to_value(build(&self.status_input(&self.stored, problems), now))
             .unwrap_or_default();
