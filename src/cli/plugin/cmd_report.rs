@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use super::client::Kube;
 use super::redact::Redactor;
-use super::report_collect::collect;
+use super::report_collect::{File, collect};
 use super::{Failure, Outcome};
 
 /// Where the bundle goes.
@@ -51,24 +51,6 @@ pub fn archive_root(path: &Path) -> String {
         "understudy-report".into()
     } else {
         stem.to_string()
-    }
-}
-
-/// One file of the bundle.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct File {
-    pub name: String,
-    pub about: String,
-    pub body: String,
-}
-
-impl File {
-    pub fn new(name: impl Into<String>, about: impl Into<String>, body: impl Into<String>) -> Self {
-        File {
-            name: name.into(),
-            about: about.into(),
-            body: body.into(),
-        }
     }
 }
 

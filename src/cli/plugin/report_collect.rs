@@ -14,10 +14,27 @@ use serde::Serialize;
 
 use super::Failure;
 use super::client::{Kube, brief};
-use super::cmd_report::File;
 use super::cmd_version::{DEFAULT_LEASE, find_operators, gather};
 use super::redact::{REDACTED, Redactor, is_credential_name};
 use crate::api::{AccountPair, Drill, Switchover};
+
+/// One file of the bundle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct File {
+    pub name: String,
+    pub about: String,
+    pub body: String,
+}
+
+impl File {
+    pub fn new(name: impl Into<String>, about: impl Into<String>, body: impl Into<String>) -> Self {
+        File {
+            name: name.into(),
+            about: about.into(),
+            body: body.into(),
+        }
+    }
+}
 
 /// At most this much of one container's log.
 const MAX_LOG_BYTES: i64 = 10 * 1024 * 1024;
