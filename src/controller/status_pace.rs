@@ -6,7 +6,12 @@
 //! most of the API server's load. What a human acts on is still written at once:
 //! - anything but those figures (a verdict, a condition's status or reason, the active
 //!   side, a brake, a notice, a problem message…);
-//! - lag becoming zero or non-zero (caught up / behind), and the first applied time.
+//! - lag back to zero after a status that showed it behind (caught up), and the first
+//!   applied time.
+//!
+//! Lag leaving zero is a figure like the others: under a light load every change makes
+//! the lag non-zero for a moment, and writing each of those moments was the load this
+//! module removes. A pair that stays behind shows it within [`LAG_EVERY`].
 //!
 //! Lag figures that only move are written at most every [`LAG_EVERY`]. The
 //! `understudy_replication_lag_*` gauges stay live.
@@ -38,10 +43,13 @@ pub fn classify(last: Option<&Value>, next: &Value) -> Change {
     if last == next {
         return Change::None;
     }
-    if lag_zero(last) != lag_zero(next) || applied_seen(last) != applied_seen(next) {
+    let caught_up = lag_zero(last) == Some(false) && lag_zero(next) == Some(true);
+    if caught_up || applied_seen(last) != applied_seen(next) {
         return Change::Visible;
     }
-    if without_figures(last) == without_figures(next) {
+    if without_figures(last) == without_figures(next)
+        && lag_zero(last).is_some() == lag_zero(next).is_some()
+    {
         Change::Figures
     } else {
         Change::Visible
