@@ -11,7 +11,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 use super::{Failure, Global};
-use crate::api::{AccountPair, Switchover};
+use crate::api::{AccountPair, Drill, Switchover};
 
 pub struct Kube {
     pub client: Client,
@@ -57,6 +57,24 @@ impl Kube {
 
     pub fn switchovers(&self) -> Api<Switchover> {
         Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Every Switchover of the namespace.
+    pub async fn list_switchovers(&self) -> Result<Vec<Switchover>, Failure> {
+        self.switchovers()
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .map_err(|e| api_failure(e, "listing Switchovers"))
+    }
+
+    /// Every Drill of the namespace.
+    pub async fn list_drills(&self) -> Result<Vec<Drill>, Failure> {
+        Api::<Drill>::namespaced(self.client.clone(), &self.namespace)
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .map_err(|e| api_failure(e, "listing Drills"))
     }
 
     /// The pair, or exit 3 naming it and the namespace.

@@ -51,12 +51,7 @@ pub async fn status(kube: &Kube, pair: Option<&str>, output: Output) -> Outcome 
                 .items
         }
     };
-    let switchovers = kube
-        .switchovers()
-        .list(&Default::default())
-        .await
-        .map_err(|e| api_failure(e, "listing Switchovers"))?
-        .items;
+    let switchovers = kube.list_switchovers().await?;
     match output {
         Output::Table => {
             let rows: Vec<view::PairRow> =

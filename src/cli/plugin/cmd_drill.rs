@@ -16,7 +16,7 @@ use crate::api::{Drill, DrillSpec};
 use crate::audit::kind;
 use crate::drills::{render_json, render_text};
 
-pub(super) fn drills(kube: &Kube) -> Api<Drill> {
+fn drills(kube: &Kube) -> Api<Drill> {
     Api::namespaced(kube.client.clone(), &kube.namespace)
 }
 
@@ -40,11 +40,7 @@ pub async fn run(kube: &Kube, a: &DrillArgs) -> Outcome {
         ))
     })?;
     let pair = kube.pair(pair_name).await?;
-    let existing = drills(kube)
-        .list(&Default::default())
-        .await
-        .map_err(|e| api_failure(e, "listing Drills"))?
-        .items;
+    let existing = kube.list_drills().await?;
     checks::check_drill_request(&pair, &existing, a.rehearse)?;
     let drill = Drill {
         metadata: ObjectMeta {

@@ -9,9 +9,8 @@ use chrono::Utc;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::Api;
 
-use super::client::{Kube, api_failure};
+use super::client::Kube;
 use super::cmd_audit::{KafkaFlags, kafka_of};
-use super::cmd_drill::drills;
 use super::evidence::{EventLine, event_line};
 use super::history::{self, HistoryArgs, Inputs};
 use super::output::{AuditSource, History};
@@ -83,17 +82,8 @@ pub async fn history(kube: &Kube, a: &HistoryArgs) -> Outcome {
     })?;
     let since = Utc::now() - chrono::Duration::from_std(window).unwrap_or(chrono::TimeDelta::MAX);
     let pair = kube.pair(&a.pair).await?;
-    let switchovers = kube
-        .switchovers()
-        .list(&Default::default())
-        .await
-        .map_err(|e| api_failure(e, "listing Switchovers"))?
-        .items;
-    let drills = drills(kube)
-        .list(&Default::default())
-        .await
-        .map_err(|e| api_failure(e, "listing Drills"))?
-        .items;
+    let switchovers = kube.list_switchovers().await?;
+    let drills = kube.list_drills().await?;
     let mut notes = Vec::new();
     let events = pair_events(kube, &a.pair).await.unwrap_or_else(|e| {
         notes.push(format!("the pair's Events were not read ({e})"));

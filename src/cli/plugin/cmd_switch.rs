@@ -48,12 +48,7 @@ pub async fn switchover(
     if failback {
         checks::check_failback(&pair)?;
     }
-    let existing = kube
-        .switchovers()
-        .list(&Default::default())
-        .await
-        .map_err(|e| api_failure(e, "listing Switchovers"))?
-        .items;
+    let existing = kube.list_switchovers().await?;
     checks::check_request(&pair, &existing, to, &a.reason)?;
     let user = kube.whoami().await;
     let spec = checks::build_spec(&Request {
