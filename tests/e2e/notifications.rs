@@ -179,15 +179,7 @@ async fn a_freeze_and_its_failover_reach_every_sink_in_its_format_within_seconds
           "secretRef": { "name": "notify", "key": "hookSecret" } },
         { "name": "old-slack", "kind": "Slack", "secretRef": { "name": "notify", "key": "revokedUrl" } },
     ]});
-    let file = std::env::temp_dir().join(format!("understudy-notify-{ns}.yaml"));
-    std::fs::write(&file, serde_yaml::to_string(&config).unwrap()).unwrap();
-    let args = [
-        "--lease-namespace",
-        ns.as_str(),
-        "--notifications",
-        file.to_str().unwrap(),
-    ];
-    let op = start_operator(&tb, &ns, "notify", &args, &[]);
+    let op = notifying_operator(&tb, &ns, "notify", &config, &[]);
     wait_replicating(&client, &scene).await;
 
     // Freeze → first message: the standby frozen and thawed five times (no failover).
@@ -384,5 +376,29 @@ async fn a_freeze_and_its_failover_reach_every_sink_in_its_format_within_seconds
             "the operator log shows {secret}"
         );
     }
-    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(notify_file(&ns));
+}
+
+/// An operator process (in `ns`'s Lease) whose `--notifications` file is `config`.
+fn notifying_operator(
+    tb: &Testbed,
+    ns: &str,
+    name: &str,
+    config: &Value,
+    envs: &[(&str, String)],
+) -> Proc {
+    let file = notify_file(ns);
+    std::fs::write(&file, serde_yaml::to_string(config).unwrap()).unwrap();
+    let args = [
+        "--lease-namespace",
+        ns,
+        "--notifications",
+        file.to_str().unwrap(),
+    ];
+    start_operator(tb, ns, name, &args, envs)
+}
+
+/// Where `notifying_operator` writes the operator's file for `ns`.
+fn notify_file(ns: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("understudy-notify-{ns}.yaml"))
 }

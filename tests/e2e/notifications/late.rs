@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::harness::*;
 use super::support::{Testbed, wait_until};
-use super::{kinds, of, receivers, wait_kind};
+use super::{kinds, notify_file, notifying_operator, of, receivers, wait_kind};
 
 const SECRET: &str = "stuck-hmac";
 
@@ -28,19 +28,11 @@ async fn a_failover_held_at_a_step_past_the_bound_is_reported_stuck_once() {
                     "secretRef": { "name": "notify", "key": "hookSecret" } }],
         "switchoverStuckSeconds": 3,
     });
-    let file = std::env::temp_dir().join(format!("understudy-notify-{ns}.yaml"));
-    std::fs::write(&file, serde_yaml::to_string(&config).unwrap()).unwrap();
-    let args = [
-        "--lease-namespace",
-        ns.as_str(),
-        "--notifications",
-        file.to_str().unwrap(),
-    ];
-    let _op = start_operator(
+    let _op = notifying_operator(
         &tb,
         &ns,
         "notify-stuck",
-        &args,
+        &config,
         &[(
             "UNDERSTUDY_FAILPOINT",
             "pause-after-intent:flip-dns".to_string(),
@@ -77,5 +69,5 @@ async fn a_failover_held_at_a_step_past_the_bound_is_reported_stuck_once() {
         .filter(|k| *k == "SwitchoverStuck")
         .count();
     assert_eq!(stucks, 1, "{:?}", kinds(&log));
-    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(notify_file(&ns));
 }

@@ -15,7 +15,7 @@ use understudy::api::AccountPair;
 
 use super::harness::*;
 use super::support::{Testbed, wait_until};
-use super::{Got, Log, of, receivers};
+use super::{Got, Log, notify_file, notifying_operator, of, receivers};
 
 const OPS_SECRET: &str = "ops-hmac-1";
 const OPS_SECRET_2: &str = "ops-hmac-2-rotated";
@@ -122,15 +122,7 @@ async fn a_pairs_own_sink_gets_only_its_messages_and_rotated_secrets_apply_witho
                     "secretRef": { "name": "notify", "key": "hookSecret" } }],
         "secretRefreshSeconds": 1,
     });
-    let file = std::env::temp_dir().join(format!("understudy-notify-{ns}.yaml"));
-    std::fs::write(&file, serde_yaml::to_string(&config).unwrap()).unwrap();
-    let args = [
-        "--lease-namespace",
-        ns.as_str(),
-        "--notifications",
-        file.to_str().unwrap(),
-    ];
-    let op = start_operator(&tb, &ns, "notify-pairs", &args, &[]);
+    let op = notifying_operator(&tb, &ns, "notify-pairs", &config, &[]);
     wait_replicating(&client, &scene).await;
     wait_replicating(&client, &other).await;
 
@@ -217,5 +209,5 @@ async fn a_pairs_own_sink_gets_only_its_messages_and_rotated_secrets_apply_witho
             "the operator log shows {secret}"
         );
     }
-    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(notify_file(&ns));
 }
