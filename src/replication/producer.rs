@@ -5,10 +5,12 @@
 //! (rdkafka 0.39) spins at the end of every window: the remaining time is rounded down to
 //! 0 ms and polled without waiting until the window closes. Measured on a fleet of 100
 //! pairs, those threads took 0.40 of the operator's 0.57 idle cores. Here a task per
-//! producer, all on one thread of their own, serves the queue with non-blocking polls: every millisecond while records await Kafka's
-//! answer, otherwise once a second or as soon as a record is sent. An idle producer costs
-//! one wake-up a second and no thread; an answer waits at most about a millisecond to be
-//! served.
+//! producer, all on one thread of their own, serves the queue with non-blocking polls:
+//! every millisecond while Kafka's answers are coming in, backing off to every
+//! [`MAX_BUSY_TICK`] while records wait for answers that do not come (a broker away), and
+//! otherwise once a second; a record sent wakes it at once. An idle producer costs one
+//! wake-up a second and no thread; an answer waits about a millisecond to be served, at
+//! most `MAX_BUSY_TICK` after a stall.
 //!
 //! The surface is the part of `FutureProducer` the replication code uses: `send_result`,
 //! `send`, `purge`, `client`.
@@ -32,8 +34,11 @@ use tokio::sync::{Notify, oneshot};
 
 pub use rdkafka::producer::future_producer::{Delivery, OwnedDeliveryResult};
 
-/// How often the queue is served while records await an answer.
+/// How often the queue is served while records await an answer and answers come in.
 const BUSY_TICK: Duration = Duration::from_millis(1);
+/// The longest wait between two serves while records await an answer: passes that serve
+/// nothing double the wait up to this (a broker away answers nothing for minutes).
+const MAX_BUSY_TICK: Duration = Duration::from_millis(50);
 /// How often it is served otherwise (a record sent wakes it at once).
 const IDLE_TICK: Duration = Duration::from_secs(1);
 /// Most events served in one go before yielding to other tasks.
@@ -81,21 +86,24 @@ struct Inner {
 
 impl Inner {
     /// Serve what is ready without waiting: one non-blocking poll per event, until a poll
-    /// serves nothing (the count of records and events in flight stops falling).
-    fn serve(&self) {
-        let mut before = self.base.in_flight_count();
+    /// serves nothing (the count of records and events in flight stops falling). Whether
+    /// anything was served.
+    fn serve(&self) -> bool {
+        let start = self.base.in_flight_count();
+        let mut before = start;
         for _ in 0..MAX_EVENTS_PER_TICK {
             if before == 0 {
-                return;
+                break;
             }
             // A zero timeout polls once without waiting (no deadline loop to spin in).
             self.base.poll(Duration::ZERO);
             let after = self.base.in_flight_count();
             if after >= before {
-                return;
+                break;
             }
             before = after;
         }
+        before < start
     }
 }
 
@@ -150,13 +158,14 @@ fn server() -> Result<&'static tokio::runtime::Handle, &'static String> {
 /// is dropped. It never holds the producer while it waits, so the producer is closed
 /// where its owner drops it.
 async fn serve(inner: Weak<Inner>, kick: Arc<Notify>) {
+    let mut tick = BUSY_TICK;
     loop {
         let kicked = kick.notified();
         let busy = {
             let Some(p) = inner.upgrade() else {
                 return;
             };
-            p.serve();
+            tick = next_tick(tick, p.serve());
             if Arc::strong_count(&p) == 1 {
                 // Dropped meanwhile: closing may wait for librdkafka, off the runtime.
                 tokio::task::spawn_blocking(move || drop(p));
@@ -164,11 +173,21 @@ async fn serve(inner: Weak<Inner>, kick: Arc<Notify>) {
             }
             p.base.in_flight_count() > 0
         };
-        if busy {
-            tokio::time::sleep(BUSY_TICK).await;
-        } else {
-            let _ = tokio::time::timeout(IDLE_TICK, kicked).await;
+        let wait = if busy { tick } else { IDLE_TICK };
+        if tokio::time::timeout(wait, kicked).await.is_ok() {
+            // A record was sent: its answer is expected soon.
+            tick = BUSY_TICK;
         }
+    }
+}
+
+/// The wait before the next serve while records await an answer: back to [`BUSY_TICK`]
+/// when a pass served something, else doubled up to [`MAX_BUSY_TICK`].
+fn next_tick(tick: Duration, served: bool) -> Duration {
+    if served {
+        BUSY_TICK
+    } else {
+        (tick * 2).min(MAX_BUSY_TICK)
     }
 }
 
@@ -249,7 +268,7 @@ impl Producer {
     pub fn purge(&self, flags: PurgeConfig) {
         self.inner.base.purge(flags);
         // Their reports are on the queue now: serve them without waiting for a wake-up.
-        self.inner.serve();
+        let _ = self.inner.serve();
     }
 
     pub fn client(&self) -> &Client<Reports> {

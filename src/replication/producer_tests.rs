@@ -8,7 +8,7 @@ use rdkafka::config::FromClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureRecord, PurgeConfig};
 
-use super::{Dropped, Producer};
+use super::{BUSY_TICK, Dropped, MAX_BUSY_TICK, Producer, next_tick};
 
 /// A producer for a broker nobody runs: records wait, then time out after `timeout_ms`.
 fn unreachable(timeout_ms: u64) -> Producer {
@@ -133,4 +133,18 @@ fn a_producer_outlives_the_runtime_that_created_it() {
         "answered with the record's timeout: {:?}",
         answer.map(|r| r.map(|d| d.map(|_| ())))
     );
+}
+
+#[test]
+fn passes_that_serve_nothing_back_off_and_an_answer_resets_the_tick() {
+    // A broker away: records wait, nothing is answered; the task must not wake every
+    // millisecond for the minutes until they time out.
+    let mut t = BUSY_TICK;
+    let mut waits = Vec::new();
+    for _ in 0..8 {
+        t = next_tick(t, false);
+        waits.push(t.as_millis());
+    }
+    assert_eq!(waits, [2, 4, 8, 16, 32, 50, 50, 50]);
+    assert_eq!(next_tick(MAX_BUSY_TICK, true), BUSY_TICK);
 }
