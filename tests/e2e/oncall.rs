@@ -11,7 +11,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use harness::*;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use oncall_kit::*;
 use serde_json::json;
 use support::{Testbed, wait_until};
@@ -96,24 +96,6 @@ async fn help_explains_every_verb_with_an_example_and_the_exit_codes() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("Exit codes"));
     eprintln!("help: {:?}", started.elapsed());
-}
-
-/// A pair without traffic and without an operator: enough for refusals.
-async fn bare_pair(tb: &Testbed, client: &kube::Client, ns: &str) {
-    let ap: AccountPair = serde_json::from_value(json!({
-        "apiVersion": "understudy.dev/v1alpha1", "kind": "AccountPair",
-        "metadata": { "name": "wecom" },
-        "spec": {
-            "primary": { "endpoint": "http://127.0.0.1:9", "accountId": "corp-a", "credentialsSecretRef": { "name": "token" } },
-            "standby": { "endpoint": "http://127.0.0.1:9", "accountId": "corp-b", "credentialsSecretRef": { "name": "token" } },
-            "replication": { "kafka": { "bootstrapServers": tb.var("TESTBED_KAFKA_BOOTSTRAP") } }
-        }
-    }))
-    .unwrap();
-    Api::<AccountPair>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &ap)
-        .await
-        .unwrap();
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use harness::bare_pair;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
@@ -28,24 +29,6 @@ fn admin(tb: &Testbed) -> Oncall {
         kubeconfig: tb.var("TESTBED_KUBECONFIG").into(),
         audit_topic: "unused".into(),
     }
-}
-
-/// A pair (no operator, no traffic: objects only).
-async fn pair(tb: &Testbed, client: &kube::Client, ns: &str) {
-    let ap: AccountPair = serde_json::from_value(json!({
-        "apiVersion": "understudy.dev/v1alpha1", "kind": "AccountPair",
-        "metadata": { "name": "wecom" },
-        "spec": {
-            "primary": { "endpoint": "http://127.0.0.1:9", "accountId": "corp-a", "credentialsSecretRef": { "name": "token" } },
-            "standby": { "endpoint": "http://127.0.0.1:9", "accountId": "corp-b", "credentialsSecretRef": { "name": "token" } },
-            "replication": { "kafka": { "bootstrapServers": tb.var("TESTBED_KAFKA_BOOTSTRAP") } }
-        }
-    }))
-    .unwrap();
-    Api::<AccountPair>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &ap)
-        .await
-        .unwrap();
 }
 
 /// An operator Deployment as the chart labels it (version label, image, --lease-name),
@@ -274,7 +257,7 @@ async fn impersonation_reaches_the_api_server_and_a_user_without_rights_changes_
     let client = tb.kube().await;
     support::install_crds(&client).await;
     let ns = support::fresh_namespace(&client, "e2e-ops-as").await;
-    pair(&tb, &client, &ns).await;
+    bare_pair(&tb, &client, &ns).await;
     let oc = admin(&tb);
     let n = ["-n", ns.as_str()];
     let with_ns = |args: &[&str]| -> Vec<String> {
@@ -388,7 +371,7 @@ async fn report_bundles_the_namespace_and_never_a_secret_value() {
     let client = tb.kube().await;
     support::install_crds(&client).await;
     let ns = support::fresh_namespace(&client, "e2e-ops-report").await;
-    pair(&tb, &client, &ns).await;
+    bare_pair(&tb, &client, &ns).await;
     let s = suffix();
     let secret_value = format!("Sup3r-{s}-v4lue");
     let env_value = format!("Env-{s}-pass");

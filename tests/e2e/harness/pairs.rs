@@ -97,3 +97,21 @@ pub async fn freeze_fails_over(
     assert_eq!(status.primary.unwrap().status, "Frozen");
     assert_eq!(switchovers(client, &scene.namespace).await.len(), 1);
 }
+
+/// A pair without traffic and without an operator: enough for refusals.
+pub async fn bare_pair(tb: &Testbed, client: &Client, ns: &str) {
+    let ap: understudy::api::AccountPair = serde_json::from_value(json!({
+        "apiVersion": "understudy.dev/v1alpha1", "kind": "AccountPair",
+        "metadata": { "name": "wecom" },
+        "spec": {
+            "primary": { "endpoint": "http://127.0.0.1:9", "accountId": "corp-a", "credentialsSecretRef": { "name": "token" } },
+            "standby": { "endpoint": "http://127.0.0.1:9", "accountId": "corp-b", "credentialsSecretRef": { "name": "token" } },
+            "replication": { "kafka": { "bootstrapServers": tb.var("TESTBED_KAFKA_BOOTSTRAP") } }
+        }
+    }))
+    .unwrap();
+    kube::Api::<understudy::api::AccountPair>::namespaced(client.clone(), ns)
+        .create(&kube::api::PostParams::default(), &ap)
+        .await
+        .unwrap();
+}
