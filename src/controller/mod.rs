@@ -18,6 +18,7 @@ pub mod notifications;
 pub mod pair;
 pub mod run;
 pub mod secrets;
+pub mod shards;
 pub mod status;
 pub mod status_pace;
 pub mod switchover;
