@@ -1,12 +1,15 @@
-//! One writer: leader election on a `coordination.k8s.io/v1` Lease.
+//! One writer: leader election on `coordination.k8s.io/v1` Leases.
 //!
-//! Only the holder acts. The decision of what to do with the Lease is a pure function
+//! Only the holder acts. With one shard (today's operator) that is one Lease, named by
+//! `--lease-name`; with `shards` > 1 each shard has a Lease of its own and each replica
+//! holds its fair share of them (`shards`, the loop in `election`), and only the holder of
+//! a pair's shard acts on the pair. The decision of what to do with the Lease is a pure function
 //! (`decide`) of the Lease as read, our identity and the clock. The I/O loop writes the
 //! Lease with optimistic concurrency (the `resourceVersion` read), so two replicas racing
 //! for a free Lease cannot both win.
 //!
-//! "Stops acting at once": [`LeaderHandle::is_leader`] is true only while our last
-//! successful renewal is younger than the lease duration minus a safety margin, measured
+//! "Stops acting at once": [`LeaderHandle::may_act_on`] is true only while our last
+//! successful renewal of that shard's Lease is younger than the lease duration minus a safety margin, measured
 //! on the local monotonic clock. A replica whose renewals stall (API server unreachable,
 //! process paused) stops acting when that deadline passes, before another replica can
 //! take the Lease, without waiting for the renewal loop to notice.
@@ -21,16 +24,13 @@
 //! reaches a non-leader is handed to the leader instead of being refused.
 
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use std::sync::Mutex;
-
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::api::coordination::v1::LeaseSpec;
 use kube::Client;
-use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -41,8 +41,12 @@ pub const WEBHOOK_URL_ANNOTATION: &str = "understudy.dev/webhook-url";
 #[derive(Clone, Debug)]
 pub struct LeaseConfig {
     pub namespace: String,
+    /// The Lease's name with one shard; the prefix of the shard and member Leases' names
+    /// with more.
     pub name: String,
     pub identity: String,
+    /// How many shards (1: one Lease, as a single-writer operator).
+    pub shards: u16,
     /// How long a holder's claim is valid after its last renewal.
     pub duration: Duration,
     /// How often the holder renews (well below `duration`).
@@ -104,38 +108,57 @@ pub struct LeaderHandle {
     changes: watch::Receiver<bool>,
 }
 
-struct Inner {
-    epoch: Instant,
-    /// Monotonic ms (since `epoch`) until which our claim is safe; 0 when not leader.
-    valid_until_ms: AtomicU64,
-    /// The current holder's webhook URL, as read from the Lease.
-    holder_url: Mutex<Option<String>>,
-    /// Set by `release`; the election loop frees the Lease and ends.
-    release: watch::Sender<bool>,
-    released: tokio::sync::Notify,
+pub(super) struct Inner {
+    pub(super) epoch: Instant,
+    /// Per shard: monotonic ms (since `epoch`) until which our claim is safe; 0 when
+    /// another replica holds it or nobody does.
+    pub(super) valid_until_ms: Vec<AtomicU64>,
+    /// Per shard: the webhook URL of the replica holding it, as read from its Lease
+    /// (`None` when it is us or unknown).
+    pub(super) holder_urls: Mutex<Vec<Option<String>>>,
+    /// Set by `release`; the election loop frees the Leases and ends.
+    pub(super) release: watch::Sender<bool>,
+    pub(super) released: tokio::sync::Notify,
+    /// Set by `crash`: the loop ends without freeing anything.
+    pub(super) crashed: std::sync::atomic::AtomicBool,
 }
 
 impl LeaderHandle {
     /// A handle that is always leader (single-replica tools and tests).
     pub fn always() -> Self {
         let (_tx, rx) = watch::channel(true);
-        let inner = Arc::new(Inner::new(u64::MAX));
+        let inner = Arc::new(Inner::new(1, u64::MAX));
         LeaderHandle { inner, changes: rx }
     }
 
-    /// The webhook URL of the replica holding the Lease (when it is not us).
-    pub fn holder_url(&self) -> Option<String> {
-        self.inner
-            .holder_url
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// How many shards the pairs are spread over.
+    pub fn shards(&self) -> u16 {
+        self.inner.valid_until_ms.len() as u16
     }
 
-    /// Stop acting now, then free the Lease for another replica (graceful shutdown).
-    /// Returns once it is freed, or after `within`.
+    /// The webhook URL of the replica holding shard 0 (the only shard of a single-writer
+    /// operator) when it is not us.
+    pub fn holder_url(&self) -> Option<String> {
+        self.holder_url_of(0)
+    }
+
+    /// The webhook URL of the replica holding a shard, when it is not us.
+    pub fn holder_url_of(&self, shard: u16) -> Option<String> {
+        self.inner
+            .holder_urls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(usize::from(shard))
+            .cloned()
+            .flatten()
+    }
+
+    /// Stop acting now, then free the Leases for another replica (graceful shutdown).
+    /// Returns once they are freed, or after `within`.
     pub async fn release(&self, within: Duration) {
-        self.inner.valid_until_ms.store(0, Ordering::Release);
+        for v in &self.inner.valid_until_ms {
+            v.store(0, Ordering::Release);
+        }
         let released = self.inner.released.notified();
         let running = self.inner.release.receiver_count() > 0;
         if !self.inner.release.send_replace(true) && running {
@@ -143,10 +166,34 @@ impl LeaderHandle {
         }
     }
 
-    /// True while our claim is valid on the local monotonic clock.
-    pub fn is_leader(&self) -> bool {
+    /// Stop at once and renew nothing more, freeing nothing, as a killed process would:
+    /// the claims run out by themselves. For fault tests of the election.
+    #[cfg(feature = "e2e")]
+    pub fn crash(&self) {
+        self.inner.crashed.store(true, Ordering::Release);
+        for v in &self.inner.valid_until_ms {
+            v.store(0, Ordering::Release);
+        }
+    }
+
+    /// True while our claim on this shard is valid on the local monotonic clock.
+    pub fn may_act_on(&self, shard: u16) -> bool {
+        let Some(until) = self.inner.valid_until_ms.get(usize::from(shard)) else {
+            return false;
+        };
         let now = self.inner.epoch.elapsed().as_millis() as u64;
-        now < self.inner.valid_until_ms.load(Ordering::Acquire)
+        now < until.load(Ordering::Acquire)
+    }
+
+    /// True while we may act on this pair (we hold its shard).
+    pub fn may_act_for(&self, namespace: &str, name: &str) -> bool {
+        self.may_act_on(super::shards::shard_of(namespace, name, self.shards()))
+    }
+
+    /// True while our claim on at least one shard is valid (with one shard: we are the
+    /// leader).
+    pub fn is_leader(&self) -> bool {
+        (0..self.shards()).any(|s| self.may_act_on(s))
     }
 
     /// Call where work would be done (callers count what they drop in
@@ -155,21 +202,24 @@ impl LeaderHandle {
         self.is_leader()
     }
 
-    /// Wait for a change of leadership.
+    /// Wait for a change of leadership (holding any shard or none).
     pub fn changes(&self) -> watch::Receiver<bool> {
         self.changes.clone()
     }
 }
 
-/// Start the election loop; it runs until the returned handle's task is aborted.
 impl Inner {
-    fn new(valid_until_ms: u64) -> Self {
+    fn new(shards: u16, valid_until_ms: u64) -> Self {
+        let shards = usize::from(shards.max(1));
         Inner {
             epoch: Instant::now(),
-            valid_until_ms: AtomicU64::new(valid_until_ms),
-            holder_url: Mutex::new(None),
+            valid_until_ms: (0..shards)
+                .map(|_| AtomicU64::new(valid_until_ms))
+                .collect(),
+            holder_urls: Mutex::new(vec![None; shards]),
             release: watch::channel(false).0,
             released: tokio::sync::Notify::new(),
+            crashed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -183,7 +233,7 @@ pub fn start(
     cfg: LeaseConfig,
 ) -> std::io::Result<(LeaderHandle, std::thread::JoinHandle<()>)> {
     let (tx, rx) = watch::channel(false);
-    let inner = Arc::new(Inner::new(0));
+    let inner = Arc::new(Inner::new(cfg.shards, 0));
     let handle = LeaderHandle {
         inner: inner.clone(),
         changes: rx,
@@ -193,176 +243,19 @@ pub fn start(
         .build()?;
     let thread = std::thread::Builder::new()
         .name("lease".into())
-        .spawn(move || runtime.block_on(run(client, cfg, inner, tx)))?;
+        .spawn(move || runtime.block_on(super::election::run(client, cfg, inner, tx)))?;
     Ok((handle, thread))
-}
-
-async fn run(client: Client, cfg: LeaseConfig, inner: Arc<Inner>, tx: watch::Sender<bool>) {
-    let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
-    // The claim is trusted for the lease duration minus a margin for clock and scheduling
-    // slack, counted from *before* the write that renewed it.
-    let safe = cfg.duration.saturating_sub(cfg.duration / 5);
-    let mut release = inner.release.subscribe();
-    loop {
-        if *release.borrow() {
-            match try_release(&api, &cfg).await {
-                Ok(true) => tracing::info!(lease = %cfg.name, "lease released for another replica"),
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, lease = %cfg.name, "releasing the lease failed; it expires by itself")
-                }
-            }
-            tx.send_replace(false);
-            inner.released.notify_waiters();
-            return;
-        }
-        let attempt_started = inner.epoch.elapsed();
-        let result = try_once(&api, &cfg, &inner).await;
-        if *release.borrow() {
-            // Released while that round ran: never trust a renewal made meanwhile.
-            inner.valid_until_ms.store(0, Ordering::Release);
-            continue;
-        }
-        match result {
-            Ok(true) => {
-                let until = (attempt_started + safe).as_millis() as u64;
-                inner.valid_until_ms.store(until, Ordering::Release);
-            }
-            Ok(false) => inner.valid_until_ms.store(0, Ordering::Release),
-            Err(e) => {
-                tracing::warn!(error = %e, lease = %cfg.name, "lease renewal failed; leadership lapses when the claim expires")
-            }
-        }
-        let leader = inner.epoch.elapsed().as_millis()
-            < u128::from(inner.valid_until_ms.load(Ordering::Acquire));
-        tx.send_if_modified(|v| {
-            let changed = *v != leader;
-            *v = leader;
-            changed
-        });
-        let wait = if leader {
-            cfg.renew_every
-        } else {
-            cfg.retry_every
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = release.changed() => {}
-        }
-    }
-}
-
-/// Free the Lease if we hold it (over the version read). Ok(true) when freed.
-async fn try_release(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<bool, kube::Error> {
-    let Some(mut lease) = api.get_opt(&cfg.name).await? else {
-        return Ok(false);
-    };
-    let spec = lease.spec.get_or_insert_with(Default::default);
-    if spec.holder_identity.as_deref() != Some(cfg.identity.as_str()) {
-        return Ok(false);
-    }
-    spec.holder_identity = None;
-    spec.renew_time = None;
-    spec.acquire_time = None;
-    if let Some(a) = lease.metadata.annotations.as_mut() {
-        a.remove(WEBHOOK_URL_ANNOTATION);
-    }
-    match api.replace(&cfg.name, &PostParams::default(), &lease).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// One read-decide-write round. Ok(true) when we hold the Lease afterwards.
-async fn try_once(api: &Api<Lease>, cfg: &LeaseConfig, inner: &Inner) -> Result<bool, kube::Error> {
-    let now = Utc::now();
-    let current = api.get_opt(&cfg.name).await?;
-    let holder_url = current
-        .as_ref()
-        .filter(|l| {
-            l.spec.as_ref().and_then(|s| s.holder_identity.as_deref())
-                != Some(cfg.identity.as_str())
-        })
-        .and_then(|l| l.metadata.annotations.as_ref())
-        .and_then(|a| a.get(WEBHOOK_URL_ANNOTATION).cloned());
-    *inner.holder_url.lock().unwrap_or_else(|p| p.into_inner()) = holder_url;
-    let action = decide(
-        current.as_ref().and_then(|l| l.spec.as_ref()),
-        &cfg.identity,
-        now,
-    );
-    let micro = MicroTime(jiff_from_chrono(now));
-    let duration_s = i32::try_from(cfg.duration.as_secs().max(1)).unwrap_or(15);
-    match (action, current) {
-        (LeaseAction::Wait { .. }, _) => Ok(false),
-        (action, None) => {
-            let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(cfg.name.clone()),
-                    annotations: cfg.advertise.as_ref().map(|u| {
-                        std::collections::BTreeMap::from([(
-                            WEBHOOK_URL_ANNOTATION.to_string(),
-                            u.clone(),
-                        )])
-                    }),
-                    ..Default::default()
-                },
-                spec: Some(LeaseSpec {
-                    holder_identity: Some(cfg.identity.clone()),
-                    lease_duration_seconds: Some(duration_s),
-                    acquire_time: Some(micro.clone()),
-                    renew_time: Some(micro),
-                    lease_transitions: Some(0),
-                    ..Default::default()
-                }),
-            };
-            debug_assert_eq!(action, LeaseAction::Acquire);
-            match api.create(&PostParams::default(), &lease).await {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-                Err(e) => Err(e),
-            }
-        }
-        (action, Some(mut lease)) => {
-            let spec = lease.spec.get_or_insert_with(Default::default);
-            if action == LeaseAction::Acquire {
-                spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
-                spec.acquire_time = Some(micro.clone());
-            }
-            spec.holder_identity = Some(cfg.identity.clone());
-            spec.lease_duration_seconds = Some(duration_s);
-            spec.renew_time = Some(micro);
-            let annotations = lease
-                .metadata
-                .annotations
-                .get_or_insert_with(Default::default);
-            match &cfg.advertise {
-                Some(u) => {
-                    annotations.insert(WEBHOOK_URL_ANNOTATION.to_string(), u.clone());
-                }
-                None => {
-                    annotations.remove(WEBHOOK_URL_ANNOTATION);
-                }
-            }
-            // `replace` carries the resourceVersion we read: a concurrent writer makes it 409.
-            match api.replace(&cfg.name, &PostParams::default(), &lease).await {
-                Ok(_) => Ok(true),
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-                Err(e) => Err(e),
-            }
-        }
-    }
-}
-
-fn jiff_from_chrono(t: DateTime<Utc>) -> k8s_openapi::jiff::Timestamp {
-    k8s_openapi::jiff::Timestamp::from_microsecond(t.timestamp_micros())
-        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+
+    fn jiff_from_chrono(t: DateTime<Utc>) -> k8s_openapi::jiff::Timestamp {
+        super::super::election::jiff(t)
+    }
 
     fn spec(
         holder: Option<&str>,
@@ -432,7 +325,7 @@ mod tests {
 
     #[test]
     fn lapsed_claim_stops_acting() {
-        let inner = Arc::new(Inner::new(0));
+        let inner = Arc::new(Inner::new(1, 0));
         let (_tx, rx) = watch::channel(false);
         let h = LeaderHandle { inner, changes: rx };
         assert!(!h.may_act());

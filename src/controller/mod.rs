@@ -8,6 +8,7 @@ pub mod budget;
 pub mod conditions;
 pub mod context;
 pub mod drill;
+pub mod election;
 pub mod env;
 pub mod executor_glue;
 pub mod failback;

@@ -46,6 +46,7 @@ pub async fn run(
                 namespace: e.namespace,
                 name: e.name,
                 identity: opts.identity.clone(),
+                shards: 1,
                 duration: e.duration,
                 renew_every: e.duration / 5,
                 retry_every: Duration::from_secs(1).min(e.duration / 5),

@@ -88,10 +88,16 @@ pub fn build(input: &StatusInput<'_>, now: DateTime<Utc>) -> AccountPairStatus {
         (Some(p), _) => ("ReplicationError", p.clone()),
         (None, Some(snap)) => (
             "Replicating",
-            format!(
-                "{} · lag {} records / {:.1}s",
-                snap.direction, snap.lag_records, snap.lag_seconds
-            ),
+            match snap.known_lag_records() {
+                Some(lag) => format!(
+                    "{} · lag {lag} records / {:.1}s",
+                    snap.direction, snap.lag_seconds
+                ),
+                None => format!(
+                    "{} · reading the feed's backlog; lag known once it reaches the head",
+                    snap.direction
+                ),
+            },
         ),
         (None, None) => (
             "Starting",

@@ -146,6 +146,7 @@ fn a_provider_refusing_the_setup_shows_as_misconfigured_until_it_answers() {
         kafka_error: None,
         end_offsets: Default::default(),
         applied_offsets: Default::default(),
+        caught_up: true,
     };
     let snap = snapshot(Some(crate::provider::ProviderError::Misconfigured(
         perm.into(),

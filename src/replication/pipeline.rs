@@ -118,14 +118,23 @@ pub struct PipelineSnapshot {
     pub kafka_error: Option<String>,
     pub end_offsets: BTreeMap<i32, i64>,
     pub applied_offsets: BTreeMap<i32, i64>,
+    /// The source has been at the feed's head once (see [`SourceStatus::caught_up`]):
+    /// until then `lag_records` counts only what was read, and the lag is unknown.
+    pub caught_up: bool,
 }
 
 impl PipelineSnapshot {
+    /// Records behind, once known: `None` until the source first reached the feed's
+    /// head (a pipeline just started, still reading its backlog).
+    pub fn known_lag_records(&self) -> Option<u64> {
+        self.caught_up.then_some(self.lag_records)
+    }
+
     /// The `status.replication` of the AccountPair.
     pub fn to_status(&self) -> ReplicationStatus {
         ReplicationStatus {
             direction: Some(self.direction.to_string()),
-            lag_records: Some(self.lag_records as i64),
+            lag_records: self.known_lag_records().map(|l| l as i64),
             lag_seconds: Some(self.lag_seconds),
             last_applied_at: self.last_applied_at.clone(),
         }
@@ -530,6 +539,7 @@ pub fn compute_snapshot(
         kafka_error: source.kafka_error.clone().or(sink.kafka_error.clone()),
         end_offsets: end_offsets.clone(),
         applied_offsets: sink.applied_offsets.clone(),
+        caught_up: source.caught_up,
     }
 }
 

@@ -137,6 +137,9 @@ pub struct SourceStatus {
     pub feed_error_at: Option<DateTime<Utc>>,
     /// The last Kafka error seen while producing (cleared by the next success).
     pub kafka_error: Option<String>,
+    /// The source has read up to the feed's head at least once. Until then its lag is
+    /// unknown: the changes it has not read yet are counted nowhere.
+    pub caught_up: bool,
 }
 
 /// How the source ended.
@@ -194,6 +197,9 @@ struct Shared {
     /// The producer records of the state topic go through; `None` once the source ended.
     /// Enqueueing holds this lock, so closing it and purging leaves nothing behind.
     gate: Mutex<Option<Arc<Producer>>>,
+    /// A read of the feed returned less than a full batch: the source has been at the
+    /// feed's head once, so what it has not handed to Kafka is counted in its lag.
+    caught_up: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -292,6 +298,7 @@ impl Source {
             kafka_error: Mutex::new(None),
             end: Mutex::new(None),
             gate: Mutex::new(Some(producer.clone())),
+            caught_up: std::sync::atomic::AtomicBool::new(false),
         });
         let (ctrl_tx, ctrl_rx) = mpsc::channel(4);
         let (err_tx, err_rx) = watch::channel(FeedErrors::default());
@@ -341,6 +348,7 @@ impl Source {
             feed_error_seq: feed.seq,
             feed_error_at: feed.at,
             kafka_error: lock(&self.shared.kafka_error).clone(),
+            caught_up: self.shared.caught_up.load(Ordering::Acquire),
         }
     }
 

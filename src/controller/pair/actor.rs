@@ -372,7 +372,7 @@ impl PairActor {
                 self.detectors[1].verdict().clone(),
             ],
             lag: snap.map(|s| Duration::from_secs_f64(s.lag_seconds.max(0.0))),
-            lag_records: snap.map(|s| s.lag_records),
+            lag_records: snap.and_then(|s| s.known_lag_records()),
             replication_reported: self.replication_reported,
             observed: [
                 self.detectors[0].last_observed_at().is_some(),

@@ -19,6 +19,7 @@ fn source(produced: &[(i32, i64)], unacknowledged: u64) -> SourceStatus {
         feed_error_seq: 0,
         feed_error_at: None,
         kafka_error: None,
+        caught_up: true,
     }
 }
 
@@ -63,4 +64,24 @@ fn lag_counts_records_the_sink_has_not_applied_and_is_zero_when_caught_up() {
         0,
     );
     assert_eq!(caught_up.lag_records, 0);
+}
+
+#[test]
+fn lag_is_unknown_until_the_source_first_reached_the_feeds_head() {
+    // A pipeline just started: nothing read yet, so every count is 0 — which says
+    // nothing about the backlog still in the feed.
+    let mut starting = source(&[], 0);
+    starting.caught_up = false;
+    let snap = compute_snapshot(&cfg(), &starting, &sink(&[]), &BTreeMap::new(), 0);
+    assert_eq!(snap.known_lag_records(), None);
+    assert_eq!(snap.to_status().lag_records, None);
+    let read = compute_snapshot(
+        &cfg(),
+        &source(&[(0, 300)], 0),
+        &sink(&[(0, 262)]),
+        &BTreeMap::new(),
+        0,
+    );
+    assert_eq!(read.known_lag_records(), Some(38));
+    assert_eq!(read.to_status().lag_records, Some(38));
 }

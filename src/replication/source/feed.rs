@@ -152,9 +152,16 @@ impl Run {
                 Ok(batch) => {
                     delays = backoff(&self.cfg.tuning);
                     self.clear_feed_error();
+                    let at_head = batch.changes.len() < self.cfg.tuning.feed_batch;
                     self.produce_batch(batch.changes, Some(batch.cursor.clone()), None)
                         .await;
                     self.cursor = Some(batch.cursor);
+                    if at_head {
+                        // What was read is now counted as unacknowledged or produced.
+                        self.shared
+                            .caught_up
+                            .store(true, std::sync::atomic::Ordering::Release);
+                    }
                 }
                 Err(e) => {
                     let d = self.on_feed_error(e, &mut delays);

@@ -232,3 +232,37 @@ async fn a_final_checkpoint_kafka_did_not_take_in_time_is_written_once_it_answer
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_is_caught_up_only_once_a_read_reaches_the_feeds_head() {
+    let mut b = bed();
+    // A backlog of three full batches: the first reads return full batches, so the
+    // source cannot know how far behind it is until a read returns less.
+    b.cfg.tuning.feed_batch = 100;
+    LoadGen::run(&b.store, "corp-a", 0, Until::Count(300), 1).await;
+    let src = Source::start(b.cfg.clone(), b.primary.clone())
+        .await
+        .expect("source starts");
+    // The last read, of an empty feed, waits `feed_wait` (100 ms) before it answers.
+    assert!(!src.status().caught_up, "{:?}", src.status());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let counted = loop {
+        let s = src.status();
+        if s.caught_up {
+            break s.produced + s.unacknowledged;
+        }
+        assert!(Instant::now() < deadline, "never caught up: {s:?}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    // Everything up to the head had been read and counted by then: once Kafka took it
+    // all, nothing more was produced.
+    let safe = head(&b.primary).await;
+    wait_for(
+        Duration::from_secs(20),
+        "the checkpoint at the head",
+        || src.status().checkpoint.as_deref() == Some(safe.as_str()),
+    )
+    .await;
+    assert_eq!(src.status().produced, counted, "{:?}", src.status());
+    src.stop().await;
+}
