@@ -47,7 +47,7 @@ testbed-down: ## Stop what `make testbed` started
 e2e: deps testbed ## End-to-end tests against the running test bed
 	$(CARGO) test --features e2e --test 'e2e_*' -- --test-threads=2
 
-test: fmt-check clippy unit chart-check ## Everything CI runs: fmt, clippy, unit tests, CRD and chart checks, test bed, e2e
+test: fmt-check clippy unit chart-check image-test ## Everything CI runs: fmt, clippy, unit tests, CRD and chart checks, the image test (debug build), test bed, e2e
 	@$(TESTBED)/up.sh
 	@rc=0; $(CARGO) test --features e2e --test 'e2e_*' -- --test-threads=2 || rc=$$?; \
 	  if [ $$rc -ne 0 ]; then echo "e2e failed; test bed logs are in target/testbed/logs/"; fi; \
@@ -82,9 +82,16 @@ bench-wecom: deps ## WeCom (release; the test bed's Kafka, started if needed): r
 bench-verify: deps ## Drill verifier benchmark (release, no test bed): 100k and 1M entities per side, in process and over HTTP; writes target/bench/verify.json
 	$(CARGO) bench --bench verify
 
-.PHONY: image image-check
-image: ## The operator's OCI image (release build, FROM scratch, user 65532; no container engine, needs root): target/image/understudy-VERSION.oci.tar and the OCI layout target/image/oci, tagged with the crate version
+.PHONY: image image-check image-test
+image: ## The operator's OCI image (release build, FROM scratch, user 65532; no container engine, needs root): target/image/understudy-VERSION.oci.tar and the OCI layout target/image/oci, tagged with the crate version (Cargo.toml, = the chart's appVersion)
 	@packaging/image.sh
 
 image-check: image ## Build the image, then run its entrypoint from the image config as the image user (--version, operator --help) without a container engine
 	@tests/image/check.sh
+
+# The debug binary is the one `cargo test` builds (default features): `cargo test --no-run`
+# is a no-op after `make unit`, and runs before any `--features e2e` build replaces it.
+image-test: deps ## Part of `make test`: the same image from the debug binary `cargo test` built (target/image-debug, tag VERSION-debug, never the release image) and the image-check run of it; needs root
+	$(CARGO) test --no-run --quiet
+	@IMAGE_PROFILE=debug packaging/image.sh
+	@IMAGE_PROFILE=debug tests/image/check.sh

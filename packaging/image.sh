@@ -2,7 +2,10 @@
 # `make image`: the operator's OCI image, from this checkout, without a container engine or
 # a registry. Idempotent and re-runnable; needs root (buildah with its own vfs storage).
 #   1. installs buildah, umoci, skopeo and ca-certificates (Debian packages) when missing
-#   2. builds the release binary (`cargo build --release`; nothing to do when it is fresh)
+#   2. builds the release binary (`cargo build --release`; nothing to do when it is fresh);
+#      with IMAGE_PROFILE=debug (`make image-test`) takes the debug binary instead,
+#      target/debug/understudy as `cargo test` built it (the Makefile runs
+#      `cargo test --no-run` first, a no-op after `make unit`)
 #   3. assembles the build context in target/image/context: the binary (debug info
 #      stripped, symbols kept), the shared libraries `ldd` lists for it, Debian's CA
 #      bundle, /etc/passwd and /etc/group with the non-root user 65532, their copyright files
@@ -12,6 +15,8 @@
 #   5. writes the image twice, tagged with the crate version:
 #        target/image/oci                          OCI image layout, tag VERSION
 #        target/image/understudy-VERSION.oci.tar   the same as an oci-archive (`skopeo copy`)
+#      (IMAGE_PROFILE=debug: target/image-debug/oci and
+#      target/image-debug/understudy-VERSION-debug.oci.tar, tag VERSION-debug)
 # `make image-check` (tests/image/check.sh) runs the image's entrypoint from these files.
 # shellcheck source=packaging/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -21,18 +26,25 @@ cd "$REPO_ROOT"
 start=$(date +%s)
 
 apt_install buildah umoci skopeo ca-certificates
-command -v cargo >/dev/null || die "cargo is not on PATH: install Rust (rustup) first"
-"$TESTBED_SCRIPTS/build-deps.sh"
 
 VERSION=$(crate_version)
+TAG=$(image_tag)
 OUT=$IMAGE_DIR
 CTX=$OUT/context
 STORE=$OUT/.buildah
-LOCAL_NAME=localhost/understudy:$VERSION
+LOCAL_NAME=localhost/understudy:$TAG
 
-log "cargo build --release (understudy $VERSION)"
-cargo build --release --bin understudy
-BIN=$REPO_ROOT/target/release/understudy
+if [[ $IMAGE_PROFILE == release ]]; then
+  command -v cargo >/dev/null || die "cargo is not on PATH: install Rust (rustup) first"
+  "$TESTBED_SCRIPTS/build-deps.sh"
+  log "cargo build --release (understudy $VERSION)"
+  cargo build --release --bin understudy
+  BIN=$REPO_ROOT/target/release/understudy
+else
+  BIN=$REPO_ROOT/target/debug/understudy
+  [[ -x $BIN ]] || die "no $BIN: run \`make unit\` (cargo test) first"
+  log "the debug binary $BIN (understudy $VERSION, $(du -h "$BIN" | cut -f1))"
+fi
 
 # --- 3. the build context -------------------------------------------------------------------
 rm -rf "$CTX"
@@ -89,15 +101,15 @@ bh() { buildah --root "$STORE/root" --runroot "$STORE/run" --storage-driver vfs 
 
 log "buildah bud -f packaging/Containerfile ($LOCAL_NAME)"
 bh bud --quiet --isolation chroot --format oci --timestamp "$epoch" \
-  --build-arg VERSION="$VERSION" --build-arg REVISION="$revision" \
+  --build-arg VERSION="$TAG" --build-arg REVISION="$revision" \
   -f packaging/Containerfile -t "$LOCAL_NAME" "$CTX" >/dev/null
 
 # --- 5. outputs -----------------------------------------------------------------------------
-archive=$OUT/understudy-$VERSION.oci.tar
+archive=$OUT/understudy-$TAG.oci.tar
 rm -rf "$OUT/oci" "$OUT"/understudy-*.oci.tar
-bh push --quiet "$LOCAL_NAME" "oci:$OUT/oci:$VERSION"
-bh push --quiet "$LOCAL_NAME" "oci-archive:$archive:$VERSION"
+bh push --quiet "$LOCAL_NAME" "oci:$OUT/oci:$TAG"
+bh push --quiet "$LOCAL_NAME" "oci-archive:$archive:$TAG"
 
-digest=$(skopeo inspect --format '{{.Digest}}' "oci:$OUT/oci:$VERSION")
-log "image: $archive ($(du -h "$archive" | cut -f1), $digest) and $OUT/oci:$VERSION"
+digest=$(skopeo inspect --format '{{.Digest}}' "oci:$OUT/oci:$TAG")
+log "image: $archive ($(du -h "$archive" | cut -f1), $digest) and $OUT/oci:$TAG"
 log "done in $(( $(date +%s) - start )) s"

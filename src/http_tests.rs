@@ -52,7 +52,10 @@ async fn health_ready_and_metrics_answer() {
         .with_label_values(&["n", "p", "d"])
         .inc();
     let body = get("/metrics").await.unwrap().text().await.unwrap();
-    assert!(body.contains("understudy_replication_dlq_total"), "{body}");
+    assert!(
+        body.contains("understudy_replication_dlq_records_total"),
+        "{body}"
+    );
     task.abort();
 }
 

@@ -1,10 +1,13 @@
 //! The operator's Prometheus metrics, all in one registry and named `understudy_*`, plus the
 //! standard `process_*` ones (CPU seconds, resident memory, open fds, threads) on Linux.
 //! Labels are bounded: namespace, pair, side, direction, step, signal, verdict, trigger,
-//! result — never error strings or entity keys.
+//! result — never error strings or entity keys. Names follow the Prometheus conventions,
+//! checked when a metric is registered (`register`, `naming_problem`).
 
 use std::sync::OnceLock;
 
+use prometheus::core::Collector;
+use prometheus::proto::MetricType;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -53,14 +56,14 @@ impl Metrics {
         )?;
         let replication_applied_total = IntCounterVec::new(
             Opts::new(
-                "understudy_replication_applied_total",
+                "understudy_replication_applied_records_total",
                 "Records applied to the passive side",
             ),
             PAIR_LABELS,
         )?;
         let replication_dlq_total = IntCounterVec::new(
             Opts::new(
-                "understudy_replication_dlq_total",
+                "understudy_replication_dlq_records_total",
                 "Records that could not be applied and went to the dead-letter topic",
             ),
             PAIR_LABELS,
@@ -91,14 +94,17 @@ impl Metrics {
             "Duration of drills, start to finish",
             DRILL_LABELS,
         )?;
-        registry.register(Box::new(drill_last_success_timestamp_seconds.clone()))?;
-        registry.register(Box::new(drill_last_result.clone()))?;
-        registry.register(Box::new(drill_mismatches.clone()))?;
-        registry.register(Box::new(drill_duration_seconds.clone()))?;
-        registry.register(Box::new(replication_lag_records.clone()))?;
-        registry.register(Box::new(replication_lag_seconds.clone()))?;
-        registry.register(Box::new(replication_applied_total.clone()))?;
-        registry.register(Box::new(replication_dlq_total.clone()))?;
+        register(
+            &registry,
+            Box::new(drill_last_success_timestamp_seconds.clone()),
+        )?;
+        register(&registry, Box::new(drill_last_result.clone()))?;
+        register(&registry, Box::new(drill_mismatches.clone()))?;
+        register(&registry, Box::new(drill_duration_seconds.clone()))?;
+        register(&registry, Box::new(replication_lag_records.clone()))?;
+        register(&registry, Box::new(replication_lag_seconds.clone()))?;
+        register(&registry, Box::new(replication_applied_total.clone()))?;
+        register(&registry, Box::new(replication_dlq_total.clone()))?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "understudy_build_info",
@@ -109,7 +115,7 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        registry.register(Box::new(build_info))?;
+        register(&registry, Box::new(build_info))?;
         // process_* (CPU seconds, resident memory, open fds, threads, start time).
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
@@ -134,6 +140,64 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+/// Why `name` breaks the Prometheus naming conventions for a metric of type `kind`, if it
+/// does: `_total` on counters and only on them; base units (seconds, bytes), never
+/// milliseconds or kilobytes; a histogram named by its unit; a metric of records ending in
+/// the unit (`…_records`, `…_records_total`).
+pub fn naming_problem(name: &str, kind: MetricType) -> Option<&'static str> {
+    let counter = kind == MetricType::COUNTER;
+    let base = match name.strip_suffix("_total") {
+        Some(_) if !counter => return Some("only a counter's name ends in _total"),
+        Some(base) => base,
+        None if counter => return Some("a counter's name ends in _total"),
+        None => name,
+    };
+    const NOT_BASE_UNITS: &[&str] = &[
+        "ms",
+        "millis",
+        "milliseconds",
+        "microseconds",
+        "nanoseconds",
+        "minutes",
+        "hours",
+        "days",
+        "kb",
+        "kib",
+        "kilobytes",
+        "mb",
+        "mib",
+        "megabytes",
+    ];
+    let words: Vec<&str> = base.split('_').collect();
+    if words.iter().any(|w| NOT_BASE_UNITS.contains(w)) {
+        return Some("units are base units: seconds and bytes");
+    }
+    if kind == MetricType::HISTOGRAM && !matches!(words.last(), Some(&("seconds" | "bytes"))) {
+        return Some("a histogram's name ends in its unit (_seconds, _bytes)");
+    }
+    if words.contains(&"records") && words.last() != Some(&"records") {
+        return Some("a metric of records ends in the unit: _records, or _records_total");
+    }
+    None
+}
+
+/// Register `collector` in `registry`, refusing a metric named against the conventions
+/// (`naming_problem`). Every metric is built by the unit tests, so a wrong name fails CI.
+pub fn register(
+    registry: &Registry,
+    collector: Box<dyn Collector>,
+) -> Result<(), prometheus::Error> {
+    for family in collector.collect() {
+        if let Some(problem) = naming_problem(family.name(), family.get_field_type()) {
+            return Err(prometheus::Error::Msg(format!(
+                "metric {}: {problem}",
+                family.name()
+            )));
+        }
+    }
+    registry.register(collector)
 }
 
 /// Buckets for durations from milliseconds to minutes.
@@ -169,7 +233,44 @@ mod tests {
             .with_label_values(&["ns", "p", "primary-to-standby"])
             .inc();
         let text = m.render();
-        assert!(text.contains("understudy_replication_applied_total{direction=\"primary-to-standby\",namespace=\"ns\",pair=\"p\"} 1"), "{text}");
+        assert!(text.contains("understudy_replication_applied_records_total{direction=\"primary-to-standby\",namespace=\"ns\",pair=\"p\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn every_metric_is_named_by_the_conventions() {
+        // Building each module's metrics registers them through `register`, which refuses
+        // a name against the conventions (the `expect`s would panic).
+        let _ = metrics();
+        let _ = crate::controller::metrics::metrics();
+        let _ = crate::audit::metrics::metrics();
+        use MetricType::{COUNTER, GAUGE, HISTOGRAM};
+        for (name, kind) in [
+            ("understudy_replication_applied_records_total", COUNTER),
+            ("understudy_replication_lag_records", GAUGE),
+            ("understudy_audit_waiting_records", GAUGE),
+            ("understudy_failovers_total", COUNTER),
+            ("understudy_failover_duration_seconds", HISTOGRAM),
+            ("understudy_drill_last_success_timestamp_seconds", GAUGE),
+        ] {
+            assert_eq!(naming_problem(name, kind), None, "{name}");
+        }
+        for (name, kind) in [
+            // Audit names before the rename, and other ways to get it wrong. (That
+            // `replication_applied` counts records only the name can say: the render tests
+            // hold those names.)
+            ("understudy_audit_records_written_total", COUNTER),
+            ("understudy_audit_records_waiting", GAUGE),
+            ("understudy_failovers", COUNTER),
+            ("understudy_pairs_total", GAUGE),
+            ("understudy_failover_duration_ms", HISTOGRAM),
+            ("understudy_failover_duration", HISTOGRAM),
+            ("understudy_state_kb", GAUGE),
+        ] {
+            assert!(naming_problem(name, kind).is_some(), "{name}");
+        }
+        let wrong = IntCounterVec::new(Opts::new("understudy_wrong", "help"), &["pair"]).unwrap();
+        let err = register(&Registry::new(), Box::new(wrong)).unwrap_err();
+        assert!(err.to_string().contains("understudy_wrong"), "{err}");
     }
 
     #[test]

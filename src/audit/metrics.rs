@@ -22,7 +22,7 @@ fn build() -> Result<AuditMetrics, prometheus::Error> {
     let m = AuditMetrics {
         records_dropped_total: IntCounterVec::new(
             Opts::new(
-                "understudy_audit_records_dropped_total",
+                "understudy_audit_dropped_records_total",
                 "Audit records given up because the writer's queue was full (never written)",
             ),
             LABELS,
@@ -36,24 +36,24 @@ fn build() -> Result<AuditMetrics, prometheus::Error> {
         )?,
         records_waiting: IntGaugeVec::new(
             Opts::new(
-                "understudy_audit_records_waiting",
+                "understudy_audit_waiting_records",
                 "Audit records handed over and not yet written",
             ),
             LABELS,
         )?,
         records_written_total: IntCounterVec::new(
             Opts::new(
-                "understudy_audit_records_written_total",
+                "understudy_audit_written_records_total",
                 "Audit records written to the chain",
             ),
             LABELS,
         )?,
     };
     let r = &crate::metrics::metrics().registry;
-    r.register(Box::new(m.records_dropped_total.clone()))?;
-    r.register(Box::new(m.write_failures_total.clone()))?;
-    r.register(Box::new(m.records_waiting.clone()))?;
-    r.register(Box::new(m.records_written_total.clone()))?;
+    crate::metrics::register(r, Box::new(m.records_dropped_total.clone()))?;
+    crate::metrics::register(r, Box::new(m.write_failures_total.clone()))?;
+    crate::metrics::register(r, Box::new(m.records_waiting.clone()))?;
+    crate::metrics::register(r, Box::new(m.records_written_total.clone()))?;
     Ok(m)
 }
 
@@ -87,7 +87,7 @@ mod tests {
         let text = crate::metrics::metrics().render();
         assert!(
             text.contains(
-                "understudy_audit_records_dropped_total{namespace=\"ns\",pair=\"metrics-test\"} 1"
+                "understudy_audit_dropped_records_total{namespace=\"ns\",pair=\"metrics-test\"} 1"
             ),
             "{text}"
         );

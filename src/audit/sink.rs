@@ -7,7 +7,7 @@
 //!   settings, and retries a record (backoff up to 30 s) until it is written.
 //! - Each writer's queue is bounded (`AuditSettings::queue_capacity`, default 10,000).
 //!   [`AuditSink::record_to`] never blocks and never waits: when the queue is full the
-//!   record is dropped and counted (`understudy_audit_records_dropped_total`).
+//!   record is dropped and counted (`understudy_audit_dropped_records_total`).
 //! - A pair's records go where it was last recorded to: when its Secret changes (a fixed
 //!   password) the records still waiting in the old writer move to the new one (after
 //!   the records already queued there) and the old writer ends once nobody uses it.

@@ -111,7 +111,7 @@ pub struct OperatorArgs {
     #[arg(long, env = "UNDERSTUDY_AUDIT_TOPIC", default_value = crate::audit::DEFAULT_TOPIC)]
     pub audit_topic: String,
     /// Audit records held per Kafka cluster and credentials while Kafka is slow or away;
-    /// beyond it new records are dropped and counted (understudy_audit_records_dropped_total)
+    /// beyond it new records are dropped and counted (understudy_audit_dropped_records_total)
     /// and the pair shows it, so a decision never waits for the audit log.
     #[arg(long, default_value_t = crate::audit::DEFAULT_QUEUE_CAPACITY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub audit_queue_capacity: usize,

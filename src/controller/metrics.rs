@@ -130,21 +130,21 @@ fn build() -> Result<ControllerMetrics, prometheus::Error> {
         )?,
     };
     let r = &crate::metrics::metrics().registry;
-    r.register(Box::new(m.account_status.clone()))?;
-    r.register(Box::new(m.freeze_signals_total.clone()))?;
-    r.register(Box::new(m.failovers_total.clone()))?;
-    r.register(Box::new(m.failover_duration_seconds.clone()))?;
-    r.register(Box::new(m.switchover_running.clone()))?;
-    r.register(Box::new(m.switchover_started_timestamp_seconds.clone()))?;
-    r.register(Box::new(m.risk_warning.clone()))?;
-    r.register(Box::new(m.leader.clone()))?;
-    r.register(Box::new(m.pairs.clone()))?;
-    r.register(Box::new(m.dropped_work_total.clone()))?;
-    r.register(Box::new(m.failover_brakes_total.clone()))?;
-    r.register(Box::new(m.provider_callbacks_total.clone()))?;
-    r.register(Box::new(m.reconcile_changes_total.clone()))?;
-    r.register(Box::new(m.active_side.clone()))?;
-    r.register(Box::new(m.paused.clone()))?;
+    crate::metrics::register(r, Box::new(m.account_status.clone()))?;
+    crate::metrics::register(r, Box::new(m.freeze_signals_total.clone()))?;
+    crate::metrics::register(r, Box::new(m.failovers_total.clone()))?;
+    crate::metrics::register(r, Box::new(m.failover_duration_seconds.clone()))?;
+    crate::metrics::register(r, Box::new(m.switchover_running.clone()))?;
+    crate::metrics::register(r, Box::new(m.switchover_started_timestamp_seconds.clone()))?;
+    crate::metrics::register(r, Box::new(m.risk_warning.clone()))?;
+    crate::metrics::register(r, Box::new(m.leader.clone()))?;
+    crate::metrics::register(r, Box::new(m.pairs.clone()))?;
+    crate::metrics::register(r, Box::new(m.dropped_work_total.clone()))?;
+    crate::metrics::register(r, Box::new(m.failover_brakes_total.clone()))?;
+    crate::metrics::register(r, Box::new(m.provider_callbacks_total.clone()))?;
+    crate::metrics::register(r, Box::new(m.reconcile_changes_total.clone()))?;
+    crate::metrics::register(r, Box::new(m.active_side.clone()))?;
+    crate::metrics::register(r, Box::new(m.paused.clone()))?;
     Ok(m)
 }
 

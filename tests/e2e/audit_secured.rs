@@ -154,8 +154,8 @@ async fn records_written_through_the_sasl_listener_are_verified_with_the_pairs_s
     })
     .await;
     assert_eq!(s.problem(&ns, PAIR), None);
-    assert_eq!(metric("understudy_audit_records_waiting", &ns), 0.0);
-    assert_eq!(metric("understudy_audit_records_written_total", &ns), 3.0);
+    assert_eq!(metric("understudy_audit_waiting_records", &ns), 0.0);
+    assert_eq!(metric("understudy_audit_written_records_total", &ns), 3.0);
 
     // The plugin finds the Kafka and its credentials through the pair.
     let oc = Oncall {
@@ -267,8 +267,8 @@ async fn with_a_wrong_password_records_wait_and_the_pair_says_why_until_the_cred
     }
     assert!(!problem.contains(WRONG_PASSWORD) && !problem.contains(&password));
     assert!(metric("understudy_audit_write_failures_total", &ns) >= 1.0);
-    assert_eq!(metric("understudy_audit_records_waiting", &ns), 2.0);
-    assert_eq!(metric("understudy_audit_records_written_total", &ns), 0.0);
+    assert_eq!(metric("understudy_audit_waiting_records", &ns), 2.0);
+    assert_eq!(metric("understudy_audit_written_records_total", &ns), 0.0);
     assert!(
         records(&right, &topic).await.is_empty(),
         "nothing reached the topic"
@@ -305,7 +305,7 @@ async fn with_a_wrong_password_records_wait_and_the_pair_says_why_until_the_cred
         async move { healthy.then_some(()) }
     })
     .await;
-    assert_eq!(metric("understudy_audit_records_waiting", &ns), 0.0);
+    assert_eq!(metric("understudy_audit_waiting_records", &ns), 0.0);
 
     // A new sink (a restarted operator) continues the same chain.
     let again = sink(&topic, Duration::from_secs(2));

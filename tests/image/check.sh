@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # `make image-check`: run the image that `make image` built, without a container engine.
+# With IMAGE_PROFILE=debug (`make image-test`): the same checks of the debug image in
+# target/image-debug, tagged VERSION-debug.
 #   1. the OCI layout target/image/oci has a tag equal to the crate version, which is also
 #      the chart's appVersion (the chart's default image tag), and the oci-archive beside it
 #      holds the same image (same manifest digest)
 #   2. the image config's user is numeric and non-root and is the chart's runAsUser;
-#      its entrypoint is an absolute path
+#      its entrypoint is an absolute path; its version label is its tag (VERSION, or
+#      VERSION-debug for the debug image)
 #   3. `umoci unpack` the image into a bundle, then run the entrypoint from the image config
 #      (Entrypoint, Env, WorkingDir, User) as a runtime would: chroot into the unpacked
 #      rootfs, as that user, with only that environment:
@@ -22,9 +25,12 @@ apt_install umoci skopeo
 cd "$REPO_ROOT"
 
 VERSION=$(crate_version)
+TAG=$(image_tag)
 LAYOUT=$IMAGE_DIR/oci
-ARCHIVE=$IMAGE_DIR/understudy-$VERSION.oci.tar
-[[ -d $LAYOUT && -f $ARCHIVE ]] || die "no image for $VERSION in $IMAGE_DIR: run \`make image\` first"
+ARCHIVE=$IMAGE_DIR/understudy-$TAG.oci.tar
+if [[ $IMAGE_PROFILE == release ]]; then make_image="make image"; else make_image="make image-test"; fi
+[[ -d $LAYOUT && -f $ARCHIVE ]] || die "no image $TAG in $IMAGE_DIR: run \`$make_image\` first"
+log "checking the image $TAG in $IMAGE_DIR"
 
 # Checks report and go on; what the later checks need dies explicitly.
 set +e
@@ -41,15 +47,15 @@ app_version=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' charts/un
 [[ $app_version == "$VERSION" ]]
 check $? "the chart's appVersion ($app_version) is the crate version ($VERSION)"
 
-layout_digest=$(skopeo inspect --format '{{.Digest}}' "oci:$LAYOUT:$VERSION" 2>"$tmp/err") ||
-  die "the OCI layout has no tag $VERSION: $(cat "$tmp/err")"
-archive_digest=$(skopeo inspect --format '{{.Digest}}' "oci-archive:$ARCHIVE:$VERSION" 2>"$tmp/err") ||
-  die "$ARCHIVE has no image tagged $VERSION: $(cat "$tmp/err")"
+layout_digest=$(skopeo inspect --format '{{.Digest}}' "oci:$LAYOUT:$TAG" 2>"$tmp/err") ||
+  die "the OCI layout has no tag $TAG: $(cat "$tmp/err")"
+archive_digest=$(skopeo inspect --format '{{.Digest}}' "oci-archive:$ARCHIVE:$TAG" 2>"$tmp/err") ||
+  die "$ARCHIVE has no image tagged $TAG: $(cat "$tmp/err")"
 [[ $layout_digest == "$archive_digest" ]]
 check $? "oci-archive and OCI layout hold the same image ($layout_digest)" "$archive_digest"
 
 # --- 2. the image config ----------------------------------------------------------------------
-skopeo inspect --config "oci:$LAYOUT:$VERSION" >"$tmp/config.json" || die "cannot read the image config"
+skopeo inspect --config "oci:$LAYOUT:$TAG" >"$tmp/config.json" || die "cannot read the image config"
 # Files: user, working dir, entrypoint and env (NUL-separated).
 python3 - "$tmp/config.json" "$tmp" <<'PY' || die "cannot parse the image config"
 import json, sys
@@ -59,10 +65,14 @@ open(out + "/user", "w").write(cfg.get("User", ""))
 open(out + "/workdir", "w").write(cfg.get("WorkingDir", "") or "/")
 open(out + "/entrypoint", "w").write("".join(a + "\0" for a in cfg.get("Entrypoint") or []))
 open(out + "/env", "w").write("".join(e + "\0" for e in cfg.get("Env") or []))
+open(out + "/version_label", "w").write((cfg.get("Labels") or {}).get("org.opencontainers.image.version", ""))
 PY
 user=$(cat "$tmp/user")
 workdir=$(cat "$tmp/workdir")
 mapfile -d '' entrypoint <"$tmp/entrypoint"
+version_label=$(cat "$tmp/version_label")
+[[ $version_label == "$TAG" ]]
+check $? "the image's org.opencontainers.image.version label is its tag ($TAG)" "label: $version_label"
 
 uid=${user%%:*}
 gid=${user#*:}
@@ -78,7 +88,7 @@ check $? "the entrypoint is an absolute path (${entrypoint[*]:-none})"
   die "the image config has no numeric user or no absolute entrypoint; not running it"
 
 # --- 3. run the entrypoint from the unpacked image ------------------------------------------
-umoci unpack --image "$LAYOUT:$VERSION" "$tmp/bundle" >/dev/null || die "umoci unpack failed"
+umoci unpack --image "$LAYOUT:$TAG" "$tmp/bundle" >/dev/null || die "umoci unpack failed"
 rootfs=$tmp/bundle/rootfs
 [[ ! -e $rootfs/bin/sh && ! -e $rootfs/usr/bin/sh ]]
 check $? "the image has no shell"

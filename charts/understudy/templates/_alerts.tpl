@@ -210,10 +210,10 @@ labels:
 {{- $n := .Values.prometheusRule.thresholds.dlqRecords15m -}}
 - alert: UnderstudyDLQGrowing
   expr: |-
-    sum by (namespace, pair, direction) (increase(understudy_replication_dlq_total[15m])) > {{ $n }}
+    sum by (namespace, pair, direction) (increase(understudy_replication_dlq_records_total[15m])) > {{ $n }}
     or
     sum by (namespace, pair, direction) (
-      understudy_replication_dlq_total unless understudy_replication_dlq_total offset 15m
+      understudy_replication_dlq_records_total unless understudy_replication_dlq_records_total offset 15m
     ) > {{ $n }}
   {{- include "understudy.alertLabels" (dict "root" . "severity" "warning") | nindent 2 }}
   annotations:
@@ -259,15 +259,15 @@ labels:
 {{- define "understudy.alert.UnderstudyAuditTrailFailing" -}}
 - alert: UnderstudyAuditTrailFailing
   expr: |-
-    sum by (namespace, pair) (increase(understudy_audit_records_dropped_total[15m])) > 0
+    sum by (namespace, pair) (increase(understudy_audit_dropped_records_total[15m])) > 0
     or
     sum by (namespace, pair) (
-      understudy_audit_records_dropped_total unless understudy_audit_records_dropped_total offset 15m
+      understudy_audit_dropped_records_total unless understudy_audit_dropped_records_total offset 15m
     ) > 0
     or
     max by (namespace, pair) (
-      (min_over_time(understudy_audit_records_waiting[10m]) > 0)
-      and (understudy_audit_records_waiting offset 10m > 0)
+      (min_over_time(understudy_audit_waiting_records[10m]) > 0)
+      and (understudy_audit_waiting_records offset 10m > 0)
       and (increase(understudy_audit_write_failures_total[10m]) > 0)
     )
   {{- include "understudy.alertLabels" (dict "root" . "severity" "warning") | nindent 2 }}
