@@ -461,10 +461,15 @@ async fn a_pair_replicates_while_it_exists_and_deletion_loses_nothing() {
     let scene = scene(&tb, &client, &sim, "e2e-life", fast_detection()).await;
     let op = start_operator(&tb, &scene.namespace, "life", &[], &[]);
     wait_replicating(&client, &scene).await;
-    let p = pair(&client, &scene).await;
-    let repl = p.status.unwrap().replication.unwrap();
+    // The lag is known once the source first reached the feed's head (until then the
+    // status says it is reading the backlog).
+    let repl = wait_until(Duration::from_secs(20), "the lag is known", || async {
+        let repl = pair(&client, &scene).await.status?.replication?;
+        repl.lag_records.is_some().then_some(repl)
+    })
+    .await;
     assert_eq!(repl.direction.as_deref(), Some("primary-to-standby"));
-    assert!(repl.lag_records.is_some() && repl.lag_seconds.is_some());
+    assert!(repl.lag_seconds.is_some());
     let finalizers = pair(&client, &scene)
         .await
         .metadata
