@@ -1,6 +1,6 @@
 //! The audit trail: every decision and action — verdict changes, provider notices,
 //! pages, switchovers (created, each step's result, finished), forced gates, cancels,
-//! pauses and resumes, drills — as a hash-chained record on the Kafka topic
+//! pauses and resumes, drills, risk warnings — as a hash-chained record on the Kafka topic
 //! `understudy.audit`.
 //!
 //! Contract:
@@ -60,13 +60,19 @@ pub mod kind {
     pub const CANCEL_REQUESTED: &str = "switchover.cancel-requested";
     /// The operator cancelled a Switchover before it started (data: name, by).
     pub const SWITCHOVER_CANCELLED: &str = "switchover.cancelled";
-    /// Automatic failover suspended / resumed (data: reason).
+    /// Automatic failover suspended / resumed (data: reason, or previousReason). Written
+    /// by `kubectl understudy pause/resume`, or by the operator when it sees spec.paused
+    /// changed by other means (then data also holds observedBy: "operator", changedBy:
+    /// the field manager that set spec.paused, changedAt, generation).
     pub const PAUSED: &str = "pair.paused";
     pub const RESUMED: &str = "pair.resumed";
     /// Someone ran a drill on demand (data: name, rehearse).
     pub const DRILL_REQUESTED: &str = "drill.requested";
     /// A drill finished (data: name, result, counts).
     pub const DRILL_FINISHED: &str = "drill.finished";
+    /// A new risk finding was raised on the provider's activity (data: side, account,
+    /// risk, message, at, activeUntil).
+    pub const RISK_WARNING: &str = "risk.warning";
 }
 
 /// Parse a duration with days: `730d`, `7d`, `36h`, `90m`, `1d12h`, `30s`, `500ms`.

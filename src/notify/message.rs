@@ -175,7 +175,7 @@ fn describe(n: &Notification, c: &Commands) -> (String, String, Vec<Choice>) {
             );
             if *records_lost > 0 {
                 what.push_str(&format!(
-                    " {records_lost} changes the old side took never reached the {to}; the Switchover's status lists them."
+                    " {records_lost} changes the old side took never reached the {to}. The Switchover counts them but does not say which: the old side's changes from just before its fence step that the {to} lacks are they (runbook UnderstudyFailoverHappened)."
                 ));
             }
             let choices = if *to == Side::Standby {

@@ -111,6 +111,14 @@ fn lost_records_are_said() {
         m.what
             .contains("12 changes the old side took never reached the standby")
     );
+    // Only the number is kept: the message must not promise a list.
+    assert!(!m.what.contains("lists"), "{}", m.what);
+    assert!(
+        m.what.contains("does not say which")
+            && m.what.contains("runbook UnderstudyFailoverHappened"),
+        "{}",
+        m.what
+    );
 }
 
 #[test]

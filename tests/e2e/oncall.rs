@@ -5,6 +5,7 @@
 mod harness;
 mod oncall_failback;
 mod oncall_kit;
+mod oncall_pause;
 mod oncall_people;
 mod support;
 

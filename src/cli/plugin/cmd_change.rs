@@ -103,8 +103,14 @@ pub async fn pause(kube: &Kube, name: &str, reason: Option<&str>, change: &Chang
             "spec": { "paused": false },
         }),
     };
+    // The field manager tells the operator this change is recorded by this command (it
+    // records changes of spec.paused made by other means itself).
+    let params = PatchParams {
+        field_manager: Some(crate::controller::pair::pause_record::PLUGIN_FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
     kube.pairs()
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(name, &params, &Patch::Merge(&patch))
         .await
         .map_err(|e| {
             api_failure(

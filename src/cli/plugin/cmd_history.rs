@@ -92,7 +92,7 @@ pub async fn history(kube: &Kube, a: &HistoryArgs) -> Outcome {
     let audit = audit_records(kube, &pair, a, since.timestamp_millis()).await;
     if let Err(e) = &audit {
         notes.push(format!(
-            "the audit trail was not read ({e}): past pauses and resumes, provider notices and gates overridden in a precheck are not shown; pass --kafka/--kafka-properties to read it"
+            "the audit trail was not read ({e}): past pauses and resumes, provider notices, risk warnings and gates overridden in a precheck are not shown; pass --kafka/--kafka-properties to read it"
         ));
     }
     let entries = history::build(

@@ -6,16 +6,18 @@
 //! - Switchover objects: every switchover (trigger, result, records lost, duration, who
 //!   asked, why, the gates its request skipped with `--force-…`).
 //! - Drill objects: every drill the pair keeps (`spec.drills.historyLimit`).
-//! - The AccountPair: the pause in force (annotations `understudy.dev/paused-*`) and a
-//!   `RiskWarning` condition that is `True`.
+//! - The AccountPair: the pause in force (annotations `understudy.dev/paused-*`, else
+//!   the time of its `Paused` condition) and a `RiskWarning` condition that is `True`.
 //! - Events of the pair (kept by the API server for a short time, an hour by default):
 //!   verdict changes, pages and held failovers, risk warnings.
-//! - The audit trail (when readable): pauses and resumes, provider notices, verdict
-//!   changes, pages, gates overridden during a precheck, and the switchovers and drills
-//!   whose objects were deleted since.
+//! - The audit trail (when readable): pauses and resumes (made with `kubectl understudy
+//!   pause/resume`, or by other means and then recorded by the operator with the field
+//!   manager that made them), provider notices, verdict changes, pages, risk warnings,
+//!   gates overridden during a precheck, and the switchovers and drills whose objects
+//!   were deleted since.
 //!
-//! The same fact seen by two sources is shown once (an Event or the pause annotation is
-//! dropped when the audit trail has the record of it).
+//! The same fact seen by two sources is shown once (an Event, a condition or the pause
+//! annotation is dropped when the audit trail has the record of it).
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -27,6 +29,7 @@ use crate::api::drill::DrillPhase;
 use crate::api::switchover::SwitchoverPhase;
 use crate::api::{AccountPair, Drill, Switchover};
 use crate::audit::{AuditRecord, kind};
+use crate::controller::pair::pause_record::CONDITION as PAUSED_CONDITION;
 
 pub use super::history_entry::{Entry, Source, What, kind_name, parse_time, side_word};
 
@@ -159,14 +162,28 @@ fn drill_entry(d: &Drill) -> Entry {
     }
 }
 
-/// The pause in force, from the pair's annotations.
+/// The pause in force, from the pair's annotations (set by `kubectl understudy pause`)
+/// or, without them, the `Paused` condition (when the operator saw the pause).
 fn current_pause(pair: &AccountPair) -> Option<Entry> {
     if !pair.spec.paused {
         return None;
     }
     let a = pair.metadata.annotations.clone().unwrap_or_default();
+    let seen_at = || {
+        pair.status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == PAUSED_CONDITION && c.status == "True")?
+            .last_transition_time
+            .as_deref()
+            .and_then(parse_time)
+    };
     Some(Entry {
-        at: a.get(PAUSED_AT).and_then(|t| parse_time(t)),
+        at: a
+            .get(PAUSED_AT)
+            .and_then(|t| parse_time(t))
+            .or_else(seen_at),
         source: Source::Pair,
         by: a.get(PAUSED_BY).cloned(),
         what: What::Pause {
@@ -229,14 +246,50 @@ fn audit_entry(r: &AuditRecord) -> Option<Entry> {
             pages: d.get("pages").and_then(Value::as_bool).unwrap_or(true),
             reason: text(d, "reason").unwrap_or_default(),
         },
+        kind::RISK_WARNING => What::RiskWarning {
+            message: text(d, "message").unwrap_or_default(),
+        },
         _ => return None,
     };
+    // A pause or resume the operator saw being made by other means: who made it is the
+    // field manager that set spec.paused (e.g. kubectl-patch), when known.
+    let by = text(d, "changedBy").unwrap_or_else(|| r.actor.clone());
     Some(Entry {
         at: parse_time(&r.at),
         source: Source::Audit,
-        by: Some(r.actor.clone()),
+        by: Some(by),
         what,
     })
+}
+
+/// The operator records a change of spec.paused once per change; a replica stopped
+/// while it did may record it again, with the same generation: one is kept.
+fn first_of_each_pause_change<'a>(
+    records: impl Iterator<Item = &'a AuditRecord>,
+) -> Vec<&'a AuditRecord> {
+    let mut seen: Vec<(&str, i64)> = Vec::new();
+    let mut out = Vec::new();
+    for r in records {
+        let observed = matches!(r.kind.as_str(), kind::PAUSED | kind::RESUMED)
+            && text(&r.data, "observedBy").as_deref() == Some("operator");
+        if let (true, Some(g)) = (observed, number(&r.data, "generation")) {
+            if seen.contains(&(r.kind.as_str(), g)) {
+                continue;
+            }
+            seen.push((r.kind.as_str(), g));
+        }
+        out.push(r);
+    }
+    out
+}
+
+/// Is the pause in force in the audit trail (its last pause or resume is a pause)?
+fn pause_in_trail(audit: &[Entry]) -> bool {
+    audit
+        .iter()
+        .filter(|e| matches!(e.what, What::Pause { .. } | What::Resume { .. }))
+        .max_by_key(|e| e.at)
+        .is_some_and(|e| matches!(e.what, What::Pause { .. }))
 }
 
 /// Switchovers and drills that are in the audit trail but whose objects are gone.
@@ -428,6 +481,10 @@ fn same_fact(a: &Entry, b: &Entry) -> bool {
         ) => s1 == s2 && t1 == t2,
         (What::Page { pages: p1, .. }, What::Page { pages: p2, .. }) => p1 == p2,
         (What::Pause { reason: r1 }, What::Pause { reason: r2 }) => r1 == r2,
+        // An Event tells one finding; the condition all those active, joined by "; ".
+        (What::RiskWarning { message: m1 }, What::RiskWarning { message: m2 }) => {
+            !m2.is_empty() && m1.contains(m2.as_str())
+        }
         _ => false,
     };
     same_kind && near(a.at, b.at)
@@ -449,15 +506,20 @@ pub fn build(inp: &Inputs<'_>, limit: usize) -> Vec<Entry> {
             .filter(|d| d.spec.pair == name)
             .map(drill_entry),
     );
-    let audit: Vec<Entry> = inp
+    let of_pair = inp
         .audit
         .unwrap_or_default()
         .iter()
-        .filter(|(_, r)| r.pair == name)
-        .filter_map(|(_, r)| audit_entry(r))
+        .map(|(_, r)| r)
+        .filter(|r| r.pair == name);
+    let audit: Vec<Entry> = first_of_each_pause_change(of_pair)
+        .into_iter()
+        .filter_map(audit_entry)
         .collect();
     let mut seen: Vec<Entry> = Vec::new();
-    seen.extend(current_pause(inp.pair));
+    if !pause_in_trail(&audit) {
+        seen.extend(current_pause(inp.pair));
+    }
     seen.extend(inp.events.iter().filter_map(event_entry));
     let risk_events = seen
         .iter()

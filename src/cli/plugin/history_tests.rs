@@ -508,3 +508,6 @@ fn newest_first_within_the_window_and_at_most_the_limit() {
     assert_eq!(three, all[..3].to_vec());
     assert!(render_history(&[]).contains("nothing"));
 }
+
+#[path = "history_seen_tests.rs"]
+mod seen;

@@ -26,6 +26,7 @@ use crate::detection::risk::{RiskEvaluator, RiskFinding};
 use crate::detection::signal::{NoAnswerCause, PollOutcome, Signal, SignalKind};
 use crate::detection::{Brake, Detector, DetectorConfig, VerdictChange};
 
+mod pause;
 mod signals;
 
 /// How often a pair whose audit records cannot be written reads its Kafka Secret again.
@@ -45,6 +46,8 @@ pub(super) struct Setup {
     pub status: AccountPairStatus,
     /// The kinds the pair's provider reads but cannot write.
     pub not_replicable: Vec<crate::provider::NotReplicable>,
+    /// `spec.paused` and who set it, as read at start (see `pause_record`).
+    pub pause: super::pause_record::Seen,
 }
 
 /// Where the traffic targets were last seen pointing.
@@ -97,6 +100,11 @@ pub(super) struct PairActor {
     last_published_at: Option<Instant>,
     /// A recorded intent found at start is checked once against its switchover.
     intent_unchecked: bool,
+    /// `spec.paused` as seen at start, until the `Paused` condition says it.
+    pause_unnoted: Option<super::pause_record::Seen>,
+    /// This task queued the audit record of that change (a retried condition write does
+    /// not queue it again).
+    pause_recorded: bool,
 }
 
 impl PairActor {
@@ -160,6 +168,8 @@ impl PairActor {
             last_published: None,
             last_published_at: None,
             intent_unchecked: true,
+            pause_unnoted: Some(s.pause),
+            pause_recorded: false,
             spec: s.spec,
             env: s.env,
         };
@@ -327,6 +337,9 @@ impl PairActor {
             self.check_traffic().await;
         }
         self.refresh_audit_kafka(now).await;
+        if self.pause_unnoted.is_some() {
+            self.note_pause().await;
+        }
         self.seen.prune(Utc::now(), self.env.opts.notice_window);
         self.publish_status().await;
     }

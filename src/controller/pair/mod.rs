@@ -10,9 +10,11 @@
 //!   one at a time, so no two decisions about a pair ever interleave.
 //! - It decides with the pure functions (`detection::Detector`,
 //!   `detection::decide_failover`, `failback::decide_failback`, [`recovery`],
-//!   [`switchovers::classify`], [`seen`], `status::build`) and carries out the effects —
-//!   status writes, Events, audit records, metrics, Switchovers — only while this
-//!   replica may act (the Lease).
+//!   [`switchovers::classify`], [`seen`], [`pause_record`], `status::build`) and carries
+//!   out the effects — status writes, Events, audit records, metrics, Switchovers — only
+//!   while this replica may act (the Lease). Every change of the spec starts a new task,
+//!   which records a change of `spec.paused` made without `kubectl understudy` once
+//!   ([`pause_record`]).
 //! - Replication runs in a task of its own ([`replication`]) that the pair's task
 //!   commands; its direction changes only after the pair's task persisted the new
 //!   active side.
@@ -22,6 +24,7 @@
 mod actor;
 mod failover;
 mod loops;
+pub mod pause_record;
 pub mod providers;
 pub mod recovery;
 pub mod replication;
@@ -261,6 +264,7 @@ impl PairHandle {
             audit_secret_read,
             status,
             not_replicable: providers[0].not_replicable(),
+            pause: pause_record::Seen::of(&pair),
         });
         let mut tasks = vec![tokio::spawn(actor.run(rx))];
         let interval = poll_interval(&spec);

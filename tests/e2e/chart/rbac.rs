@@ -4,6 +4,10 @@
 
 use super::*;
 
+#[path = "rbac_reads.rs"]
+mod reads;
+use reads::may_read;
+
 #[tokio::test]
 async fn operator_service_account_may_do_what_the_operator_needs_and_nothing_else() {
     let tb = Testbed::load();
@@ -418,6 +422,12 @@ async fn people_roles_viewer_oncall_admin() {
             .list(&ListParams::default())
             .await,
     );
+    // What `kubectl understudy history` and `report` read besides; no Pods, logs, Secrets.
+    assert_eq!(
+        may_read(&viewer, &ns).await,
+        ["list events", "list deployments", "list leases"],
+        "viewer"
+    );
     forbidden(
         "viewer creates a Switchover",
         Api::<Switchover>::namespaced(viewer.clone(), &ns)
@@ -563,6 +573,18 @@ async fn people_roles_viewer_oncall_admin() {
         Api::<Secret>::namespaced(oncall.clone(), &ns)
             .get("primary-token")
             .await,
+    );
+    // Everything `kubectl understudy report` collects, except Secrets.
+    assert_eq!(
+        may_read(&oncall, &ns).await,
+        [
+            "list events",
+            "list deployments",
+            "list leases",
+            "list pods",
+            "get pods/log"
+        ],
+        "on-call"
     );
 
     // Admin: full control of the three resources; the policy does not apply.

@@ -189,6 +189,10 @@ impl PairActor {
                 .set(i64::from(on));
         }
         for f in new {
+            self.audit(
+                crate::audit::kind::RISK_WARNING,
+                risk_record(&f, self.active, self.account(self.active)),
+            );
             self.event(true, "RiskWarning", "Detect", f.message.clone());
             self.env.notifications.send(
                 &self.ns,
@@ -201,6 +205,23 @@ impl PairActor {
             );
         }
     }
+}
+
+/// The audit record of a new risk finding on the active side's activity.
+pub(super) fn risk_record(
+    f: &crate::detection::risk::RiskFinding,
+    side: Side,
+    account: &str,
+) -> serde_json::Value {
+    use crate::controller::conditions::rfc3339_ms;
+    serde_json::json!({
+        "side": side.as_str(),
+        "account": account,
+        "risk": f.kind.as_str(),
+        "message": f.message,
+        "at": rfc3339_ms(f.at),
+        "activeUntil": rfc3339_ms(f.active_until),
+    })
 }
 
 /// What a side's setup lacks after a poll: what the provider said when it refused the
@@ -226,6 +247,31 @@ mod tests {
             cause,
             detail: detail.into(),
         })
+    }
+
+    #[test]
+    fn a_risk_finding_is_recorded_with_its_kind_side_and_times() {
+        use crate::detection::risk::{RiskFinding, RiskKind};
+        let at = chrono::DateTime::parse_from_rfc3339("2026-03-01T02:10:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let f = RiskFinding {
+            kind: RiskKind::MassAdds,
+            message: "312 contacts added in 10m".into(),
+            at,
+            active_until: at + chrono::TimeDelta::hours(1),
+        };
+        assert_eq!(
+            risk_record(&f, Side::Standby, "corp-b"),
+            serde_json::json!({
+                "side": "standby",
+                "account": "corp-b",
+                "risk": "mass_adds",
+                "message": "312 contacts added in 10m",
+                "at": "2026-03-01T02:10:00.000Z",
+                "activeUntil": "2026-03-01T03:10:00.000Z",
+            })
+        );
     }
 
     #[test]
