@@ -60,9 +60,7 @@ enum Command {
     ///
     /// Example: `understudy sim --listen 127.0.0.1:8080 --seed-accounts corp-a=1000,corp-b=0`
     Sim(sim::SimArgs),
-    /// Run the operator: controllers, metrics, provider webhooks, leader election.
-    ///
-    /// Example: `understudy operator --leader-elect --lease-namespace understudy-system`
+    // No doc comment here: it would replace the about texts `OperatorArgs` carries.
     Operator(Box<operator::OperatorArgs>),
 }
 
