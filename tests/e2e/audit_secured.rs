@@ -181,9 +181,36 @@ async fn records_written_through_the_sasl_listener_are_verified_with_the_pairs_s
         .run(&["evidence", PAIR, "--since", "1h", "-o", &dir_s])
         .await;
     e.expect(i32::from(exit::OK), "evidence");
-    assert_eq!(read(&dir, "audit.jsonl").lines().count(), 3, "{}", e.text());
+    assert_eq!(
+        read(&dir, "audit_chain/records.jsonl").lines().count(),
+        3,
+        "{}",
+        e.text()
+    );
+    let chain = read(&dir, "audit_chain/verification.txt");
+    assert!(
+        chain.contains("Result: WHOLE: 3 records")
+            && chain.contains(&tb.var("TESTBED_KAFKA_SASL_BOOTSTRAP")),
+        "{chain}"
+    );
+    // What needs the pair's other Secrets or its provider is left out and said; the
+    // audit trail is not among it.
     let readme = read(&dir, "README.txt");
-    assert!(!readme.contains("audit records:"), "{readme}");
+    let missing = readme.split("\nNot included\n").nth(1).unwrap_or_default();
+    assert!(
+        !missing.contains("audit_chain/") && !missing.contains("freeze_signals"),
+        "{readme}"
+    );
+    assert!(
+        missing.contains(
+            "operation_logs/primary_activity.csv: cannot reach the primary account's provider"
+        ) && missing.contains("token"),
+        "{readme}"
+    );
+    // The SASL password the export read to reach Kafka is nowhere in the bundle; the
+    // user name (`understudy`, an ordinary word of the bundle) is not a credential.
+    assert_holds_none(&dir, std::slice::from_ref(&password));
+    assert!(read(&dir, "README.txt").contains("`kubectl understudy evidence`"));
     let _ = std::fs::remove_dir_all(&dir);
 
     // An on-call engineer without `get` on the Secret is told which RBAC is missing...

@@ -320,10 +320,33 @@ async fn failback_by_hand_returns_traffic_once_the_primary_is_level_and_the_audi
     r.expect(i32::from(exit::NOT_FOUND), "a topic that does not exist");
     assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
 
-    // Evidence for the appeal.
+    // Evidence for the appeal. Who operates the accounts is said on the pair; the
+    // provider's activity API holds the primary's operations from before the freeze
+    // (older than the running operator, so its risk control does not read them again),
+    // one of them with a credential in it.
+    Api::<AccountPair>::namespaced(client.clone(), &ns)
+        .patch(
+            "wecom",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "annotations": {
+                "understudy.dev/operated-by": "IM team <im-ops@example.com>" } } })),
+        )
+        .await
+        .unwrap();
+    let before = chrono::Utc::now() - chrono::Duration::minutes(20);
+    let at = |s: i64| {
+        (before + chrono::Duration::seconds(s)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    admin(&sim, "/admin/accounts/corp-a/activity", reqwest::Method::POST, json!({ "events": [
+        { "type": "login", "at": at(0), "device": "iPhone 15 Pro", "location": "Shenzhen, CN" },
+        { "type": "member-add", "at": at(1), "count": 40 },
+        { "type": "login", "at": at(2), "device": format!("build-bot {}", scene.notice_secret), "location": "CI" },
+    ] })).await;
     let dir = evidence_dir(&ns);
-    let ev = oc
-        .run(&[
+    let archive = dir.with_extension("tar.gz");
+    let _ = std::fs::remove_dir_all(&dir);
+    for out in [&dir, &archive] {
+        oc.run(&[
             "evidence",
             "wecom",
             "-n",
@@ -331,45 +354,123 @@ async fn failback_by_hand_returns_traffic_once_the_primary_is_level_and_the_audi
             "--since",
             "1h",
             "-o",
-            dir.to_str().unwrap(),
+            out.to_str().unwrap(),
         ])
-        .await;
-    ev.expect(0, "evidence");
-    for f in EVIDENCE_FILES {
-        assert!(dir.join(f).exists(), "{f}");
-        assert!(
-            f == "README.txt" || read(&dir, "README.txt").contains(f),
-            "README explains {f}"
-        );
+        .await
+        .expect(0, "evidence");
     }
-    let signals = read(&dir, "signals.txt");
+    let layout: std::collections::BTreeSet<String> =
+        EVIDENCE_FILES.iter().map(|f| f.to_string()).collect();
+    assert_eq!(files_under(&dir), layout);
+    let readme = read(&dir, "README.txt");
+    for f in EVIDENCE_FILES.iter().filter(|f| **f != "README.txt") {
+        assert!(readme.contains(f), "README explains {f}:\n{readme}");
+    }
+    assert!(!readme.contains("Not included"), "{readme}");
+    let accounts = read(&dir, "account_info/accounts.txt");
+    for needle in [
+        "account id:      corp-a  (spec.primary.accountId)",
+        "account id:      corp-b  (spec.standby.accountId)",
+        "serves traffic:  yes (status.activeSide)",
+        "IM team <im-ops@example.com>  (annotation understudy.dev/operated-by)",
+    ] {
+        assert!(accounts.contains(needle), "{needle:?} in:\n{accounts}");
+    }
+    // The provider's activity, row for row; the credential redacted.
+    let activity = read(&dir, "operation_logs/primary_activity.csv");
+    let rows: Vec<&str> = activity.lines().collect();
+    assert_eq!(
+        rows,
+        [
+            "time,account,side,operation,device,location,count,moderation_hits",
+            &format!(
+                "{},corp-a,primary,login,iPhone 15 Pro,\"Shenzhen, CN\",,",
+                at(0)
+            ),
+            &format!("{},corp-a,primary,member-add,,,40,", at(1)),
+            &format!("{},corp-a,primary,login,build-bot <redacted>,CI,,", at(2)),
+        ]
+    );
+    assert_eq!(
+        read(&dir, "operation_logs/standby_activity.csv")
+            .lines()
+            .count(),
+        1,
+        "corp-b did nothing: the header alone"
+    );
+    // The provider's notice verbatim, as the audit trail stored it.
+    let alerts = read(&dir, "system_alert/freeze_signals.jsonl");
+    let stored_notice: serde_json::Value = recs
+        .iter()
+        .find(|(_, r, _)| r.kind == "notice")
+        .map(|(_, _, raw)| serde_json::from_slice(raw).unwrap())
+        .unwrap();
+    let mut exported: Vec<serde_json::Value> = alerts
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for v in &mut exported {
+        v.as_object_mut().unwrap().remove("kafkaOffset");
+    }
+    assert!(
+        exported.contains(&stored_notice),
+        "the notice {stored_notice} in:\n{alerts}"
+    );
+    assert_eq!(stored_notice["data"]["reason"], "abnormal login");
+    let timeline = read(&dir, "system_alert/timeline.txt");
     // The verdict reaches Frozen from Healthy, or through Suspect when a poll saw the
     // freeze before the notice arrived (the notice, older than that poll, is then only
     // recorded): both are in the evidence.
     for needle in ["notice", "abnormal login", " -> Frozen", "PrimaryFrozen"] {
         assert!(
-            signals.contains(needle),
-            "{needle} in signals.txt:\n{signals}"
+            timeline.contains(needle),
+            "{needle} in timeline.txt:\n{timeline}"
         );
     }
-    let ops = read(&dir, "operations.jsonl");
-    let ops: Vec<serde_json::Value> = ops
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let changes = read(&dir, "operation_logs/replicated_changes.csv");
     assert!(
-        ops.len() >= 300,
+        changes.lines().count() > 300,
         "the seeded entities at least: {}",
-        ops.len()
+        changes.lines().count()
     );
-    assert!(ops.iter().any(|o| o["key"] == "tag/made-on-standby"
-        && o["originSide"] == "standby"
-        && o["at"].is_string()));
-    let audit = read(&dir, "audit.jsonl");
+    assert!(
+        changes
+            .lines()
+            .any(|l| l.contains(",upsert,tag/made-on-standby,standby,corp-b,")),
+        "{changes}"
+    );
+    let chain = read(&dir, "audit_chain/verification.txt");
+    assert!(chain.contains("Result: WHOLE: "), "{chain}");
+    let audit = read(&dir, "audit_chain/records.jsonl");
     assert_eq!(audit.lines().count(), recs.len());
     assert!(audit.lines().all(|l| l.contains("\"kafkaOffset\"")));
-    assert!(read(&dir, "events.txt").contains("FailoverStarted"));
-    assert!(read(&dir, "switchovers.yaml").contains(failover.metadata.name.as_deref().unwrap()));
+    assert!(read(&dir, "system_alert/events.txt").contains("FailoverStarted"));
+    assert!(
+        read(&dir, "system_alert/switchovers.yaml")
+            .contains(failover.metadata.name.as_deref().unwrap())
+    );
+    // The archive holds the same files; no Secret value is anywhere in either.
+    let unpacked = untar(&archive, &dir.with_extension("unpacked"));
+    assert_eq!(files_under(&unpacked), layout);
+    for f in [
+        "operation_logs/primary_activity.csv",
+        "system_alert/freeze_signals.jsonl",
+    ] {
+        assert_eq!(read(&unpacked, f), read(&dir, f), "{f}");
+    }
+    // The TSIG key's name and algorithm are identifiers, not credentials (the test bed's
+    // key is named `understudy`, an ordinary word of the bundle).
+    let secrets = secret_values(&client, &ns, &["name", "algorithm"]).await;
+    assert!(
+        secrets.contains(&scene.notice_secret)
+            && secrets.contains(&"t0ken".to_string())
+            && secrets.contains(&tb.var("TESTBED_TSIG_SECRET")),
+        "the notice, provider and TSIG secrets are checked"
+    );
+    assert_holds_none(&dir, &secrets);
+    assert_holds_none(&unpacked, &secrets);
+    let _ = std::fs::remove_file(&archive);
+    let _ = std::fs::remove_dir_all(dir.with_extension("unpacked"));
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!("failback by hand, audit, evidence: {:?}", started.elapsed());
 }

@@ -465,6 +465,33 @@ async fn an_oncall_user_switches_over_and_pauses_but_cannot_edit_the_pair() {
         readme.contains("Not included") && readme.contains("Kubernetes Events"),
         "{readme}"
     );
+    // Without `get` on the accounts' Secret, their activity is left out and said; the
+    // rest of the layout is there.
+    let missing = readme.split("\nNot included\n").nth(1).unwrap_or_default();
+    for side in ["primary", "standby"] {
+        assert!(
+            missing.contains(&format!(
+                "operation_logs/{side}_activity.csv: cannot reach the {side} account's provider"
+            )),
+            "{side} in:\n{readme}"
+        );
+        assert!(
+            !dir.join(format!("operation_logs/{side}_activity.csv"))
+                .exists()
+        );
+    }
+    assert!(
+        readme.contains("only the shapes above were redacted"),
+        "{readme}"
+    );
+    for f in [
+        "account_info/accounts.txt",
+        "account_info/business_licence/README.txt",
+        "system_alert/timeline.txt",
+        "system_alert/switchovers.yaml",
+    ] {
+        assert!(dir.join(f).exists(), "{f}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&oc.kubeconfig);
     eprintln!("on-call RBAC: {:?}", started.elapsed());

@@ -128,7 +128,7 @@ fn io_failure(what: &Path, e: impl std::fmt::Display) -> Failure {
 }
 
 /// Write the (already redacted) files.
-fn write(form: &Form, files: &[File]) -> Outcome {
+pub(super) fn write(form: &Form, files: &[File]) -> Outcome {
     match form {
         Form::Dir(dir) => {
             for f in files {

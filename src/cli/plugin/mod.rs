@@ -24,7 +24,6 @@ pub mod cmd_version;
 pub mod command_line;
 pub mod completion;
 mod evidence;
-mod evidence_ops;
 pub mod history;
 pub mod history_entry;
 pub mod output;
@@ -147,19 +146,30 @@ pub enum Verb {
     ///
     /// Example: kubectl understudy history wecom --since 7d
     History(history::HistoryArgs),
-    /// Export what an appeal to the provider needs into a directory: freeze signals and
-    /// notices with timestamps, the account's recent operations, the audit records, the
-    /// pair's Events and switchovers, and a README.txt explaining each file.
+    /// Write the evidence an appeal to the provider needs, laid out as appeals ask for it:
+    /// account_info/ (the pair, both account ids, which serves traffic, who operates them;
+    /// folders for the business licence and administrator authorisation you add),
+    /// system_alert/ (provider notices and freeze signals with timestamps, verbatim; Events;
+    /// switchovers), operation_logs/ (each account's own operations from the provider's
+    /// activity API and the replicated changes, as CSV), audit_chain/ (the audit chain's
+    /// verification and the pair's records), and a README.txt explaining each file.
+    /// Secret values and anything shaped like a credential are redacted; what cannot be
+    /// read with your credentials is left out and said in README.txt.
     ///
-    /// Example: kubectl understudy evidence wecom --since 7d -o ./appeal-wecom
+    /// Example: kubectl understudy evidence wecom --since 7d -o ./appeal-wecom.tar.gz
     Evidence {
         /// Name of the AccountPair.
         pair: String,
         /// How far back (e.g. 7d, 36h).
         #[arg(long, default_value = "7d")]
         since: String,
-        /// Directory to write (created if missing).
-        #[arg(short = 'o', long = "output-dir")]
+        /// A directory (created if missing), or a FILE.tar.gz / FILE.tgz archive.
+        #[arg(
+            short = 'o',
+            long = "output",
+            visible_alias = "output-dir",
+            value_name = "DIR|FILE.tar.gz"
+        )]
         output_dir: PathBuf,
         /// Kafka bootstrap servers (default: the pair's spec.replication.kafka.bootstrapServers).
         #[arg(long)]

@@ -1,6 +1,7 @@
 //! A gzip-compressed tar archive (POSIX ustar) of a few files, built in memory: the
-//! support bundle's `-o FILE.tar.gz` form. Regular files only, one directory level per
-//! path component, names up to 100 bytes (the bundle's names are short).
+//! support bundle's and the evidence bundle's `-o FILE.tar.gz` form. Regular files only;
+//! a path longer than 100 bytes is split at a `/` into ustar's prefix (up to 155 bytes)
+//! and name fields.
 
 use std::io::Write;
 
@@ -12,11 +13,10 @@ const BLOCK: usize = 512;
 /// Pure: the ustar header of a regular file (mode 0644) of `size` bytes.
 pub fn header(name: &str, size: u64, mtime: u64) -> Result<[u8; BLOCK], String> {
     let mut h = [0u8; BLOCK];
-    let bytes = name.as_bytes();
-    if bytes.is_empty() || bytes.len() > 100 {
-        return Err(format!("file name {name:?} must be 1 to 100 bytes long"));
-    }
-    h[..bytes.len()].copy_from_slice(bytes);
+    let (prefix, rest) = split_path(name)
+        .ok_or_else(|| format!("file path {name:?} is too long for the archive"))?;
+    h[..rest.len()].copy_from_slice(rest.as_bytes());
+    h[345..345 + prefix.len()].copy_from_slice(prefix.as_bytes());
     let octal = |field: &mut [u8], v: u64| {
         let text = format!("{v:0width$o}", width = field.len() - 1);
         field[..text.len()].copy_from_slice(text.as_bytes());
@@ -40,6 +40,21 @@ pub fn header(name: &str, size: u64, mtime: u64) -> Result<[u8; BLOCK], String> 
     let text = format!("{sum:06o}\0 ");
     h[148..156].copy_from_slice(text.as_bytes());
     Ok(h)
+}
+
+/// Pure: a path as ustar's (prefix, name): the name alone when it fits in 100 bytes,
+/// else split at the first `/` that leaves a name of at most 100 bytes, when the prefix
+/// before it has at most 155. `None` when no split fits (or the path is empty).
+pub fn split_path(path: &str) -> Option<(&str, &str)> {
+    if path.is_empty() {
+        return None;
+    }
+    if path.len() <= 100 {
+        return Some(("", path));
+    }
+    path.match_indices('/')
+        .map(|(i, _)| (&path[..i], &path[i + 1..]))
+        .find(|(p, n)| p.len() <= 155 && !n.is_empty() && n.len() <= 100)
 }
 
 /// Pure: the archive of `files` (path inside the archive, content), all under `root/`.
@@ -77,6 +92,35 @@ mod tests {
         assert_eq!(u64::from_str_radix(size, 8).unwrap(), 1234);
         assert_eq!(&h[257..262], b"ustar");
         assert!(header(&"x".repeat(101), 1, 0).is_err());
+        assert!(header("", 1, 0).is_err());
+    }
+
+    #[test]
+    fn long_paths_use_the_prefix_field() {
+        let root = "r".repeat(60);
+        let path = format!("{root}/account_info/administrator_authorisation/README.txt");
+        assert!(path.len() > 100);
+        assert_eq!(
+            split_path(&path),
+            Some((
+                root.as_str(),
+                "account_info/administrator_authorisation/README.txt"
+            ))
+        );
+        let h = header(&path, 1, 0).unwrap();
+        let field = |r: std::ops::Range<usize>| {
+            std::str::from_utf8(&h[r])
+                .unwrap()
+                .trim_end_matches('\0')
+                .to_string()
+        };
+        assert_eq!(field(345..500), root);
+        assert_eq!(
+            field(0..100),
+            "account_info/administrator_authorisation/README.txt"
+        );
+        assert_eq!(split_path("short/name"), Some(("", "short/name")));
+        assert_eq!(split_path(&"y".repeat(101)), None);
     }
 
     #[test]

@@ -145,6 +145,37 @@ pub async fn build(
     })
 }
 
+/// One side's provider, built as [`build`] builds it (same Secrets, same adapter): for a
+/// reader of that side alone, e.g. `kubectl understudy evidence` reading its activity
+/// with the user's own credentials.
+pub async fn side(
+    client: &Client,
+    (namespace, name): (&str, &str),
+    spec: &AccountPairSpec,
+    side: Side,
+) -> Result<Arc<dyn AccountProvider>, StartError> {
+    let account = match side {
+        Side::Primary => &spec.primary,
+        Side::Standby => &spec.standby,
+    };
+    let baseline = || TopicBaseline::for_pair(client, (namespace, name), spec);
+    Ok(match account.provider {
+        ProviderKind::Http => return http(client, namespace, side, account).await,
+        ProviderKind::Wecom => {
+            let w = wecom_side(client, namespace, side, account, baseline().await).await?;
+            Arc::new(w.feed) as Arc<dyn AccountProvider>
+        }
+        ProviderKind::OfficialAccount => {
+            let feed = official_account(client, namespace, side, account, baseline().await).await?;
+            Arc::new(feed) as Arc<dyn AccountProvider>
+        }
+        ProviderKind::AgoraChat => {
+            let feed = agora_chat(client, namespace, side, account, baseline().await).await?;
+            Arc::new(feed) as Arc<dyn AccountProvider>
+        }
+    })
+}
+
 async fn official_account(
     client: &Client,
     namespace: &str,

@@ -275,16 +275,95 @@ pub async fn write_copy(bootstrap: &str, topic: &str, values: &[Vec<u8>]) {
     }
 }
 
-/// Every file the evidence export writes.
-pub const EVIDENCE_FILES: [&str; 7] = [
+/// Every file the evidence export writes when everything is readable.
+pub const EVIDENCE_FILES: [&str; 15] = [
     "README.txt",
-    "signals.txt",
-    "operations.jsonl",
-    "audit.jsonl",
-    "events.txt",
-    "switchovers.yaml",
-    "pair.yaml",
+    "account_info/accounts.txt",
+    "account_info/pair.yaml",
+    "account_info/business_licence/README.txt",
+    "account_info/administrator_authorisation/README.txt",
+    "system_alert/timeline.txt",
+    "system_alert/freeze_signals.jsonl",
+    "system_alert/events.txt",
+    "system_alert/switchovers.yaml",
+    "operation_logs/primary_activity.csv",
+    "operation_logs/standby_activity.csv",
+    "operation_logs/replicated_changes.csv",
+    "audit_chain/verification.txt",
+    "audit_chain/verification.json",
+    "audit_chain/records.jsonl",
 ];
+
+/// The files under `dir`, as paths relative to it.
+pub fn files_under(dir: &Path) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap();
+                out.insert(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Unpack `archive` (a .tar.gz) with the system's `tar` into `into`; the directory the
+/// archive holds.
+pub fn untar(archive: &Path, into: &Path) -> PathBuf {
+    std::fs::create_dir_all(into).unwrap();
+    let out = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(archive)
+        .arg("-C")
+        .arg(into)
+        .output()
+        .expect("run tar");
+    assert!(
+        out.status.success(),
+        "tar -xzf {}: {}",
+        archive.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut tops = std::fs::read_dir(into).unwrap().map(|e| e.unwrap().path());
+    let top = tops.next().expect("the archive holds one directory");
+    assert!(tops.next().is_none(), "one top directory in the archive");
+    top
+}
+
+/// Every value of every Secret of `ns`, as text, but those of the keys in `except`.
+pub async fn secret_values(client: &kube::Client, ns: &str, except: &[&str]) -> Vec<String> {
+    use k8s_openapi::api::core::v1::Secret;
+    kube::api::Api::<Secret>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .expect("list Secrets")
+        .items
+        .into_iter()
+        .flat_map(|s| s.data.unwrap_or_default())
+        .filter(|(k, _)| !except.contains(&k.as_str()))
+        .map(|(_, v)| String::from_utf8_lossy(&v.0).trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+/// No file under `dir` holds any of `values`.
+pub fn assert_holds_none(dir: &Path, values: &[String]) {
+    for f in files_under(dir) {
+        let text = String::from_utf8_lossy(&std::fs::read(dir.join(&f)).unwrap()).into_owned();
+        for v in values {
+            assert!(
+                !text.contains(v.as_str()),
+                "{f} holds a Secret value ({} chars)",
+                v.len()
+            );
+        }
+    }
+}
 
 pub fn read(dir: &Path, file: &str) -> String {
     std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"))
