@@ -139,7 +139,7 @@ pub fn bundle(pair: &AccountPair, w: &Window, by: &str, c: &Collected) -> Vec<Fi
             "The freeze signals, oldest first, one a line with its timestamp: each side's \
              verdict changes (with the last signal seen: status polls, probes, signed \
              provider notices), the provider notices with their reason, pages to humans, \
-             and the matching Kubernetes Events. {}",
+             risk warnings raised before a freeze, and the matching Kubernetes Events. {}",
             n(timeline.len(), "lines")
         ),
         timeline
@@ -157,8 +157,9 @@ pub fn bundle(pair: &AccountPair, w: &Window, by: &str, c: &Collected) -> Vec<Fi
             format!(
                 "The audit records of provider notices (kind notice: the notice type and \
                  reason as the provider sent them, signature verified), verdict changes \
-                 (kind verdict) and pages (kind page), verbatim as stored, one JSON object a \
-                 line with its Kafka offset. {}",
+                 (kind verdict), pages (kind page) and risk warnings (kind risk.warning: \
+                 the account's own activity that risk control flagged), verbatim as stored, \
+                 one JSON object a line with its Kafka offset. {}",
                 n(alerts.len(), "records")
             ),
             alerts

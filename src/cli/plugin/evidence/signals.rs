@@ -81,6 +81,13 @@ pub fn signal_lines(audit: &[(i64, AuditRecord)], events: &[EventLine]) -> Vec<S
                 s("reason")
             ),
             kind::PAGE => format!("page     no automatic failover: {}", s("reason")),
+            kind::RISK_WARNING => format!(
+                "risk     {} account {}: {} ({})",
+                s("side"),
+                s("account"),
+                s("message"),
+                s("risk")
+            ),
             _ => continue,
         };
         lines.push((
@@ -103,9 +110,12 @@ pub fn signal_lines(audit: &[(i64, AuditRecord)], events: &[EventLine]) -> Vec<S
 }
 
 /// Pure: is this audit record a freeze signal as recorded (a verdict change, a verified
-/// provider notice, a page to humans)?
+/// provider notice, a page to humans, a risk warning raised before a freeze)?
 pub fn is_alert_record(r: &AuditRecord) -> bool {
-    matches!(r.kind.as_str(), kind::VERDICT | kind::NOTICE | kind::PAGE)
+    matches!(
+        r.kind.as_str(),
+        kind::VERDICT | kind::NOTICE | kind::PAGE | kind::RISK_WARNING
+    )
 }
 
 /// Pure: an audit record as stored, with its Kafka offset, as one JSON line.
@@ -178,11 +188,24 @@ mod tests {
             reason: "StepSucceeded".into(),
             ..ev.clone()
         };
-        let lines = signal_lines(&[(3, v), (1, n), (2, step)], &[ev, quiet]);
-        assert_eq!(lines.len(), 3, "{lines:#?}");
-        assert!(lines[0].contains("notice") && lines[0].contains("abnormal login"));
-        assert!(lines[1].contains("PrimaryFrozen"));
-        assert!(lines[2].contains("Healthy -> Frozen") && lines[2].contains("offset 3"));
+        let risk = seal(
+            None,
+            &Draft::new(
+                kind::RISK_WARNING,
+                "ns",
+                "wecom",
+                "understudy/op",
+                json!({ "side": "primary", "account": "corp-a", "risk": "mass-member-adds", "message": "480 members added in 10 min" }),
+                t(2),
+            ),
+        );
+        assert!(is_alert_record(&risk) && !is_alert_record(&step));
+        let lines = signal_lines(&[(3, v), (1, n), (2, step), (0, risk)], &[ev, quiet]);
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        assert!(lines[0].contains("risk") && lines[0].contains("480 members added"));
+        assert!(lines[1].contains("notice") && lines[1].contains("abnormal login"));
+        assert!(lines[2].contains("PrimaryFrozen"));
+        assert!(lines[3].contains("Healthy -> Frozen") && lines[3].contains("offset 3"));
     }
 
     #[test]
