@@ -5,10 +5,13 @@
 //! thousands of threads. The clients whose use is the same for every pair are shared by
 //! all pipelines whose settings (bootstrap servers, SASL/TLS, tuning) are equal:
 //! - the end-offsets reader (ListOffsets and metadata; no group, no assignment);
-//! - the DLQ producer (poison records, rare; each record names its pair's DLQ topic).
+//! - the DLQ producer (poison records, rare; each record names its pair's DLQ topic);
+//! - the sinks' consumer, one per direction ([`SharedConsumer`]: each sink assigns its own
+//!   partitions and reads them from queues of their own; the group,
+//!   `understudy.sink.<direction>`, holds every pair's committed offsets).
 //!
-//! The source's producer (purged on a fence, which acts on a whole client) and the sink's
-//! consumer (its pair's group and assignment) stay each pipeline's own.
+//! The source's producer (purged on a fence, which acts on a whole client) stays each
+//! pipeline's own.
 //!
 //! A shared client lives as long as a pipeline holds it: the registry keeps only weak
 //! references, so the last pipeline to stop closes it.
@@ -22,6 +25,7 @@ use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaResult;
 
 use crate::replication::producer::Producer;
+use crate::replication::shared_consumer::SharedConsumer;
 
 /// A client's settings, in a stable order (the registry's key; never printed).
 type Key = BTreeMap<String, String>;
@@ -70,6 +74,11 @@ fn dlq_producers() -> &'static Registry<Producer> {
     R.get_or_init(Registry::new)
 }
 
+fn sink_consumers() -> &'static Registry<SharedConsumer> {
+    static R: OnceLock<Registry<SharedConsumer>> = OnceLock::new();
+    R.get_or_init(Registry::new)
+}
+
 /// The end-offsets reader for clients configured as `cfg` (see the module's documentation).
 pub fn offsets_reader(cfg: &ClientConfig) -> KafkaResult<Arc<BaseConsumer>> {
     readers().get(cfg)
@@ -80,14 +89,39 @@ pub fn dlq_producer(cfg: &ClientConfig) -> KafkaResult<Arc<Producer>> {
     dlq_producers().get(cfg)
 }
 
-/// Shared clients alive now (readers, DLQ producers).
-pub fn live() -> (usize, usize) {
-    (readers().live(), dlq_producers().live())
+/// The sinks' shared consumer for clients configured as `cfg` (a sink's
+/// `PipelineConfig::consumer_config`). Must be called within a Tokio runtime.
+pub fn sink_consumer(cfg: &ClientConfig) -> KafkaResult<Arc<SharedConsumer>> {
+    sink_consumers().get(cfg)
+}
+
+/// Shared Kafka clients alive now, by use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveClients {
+    pub offsets_readers: usize,
+    pub dlq_producers: usize,
+    pub sink_consumers: usize,
+}
+
+impl LiveClients {
+    pub fn total(&self) -> usize {
+        self.offsets_readers + self.dlq_producers + self.sink_consumers
+    }
+}
+
+/// Shared Kafka clients alive now (each pipeline's source producer is not counted).
+pub fn live_clients() -> LiveClients {
+    LiveClients {
+        offsets_readers: readers().live(),
+        dlq_producers: dlq_producers().live(),
+        sink_consumers: sink_consumers().live(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::replication::Start;
 
     fn cfg(bootstrap: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
@@ -123,6 +157,29 @@ mod tests {
         let a = reg.get(&cfg("127.0.0.1:1")).unwrap();
         let b = reg.get(&tuned).unwrap();
         assert!(!Arc::ptr_eq(&a, &b));
+    }
+
+    #[tokio::test]
+    async fn sinks_of_one_direction_and_settings_share_one_consumer() {
+        use crate::api::Side;
+        use crate::replication::{KafkaConfig, PipelineConfig};
+        let reg: Registry<SharedConsumer> = Registry::new();
+        let k = KafkaConfig::new("127.0.0.1:1");
+        let pairs: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|p| PipelineConfig::new("ns", p, Side::Primary, k.clone()))
+            .collect();
+        let held: Vec<_> = pairs
+            .iter()
+            .map(|c| reg.get(&c.consumer_config()).unwrap())
+            .collect();
+        assert_eq!(reg.live(), 1, "three pairs, one consumer");
+        let back = reg
+            .get(&pairs[0].reversed(Start::Resume).consumer_config())
+            .unwrap();
+        assert_eq!(reg.live(), 2, "one per direction");
+        drop((held, back));
+        assert_eq!(reg.live(), 0, "closed with the last sink");
     }
 
     #[test]

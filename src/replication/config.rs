@@ -2,10 +2,15 @@
 //! client settings derived from it.
 //!
 //! Contract: the names of everything a pipeline touches in Kafka derive from
-//! `(namespace, pair, from)` alone — state, checkpoint and DLQ topics, the consumer group
-//! `understudy.<ns>.<pair>.<direction>` — and the origin tag the sink writes with (and
-//! the source skips) from `(namespace, pair)`, so both directions of a pair share it.
-//! Producers are idempotent with `acks=all`; consumers never auto-commit.
+//! `(namespace, pair, from)` alone — state, checkpoint and DLQ topics — and the origin tag
+//! the sink writes with (and the source skips) from `(namespace, pair)`, so both
+//! directions of a pair share it. The sinks of one direction share one consumer group,
+//! `understudy.sink.<direction>` (they share one consumer: [`clients`](super::clients));
+//! the state topics' names carry namespace and pair, so their committed offsets never
+//! collide. Before that every sink had a group of its own,
+//! `understudy.<ns>.<pair>.<direction>`: a sink reads it once when the shared group has
+//! no offset for a partition (an upgrade). Producers are idempotent with `acks=all`;
+//! consumers never auto-commit.
 //!
 //! The extra librdkafka properties come from the pair's Secret and hold credentials
 //! (`sasl.password`, `ssl.key.password`, …): `Debug` of [`KafkaConfig`] (and so of
@@ -136,8 +141,12 @@ pub struct Tuning {
     /// Backoff of retried provider calls and of stuck Kafka writes.
     pub retry_min: Duration,
     pub retry_max: Duration,
-    /// Bound of the sink's prefetch memory per partition (`queued.max.messages.kbytes`
-    /// is split over partitions by librdkafka).
+    /// Bound of the sink's prefetch memory per partition, in KiB: librdkafka's
+    /// `queued.max.messages.kbytes`, which applies to each partition queue of the shared
+    /// consumer (each sink reads its partitions from queues of their own). A partition
+    /// stops being fetched when its queue holds this much, overshot by at most one fetch
+    /// (`fetch.message.max.bytes`, 1 MiB), so a passive account that refuses writes holds
+    /// at most `partitions × (consumer_queue_kib + 1 MiB)` and stalls only its own pair.
     pub consumer_queue_kib: u32,
     /// Bound of a clean stop (`Pipeline::stop`: acknowledgements, final checkpoint, the
     /// sink's commit), of a reverse's fence, and of a final checkpoint written late in
@@ -170,7 +179,7 @@ impl Default for Tuning {
             commit_interval: Duration::from_millis(200),
             retry_min: Duration::from_millis(50),
             retry_max: Duration::from_secs(5),
-            consumer_queue_kib: 16 * 1024,
+            consumer_queue_kib: 2 * 1024,
             stop_timeout: Duration::from_secs(30),
             start_timeout: Duration::from_secs(15),
             monitor_interval: Duration::from_millis(500),
@@ -240,8 +249,15 @@ impl PipelineConfig {
         topics::dlq_topic(&self.namespace, &self.pair)
     }
 
-    /// Consumer group of the sink: per pair and direction.
+    /// Consumer group of the sink: one per direction, shared by every pair's sink (the
+    /// state topic's name tells the pairs' offsets apart).
     pub fn group_id(&self) -> String {
+        sink_group_id(self.from)
+    }
+
+    /// The consumer group the sink of this pair and direction used before the sinks
+    /// shared one: read once when the shared group has no offset (an upgrade).
+    pub fn pair_group_id(&self) -> String {
         format!(
             "understudy.{}.{}.{}",
             self.namespace,
@@ -283,8 +299,9 @@ impl PipelineConfig {
         cfg
     }
 
-    /// The sink's consumer: assigned partitions (no rebalancing), the group only for
-    /// committed offsets, never auto-committing.
+    /// The sinks' shared consumer: assigned partitions (no rebalancing), the group only
+    /// for committed offsets, never auto-committing. Equal for every pair of a direction
+    /// with the same Kafka settings and tuning, so those pairs share one client.
     pub fn consumer_config(&self) -> ClientConfig {
         let mut cfg = self.kafka.base();
         cfg.set("group.id", self.group_id())
@@ -296,7 +313,19 @@ impl PipelineConfig {
             .set(
                 "queued.max.messages.kbytes",
                 self.tuning.consumer_queue_kib.to_string(),
-            );
+            )
+            // A full partition queue is looked at again this soon (the default, 1 s, would
+            // idle a fast partition whose queue was full a moment ago).
+            .set("fetch.queue.backoff.ms", "100");
+        cfg
+    }
+
+    /// A short-lived client reading the committed offsets of [`pair_group_id`](Self::pair_group_id).
+    pub fn pair_group_config(&self) -> ClientConfig {
+        let mut cfg = self.kafka.base();
+        cfg.set("group.id", self.pair_group_id())
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false");
         cfg
     }
 
@@ -308,11 +337,16 @@ impl PipelineConfig {
     /// A plain consumer without a group (checkpoint reads, end offsets).
     pub fn reader_config(&self) -> ClientConfig {
         let mut cfg = self.kafka.base();
-        cfg.set("group.id", format!("{}.reader", self.group_id()))
+        cfg.set("group.id", format!("{}.reader", self.pair_group_id()))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true");
         cfg
     }
+}
+
+/// The consumer group of every sink whose source is `from`.
+pub fn sink_group_id(from: Side) -> String {
+    format!("understudy.sink.{}", direction(from))
 }
 
 /// Direction label of a pipeline whose source is `from`.
@@ -342,7 +376,8 @@ mod tests {
     fn names_derive_from_pair_and_direction() {
         let c = PipelineConfig::new("ns", "wecom", Side::Primary, KafkaConfig::new("k:9092"));
         assert_eq!(c.direction(), "primary-to-standby");
-        assert_eq!(c.group_id(), "understudy.ns.wecom.primary-to-standby");
+        assert_eq!(c.group_id(), "understudy.sink.primary-to-standby");
+        assert_eq!(c.pair_group_id(), "understudy.ns.wecom.primary-to-standby");
         assert_eq!(c.state_topic(), "understudy.ns.wecom.state");
         assert_eq!(c.checkpoint_topic(), "understudy.ns.wecom.checkpoint");
         assert_eq!(c.dlq_topic(), "understudy.ns.wecom.dlq");
@@ -354,6 +389,39 @@ mod tests {
             "one tag for both directions"
         );
         assert_ne!(r.group_id(), c.group_id());
+        assert_eq!(r.group_id(), "understudy.sink.standby-to-primary");
+        assert_ne!(r.pair_group_id(), c.pair_group_id());
+    }
+
+    #[test]
+    fn pairs_of_one_direction_and_settings_share_one_consumer_and_group() {
+        let k = KafkaConfig::new("k:9092");
+        let a = PipelineConfig::new("ns", "wecom", Side::Primary, k.clone());
+        let b = PipelineConfig::new("other", "oa", Side::Primary, k.clone());
+        assert_eq!(a.group_id(), b.group_id());
+        assert_eq!(
+            a.consumer_config().config_map(),
+            b.consumer_config().config_map(),
+            "equal client settings: one shared consumer"
+        );
+        assert_ne!(a.state_topic(), b.state_topic(), "offsets keyed apart");
+        assert_ne!(a.pair_group_id(), b.pair_group_id());
+        assert_eq!(
+            a.pair_group_config().get("group.id"),
+            Some("understudy.ns.wecom.primary-to-standby")
+        );
+        let back = a.reversed(Start::Resume);
+        assert_ne!(
+            back.consumer_config().get("group.id"),
+            a.consumer_config().get("group.id"),
+            "the two directions read the same topic: never one consumer"
+        );
+        let mut tuned = b.clone();
+        tuned.tuning.consumer_queue_kib = 1;
+        assert_ne!(
+            tuned.consumer_config().config_map(),
+            a.consumer_config().config_map()
+        );
     }
 
     #[test]

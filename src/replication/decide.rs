@@ -9,7 +9,8 @@
 //!   a switchover's `recordsLost` is computed.
 //! - **Where to start**: [`source_position`] / [`sink_position`] — resume from stored
 //!   positions, or start from the positions captured at a flip unless the stored ones
-//!   already belong to that flip.
+//!   already belong to that flip; [`upgrade_committed`] — the shared sink group's
+//!   offsets, else (once, after an upgrade) the pair's former group's.
 //! - **What to replicate**: [`replicate`] — echo prevention (origin tag) and kind filter.
 //! - **What counts as lag**: [`lag_records`], [`lag_seconds`], [`records_lost`].
 //! - **When a record is poison**: [`classify_apply_error`] — only a provider rejection
@@ -27,12 +28,14 @@ use crate::provider::ProviderError;
 
 mod bounds;
 mod tracker;
+mod upgrade;
 
 pub use bounds::{
     EndOffsetsFrom, MAX_SETTLE_RESERVE, drain_target, end_offsets_due, fence_read_budget,
     records_lost_total,
 };
 pub use tracker::CheckpointTracker;
+pub use upgrade::{Committed, commit_due, needs_pair_group, upgrade_committed};
 
 /// Positions captured when the direction flipped: the new source starts at the feed head
 /// of the new active side, the new sink at the end offsets of the state topic, so nothing

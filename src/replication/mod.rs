@@ -11,6 +11,7 @@ pub mod config;
 pub mod decide;
 pub mod pipeline;
 pub mod producer;
+pub mod shared_consumer;
 pub mod sink;
 pub mod source;
 pub mod topics;

@@ -3,10 +3,14 @@
 //!
 //! Contract:
 //! - Assigns every partition of the state topic itself (no group rebalancing: one sink
-//!   per pair and direction, which the controller's Lease guarantees); the consumer group
-//!   `understudy.<ns>.<pair>.<direction>` only stores committed offsets. Without committed
-//!   offsets it reads from the beginning, which bootstraps an empty standby from the
-//!   compacted copy.
+//!   per pair and direction, which the controller's Lease guarantees) on the consumer
+//!   shared by every sink of its direction and Kafka settings ([`SharedConsumer`]), and
+//!   reads them from queues of their own, so a passive account that refuses writes
+//!   stalls only its own pair. The shared group `understudy.sink.<direction>` only stores
+//!   committed offsets. Without a committed offset there, the pair's former group
+//!   `understudy.<ns>.<pair>.<direction>` is read once (an upgrade); without either the
+//!   sink reads from the beginning, which bootstraps an empty standby from the compacted
+//!   copy.
 //! - Per-key order: the records of one partition are applied in offset order, one chunk
 //!   at a time; within a chunk only the last state of each key is written (earlier ones
 //!   are superseded full states) and distinct keys are written concurrently. Partitions
@@ -26,17 +30,19 @@
 //!   committed beyond what already was): all lose nothing, since uncommitted records are
 //!   applied again on the next start.
 //! - Every Kafka call of `start` and `end_offsets` is bounded by one deadline.
+//! - Prefetch memory is bounded per partition: see `Tuning::consumer_queue_kib`; a worker
+//!   holds one chunk (`Tuning::sink_chunk` records) at a time.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus::IntCounter;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::Offset;
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
-use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -45,10 +51,13 @@ use crate::provider::{AccountProvider, ProviderError};
 use crate::replication::clients;
 use crate::replication::config::PipelineConfig;
 use crate::replication::decide::{self, PartitionStart};
+use crate::replication::shared_consumer::{AttachError, ErrorSlot, SharedConsumer};
 
 mod apply;
+mod start;
 
-use apply::{commit_now, committer, dispatch, worker};
+use apply::{commit_now, committer, worker};
+pub(crate) use start::watermarks_until;
 
 /// Errors starting or stopping the sink.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +77,8 @@ pub enum SinkError {
     },
     #[error("topic {0} has no partitions; it must be created before the sink starts")]
     NoPartitions(String),
+    #[error("{0}")]
+    Attach(#[from] AttachError),
     #[error(
         "the final commit of the sink's offsets failed: {0}; the uncommitted records are applied again on restart"
     )]
@@ -81,6 +92,9 @@ struct Part {
     /// Offset after the last record applied or dead-lettered.
     applied: AtomicI64,
     committed: AtomicI64,
+    /// Whether the shared group holds this partition's position (else the next commit
+    /// writes it, progress or not).
+    stored: AtomicBool,
     /// Observed-at (ms) of the first record of each chunk handed to the worker and not
     /// yet applied: the front is the oldest unapplied record the sink holds.
     pending: Mutex<VecDeque<i64>>,
@@ -93,7 +107,8 @@ struct Shared {
     writes: AtomicU64,
     last_applied_ms: AtomicI64,
     apply_error: Mutex<Option<ProviderError>>,
-    kafka_error: Mutex<Option<String>>,
+    /// Also written by the shared consumer's events thread.
+    kafka_error: ErrorSlot,
     progress: Notify,
     epoch: String,
     applied_total: IntCounter,
@@ -136,7 +151,7 @@ pub struct SinkStop {
 /// A running sink.
 pub struct Sink {
     shared: Arc<Shared>,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<SharedConsumer>,
     /// End offsets are asked on a connection of their own: on the consumer's, the broker
     /// answers only after its pending long-poll fetch (up to `fetch.wait.max.ms`), which
     /// a fence would wait for. Shared with the other pipelines ([`clients`]).
@@ -144,7 +159,6 @@ pub struct Sink {
     topic: String,
     stop: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
-    dispatcher: JoinHandle<()>,
     committer: JoinHandle<()>,
     stop_timeout: Duration,
 }
@@ -158,6 +172,10 @@ struct Ctx {
     topic: String,
     dlq_topic: String,
 }
+
+/// How long a start waits before trying again to assign partitions still held by a sink
+/// of the same pair that is going away.
+const ATTACH_RETRY: Duration = Duration::from_millis(50);
 
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, SinkError> + Send + 'static,
@@ -184,14 +202,11 @@ impl Sink {
         provider: Arc<dyn AccountProvider>,
         deadline: Instant,
     ) -> Result<Sink, SinkError> {
-        let consumer: StreamConsumer =
-            cfg.consumer_config()
-                .create()
-                .map_err(|source| SinkError::Client {
-                    what: "consumer",
-                    source,
-                })?;
-        let consumer = Arc::new(consumer);
+        let consumer =
+            clients::sink_consumer(&cfg.consumer_config()).map_err(|source| SinkError::Client {
+                what: "consumer",
+                source,
+            })?;
         let offsets_reader = clients::offsets_reader(&cfg.metadata_config()).map_err(|source| {
             SinkError::Client {
                 what: "offsets reader",
@@ -205,38 +220,19 @@ impl Sink {
             })?;
         let topic = cfg.state_topic();
         let starts = {
-            let (c, t, start) = (consumer.clone(), topic.clone(), cfg.start.clone());
-            blocking(move || resolve_starts(&c, &t, &start, deadline)).await?
+            let (c, t, cfg) = (consumer.clone(), topic.clone(), cfg.clone());
+            blocking(move || start::resolve_starts(c.consumer(), &cfg, &t, deadline)).await?
         };
-        let mut tpl = TopicPartitionList::new();
-        for (p, (start, _)) in &starts {
-            let off = match start {
-                PartitionStart::Offset(o) => Offset::Offset(*o),
-                PartitionStart::Beginning => Offset::Beginning,
-            };
-            tpl.add_partition_offset(&topic, *p, off)
-                .map_err(|source| SinkError::Metadata {
-                    what: "assignment",
-                    topic: topic.clone(),
-                    source,
-                })?;
-        }
-        consumer
-            .assign(&tpl)
-            .map_err(|source| SinkError::Metadata {
-                what: "assignment",
-                topic: topic.clone(),
-                source,
-            })?;
         let labels = cfg.labels();
         let labels: [&str; 3] = [&labels[0], &labels[1], &labels[2]];
         let shared = Arc::new(Shared {
             parts: starts
                 .iter()
-                .map(|(p, (_, first))| {
+                .map(|(p, r)| {
                     let part = Part {
-                        applied: AtomicI64::new(*first),
-                        committed: AtomicI64::new(*first),
+                        applied: AtomicI64::new(r.first),
+                        committed: AtomicI64::new(r.first),
+                        stored: AtomicBool::new(r.stored),
                         pending: Mutex::new(VecDeque::new()),
                     };
                     (*p, part)
@@ -247,7 +243,7 @@ impl Sink {
             writes: AtomicU64::new(0),
             last_applied_ms: AtomicI64::new(0),
             apply_error: Mutex::new(None),
-            kafka_error: Mutex::new(None),
+            kafka_error: ErrorSlot::default(),
             progress: Notify::new(),
             epoch: cfg.start.epoch().unwrap_or("").to_string(),
             applied_total: metrics()
@@ -255,6 +251,23 @@ impl Sink {
                 .with_label_values(&labels),
             dlq_total: metrics().replication_dlq_total.with_label_values(&labels),
         });
+        let offsets: Vec<(i32, Offset)> = starts
+            .iter()
+            .map(|(p, r)| match r.start {
+                PartitionStart::Offset(o) => (*p, Offset::Offset(o)),
+                PartitionStart::Beginning => (*p, Offset::Beginning),
+            })
+            .collect();
+        // A sink of this pair that was just aborted leaves the assignment when its last
+        // holder lets go (a task being cancelled): wait for that, within the deadline.
+        let queues = loop {
+            match consumer.attach(&topic, &offsets, &shared.kafka_error) {
+                Err(AttachError::Busy { .. }) if Instant::now() + ATTACH_RETRY < deadline => {
+                    tokio::time::sleep(ATTACH_RETRY).await;
+                }
+                r => break r?,
+            }
+        };
         let (stop_tx, stop_rx) = watch::channel(false);
         let ctx = Arc::new(Ctx {
             tag: cfg.origin_tag(),
@@ -265,22 +278,12 @@ impl Sink {
             dlq,
             shared: shared.clone(),
         });
-        let mut senders = BTreeMap::new();
-        let mut workers = Vec::new();
-        for p in starts.keys() {
-            let (tx, rx) = mpsc::channel(4);
-            senders.insert(*p, tx);
-            workers.push(tokio::spawn(worker(*p, rx, ctx.clone(), stop_rx.clone())));
-        }
-        let dispatcher = tokio::spawn(dispatch(
-            consumer.clone(),
-            senders,
-            shared.clone(),
-            ctx.cfg.tuning.sink_chunk,
-            stop_rx.clone(),
-        ));
+        let workers = queues
+            .into_iter()
+            .map(|(p, q)| tokio::spawn(worker(p, q, ctx.clone(), stop_rx.clone())))
+            .collect();
         let committer = tokio::spawn(committer(
-            consumer.clone(),
+            consumer.consumer().clone(),
             shared.clone(),
             topic.clone(),
             ctx.cfg.tuning.commit_interval,
@@ -293,7 +296,6 @@ impl Sink {
             topic,
             stop: stop_tx,
             workers,
-            dispatcher,
             committer,
             stop_timeout: ctx.cfg.tuning.stop_timeout,
         })
@@ -380,14 +382,13 @@ impl Sink {
         let deadline = Instant::now() + within;
         let _ = self.stop.send(true);
         let mut tasks: Vec<&mut JoinHandle<()>> = self.workers.iter_mut().collect();
-        tasks.push(&mut self.dispatcher);
         tasks.push(&mut self.committer);
         for t in tasks {
             if tokio::time::timeout_at(deadline, &mut *t).await.is_err() {
                 t.abort();
             }
         }
-        let commit = commit_now(&self.consumer, &self.shared, &self.topic);
+        let commit = commit_now(self.consumer.consumer(), &self.shared, &self.topic);
         let commit_error = match tokio::time::timeout_at(deadline, commit).await {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e),
@@ -399,7 +400,8 @@ impl Sink {
             committed: commit_error.is_none(),
             commit_error,
         };
-        // Closing the consumers waits for librdkafka: off the runtime's threads.
+        // Closing a client waits for librdkafka: off the runtime's threads (the last sink
+        // of a shared consumer hands it to the consumer's own thread, which closes it).
         let clients = (self.consumer.clone(), self.offsets_reader.clone());
         drop(self);
         drop(crate::replication::off_runtime("close", move || {
@@ -419,7 +421,8 @@ impl Sink {
         }
     }
 
-    /// Like a crash: end every task now; nothing more is committed.
+    /// Like a crash: end every task now; nothing more is committed. The partitions leave
+    /// the shared consumer's assignment at once (a new sink of the pair may start now).
     pub fn abort(mut self) {
         self.abort_tasks();
     }
@@ -428,8 +431,9 @@ impl Sink {
         for w in &self.workers {
             w.abort();
         }
-        self.dispatcher.abort();
         self.committer.abort();
+        let parts = self.partitions();
+        self.consumer.detach(&self.topic, &parts);
     }
 }
 
@@ -437,102 +441,4 @@ impl Drop for Sink {
     fn drop(&mut self) {
         self.abort_tasks();
     }
-}
-
-/// Each partition's start and the offset its progress counts from.
-/// How long the sink's start waits before asking a coordinator that was not ready again.
-const COORDINATOR_RETRY: Duration = Duration::from_millis(200);
-
-/// The broker answered that the group coordinator is not (yet) there: worth asking again.
-fn coordinator_not_ready(e: &KafkaError) -> bool {
-    use rdkafka::types::RDKafkaErrorCode as C;
-    matches!(
-        e.rdkafka_error_code(),
-        Some(C::NotCoordinator | C::CoordinatorLoadInProgress | C::CoordinatorNotAvailable)
-    )
-}
-
-fn resolve_starts(
-    consumer: &StreamConsumer,
-    topic: &str,
-    start: &decide::Start,
-    deadline: Instant,
-) -> Result<BTreeMap<i32, (PartitionStart, i64)>, SinkError> {
-    let left = || deadline.saturating_duration_since(Instant::now());
-    let meta_err = |what, source| SinkError::Metadata {
-        what,
-        topic: topic.to_string(),
-        source,
-    };
-    let md = consumer
-        .fetch_metadata(Some(topic), left())
-        .map_err(|e| meta_err("metadata", e))?;
-    let parts: Vec<i32> = md
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if parts.is_empty() {
-        return Err(SinkError::NoPartitions(topic.to_string()));
-    }
-    let mut tpl = TopicPartitionList::new();
-    for p in &parts {
-        tpl.add_partition(topic, *p);
-    }
-    // A broker that just started may not have its group coordinator yet: ask again
-    // until the deadline rather than failing the start.
-    let committed = loop {
-        match consumer.committed_offsets(tpl.clone(), left()) {
-            Ok(c) => break c,
-            Err(e) if coordinator_not_ready(&e) && left() > COORDINATOR_RETRY => {
-                tracing::debug!(error = %e, "the group coordinator is not ready; asking again");
-                std::thread::sleep(COORDINATOR_RETRY);
-            }
-            Err(e) => return Err(meta_err("committed offsets", e)),
-        }
-    };
-    let mut out = BTreeMap::new();
-    for p in parts {
-        let c = committed
-            .find_partition(topic, p)
-            .and_then(|e| match e.offset() {
-                Offset::Offset(o) => Some((o, e.metadata().to_string())),
-                _ => None,
-            });
-        let start = decide::sink_position(start, p, c.as_ref().map(|(o, m)| (*o, m.as_str())));
-        let first = match start {
-            PartitionStart::Offset(o) => o,
-            PartitionStart::Beginning => {
-                consumer
-                    .fetch_watermarks(topic, p, left())
-                    .map_err(|e| meta_err("watermarks", e))?
-                    .0
-            }
-        };
-        out.insert(p, (start, first));
-    }
-    Ok(out)
-}
-
-/// High watermarks of `parts` of `topic`, all asked by `deadline`.
-pub(crate) fn watermarks_until(
-    c: &BaseConsumer,
-    topic: &str,
-    parts: &[i32],
-    deadline: Instant,
-) -> Result<BTreeMap<i32, i64>, SinkError> {
-    parts
-        .iter()
-        .map(|p| {
-            let left = deadline.saturating_duration_since(Instant::now());
-            c.fetch_watermarks(topic, *p, left)
-                .map(|(_, high)| (*p, high))
-                .map_err(|source| SinkError::Metadata {
-                    what: "end offsets",
-                    topic: topic.to_string(),
-                    source,
-                })
-        })
-        .collect()
 }

@@ -1,8 +1,7 @@
-//! The sink's tasks: dispatching fetched records per partition, applying chunks in
-//! order, dead-lettering poison and committing applied offsets (see the parent module
-//! for the contract).
+//! The sink's tasks: one worker per partition reading its partition's queue and applying
+//! chunks in order, dead-lettering poison, and committing applied offsets (see the parent
+//! module for the contract).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -12,79 +11,58 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::{Ctx, Shared, lock};
 use crate::provider::ProviderError;
 use crate::replication::codec::{self, DlqReason, StateRecord};
 use crate::replication::config::backoff;
 use crate::replication::decide::{self, ApplyVerdict};
+use crate::replication::shared_consumer::PartitionQueue;
 
-/// Reads ready messages in chunks and hands each partition's run to its worker.
-pub(super) async fn dispatch(
-    consumer: Arc<StreamConsumer>,
-    senders: BTreeMap<i32, mpsc::Sender<Vec<OwnedMessage>>>,
-    shared: Arc<Shared>,
-    chunk: usize,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut stream = consumer.stream().ready_chunks(chunk.max(1));
-    loop {
-        let batch = tokio::select! {
-            b = stream.next() => b,
-            _ = stop.changed() => return,
-        };
-        let Some(batch) = batch else { return };
-        let mut by_part: BTreeMap<i32, Vec<OwnedMessage>> = BTreeMap::new();
-        for m in batch {
-            match m {
-                Ok(m) => by_part.entry(m.partition()).or_default().push(m.detach()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "consuming the state topic");
-                    *lock(&shared.kafka_error) = Some(e.to_string());
-                }
-            }
-        }
-        for (p, msgs) in by_part {
-            let (Some(tx), Some(part)) = (senders.get(&p), shared.parts.get(&p)) else {
-                continue;
-            };
-            let first_ts = msgs
-                .first()
-                .and_then(|m| m.timestamp().to_millis())
-                .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-            lock(&part.pending).push_back(first_ts);
-            tokio::select! {
-                r = tx.send(msgs) => if r.is_err() { return },
-                _ = stop.changed() => return,
-            }
-        }
-    }
-}
-
-/// Applies one partition's chunks in order.
+/// Applies one partition's records in order, a chunk (the records ready, at most
+/// `Tuning::sink_chunk`) at a time; takes the next chunk only when the last is applied,
+/// so records wait in the partition's queue (bounded by librdkafka), not here.
 pub(super) async fn worker(
     p: i32,
-    mut rx: mpsc::Receiver<Vec<OwnedMessage>>,
+    queue: Arc<PartitionQueue>,
     ctx: Arc<Ctx>,
     stop: watch::Receiver<bool>,
 ) {
     let Some(part) = ctx.shared.parts.get(&p) else {
         return;
     };
+    let mut stream = queue
+        .stream()
+        .ready_chunks(ctx.cfg.tuning.sink_chunk.max(1));
     loop {
         let mut stop_w = stop.clone();
         if *stop_w.borrow() {
             return;
         }
-        let chunk = tokio::select! {
-            c = rx.recv() => c,
+        let batch = tokio::select! {
+            b = stream.next() => b,
             _ = stop_w.changed() => return,
         };
-        let Some(chunk) = chunk else { return };
+        let Some(batch) = batch else { return };
+        let mut chunk = Vec::with_capacity(batch.len());
+        for m in batch {
+            match m {
+                Ok(m) => chunk.push(m.detach()),
+                Err(e) => {
+                    tracing::warn!(error = %e, partition = p, "consuming the state topic");
+                    *lock(&ctx.shared.kafka_error) = Some(e.to_string());
+                }
+            }
+        }
         let Some(last) = chunk.last().map(|m| m.offset()) else {
             continue;
         };
+        let first_ts = chunk
+            .first()
+            .and_then(|m| m.timestamp().to_millis())
+            .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+        lock(&part.pending).push_back(first_ts);
         if !apply_chunk(&ctx, &chunk, &stop).await {
             return; // stopped mid-chunk: nothing of it counts as applied
         }
@@ -287,8 +265,9 @@ pub(super) async fn committer(
     }
 }
 
-/// Commits every partition whose applied offset moved past the committed one, with the
-/// pipeline's epoch as the offsets' metadata.
+/// Commits every partition whose applied offset moved past the committed one, or whose
+/// position the shared group does not hold yet, with the pipeline's epoch as the offsets'
+/// metadata.
 pub(super) async fn commit_now(
     consumer: &Arc<StreamConsumer>,
     shared: &Arc<Shared>,
@@ -298,7 +277,8 @@ pub(super) async fn commit_now(
     let mut moved = Vec::new();
     for (p, st) in &shared.parts {
         let a = st.applied.load(Ordering::Acquire);
-        if a > st.committed.load(Ordering::Acquire) {
+        let stored = st.stored.load(Ordering::Acquire);
+        if decide::commit_due(a, st.committed.load(Ordering::Acquire), stored) {
             let mut e = tpl.add_partition(topic, *p);
             e.set_offset(Offset::Offset(a)).map_err(|e| e.to_string())?;
             e.set_metadata(&shared.epoch);
@@ -319,6 +299,7 @@ pub(super) async fn commit_now(
             for (p, a) in moved {
                 if let Some(st) = shared.parts.get(&p) {
                     st.committed.fetch_max(a, Ordering::AcqRel);
+                    st.stored.store(true, Ordering::Release);
                 }
             }
             Ok(())
