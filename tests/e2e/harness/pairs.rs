@@ -92,9 +92,19 @@ pub async fn freeze_fails_over(
     assert_eq!(so.spec.to, Side::Standby);
     assert_eq!(dig(tb, &scene.dns_name), vec!["10.2.0.1"]);
     assert_eq!(through_haproxy(tb).await, "standby");
-    let status = pair(client, scene).await.status.unwrap();
-    assert_eq!(status.active_side, Some(Side::Standby));
-    assert_eq!(status.primary.unwrap().status, "Frozen");
+    // The pair's status is written on its next tick (every 500 ms), which a fast
+    // switchover can beat.
+    wait_until(
+        Duration::from_secs(5),
+        "the pair shows the failover",
+        || async {
+            let status = pair(client, scene).await.status?;
+            (status.active_side == Some(Side::Standby)
+                && status.primary.as_ref().map(|p| p.status.as_str()) == Some("Frozen"))
+            .then_some(())
+        },
+    )
+    .await;
     assert_eq!(switchovers(client, &scene.namespace).await.len(), 1);
 }
 
