@@ -20,6 +20,24 @@ pub use super::traffic::{
     ServiceTarget, TrafficSpec,
 };
 
+/// Annotation `kubectl understudy pause` writes: why the pair is paused.
+pub const PAUSE_REASON_ANNOTATION: &str = "understudy.dev/pause-reason";
+/// Who paused it (with the plugin).
+pub const PAUSED_BY_ANNOTATION: &str = "understudy.dev/paused-by";
+/// When (RFC 3339).
+pub const PAUSED_AT_ANNOTATION: &str = "understudy.dev/paused-at";
+
+impl AccountPair {
+    /// Why the pair is paused, as the pause annotation says.
+    pub fn pause_reason(&self) -> Option<String> {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(PAUSE_REASON_ANNOTATION))
+            .cloned()
+    }
+}
+
 /// Desired state of an account pair.
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[kube(

@@ -221,7 +221,7 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
                 name: args.lease_name.clone(),
                 duration: args.lease_duration,
                 advertise,
-                // Its own connections, driven by its own runtime (see `leader::start`).
+                // Its own connections, driven by its own runtime (see `election::start`).
                 client: kube::Client::try_from(config).context(
                     "cannot build a Kubernetes client (KUBECONFIG or in-cluster config)",
                 )?,

@@ -1,7 +1,7 @@
 //! The election loop behind [`LeaderHandle`](super::leader::LeaderHandle): one pass every
 //! `renew_every` while we hold a shard, every `retry_every` otherwise.
 //!
-//! A pass reads the Leases, judges each with `leader::decide`, plans with
+//! A pass reads the Leases, judges each with `claim::decide`, plans with
 //! `shards::plan` and writes with optimistic concurrency (the `resourceVersion` read, so
 //! two replicas racing for a free Lease cannot both win):
 //! - **One shard:** one Lease named `--lease-name`, as a single-writer operator has
@@ -26,7 +26,8 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
 use tokio::sync::watch;
 
-use super::leader::{Inner, LeaseAction, LeaseConfig, WEBHOOK_URL_ANNOTATION, decide};
+use super::claim::{LeaseAction, decide};
+use super::leader::{Inner, LeaderHandle, LeaseConfig, WEBHOOK_URL_ANNOTATION};
 use super::shards::{self, SHARD_LABEL};
 
 /// Label of shard Leases: the lease set (`--lease-name`) they belong to.
@@ -36,12 +37,25 @@ pub const MEMBER_OF_LABEL: &str = "understudy.dev/member-of";
 /// At most this many shards are taken or given back in one pass.
 const MAX_MOVES_PER_PASS: usize = 8;
 
-pub(super) async fn run(
+/// Start the election. It runs on a thread and a single-threaded runtime of its own, with
+/// `client` used by nothing else (so its connections are driven by that runtime): however
+/// many tasks keep the operator's runtime busy, a renewal is not queued behind them until
+/// the claim expires — which would stop every pair at once.
+pub fn start(
     client: Client,
     cfg: LeaseConfig,
-    inner: Arc<Inner>,
-    tx: watch::Sender<bool>,
-) {
+) -> std::io::Result<(LeaderHandle, std::thread::JoinHandle<()>)> {
+    let (handle, inner, tx) = super::leader::unelected(cfg.shards);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let thread = std::thread::Builder::new()
+        .name("lease".into())
+        .spawn(move || runtime.block_on(run(client, cfg, inner, tx)))?;
+    Ok((handle, thread))
+}
+
+async fn run(client: Client, cfg: LeaseConfig, inner: Arc<Inner>, tx: watch::Sender<bool>) {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
     let safe = cfg.duration.saturating_sub(cfg.duration / 5);
     let mut release = inner.release.subscribe();

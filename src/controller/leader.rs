@@ -28,11 +28,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use k8s_openapi::api::coordination::v1::LeaseSpec;
-use kube::Client;
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+pub use super::claim::{LeaseAction, decide};
 
 /// Annotation on the Lease: the holder's webhook base URL.
 pub const WEBHOOK_URL_ANNOTATION: &str = "understudy.dev/webhook-url";
@@ -55,50 +54,6 @@ pub struct LeaseConfig {
     pub retry_every: Duration,
     /// This replica's webhook base URL, written on the Lease while it holds it.
     pub advertise: Option<String>,
-}
-
-/// What to do with the Lease as read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LeaseAction {
-    /// Nobody holds it, or the holder's claim expired: take it.
-    Acquire,
-    /// We hold it: renew.
-    Renew,
-    /// Someone else holds a valid claim until the given time.
-    Wait {
-        holder: String,
-        until: DateTime<Utc>,
-    },
-}
-
-/// Pure decision over the Lease's spec.
-pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: DateTime<Utc>) -> LeaseAction {
-    let Some(spec) = spec else {
-        return LeaseAction::Acquire;
-    };
-    let holder = spec.holder_identity.clone().unwrap_or_default();
-    if holder.is_empty() {
-        return LeaseAction::Acquire;
-    }
-    if holder == me {
-        return LeaseAction::Renew;
-    }
-    let renewed = spec
-        .renew_time
-        .as_ref()
-        .or(spec.acquire_time.as_ref())
-        .map(|t| t.0);
-    let duration = chrono::Duration::seconds(i64::from(spec.lease_duration_seconds.unwrap_or(15)));
-    let Some(renewed) = renewed else {
-        return LeaseAction::Acquire;
-    };
-    let renewed = DateTime::<Utc>::from_timestamp_micros(renewed.as_microsecond()).unwrap_or(now);
-    let until = renewed + duration;
-    if now >= until {
-        LeaseAction::Acquire
-    } else {
-        LeaseAction::Wait { holder, until }
-    }
 }
 
 /// Shared view of our leadership.
@@ -224,27 +179,15 @@ impl Inner {
     }
 }
 
-/// Start the election. It runs on a thread and a single-threaded runtime of its own, with
-/// `client` used by nothing else (so its connections are driven by that runtime): however
-/// many tasks keep the operator's runtime busy, a renewal is not queued behind them until
-/// the claim expires — which would stop every pair at once.
-pub fn start(
-    client: Client,
-    cfg: LeaseConfig,
-) -> std::io::Result<(LeaderHandle, std::thread::JoinHandle<()>)> {
+/// A handle not yet elected, and what the election loop drives it with.
+pub(super) fn unelected(shards: u16) -> (LeaderHandle, Arc<Inner>, watch::Sender<bool>) {
     let (tx, rx) = watch::channel(false);
-    let inner = Arc::new(Inner::new(cfg.shards, 0));
+    let inner = Arc::new(Inner::new(shards, 0));
     let handle = LeaderHandle {
         inner: inner.clone(),
         changes: rx,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let thread = std::thread::Builder::new()
-        .name("lease".into())
-        .spawn(move || runtime.block_on(super::election::run(client, cfg, inner, tx)))?;
-    Ok((handle, thread))
+    (handle, inner, tx)
 }
 
 #[cfg(test)]
@@ -253,8 +196,12 @@ mod tests {
 
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 
+    use chrono::{DateTime, Utc};
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+
     fn jiff_from_chrono(t: DateTime<Utc>) -> k8s_openapi::jiff::Timestamp {
-        super::super::election::jiff(t)
+        k8s_openapi::jiff::Timestamp::from_microsecond(t.timestamp_micros())
+            .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
     }
 
     fn spec(

@@ -5,6 +5,7 @@
 pub mod account_pair;
 pub mod agora_hook;
 pub mod budget;
+pub mod claim;
 pub mod conditions;
 pub mod context;
 pub mod drill;

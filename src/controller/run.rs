@@ -15,8 +15,9 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
 
 use super::context::{Context, lock};
+use super::election;
 use super::env::{Env, OperatorOptions};
-use super::leader::{self, LeaderHandle, LeaseConfig};
+use super::leader::{LeaderHandle, LeaseConfig};
 use crate::api::{AccountPair, Switchover};
 
 /// Leader election settings; `None` runs as the only writer.
@@ -27,7 +28,7 @@ pub struct Election {
     /// Base URL other replicas hand provider notices to while this one leads; `None`:
     /// the address the webhook listener is bound to.
     pub advertise: Option<String>,
-    /// The Lease's own client (its own connections; see `leader::start`).
+    /// The Lease's own client (its own connections; see `election::start`).
     pub client: Client,
 }
 
@@ -52,7 +53,7 @@ pub async fn run(
                 retry_every: Duration::from_secs(1).min(e.duration / 5),
                 advertise: Some(e.advertise.unwrap_or_else(|| format!("http://{webhook}"))),
             };
-            let (h, t) = leader::start(e.client, cfg)
+            let (h, t) = election::start(e.client, cfg)
                 .map_err(|err| anyhow::anyhow!("cannot start the lease thread: {err}"))?;
             (h, Some(t))
         }

@@ -1,7 +1,7 @@
 //! Fixed virtual shards: which shard a pair belongs to, and which shard Leases a replica
 //! takes, keeps or gives back. Pure: the Leases are read and written elsewhere, with the
-//! same optimistic concurrency as the single Lease (`leader`), and each shard's claim is
-//! judged by [`leader::decide`] so expiry means the same thing everywhere.
+//! same optimistic concurrency as the single Lease (`election`), and each shard's claim is
+//! judged by [`claim::decide`](super::claim::decide) so expiry means the same thing everywhere.
 //!
 //! - **A pair's shard** is a stable hash (64-bit FNV-1a) of `namespace/name` modulo the
 //!   shard count. Neither may change under a running fleet: a different count moves pairs
@@ -16,7 +16,7 @@
 //!   Lease). Moves are limited per pass, so a joining replica does not stop and start
 //!   hundreds of pairs in one second.
 
-use super::leader::LeaseAction;
+use super::claim::LeaseAction;
 
 /// Shard Leases and pairs' shard labels carry this label.
 pub const SHARD_LABEL: &str = "understudy.dev/shard";
@@ -46,7 +46,7 @@ pub fn fair_share(shards: u16, live: usize) -> usize {
 }
 
 /// Live replicas: this one plus every other member whose claim is still valid. `members`
-/// are the other replicas' member Leases as judged by `leader::decide` (ours excluded).
+/// are the other replicas' member Leases as judged by `claim::decide` (ours excluded).
 pub fn live_replicas(members: &[LeaseAction]) -> usize {
     1 + members
         .iter()
@@ -66,7 +66,7 @@ pub struct ShardPlan {
 }
 
 /// Plan one pass over every shard's claim (`claims[i]` is shard `i`, judged by
-/// `leader::decide` for `me`). At most `max_moves` shards are acquired or released.
+/// `claim::decide` for `me`). At most `max_moves` shards are acquired or released.
 pub fn plan(claims: &[LeaseAction], live: usize, me: &str, max_moves: usize) -> ShardPlan {
     let shards = u16::try_from(claims.len()).unwrap_or(u16::MAX);
     let share = fair_share(shards, live);

@@ -5,7 +5,7 @@ use k8s_openapi::api::coordination::v1::LeaseSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 
 use super::*;
-use crate::controller::leader::decide;
+use crate::controller::claim::decide;
 
 #[test]
 fn a_pairs_shard_is_the_same_everywhere() {

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, ListParams};
 use support::Testbed;
-use understudy::controller::leader::{self, LeaderHandle, LeaseConfig};
+use understudy::controller::election;
+use understudy::controller::leader::{LeaderHandle, LeaseConfig};
 
 const SHARDS: u16 = 16;
 
@@ -27,7 +28,7 @@ fn election(client: &kube::Client, ns: &str, identity: &str) -> LeaderHandle {
         retry_every: Duration::from_millis(500),
         advertise: Some(format!("http://{identity}.invalid:8443")),
     };
-    let (h, _thread) = leader::start(client.clone(), cfg).expect("lease thread");
+    let (h, _thread) = election::start(client.clone(), cfg).expect("lease thread");
     h
 }
 

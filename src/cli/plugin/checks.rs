@@ -336,7 +336,8 @@ pub fn pause_noop(pair: &AccountPair, pause: bool) -> Option<String> {
     match (pause, pair.spec.paused) {
         (true, true) => Some(format!(
             "{name} is already paused ({}); nothing changed",
-            super::view::pause_reason(pair).unwrap_or_else(|| "no reason recorded".into())
+            pair.pause_reason()
+                .unwrap_or_else(|| "no reason recorded".into())
         )),
         (false, false) => Some(format!(
             "{name} is not paused; automatic failover is already on; nothing changed"

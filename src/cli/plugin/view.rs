@@ -8,19 +8,13 @@ use super::history_entry::{Entry, What, kind_name, side_word};
 use crate::api::switchover::SwitchoverPhase;
 use crate::api::{AccountPair, Side, Switchover};
 
-/// Annotation holding why a pair is paused.
-pub const PAUSE_REASON: &str = "understudy.dev/pause-reason";
-/// Who paused it.
-pub const PAUSED_BY: &str = "understudy.dev/paused-by";
-/// When.
-pub const PAUSED_AT: &str = "understudy.dev/paused-at";
+pub use crate::api::account_pair::{
+    PAUSE_REASON_ANNOTATION as PAUSE_REASON, PAUSED_AT_ANNOTATION as PAUSED_AT,
+    PAUSED_BY_ANNOTATION as PAUSED_BY,
+};
 
 pub fn pause_reason(pair: &AccountPair) -> Option<String> {
-    pair.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(PAUSE_REASON))
-        .cloned()
+    pair.pause_reason()
 }
 
 /// One pair as the `status` table shows it.

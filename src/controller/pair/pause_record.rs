@@ -28,10 +28,10 @@ pub const CONDITION: &str = "Paused";
 /// The field manager `kubectl understudy pause/resume` patches `spec.paused` with.
 pub const PLUGIN_FIELD_MANAGER: &str = "kubectl-understudy";
 
-/// The annotations `kubectl understudy pause` sets with `spec.paused` (the plugin's
-/// `view::PAUSE_REASON` and `view::PAUSED_AT`; a test keeps them the same).
-pub const REASON_ANNOTATION: &str = "understudy.dev/pause-reason";
-pub const REASON_AT_ANNOTATION: &str = "understudy.dev/paused-at";
+/// The annotations `kubectl understudy pause` sets with `spec.paused` (defined with the
+/// AccountPair type, read by the plugin too).
+pub const REASON_ANNOTATION: &str = crate::api::account_pair::PAUSE_REASON_ANNOTATION;
+pub const REASON_AT_ANNOTATION: &str = crate::api::account_pair::PAUSED_AT_ANNOTATION;
 
 /// Who last set `spec.paused`, from the object's managedFields.
 #[derive(Clone, Debug, PartialEq, Eq)]
