@@ -233,7 +233,19 @@ pub struct Pipeline {
     /// fence (a drain re-fencing, a reverse) returns it without asking Kafka again. The
     /// lock also keeps two fences from running at once.
     fenced: tokio::sync::Mutex<Option<FenceReport>>,
-    monitor: JoinHandle<()>,
+    /// Holds the source and the sink too: aborted when the pipeline is dropped (its
+    /// task aborted when the pair stops at once), so they are dropped, which ends their
+    /// tasks — nothing more is applied from a replica that stopped acting.
+    monitor: AbortOnDrop,
+}
+
+/// A task aborted when its handle is dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -283,12 +295,12 @@ impl Pipeline {
             .map_err(|e| positions::late_or(&config, deadline, within, e))?;
         let (sink_part, source_part) = (Arc::new(sink_part), Arc::new(source_part));
         let cache = Arc::new(Mutex::new(Cache::default()));
-        let monitor = tokio::spawn(monitor(
+        let monitor = AbortOnDrop(tokio::spawn(monitor(
             config.clone(),
             source_part.clone(),
             sink_part.clone(),
             cache.clone(),
-        ));
+        )));
         tracing::info!(namespace = %config.namespace, pair = %config.pair, direction = config.direction(), "replication pipeline started");
         Ok(Pipeline {
             cfg: config,
@@ -423,8 +435,9 @@ impl Pipeline {
             monitor,
             ..
         } = self;
-        monitor.abort();
-        let _ = monitor.await;
+        let mut monitor = monitor;
+        monitor.0.abort();
+        let _ = (&mut monitor.0).await;
         let source = Arc::try_unwrap(source).map_err(|_| PipelineError::Busy)?;
         let sink = Arc::try_unwrap(sink).map_err(|_| PipelineError::Busy)?;
         let mut last = source.status();
@@ -472,7 +485,7 @@ impl Pipeline {
 
     /// End everything at once, like a crash: nothing flushed, checkpointed or committed.
     pub fn abort(self) {
-        self.monitor.abort();
+        self.monitor.0.abort();
         forget_gauges(&self.cfg);
         // Dropping the parts aborts their tasks.
     }
