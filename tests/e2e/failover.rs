@@ -463,13 +463,7 @@ async fn a_pair_replicates_while_it_exists_and_deletion_loses_nothing() {
     wait_replicating(&client, &scene).await;
     // The lag is known once the source first reached the feed's head (until then the
     // status says it is reading the backlog).
-    let repl = wait_until(Duration::from_secs(20), "the lag is known", || async {
-        let repl = pair(&client, &scene).await.status?.replication?;
-        repl.lag_records.is_some().then_some(repl)
-    })
-    .await;
-    assert_eq!(repl.direction.as_deref(), Some("primary-to-standby"));
-    assert!(repl.lag_seconds.is_some());
+    wait_lag_known(&client, &scene, "primary-to-standby").await;
     let finalizers = pair(&client, &scene)
         .await
         .metadata

@@ -159,6 +159,9 @@ async fn every_reading_command_of_the_runbooks_runs_against_a_real_pair() {
         pair(&client, &scene).await.status.unwrap().active_side,
         Some(Side::Standby)
     );
+    // The failback's lag gate needs the lag back from the standby, known once the
+    // reverse direction's source has read its backlog.
+    wait_lag_known(&client, &scene, "standby-to-primary").await;
     let (_, r) = run(
         quoted(&all, "failback", &["--reason", "--dry-run"]),
         &[],

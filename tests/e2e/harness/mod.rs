@@ -422,6 +422,24 @@ pub async fn wait_replicating(client: &Client, scene: &Scene) {
     .await;
 }
 
+/// Wait until the pair's status shows a known lag in `direction` (e.g.
+/// `primary-to-standby`): unknown while the source reads its feed's backlog, as after a
+/// start or a switchover. Returns the replication status.
+pub async fn wait_lag_known(
+    client: &Client,
+    scene: &Scene,
+    direction: &str,
+) -> understudy::api::account_pair::ReplicationStatus {
+    wait_until(Duration::from_secs(30), "the lag is known", || async {
+        let repl = pair(client, scene).await.status?.replication?;
+        (repl.direction.as_deref() == Some(direction)
+            && repl.lag_records.is_some()
+            && repl.lag_seconds.is_some())
+        .then_some(repl)
+    })
+    .await
+}
+
 /// Wait until the standby (corp-b) holds exactly what the primary (corp-a) holds now.
 pub async fn wait_standby_level(sim: &Proc) {
     let primary = read_all(sim, "corp-a").await;
