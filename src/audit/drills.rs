@@ -21,12 +21,13 @@ pub fn finished_now(before: Option<DrillPhase>, now: DrillPhase, initial: bool) 
     now == DrillPhase::Finished && before != Some(DrillPhase::Finished) && !initial
 }
 
-/// Run until the stream ends. `may_act`: only the Lease holder records.
+/// Run until the stream ends. `may_act(namespace, pair)`: only the holder of the
+/// drill's pair's Lease (its shard's) records.
 pub async fn watch(
     client: Client,
     namespace: Option<String>,
     sink: AuditSink,
-    may_act: impl Fn() -> bool + Send + 'static,
+    may_act: impl Fn(&str, &str) -> bool + Send + 'static,
 ) {
     let drills: Api<Drill> = match &namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -57,10 +58,10 @@ pub async fn watch(
         let key = format!("{}/{}", d.namespace().unwrap_or_default(), d.name_any());
         let now = d.status.as_ref().map(|s| s.phase).unwrap_or_default();
         let before = seen.insert(key, now);
-        if !finished_now(before, now, initial) || !may_act() {
+        let ns = d.namespace().unwrap_or_default();
+        if !finished_now(before, now, initial) || !may_act(&ns, &d.spec.pair) {
             continue;
         }
-        let ns = d.namespace().unwrap_or_default();
         let pairs: Api<AccountPair> = Api::namespaced(client.clone(), &ns);
         let Ok(Some(pair)) = pairs.get_opt(&d.spec.pair).await else {
             continue;

@@ -71,6 +71,14 @@ pub struct OperatorArgs {
     /// How long a leader's claim lasts without renewal.
     #[arg(long, default_value = "15s", value_parser = parse_positive_duration)]
     pub lease_duration: Duration,
+    /// Spread the pairs over this many fixed shards, each with a Lease of its own
+    /// (<lease-name>-shard-I), so several replicas act at once, each on the pairs of the
+    /// shards it holds (a fair share; a killed replica's shards are taken over when their
+    /// claims expire). Every replica must run with the same count: changing it moves pairs
+    /// between shards, so scale to zero first. 1: one Lease (<lease-name>), one acting
+    /// replica. Needs --leader-elect.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024), requires = "leader_elect")]
+    pub shards: u16,
     /// This replica's identity (defaults to $POD_NAME, else host name and pid).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
@@ -219,6 +227,7 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
             true => Some(Election {
                 namespace: args.lease_namespace.clone(),
                 name: args.lease_name.clone(),
+                shards: args.shards,
                 duration: args.lease_duration,
                 advertise,
                 // Its own connections, driven by its own runtime (see `election::start`).

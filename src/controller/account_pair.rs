@@ -49,12 +49,11 @@ pub fn validate(spec: &AccountPairSpec) -> Result<(), String> {
 }
 
 pub async fn reconcile(pair: Arc<AccountPair>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if !ctx.leader.may_act() {
-        super::metrics::metrics()
-            .dropped_work_total
-            .with_label_values(&["accountpair"])
-            .inc();
-        return Ok(Action::requeue(Duration::from_secs(5)));
+    if !ctx
+        .leader
+        .may_act_for(&pair.namespace().unwrap_or_default(), &pair.name_any())
+    {
+        return Ok(ctx.not_ours("accountpair"));
     }
     let ns = pair.namespace().unwrap_or_default();
     let api: Api<AccountPair> = Api::namespaced(ctx.client.clone(), &ns);
@@ -99,7 +98,18 @@ async fn apply(pair: Arc<AccountPair>, ctx: Arc<Context>) -> Result<Action, Erro
     }
     match PairHandle::start(&ctx.env, &pair).await {
         Ok(w) => {
-            lock(&ctx.pairs).insert(key, w);
+            lock(&ctx.pairs).insert(key.clone(), w);
+            // The pair's shard may have gone while it started: then it must not run
+            // here (the shard's holder starts it). Checked after the insert, so either
+            // this sees the loss or the leadership watch, which looks at every pair
+            // running, does.
+            if !ctx.leader.may_act_for(&ns, &name) {
+                if let Some(w) = lock(&ctx.pairs).remove(&key) {
+                    w.abort();
+                    super::metrics::forget_pair(&ns, &name, false);
+                }
+                return Ok(ctx.not_ours("accountpair"));
+            }
             count_pairs(&ctx);
             ctx.event(
                 &pair.object_ref(&()),

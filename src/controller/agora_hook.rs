@@ -54,10 +54,11 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, String) {
-    if !ctx.leader.is_leader() {
+    if !ctx.leader.may_act_for(&namespace, &pair) {
         let pass = ["content-type"];
         let path = path_and_query(&uri);
-        return forward(&ctx, reqwest::Method::POST, path, &headers, &pass, body).await;
+        let to = (namespace.as_str(), pair.as_str());
+        return forward(&ctx, to, reqwest::Method::POST, path, &headers, &pass, body).await;
     }
     let Some(handle) = ctx.pair(&namespace, &pair) else {
         return not_running(&ctx, &namespace, &pair).await;

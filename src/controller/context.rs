@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 
+use kube::runtime::controller::Action;
 use tokio::sync::watch;
 
 pub use super::env::{Env, OperatorOptions, lock, pair_key};
@@ -71,6 +72,51 @@ impl Context {
 
     pub fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// What a controller does with an object of a pair this replica may not act on. With
+    /// shards another replica holds it, or nobody yet: nothing is dropped here, and taking
+    /// a shard reconciles everything again, so wait for a change. With one Lease this
+    /// replica is not the leader (or its claim lapsed): count the dropped work and look
+    /// again in 5 s.
+    pub fn not_ours(&self, what: &str) -> Action {
+        if self.leader.shards() > 1 {
+            return Action::await_change();
+        }
+        super::metrics::metrics()
+            .dropped_work_total
+            .with_label_values(&[what])
+            .inc();
+        Action::requeue(std::time::Duration::from_secs(5))
+    }
+
+    /// Stop what runs here for the pairs of shards this replica does not hold (`held`:
+    /// per shard, as looked at just now): their executing switchovers are aborted where
+    /// they are (the shard's next holder resumes them from their persisted step) and
+    /// their pairs taken out (the caller aborts them). With one shard not held that is
+    /// everything. Level, not edge: a pair started by a reconcile that began before its
+    /// shard was given back is taken on the next look too.
+    pub fn take_not_held(&self, held: &[bool]) -> (Vec<String>, Vec<Arc<PairHandle>>) {
+        let not_held = |key: &str| {
+            let (ns, name) = key.split_once('/').unwrap_or(("", key));
+            let shard = usize::from(self.leader.shard_of(ns, name));
+            !held.get(shard).copied().unwrap_or(false)
+        };
+        let mut stopped = Vec::new();
+        lock(&self.executing).retain(|key, e| {
+            if !not_held(key) {
+                return true;
+            }
+            if let Some(t) = &e.task {
+                t.abort();
+            }
+            stopped.push(e.name.clone());
+            false
+        });
+        let mut pairs = lock(&self.pairs);
+        let keys: Vec<String> = pairs.keys().filter(|k| not_held(k)).cloned().collect();
+        let taken = keys.iter().filter_map(|k| pairs.remove(k)).collect();
+        (stopped, taken)
     }
 
     /// Abort every switchover executing here (the Lease is gone or about to be): each

@@ -134,12 +134,11 @@ fn parse(s: &str) -> Option<DateTime<Utc>> {
 }
 
 pub async fn reconcile(drill: Arc<Drill>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if !ctx.leader.may_act() {
-        super::metrics::metrics()
-            .dropped_work_total
-            .with_label_values(&["drill"])
-            .inc();
-        return Ok(Action::requeue(Duration::from_secs(5)));
+    if !ctx
+        .leader
+        .may_act_for(&drill.namespace().unwrap_or_default(), &drill.spec.pair)
+    {
+        return Ok(ctx.not_ours("drill"));
     }
     if drill
         .status
@@ -292,7 +291,12 @@ pub async fn schedule_loop(ctx: Arc<Context>) {
         if !ctx.leader.is_leader() {
             continue;
         }
-        for (ns, workers) in by_namespace(ctx.all_pairs()) {
+        let ours = ctx
+            .all_pairs()
+            .into_iter()
+            .filter(|w| ctx.leader.may_act_for(&w.namespace, &w.name))
+            .collect();
+        for (ns, workers) in by_namespace(ours) {
             let api: Api<Drill> = Api::namespaced(ctx.client.clone(), &ns);
             let all = match api.list(&Default::default()).await {
                 Ok(l) => l.items,

@@ -45,7 +45,10 @@ pub fn start(
     client: Client,
     cfg: LeaseConfig,
 ) -> std::io::Result<(LeaderHandle, std::thread::JoinHandle<()>)> {
-    let (handle, inner, tx) = super::leader::unelected(cfg.shards);
+    let names = (0..shard_count(&cfg))
+        .map(|s| shard_lease(&cfg, s))
+        .collect();
+    let (handle, inner, tx) = super::leader::unelected(cfg.shards, (cfg.namespace.clone(), names));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -55,7 +58,7 @@ pub fn start(
     Ok((handle, thread))
 }
 
-async fn run(client: Client, cfg: LeaseConfig, inner: Arc<Inner>, tx: watch::Sender<bool>) {
+async fn run(client: Client, cfg: LeaseConfig, inner: Arc<Inner>, tx: watch::Sender<Vec<bool>>) {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
     let safe = cfg.duration.saturating_sub(cfg.duration / 5);
     let mut release = inner.release.subscribe();
@@ -65,7 +68,7 @@ async fn run(client: Client, cfg: LeaseConfig, inner: Arc<Inner>, tx: watch::Sen
         }
         if *release.borrow() {
             release_all(&api, &cfg).await;
-            tx.send_replace(false);
+            tx.send_replace(vec![false; usize::from(shard_count(&cfg))]);
             inner.released.notify_waiters();
             return;
         }
@@ -95,13 +98,15 @@ async fn run(client: Client, cfg: LeaseConfig, inner: Arc<Inner>, tx: watch::Sen
             }
         }
         let now = inner.epoch.elapsed().as_millis() as u64;
-        let leader = inner
+        let held: Vec<bool> = inner
             .valid_until_ms
             .iter()
-            .any(|v| now < v.load(Ordering::Acquire));
+            .map(|v| now < v.load(Ordering::Acquire))
+            .collect();
+        let leader = held.contains(&true);
         tx.send_if_modified(|v| {
-            let changed = *v != leader;
-            *v = leader;
+            let changed = *v != held;
+            *v = held;
             changed
         });
         let wait = if leader {

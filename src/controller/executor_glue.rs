@@ -39,6 +39,8 @@ impl Audit {
 pub struct KubeStore {
     pub api: Api<Switchover>,
     pub name: String,
+    /// The switchover's pair (namespace, name): only the holder of its shard's Lease saves.
+    pub pair: (String, String),
     pub ctx: Arc<Context>,
     /// resourceVersion the executor was started from, until its first write: a cancel
     /// (or a supersede) in between makes that write fail with a conflict.
@@ -48,7 +50,7 @@ pub struct KubeStore {
 #[async_trait]
 impl SwitchoverStore for KubeStore {
     async fn save(&self, status: &SwitchoverStatus) -> Result<(), String> {
-        if !self.ctx.leader.may_act() {
+        if !self.ctx.leader.may_act_for(&self.pair.0, &self.pair.1) {
             return Err("lost the lease: another replica takes over this switchover".into());
         }
         let rv = lock(&self.precondition).take();

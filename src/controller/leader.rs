@@ -60,7 +60,7 @@ pub struct LeaseConfig {
 #[derive(Clone)]
 pub struct LeaderHandle {
     inner: Arc<Inner>,
-    changes: watch::Receiver<bool>,
+    changes: watch::Receiver<Vec<bool>>,
 }
 
 pub(super) struct Inner {
@@ -76,12 +76,15 @@ pub(super) struct Inner {
     pub(super) released: tokio::sync::Notify,
     /// Set by `crash`: the loop ends without freeing anything.
     pub(super) crashed: std::sync::atomic::AtomicBool,
+    /// Where the shards' Leases are: their namespace and, per shard, the Lease's name
+    /// (`None` without an election).
+    pub(super) leases: Option<(String, Vec<String>)>,
 }
 
 impl LeaderHandle {
     /// A handle that is always leader (single-replica tools and tests).
     pub fn always() -> Self {
-        let (_tx, rx) = watch::channel(true);
+        let (_tx, rx) = watch::channel(vec![true]);
         let inner = Arc::new(Inner::new(1, u64::MAX));
         LeaderHandle { inner, changes: rx }
     }
@@ -89,12 +92,6 @@ impl LeaderHandle {
     /// How many shards the pairs are spread over.
     pub fn shards(&self) -> u16 {
         self.inner.valid_until_ms.len() as u16
-    }
-
-    /// The webhook URL of the replica holding shard 0 (the only shard of a single-writer
-    /// operator) when it is not us.
-    pub fn holder_url(&self) -> Option<String> {
-        self.holder_url_of(0)
     }
 
     /// The webhook URL of the replica holding a shard, when it is not us.
@@ -106,6 +103,29 @@ impl LeaderHandle {
             .get(usize::from(shard))
             .cloned()
             .flatten()
+    }
+
+    /// The webhook URL of the replica holding this pair's shard, when it is not us.
+    pub fn holder_url_for(&self, namespace: &str, name: &str) -> Option<String> {
+        self.holder_url_of(self.shard_of(namespace, name))
+    }
+
+    /// The namespace and name of the Lease of a pair's shard (`None` without an
+    /// election), to read its holder afresh when the one last seen does not answer.
+    pub fn lease_of(&self, namespace: &str, name: &str) -> Option<(String, String)> {
+        let (ns, names) = self.inner.leases.as_ref()?;
+        let lease = names.get(usize::from(self.shard_of(namespace, name)))?;
+        Some((ns.clone(), lease.clone()))
+    }
+
+    /// The shard a pair belongs to.
+    pub fn shard_of(&self, namespace: &str, name: &str) -> u16 {
+        super::shards::shard_of(namespace, name, self.shards())
+    }
+
+    /// Per shard: whether we may act on it now (the local monotonic clock).
+    pub fn held(&self) -> Vec<bool> {
+        (0..self.shards()).map(|s| self.may_act_on(s)).collect()
     }
 
     /// Stop acting now, then free the Leases for another replica (graceful shutdown).
@@ -142,23 +162,18 @@ impl LeaderHandle {
 
     /// True while we may act on this pair (we hold its shard).
     pub fn may_act_for(&self, namespace: &str, name: &str) -> bool {
-        self.may_act_on(super::shards::shard_of(namespace, name, self.shards()))
+        self.may_act_on(self.shard_of(namespace, name))
     }
 
     /// True while our claim on at least one shard is valid (with one shard: we are the
-    /// leader).
+    /// leader). Work on a pair asks [`Self::may_act_for`].
     pub fn is_leader(&self) -> bool {
         (0..self.shards()).any(|s| self.may_act_on(s))
     }
 
-    /// Call where work would be done (callers count what they drop in
-    /// `understudy_dropped_work_total`).
-    pub fn may_act(&self) -> bool {
-        self.is_leader()
-    }
-
-    /// Wait for a change of leadership (holding any shard or none).
-    pub fn changes(&self) -> watch::Receiver<bool> {
+    /// Wait for a change of the shards held (per shard, as of the election's last pass;
+    /// a claim that runs out between passes shows in [`Self::may_act_on`] first).
+    pub fn changes(&self) -> watch::Receiver<Vec<bool>> {
         self.changes.clone()
     }
 }
@@ -175,14 +190,21 @@ impl Inner {
             release: watch::channel(false).0,
             released: tokio::sync::Notify::new(),
             crashed: std::sync::atomic::AtomicBool::new(false),
+            leases: None,
         }
     }
 }
 
 /// A handle not yet elected, and what the election loop drives it with.
-pub(super) fn unelected(shards: u16) -> (LeaderHandle, Arc<Inner>, watch::Sender<bool>) {
-    let (tx, rx) = watch::channel(false);
-    let inner = Arc::new(Inner::new(shards, 0));
+pub(super) fn unelected(
+    shards: u16,
+    leases: (String, Vec<String>),
+) -> (LeaderHandle, Arc<Inner>, watch::Sender<Vec<bool>>) {
+    let (tx, rx) = watch::channel(vec![false; usize::from(shards.max(1))]);
+    let inner = Arc::new(Inner {
+        leases: Some(leases),
+        ..Inner::new(shards, 0)
+    });
     let handle = LeaderHandle {
         inner: inner.clone(),
         changes: rx,
@@ -267,14 +289,44 @@ mod tests {
     #[test]
     fn always_handle_acts() {
         let h = LeaderHandle::always();
-        assert!(h.may_act());
+        assert!(h.is_leader());
+        assert!(h.may_act_for("any", "pair"));
     }
 
     #[test]
     fn lapsed_claim_stops_acting() {
         let inner = Arc::new(Inner::new(1, 0));
-        let (_tx, rx) = watch::channel(false);
+        let (_tx, rx) = watch::channel(vec![false]);
         let h = LeaderHandle { inner, changes: rx };
-        assert!(!h.may_act());
+        assert!(!h.is_leader());
+        assert!(!h.may_act_for("any", "pair"));
+    }
+
+    #[test]
+    fn a_replica_acts_only_on_the_pairs_of_the_shards_it_holds() {
+        let inner = Arc::new(Inner::new(4, 0));
+        let (_tx, rx) = watch::channel(vec![false; 4]);
+        let h = LeaderHandle { inner, changes: rx };
+        let pairs: Vec<String> = (0..40).map(|i| format!("pair-{i}")).collect();
+        let ours = h.shard_of("ns", &pairs[0]);
+        h.inner.valid_until_ms[usize::from(ours)].store(u64::MAX, Ordering::Release);
+        assert!(h.is_leader());
+        assert_eq!(
+            h.held(),
+            (0..4).map(|s| s == ours).collect::<Vec<_>>(),
+            "held shows the one shard"
+        );
+        let (acting, idle): (Vec<&String>, Vec<&String>) =
+            pairs.iter().partition(|p| h.may_act_for("ns", p));
+        assert!(
+            !acting.is_empty() && !idle.is_empty(),
+            "40 pairs over 4 shards"
+        );
+        for p in acting {
+            assert_eq!(h.shard_of("ns", p), ours);
+        }
+        for p in idle {
+            assert_ne!(h.shard_of("ns", p), ours, "{p} is not ours to act on");
+        }
     }
 }

@@ -7,8 +7,9 @@
 //! authoritative detector signal dated by the notice's own time (bounded by receipt),
 //! so a notice delivered late cannot undo a newer observation.
 //!
-//! Any replica accepts deliveries: one that does not hold the Lease hands the request,
-//! unchanged, to the leader (whose address is on the Lease) and returns its answer.
+//! Any replica accepts deliveries: one that does not hold the Lease of the pair's shard
+//! (with one shard: the Lease) hands the request, unchanged, to the replica that does
+//! (whose address is on that Lease) and returns its answer.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -50,10 +51,20 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, String) {
-    if !ctx.leader.is_leader() {
+    if !ctx.leader.may_act_for(&namespace, &pair) {
         let path = format!("/webhooks/notices/{namespace}/{pair}");
         let pass = [TIMESTAMP_HEADER, SIGNATURE_HEADER, "content-type"];
-        return forward(&ctx, reqwest::Method::POST, &path, &headers, &pass, body).await;
+        let to = (namespace.as_str(), pair.as_str());
+        return forward(
+            &ctx,
+            to,
+            reqwest::Method::POST,
+            &path,
+            &headers,
+            &pass,
+            body,
+        )
+        .await;
     }
     let Some(handle) = ctx.pair(&namespace, &pair) else {
         return not_running(&ctx, &namespace, &pair).await;
@@ -195,10 +206,14 @@ pub(super) async fn not_running(
     }
 }
 
-/// Hand the request to the leader, unchanged (`path` with its query, the `pass`
-/// headers and the body), and return its answer.
+/// Hand the request to the replica holding the Lease of the pair's shard, unchanged
+/// (`path` with its query, the `pass` headers and the body), and return its answer.
+/// The holder is first the one the election last read (a pass ago); when it does not
+/// answer, or answers 503 (it no longer holds the Lease either), the Lease is read
+/// afresh and a different holder is tried once.
 pub(super) async fn forward(
     ctx: &Context,
+    (namespace, pair): (&str, &str),
     method: reqwest::Method,
     path: &str,
     headers: &HeaderMap,
@@ -207,38 +222,103 @@ pub(super) async fn forward(
 ) -> (StatusCode, String) {
     let unavailable = |why: String| (StatusCode::SERVICE_UNAVAILABLE, why);
     if headers.contains_key(FORWARDED_HEADER) {
-        return unavailable("handed over by another replica, but this one is not the leader either (the Lease is moving); retry".into());
+        return unavailable("handed over by another replica, but this one does not hold the pair's Lease either (it is moving); retry".into());
     }
-    let Some(url) = ctx.leader.holder_url() else {
-        return unavailable(
-            "no leader is known right now (the Lease is free or moving); retry".into(),
-        );
+    let send = |url: String| {
+        let req = Handover {
+            identity: ctx.opts.identity.as_str(),
+            method: method.clone(),
+            path,
+            headers,
+            pass,
+            body: body.clone(),
+        };
+        async move { req.send(&url).await }
     };
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    let client = CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default()
-    });
-    let mut req = client
-        .request(method, format!("{}{path}", url.trim_end_matches('/')))
-        .header(FORWARDED_HEADER, ctx.opts.identity.as_str())
-        .body(body);
-    for h in pass {
-        if let Some(v) = headers.get(*h) {
-            req = req.header(*h, v.as_bytes());
+    let cached = ctx.leader.holder_url_for(namespace, pair);
+    let mut last = None;
+    if let Some(url) = cached.clone() {
+        match send(url).await {
+            Ok((code, text)) if code != StatusCode::SERVICE_UNAVAILABLE => return (code, text),
+            r => last = Some(r),
         }
     }
-    match req.send().await {
-        Ok(resp) => {
-            let status =
-                StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            let text = resp.text().await.unwrap_or_default();
-            (status, text)
-        }
-        Err(e) => unavailable(format!(
-            "handing the request to the leader failed ({e}); retry"
+    if let Some(fresh) = fresh_holder(ctx, namespace, pair)
+        .await
+        .filter(|f| Some(f) != cached.as_ref())
+    {
+        last = Some(send(fresh).await);
+    }
+    match last {
+        Some(Ok(answer)) => answer,
+        Some(Err(e)) => unavailable(format!(
+            "handing the request to the replica holding the pair's Lease failed ({e}); retry"
         )),
+        None => unavailable(
+            "no replica is known to hold the pair's Lease right now (it is free or moving); retry"
+                .into(),
+        ),
     }
+}
+
+/// One request handed to another replica.
+struct Handover<'a> {
+    identity: &'a str,
+    method: reqwest::Method,
+    path: &'a str,
+    headers: &'a HeaderMap,
+    pass: &'a [&'a str],
+    body: Bytes,
+}
+
+impl Handover<'_> {
+    async fn send(self, url: &str) -> Result<(StatusCode, String), reqwest::Error> {
+        static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+        let client = CLIENT.get_or_init(|| {
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default()
+        });
+        let mut req = client
+            .request(
+                self.method,
+                format!("{}{}", url.trim_end_matches('/'), self.path),
+            )
+            .header(FORWARDED_HEADER, self.identity)
+            .body(self.body);
+        for h in self.pass {
+            if let Some(v) = self.headers.get(*h) {
+                req = req.header(*h, v.as_bytes());
+            }
+        }
+        let resp = req.send().await?;
+        let status =
+            StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+        Ok((status, resp.text().await.unwrap_or_default()))
+    }
+}
+
+/// The webhook URL on the Lease of the pair's shard, read now: `None` when nobody else
+/// holds a valid claim on it (or it cannot be read within 2 s).
+async fn fresh_holder(ctx: &Context, namespace: &str, pair: &str) -> Option<String> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let (lease_ns, name) = ctx.leader.lease_of(namespace, pair)?;
+    let api: kube::Api<Lease> = kube::Api::namespaced(ctx.client.clone(), &lease_ns);
+    let lease = tokio::time::timeout(Duration::from_secs(2), api.get_opt(&name))
+        .await
+        .ok()?
+        .ok()??;
+    let valid = matches!(
+        super::claim::decide(lease.spec.as_ref(), &ctx.opts.identity, Utc::now()),
+        super::claim::LeaseAction::Wait { .. }
+    );
+    if !valid {
+        return None;
+    }
+    lease
+        .metadata
+        .annotations?
+        .get(super::leader::WEBHOOK_URL_ANNOTATION)
+        .cloned()
 }

@@ -1,6 +1,6 @@
 //! Wiring of the running operator: client, leader election, HTTP server, the
-//! AccountPair, Switchover and Drill controllers. Losing the Lease aborts every pair at
-//! once and removes their series.
+//! AccountPair, Switchover and Drill controllers. Losing a shard's Lease (with one
+//! shard: the Lease) aborts its pairs at once and removes their series.
 //!
 //! Graceful shutdown (SIGTERM, SIGINT): no new switchover step starts; a running step
 //! reaches its persisted point (bounded by `shutdown_grace`); then this replica stops
@@ -24,6 +24,8 @@ use crate::api::{AccountPair, Switchover};
 pub struct Election {
     pub namespace: String,
     pub name: String,
+    /// Fixed shards the pairs are spread over (1: one Lease).
+    pub shards: u16,
     pub duration: Duration,
     /// Base URL other replicas hand provider notices to while this one leads; `None`:
     /// the address the webhook listener is bound to.
@@ -47,7 +49,7 @@ pub async fn run(
                 namespace: e.namespace,
                 name: e.name,
                 identity: opts.identity.clone(),
-                shards: 1,
+                shards: e.shards,
                 duration: e.duration,
                 renew_every: e.duration / 5,
                 retry_every: Duration::from_secs(1).min(e.duration / 5),
@@ -83,13 +85,13 @@ pub async fn run(
     tracing::info!(webhook = %http.webhook, health = %http.health, identity = %opts.identity, "operator started");
 
     tokio::spawn(watch_leadership(ctx.clone(), leader.clone()));
-    // Finished drills into the audit trail (recorded by the Lease holder only).
+    // Finished drills into the audit trail (recorded by the holder of the pair's Lease).
     let drill_leader = leader.clone();
     tokio::spawn(crate::audit::drills::watch(
         client.clone(),
         opts.namespace.clone(),
         ctx.audit.clone(),
-        move || drill_leader.may_act(),
+        move |ns, pair| drill_leader.may_act_for(ns, pair),
     ));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -173,13 +175,18 @@ pub async fn run(
     Ok(())
 }
 
-/// One item each time this replica becomes the leader.
+/// One item each time this replica takes a shard (with one shard: becomes the leader).
 fn leadership_gained(leader: &LeaderHandle) -> impl futures::Stream<Item = ()> + Send + 'static {
-    futures::stream::unfold(leader.changes(), |mut rx| async move {
+    let rx = leader.changes();
+    let before = rx.borrow().clone();
+    futures::stream::unfold((rx, before), |(mut rx, mut before)| async move {
         loop {
             rx.changed().await.ok()?;
-            if *rx.borrow_and_update() {
-                return Some(((), rx));
+            let now = rx.borrow_and_update().clone();
+            let gained = !super::shards::moved(&before, &now).gained.is_empty();
+            before = now;
+            if gained {
+                return Some(((), (rx, before)));
             }
         }
     })
@@ -246,7 +253,7 @@ async fn wait_for_signal() {
 /// always leader, or an election that ended) is left to the tick: `changed()` on it
 /// returns at once, and waiting on it again would spin a core.
 async fn next_look(
-    rx: &mut tokio::sync::watch::Receiver<bool>,
+    rx: &mut tokio::sync::watch::Receiver<Vec<bool>>,
     open: &mut bool,
     tick: &mut tokio::time::Interval,
 ) {
@@ -256,44 +263,56 @@ async fn next_look(
     }
 }
 
-/// Abort every pair the moment this replica stops being the leader, and remove their
-/// series (the new leader exports them).
+/// Abort the pairs of a shard the moment this replica stops holding it (with one shard:
+/// every pair when it stops being the leader), and remove their series (the shard's new
+/// holder exports them). Looks on every change the election reports and every 200 ms,
+/// since a claim also runs out by the clock alone; each look takes every pair whose
+/// shard is not held, so a pair a reconcile started just after its shard went is taken
+/// too.
 async fn watch_leadership(ctx: Arc<Context>, leader: LeaderHandle) {
     let mut rx = leader.changes();
     let m = super::metrics::metrics();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
-    let mut was = false;
+    let mut before = vec![false; usize::from(leader.shards())];
     let mut open = true;
     loop {
         next_look(&mut rx, &mut open, &mut tick).await;
-        let now = leader.is_leader();
+        let now = leader.held();
         m.leader
             .with_label_values(&[&ctx.opts.identity])
-            .set(i64::from(now));
-        // During a graceful shutdown the Lease is freed on purpose and `hand_over` stops
+            .set(i64::from(now.contains(&true)));
+        let moved = super::shards::moved(&before, &now);
+        // During a graceful shutdown the Leases are freed on purpose and `hand_over` stops
         // the pairs cleanly itself.
-        if was && !now && !ctx.is_shutting_down() {
-            let stopped = ctx.abort_executing();
+        if !ctx.is_shutting_down() {
+            let (stopped, pairs) = ctx.take_not_held(&now);
             if !stopped.is_empty() {
                 tracing::warn!(
                     ?stopped,
-                    "lost the lease: switchovers stopped where they were; the next leader resumes them"
+                    "lost the lease: switchovers stopped where they were; the next holder resumes them"
                 );
             }
-            let pairs: Vec<_> = lock(&ctx.pairs).drain().map(|(_, w)| w).collect();
-            tracing::warn!(
-                dropped = pairs.len(),
-                "lost the lease: stopping all work at once"
-            );
+            if !pairs.is_empty() || !moved.lost.is_empty() {
+                tracing::warn!(
+                    shards = ?moved.lost,
+                    dropped = pairs.len(),
+                    "lost the lease: stopping their pairs at once"
+                );
+            }
             for p in pairs {
                 p.abort();
                 super::metrics::forget_pair(&p.namespace, &p.name, false);
             }
         }
-        if now != was {
-            tracing::info!(leader = now, "leadership changed");
+        if !moved.gained.is_empty() || !moved.lost.is_empty() {
+            tracing::info!(
+                leader = now.contains(&true),
+                gained = ?moved.gained,
+                lost = ?moved.lost,
+                "leadership changed"
+            );
         }
-        was = now;
+        before = now;
     }
 }
 

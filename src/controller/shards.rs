@@ -98,6 +98,27 @@ pub fn plan(claims: &[LeaseAction], live: usize, me: &str, max_moves: usize) -> 
     out
 }
 
+/// Shards that became ours and shards that stopped being ours between two looks at the
+/// held shards (index = shard). A shard missing from the shorter side counts as not held.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Moved {
+    pub gained: Vec<u16>,
+    pub lost: Vec<u16>,
+}
+
+pub fn moved(before: &[bool], now: &[bool]) -> Moved {
+    let at = |v: &[bool], s: usize| v.get(s).copied().unwrap_or(false);
+    let mut out = Moved::default();
+    for s in 0..before.len().max(now.len()) {
+        match (at(before, s), at(now, s)) {
+            (false, true) => out.gained.push(s as u16),
+            (true, false) => out.lost.push(s as u16),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Rendezvous weight of a shard for a replica.
 fn weight(me: &str, shard: u16) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

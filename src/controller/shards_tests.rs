@@ -8,6 +8,20 @@ use super::*;
 use crate::controller::claim::decide;
 
 #[test]
+fn moved_names_each_shard_taken_or_lost_once() {
+    assert_eq!(moved(&[false], &[true]).gained, vec![0]);
+    assert_eq!(moved(&[true], &[false]).lost, vec![0]);
+    assert_eq!(moved(&[true, false], &[true, false]), Moved::default());
+    let m = moved(&[true, false, true, false], &[false, true, true, false]);
+    assert_eq!((m.gained, m.lost), (vec![1], vec![0]));
+    // A shorter look counts the missing shards as not held.
+    let m = moved(&[], &[false, true]);
+    assert_eq!((m.gained, m.lost), (vec![1], vec![]));
+    let m = moved(&[true, true], &[true]);
+    assert_eq!((m.gained, m.lost), (vec![], vec![1]));
+}
+
+#[test]
 fn a_pairs_shard_is_the_same_everywhere() {
     // Reference values computed independently (64-bit FNV-1a of "namespace/name").
     assert_eq!(shard_of("ns", "wecom", 64), 16);

@@ -69,7 +69,11 @@ fn slot(current: Option<&Executing>, name: &str, trigger: Trigger) -> Slot {
 }
 
 pub async fn reconcile(so: Arc<Switchover>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if !ctx.leader.may_act() || ctx.is_shutting_down() {
+    let namespace = so.namespace().unwrap_or_default();
+    if !ctx.leader.may_act_for(&namespace, &so.spec.pair) && !ctx.is_shutting_down() {
+        return Ok(ctx.not_ours("switchover"));
+    }
+    if ctx.is_shutting_down() {
         super::metrics::metrics()
             .dropped_work_total
             .with_label_values(&["switchover"])
@@ -79,7 +83,6 @@ pub async fn reconcile(so: Arc<Switchover>, ctx: Arc<Context>) -> Result<Action,
     if so.status.as_ref().is_some_and(|s| s.phase.is_finished()) {
         return Ok(Action::await_change());
     }
-    let namespace = so.namespace().unwrap_or_default();
     let name = so.name_any();
     let api: Api<Switchover> = Api::namespaced(ctx.client.clone(), &namespace);
     let pairs: Api<AccountPair> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -283,6 +286,7 @@ async fn prepare(
         store: Arc::new(KubeStore {
             api: api.clone(),
             name: name.to_string(),
+            pair: (namespace.clone(), so.spec.pair.clone()),
             ctx: ctx.clone(),
             precondition: std::sync::Mutex::new(
                 (!started)
@@ -338,6 +342,7 @@ fn spawn_executor(
     let trigger = format!("{:?}", executor.spec.trigger).to_lowercase();
     let name = executor.name.clone();
     let (ctx2, pk2, name2) = (ctx.clone(), pk.clone(), name.clone());
+    let (ns2, pair2) = (namespace.clone(), pair_name.clone());
     let task = tokio::spawn(async move {
         let result = executor.run(status).await;
         {
@@ -403,7 +408,7 @@ fn spawn_executor(
     let mut executing = lock(&ctx2.executing);
     match executing.get_mut(&pk2) {
         Some(e) if e.name == name2 => e.task = Some(task.abort_handle()),
-        _ if !task.is_finished() && !ctx2.leader.may_act() => task.abort(),
+        _ if !task.is_finished() && !ctx2.leader.may_act_for(&ns2, &pair2) => task.abort(),
         _ => {}
     }
 }

@@ -70,10 +70,11 @@ async fn verify(
     uri: Uri,
     headers: HeaderMap,
 ) -> (StatusCode, String) {
-    if !ctx.leader.is_leader() {
+    if !ctx.leader.may_act_for(&namespace, &pair) {
         let path = path_and_query(&uri);
         return forward(
             &ctx,
+            (namespace.as_str(), pair.as_str()),
             reqwest::Method::GET,
             path,
             &headers,
@@ -114,7 +115,7 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, String) {
-    let forwarded = !ctx.leader.is_leader();
+    let forwarded = !ctx.leader.may_act_for(&namespace, &pair);
     let ctx_has_pair = ctx.pair(&namespace, &pair).is_some();
     let (code, text) = take(
         State(ctx),
@@ -156,10 +157,11 @@ async fn take(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, String) {
-    if !ctx.leader.is_leader() {
+    if !ctx.leader.may_act_for(&namespace, &pair) {
         let path = path_and_query(&uri);
         let pass = ["content-type"];
-        return forward(&ctx, reqwest::Method::POST, path, &headers, &pass, body).await;
+        let to = (namespace.as_str(), pair.as_str());
+        return forward(&ctx, to, reqwest::Method::POST, path, &headers, &pass, body).await;
     }
     let Some(handle) = ctx.pair(&namespace, &pair) else {
         return not_running(&ctx, &namespace, &pair).await;

@@ -16,19 +16,6 @@ use crate::support::{self, Testbed, wait_until};
 
 const SWITCH: Duration = Duration::from_secs(90);
 
-async fn put_on(sim: &Proc, account: &str, id: &str) {
-    use understudy::provider::AccountProvider;
-    let p =
-        understudy::provider::http::HttpProvider::new(&sim.url, account, Some("t0ken")).unwrap();
-    let key = understudy::model::EntityKey::new(understudy::model::EntityKind::Tag, id).unwrap();
-    p.put_entity(
-        &understudy::model::Entity::new(key, json!({ "name": id })),
-        None,
-    )
-    .await
-    .unwrap();
-}
-
 async fn primary_healthy_and_level(client: &kube::Client, scene: &Scene, sim: &Proc) {
     wait_until(
         Duration::from_secs(60),
@@ -79,7 +66,7 @@ async fn failback_by_hand_returns_traffic_once_the_primary_is_level_and_the_audi
         failover.status
     );
     assert_eq!(dig(&tb, &scene.dns_name), vec!["10.2.0.1"]);
-    put_on(&sim, "corp-b", "made-on-standby").await;
+    put_tag(&sim, "corp-b", "made-on-standby").await;
 
     // Too early: the primary is still frozen, the failback's precheck refuses it.
     let early = oc

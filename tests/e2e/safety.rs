@@ -16,38 +16,6 @@ use support::{Testbed, wait_until};
 use understudy::api::switchover::{SwitchoverMode, SwitchoverPhase, Trigger};
 use understudy::api::{AccountPair, Drill, Side, Switchover};
 
-/// Pairs with no traffic targets: only the caps and the brakes are under test.
-async fn many_pairs(client: &kube::Client, tb: &Testbed, sim: &Proc, n: usize) -> String {
-    let ns = support::fresh_namespace(client, "e2e-cap").await;
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
-    for (name, data) in [
-        ("token", json!({ "token": "t0ken" })),
-        ("notices", json!({ "secret": "cap-secret" })),
-    ] {
-        let s = serde_json::from_value(json!({ "metadata": { "name": name }, "stringData": data }))
-            .unwrap();
-        secrets.create(&PostParams::default(), &s).await.unwrap();
-    }
-    let pairs: Api<AccountPair> = Api::namespaced(client.clone(), &ns);
-    for i in 0..n {
-        let ap: AccountPair = serde_json::from_value(json!({
-            "apiVersion": "understudy.dev/v1alpha1", "kind": "AccountPair",
-            "metadata": { "name": format!("p{i:02}") },
-            "spec": {
-                "primary": { "endpoint": sim.url, "accountId": format!("a{i:02}"), "credentialsSecretRef": { "name": "token" } },
-                "standby": { "endpoint": sim.url, "accountId": format!("b{i:02}"), "credentialsSecretRef": { "name": "token" } },
-                "replication": { "kafka": { "bootstrapServers": tb.var("TESTBED_KAFKA_BOOTSTRAP") }, "partitions": 1 },
-                // Slow polls: only the notices decide within the test.
-                "detection": { "pollInterval": "30s", "confirmations": 3, "failoverDelay": "60s",
-                               "notices": { "secretRef": { "name": "notices" } } }
-            }
-        }))
-        .unwrap();
-        pairs.create(&PostParams::default(), &ap).await.unwrap();
-    }
-    ns
-}
-
 fn cond<'a>(p: &'a AccountPair, t: &str) -> Option<&'a understudy::api::Condition> {
     p.status.as_ref()?.conditions.iter().find(|c| c.type_ == t)
 }
@@ -64,7 +32,7 @@ async fn twenty_pairs_frozen_in_the_same_second_fail_over_exactly_the_operator_c
         .collect::<Vec<_>>()
         .join(",");
     let sim = start_sim_seeded("cap", &seed);
-    let ns = many_pairs(&client, &tb, &sim, N).await;
+    let ns = notice_pairs(&client, &tb, &sim, ("e2e-cap", "cap-secret"), N).await;
     let op = start_operator(&tb, &ns, "cap", &["--max-failovers-per-day", "3"], &[]);
     let pairs: Api<AccountPair> = Api::namespaced(client.clone(), &ns);
     wait_until(

@@ -108,6 +108,12 @@ pub(super) struct PairActor {
 }
 
 impl PairActor {
+    /// True while this replica holds the Lease of the pair's shard (checked before every
+    /// write the task makes).
+    pub(super) fn may_act(&self) -> bool {
+        self.env.leader.may_act_for(&self.ns, &self.name)
+    }
+
     pub(super) fn new(s: Setup) -> (PairActor, watch::Receiver<PairView>) {
         let now = Utc::now();
         let dcfg = DetectorConfig::from(&s.spec.detection);
@@ -324,7 +330,7 @@ impl PairActor {
     async fn on_tick(&mut self) {
         if self.intent_unchecked {
             self.intent_unchecked = false;
-            if self.target.is_some() && self.env.leader.may_act() {
+            if self.target.is_some() && self.may_act() {
                 self.reconcile_intent().await;
             }
         }
@@ -359,7 +365,7 @@ impl PairActor {
 
     /// Merge `status` into the pair's stored status (fields this task owns alone).
     pub(super) async fn persist(&mut self, status: serde_json::Value) -> Result<(), String> {
-        if !self.env.leader.may_act() {
+        if !self.may_act() {
             return Err("this replica no longer holds the lease; stopping".into());
         }
         let api: Api<AccountPair> = Api::namespaced(self.env.client.clone(), &self.ns);
@@ -440,7 +446,7 @@ impl PairActor {
     /// Write the status when what this task shows changed, over the version read (the
     /// drill controller writes its condition too: a conflict is rebuilt next tick).
     async fn publish_status(&mut self) {
-        if !self.env.leader.is_leader() {
+        if !self.may_act() {
             return;
         }
         crate::controller::metrics::set_pair_state(

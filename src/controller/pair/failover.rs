@@ -57,7 +57,7 @@ impl PairActor {
             self.clear_brake();
             return;
         }
-        if !self.env.leader.may_act() {
+        if !self.may_act() {
             metrics()
                 .dropped_work_total
                 .with_label_values(&["failover-evaluation"])
@@ -282,7 +282,7 @@ impl PairActor {
         if !matches!(
             decide_failback(&input, now),
             FailbackDecision::Failback { .. }
-        ) || !self.env.leader.may_act()
+        ) || !self.may_act()
         {
             return;
         }

@@ -173,16 +173,29 @@ pub fn start_replica(
     lease: &str,
     envs: &[(&str, String)],
 ) -> Proc {
-    let lease = [
+    start_replica_with(tb, namespace, (name, replica), lease, &[], envs)
+}
+
+/// [`start_replica`] with more operator arguments (e.g. `--shards 8`).
+pub fn start_replica_with(
+    tb: &Testbed,
+    namespace: &str,
+    (name, replica): (&str, &str),
+    lease: &str,
+    extra_args: &[&str],
+    envs: &[(&str, String)],
+) -> Proc {
+    let mut args = vec![
         "--leader-elect",
         "--lease-namespace",
         namespace,
         "--lease-duration",
         lease,
     ];
+    args.extend_from_slice(extra_args);
     let mut env = vec![("POD_NAME", replica.to_string())];
     env.extend(envs.iter().cloned());
-    start_operator(tb, namespace, name, &lease, &env)
+    start_operator(tb, namespace, name, &args, &env)
 }
 
 pub async fn admin(
@@ -491,6 +504,21 @@ pub async fn events(client: &Client, ns: &str) -> Vec<(String, String, String)> 
             )
         })
         .collect()
+}
+
+/// Write a tag `id` on an account of the simulator, as its users would.
+pub async fn put_tag(sim: &Proc, account: &str, id: &str) {
+    use understudy::provider::AccountProvider;
+    let p = understudy::provider::http::HttpProvider::new(&sim.url, account, Some("t0ken"))
+        .expect("client");
+    let key =
+        understudy::model::EntityKey::new(understudy::model::EntityKind::Tag, id).expect("tag key");
+    p.put_entity(
+        &understudy::model::Entity::new(key, json!({ "name": id })),
+        None,
+    )
+    .await
+    .expect("put the tag");
 }
 
 /// Every entity of an account, as (key, digest), read page by page over HTTP.

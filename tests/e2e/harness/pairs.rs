@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use kube::Client;
+use kube::api::{Api, PostParams};
 use serde_json::json;
 use understudy::api::Side;
 use understudy::api::drill::{DrillPhase, DrillStatus};
@@ -124,4 +125,41 @@ pub async fn bare_pair(tb: &Testbed, client: &Client, ns: &str) {
         .create(&kube::api::PostParams::default(), &ap)
         .await
         .unwrap();
+}
+
+/// `n` pairs `p00`, `p01`, … of the simulator's accounts `aNN` → `bNN` in a fresh
+/// namespace (`prefix`), with no traffic targets, slow polls and notices signed with
+/// `notice_secret`: only what the notices set off is under test. Returns the namespace.
+pub async fn notice_pairs(
+    client: &Client,
+    tb: &Testbed,
+    sim: &Proc,
+    (prefix, notice_secret): (&str, &str),
+    n: usize,
+) -> String {
+    let ns = crate::support::fresh_namespace(client, prefix).await;
+    for (name, data) in [
+        ("token", json!({ "token": "t0ken" })),
+        ("notices", json!({ "secret": notice_secret })),
+    ] {
+        super::create_secret(client, &ns, name, data).await;
+    }
+    let pairs: Api<understudy::api::AccountPair> = Api::namespaced(client.clone(), &ns);
+    for i in 0..n {
+        let ap: understudy::api::AccountPair = serde_json::from_value(json!({
+            "apiVersion": "understudy.dev/v1alpha1", "kind": "AccountPair",
+            "metadata": { "name": format!("p{i:02}") },
+            "spec": {
+                "primary": { "endpoint": sim.url, "accountId": format!("a{i:02}"), "credentialsSecretRef": { "name": "token" } },
+                "standby": { "endpoint": sim.url, "accountId": format!("b{i:02}"), "credentialsSecretRef": { "name": "token" } },
+                "replication": { "kafka": { "bootstrapServers": tb.var("TESTBED_KAFKA_BOOTSTRAP") }, "partitions": 1 },
+                // Slow polls: only the notices decide within the test.
+                "detection": { "pollInterval": "30s", "confirmations": 3, "failoverDelay": "60s",
+                               "notices": { "secretRef": { "name": "notices" } } }
+            }
+        }))
+        .unwrap();
+        pairs.create(&PostParams::default(), &ap).await.unwrap();
+    }
+    ns
 }

@@ -12,7 +12,7 @@ impl PairActor {
     /// a change, then write the condition over the version read. A conflict (another
     /// writer of the status) is retried on the next tick without a second record.
     pub(super) async fn note_pause(&mut self) {
-        if !self.env.leader.may_act() {
+        if !self.may_act() {
             return;
         }
         let Some(seen) = self.pause_unnoted.clone() else {

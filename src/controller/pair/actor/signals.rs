@@ -104,7 +104,7 @@ impl PairActor {
     /// A verified notice: admitted once (its id persisted first), ordered by its own
     /// time against the side's other observations.
     pub(super) async fn on_notice(&mut self, n: ReceivedNotice) -> NoticeOutcome {
-        if !self.env.leader.may_act() {
+        if !self.may_act() {
             return NoticeOutcome::Failed("this replica no longer holds the lease; retry".into());
         }
         match self
