@@ -14,15 +14,16 @@ use understudy::api::switchover::{SwitchoverPhase, Trigger};
 
 /// Run the operator with the chart's Deployment arguments and a token of its
 /// ServiceAccount, on `scene`; prove it replicates and fails over with those rights only.
-/// `watch`: the namespace the chart was told to watch (its `--namespace` argument). Returns
-/// the operator, still the leader.
+/// `watch`: the namespace the chart was told to watch (its `--namespace` argument);
+/// `shards`: the chart's `operator.leaderElection.shards` when above 1. Returns the
+/// operator, still the leader.
 async fn replicates_and_fails_over(
     tb: &Testbed,
     admin: &Client,
     release: &Release,
     scene: &Scene,
     sim: &Proc,
-    watch: Option<&str>,
+    (watch, shards): (Option<&str>, Option<u16>),
 ) -> Proc {
     let (rel_ns, full) = (&release.namespace, release.fullname());
     let dep = Api::<Deployment>::namespaced(admin.clone(), rel_ns)
@@ -47,18 +48,18 @@ async fn replicates_and_fails_over(
         .skip_while(|a| *a != "--leader-elect")
         .map(|a| a.replace("$(POD_NAMESPACE)", rel_ns))
         .collect();
-    assert_eq!(
-        lease_args,
-        [
-            "--leader-elect",
-            "--lease-name",
-            &full,
-            "--lease-namespace",
-            rel_ns,
-            "--log-format",
-            "json"
-        ]
-    );
+    let mut expected = vec![
+        "--leader-elect".to_string(),
+        "--lease-name".into(),
+        full.clone(),
+        "--lease-namespace".into(),
+        rel_ns.clone(),
+    ];
+    if let Some(n) = shards {
+        expected.extend(["--shards".to_string(), n.to_string()]);
+    }
+    expected.extend(["--log-format".to_string(), "json".into()]);
+    assert_eq!(lease_args, expected);
 
     let token = service_account_token(admin, rel_ns, &full).await;
     let kubeconfig = tb.write_token_kubeconfig(&token, &format!("chart-{}", release.name));
@@ -75,14 +76,23 @@ async fn replicates_and_fails_over(
         ],
     );
 
-    // It holds the chart's Lease…
+    // It holds the chart's Lease (or, alone, every shard's)…
     let leases = Api::<Lease>::namespaced(admin.clone(), rel_ns);
+    let names: Vec<String> = match shards {
+        None => vec![full.clone()],
+        Some(n) => (0..n)
+            .map(|s| understudy::controller::shards::lease_name(&full, s))
+            .collect(),
+    };
     wait_until(
         Duration::from_secs(30),
         "the operator takes the Lease",
         || async {
-            let l = leases.get(&full).await.ok()?;
-            (l.spec?.holder_identity.as_deref() == Some("chart-replica-0")).then_some(())
+            for name in &names {
+                let l = leases.get(name).await.ok()?;
+                (l.spec?.holder_identity.as_deref() == Some("chart-replica-0")).then_some(())?;
+            }
+            Some(())
         },
     )
     .await;
@@ -128,7 +138,74 @@ async fn the_operator_replicates_and_fails_over_with_only_the_charts_service_acc
     let release = Release::install(&tools, &name, &rel_ns, &["--set", "crds.install=false"]);
     let sim = start_sim(&format!("chart-{name}"));
     let scene = scene(&tb, &admin, &sim, "chart-op-pairs", fast_detection()).await;
-    replicates_and_fails_over(&tb, &admin, &release, &scene, &sim, None).await;
+    replicates_and_fails_over(&tb, &admin, &release, &scene, &sim, (None, None)).await;
+}
+
+/// `operator.leaderElection.shards`: with the chart's arguments and only its
+/// ServiceAccount the operator takes every shard Lease and its member Lease, runs and fails
+/// over the pair, and on SIGTERM frees the shards and deletes its member Lease — no
+/// "forbidden" on the way.
+#[tokio::test]
+async fn with_shards_the_operator_holds_every_shard_lease_with_only_the_charts_service_account() {
+    let _serial = harness::SERIAL.lock().await;
+    let tb = Testbed::load();
+    let tools = Tools::new(&tb);
+    let admin = tb.kube().await;
+    install_crds(&admin).await;
+    let rel_ns = fresh_namespace(&admin, "chart-shards").await;
+    let name = format!("shards-{}", suffix());
+    let release = Release::install(
+        &tools,
+        &name,
+        &rel_ns,
+        &[
+            "--set",
+            "crds.install=false",
+            "--set",
+            "operator.leaderElection.shards=4",
+        ],
+    );
+    let sim = start_sim(&format!("chart-{name}"));
+    let scene = scene(&tb, &admin, &sim, "chart-shards-pairs", fast_detection()).await;
+    let mut op =
+        replicates_and_fails_over(&tb, &admin, &release, &scene, &sim, (None, Some(4))).await;
+    let leases = Api::<Lease>::namespaced(admin.clone(), &rel_ns);
+    let member = format!("{}-member-chart-replica-0", release.fullname());
+    assert!(leases.get(&member).await.is_ok(), "its member Lease");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &op.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exited = op.child.wait().unwrap();
+    assert!(exited.success(), "{exited:?}; log: {}", op.log.display());
+    assert_eq!(
+        api_error_code(&leases.get(&member).await),
+        Some(404),
+        "the member Lease is deleted on the way out"
+    );
+    for s in 0..4 {
+        let l = leases
+            .get(&understudy::controller::shards::lease_name(
+                &release.fullname(),
+                s,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            l.spec.and_then(|s| s.holder_identity),
+            None,
+            "shard {s} is freed"
+        );
+    }
+    let log = op.log_text();
+    for needle in ["forbidden", "Forbidden", "\"code\":403", " 403 "] {
+        assert!(
+            !log.contains(needle),
+            "{needle} on the way out: {}",
+            op.log.display()
+        );
+    }
 }
 
 /// `watchNamespace`: the chart renders Roles in that namespace and passes `--namespace`;
@@ -175,7 +252,7 @@ async fn watching_one_namespace_the_operator_runs_a_pair_with_roles_in_that_name
         &release,
         &scene,
         &sim,
-        Some(scene.namespace.as_str()),
+        (Some(scene.namespace.as_str()), None),
     )
     .await;
 

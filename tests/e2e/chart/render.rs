@@ -174,6 +174,68 @@ async fn lint_and_default_render_give_a_hardened_two_replica_operator() {
 }
 
 #[tokio::test]
+async fn shards_render_the_argument_and_the_lease_rights_they_need() {
+    let tb = Testbed::load();
+    let tools = Tools::new(&tb);
+    let args = |docs: &[Value]| -> Vec<String> {
+        find(docs, "Deployment", "understudy")["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect()
+    };
+    // One shard (the default): no --shards, and the one Lease only.
+    let one = tools.template("understudy", "understudy-system", &[]);
+    assert!(!args(&one).iter().any(|a| a == "--shards"));
+    // 64 shards: the argument, and Leases of the release namespace to list and delete
+    // (a Lease per shard and one per replica, named after its pod).
+    let many = tools.template(
+        "understudy",
+        "understudy-system",
+        &["--set", "operator.leaderElection.shards=64"],
+    );
+    let a = args(&many);
+    let at = a.iter().position(|a| a == "--shards").expect("--shards");
+    assert_eq!(a[at + 1], "64");
+    let lease_role = find(&many, "Role", "understudy-leader-election");
+    assert_eq!(lease_role["metadata"]["namespace"], "understudy-system");
+    assert_eq!(
+        lease_role["rules"],
+        json!([
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "list", "update", "delete"]}
+        ])
+    );
+    // Shards are Leases: refused without leader election, and out of range by the schema.
+    let chart = chart_dir();
+    let chart = chart.to_str().unwrap();
+    let err = tools.helm_fails(&[
+        "template",
+        "x",
+        chart,
+        "--set",
+        "operator.leaderElection.shards=8",
+        "--set",
+        "operator.leaderElection.enabled=false",
+        "--set",
+        "replicaCount=1",
+    ]);
+    assert!(
+        err.contains("shards > 1 needs operator.leaderElection.enabled=true"),
+        "{err}"
+    );
+    let err = tools.helm_fails(&[
+        "template",
+        "x",
+        chart,
+        "--set",
+        "operator.leaderElection.shards=0",
+    ]);
+    assert!(err.contains("shards"), "{err}");
+}
+
+#[tokio::test]
 async fn rbac_rules_are_exactly_what_the_operator_and_people_need() {
     let tb = Testbed::load();
     let tools = Tools::new(&tb);
