@@ -3,7 +3,6 @@
 //! once each, with the field manager that made them, after the pause is lifted; a pause
 //! made with the plugin is in the history once, not a second time from the operator.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -11,20 +10,6 @@ use serde_json::Value;
 use crate::harness::*;
 use crate::oncall_kit::*;
 use crate::support::{self, Testbed, wait_until};
-
-/// `kubectl ARGS` against the test bed, as an administrator would type it.
-fn kubectl(tb: &Testbed, args: &[&str]) {
-    let out = Command::new(tb.var("TESTBED_KUBECTL"))
-        .args(args)
-        .env("KUBECONFIG", tb.var("TESTBED_KUBECONFIG"))
-        .output()
-        .expect("run kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Wait until the pair's `Paused` condition has this status; its message.
 async fn paused_condition(client: &kube::Client, scene: &Scene, status: &str) -> String {

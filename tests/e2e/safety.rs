@@ -16,10 +16,6 @@ use support::{Testbed, wait_until};
 use understudy::api::switchover::{SwitchoverMode, SwitchoverPhase, Trigger};
 use understudy::api::{AccountPair, Drill, Side, Switchover};
 
-fn cond<'a>(p: &'a AccountPair, t: &str) -> Option<&'a understudy::api::Condition> {
-    p.status.as_ref()?.conditions.iter().find(|c| c.type_ == t)
-}
-
 #[tokio::test]
 async fn twenty_pairs_frozen_in_the_same_second_fail_over_exactly_the_operator_cap() {
     let _serial = SERIAL.lock().await;
@@ -42,8 +38,8 @@ async fn twenty_pairs_frozen_in_the_same_second_fail_over_exactly_the_operator_c
             let all = pairs.list(&Default::default()).await.ok()?.items;
             (all.len() == N
                 && all.iter().all(|p| {
-                    cond(p, "Replicating").is_some_and(|c| c.status == "True")
-                        && cond(p, "StandbyHealthy").is_some_and(|c| c.status == "True")
+                    pair_condition(p, "Replicating").is_some_and(|c| c.status == "True")
+                        && pair_condition(p, "StandbyHealthy").is_some_and(|c| c.status == "True")
                 }))
             .then_some(())
         },
@@ -54,15 +50,7 @@ async fn twenty_pairs_frozen_in_the_same_second_fail_over_exactly_the_operator_c
     let sends = (0..N).map(|i| {
         let hook = format!("{}/webhooks/notices/{ns}/p{i:02}", op.url);
         let sim = &sim;
-        async move {
-            admin(
-                sim,
-                &format!("/admin/accounts/a{i:02}/notice"),
-                reqwest::Method::POST,
-                json!({ "url": hook, "secret": "cap-secret", "event": { "type": "frozen", "reason": "mass freeze" }, "applyStatus": true }),
-            )
-            .await
-        }
+        async move { sim_frozen_notice(sim, &format!("a{i:02}"), &hook, "cap-secret").await }
     });
     for sent in futures::future::join_all(sends).await {
         assert_eq!(sent["status"], 202, "{sent}");
@@ -82,7 +70,7 @@ async fn twenty_pairs_frozen_in_the_same_second_fail_over_exactly_the_operator_c
             let braked: Vec<AccountPair> = all
                 .into_iter()
                 .filter(|p| {
-                    cond(p, "AutomaticFailover")
+                    pair_condition(p, "AutomaticFailover")
                         .is_some_and(|c| c.status == "False" && c.reason == "OperatorCapReached")
                 })
                 .collect();
@@ -100,7 +88,7 @@ async fn twenty_pairs_frozen_in_the_same_second_fail_over_exactly_the_operator_c
         assert_eq!(so.spec.mode, SwitchoverMode::Emergency);
     }
     for p in &braked {
-        let needs = cond(p, "NeedsHuman").unwrap();
+        let needs = pair_condition(p, "NeedsHuman").unwrap();
         assert_eq!(needs.status, "True", "{needs:?}");
         assert!(
             needs.message.contains("operator cap 3")

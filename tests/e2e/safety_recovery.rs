@@ -283,11 +283,7 @@ async fn sigterm_during_the_drain_hands_the_switchover_to_the_other_replica_with
     })
     .await;
     let sigterm = std::time::Instant::now();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &a.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    a.signal("TERM");
     let so = wait_until(Duration::from_secs(60), "the switchover ends", || async {
         api.get("handover")
             .await
@@ -364,20 +360,13 @@ async fn a_deleted_pair_and_a_lost_lease_leave_no_stale_series() {
     })
     .await;
     // a stalls (as a paused process would): b takes the Lease; a, resumed, lets go.
-    let pid = a.child.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-STOP", &pid])
-        .status()
-        .unwrap();
+    a.signal("STOP");
     let b = start_replica(&tb, &scene.namespace, ("series-b", "replica-b"), "3s", &[]);
     wait_until(Duration::from_secs(30), "b exports the pair", || async {
         metrics(&b).await.contains(&series).then_some(())
     })
     .await;
-    std::process::Command::new("kill")
-        .args(["-CONT", &pid])
-        .status()
-        .unwrap();
+    a.signal("CONT");
     wait_until(Duration::from_secs(15), "a removed its series", || async {
         let text = metrics(&a).await;
         (!text.contains(&series) && text.contains("understudy_leader{pod=\"replica-a\"} 0"))

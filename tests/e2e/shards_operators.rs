@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use harness::*;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, ListParams};
-use serde_json::json;
 use support::{Testbed, wait_until};
 use understudy::api::AccountPair;
 use understudy::api::switchover::{SwitchoverPhase, Trigger};
@@ -159,17 +158,8 @@ fn runbook_holders(tb: &Testbed, ns: &str) -> Vec<(String, String)> {
             other => other.to_string(),
         })
         .collect();
-    let out = std::process::Command::new(tb.var("TESTBED_KUBECTL"))
-        .args(&args)
-        .env("KUBECONFIG", tb.var("TESTBED_KUBECONFIG"))
-        .output()
-        .expect("run kubectl");
-    assert!(
-        out.status.success(),
-        "{line}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let text = kubectl(tb, &refs);
     let mut lines = text.lines();
     assert!(
         lines.next().is_some_and(|h| h.starts_with("SHARD")),
@@ -218,13 +208,9 @@ async fn three_replicas_act_once_per_pair_through_a_kill_a_freeze_and_a_handover
     wait_until(Duration::from_secs(240), "all pairs replicate", || async {
         let all = pairs.list(&Default::default()).await.ok()?.items;
         (all.len() == PAIRS
-            && all.iter().all(|p| {
-                p.status.as_ref().is_some_and(|s| {
-                    s.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Replicating" && c.status == "True")
-                })
-            }))
+            && all
+                .iter()
+                .all(|p| pair_condition(p, "Replicating").is_some_and(|c| c.status == "True")))
         .then_some(())
     })
     .await;
@@ -327,15 +313,7 @@ async fn three_replicas_act_once_per_pair_through_a_kill_a_freeze_and_a_handover
             .unwrap();
         let hook = format!("{}/webhooks/notices/{ns}/{p}", not_owner.proc.url);
         let sim = &sim;
-        async move {
-            admin(
-                sim,
-                &format!("/admin/accounts/a{i:02}/notice"),
-                reqwest::Method::POST,
-                json!({ "url": hook, "secret": SECRET, "event": { "type": "frozen", "reason": "mass freeze" }, "applyStatus": true }),
-            )
-            .await
-        }
+        async move { sim_frozen_notice(sim, &format!("a{i:02}"), &hook, SECRET).await }
     });
     for sent in futures::future::join_all(sends).await {
         assert_eq!(sent["status"], 202, "{sent}");
@@ -358,13 +336,8 @@ async fn three_replicas_act_once_per_pair_through_a_kill_a_freeze_and_a_handover
                 .items
                 .into_iter()
                 .filter(|p| {
-                    p.status.as_ref().is_some_and(|s| {
-                        s.conditions.iter().any(|c| {
-                            c.type_ == "AutomaticFailover"
-                                && c.status == "False"
-                                && c.reason == "OperatorCapReached"
-                        })
-                    })
+                    pair_condition(p, "AutomaticFailover")
+                        .is_some_and(|c| c.status == "False" && c.reason == "OperatorCapReached")
                 })
                 .count();
             (done.len() == 3 && braked == 1).then_some(done)
@@ -400,11 +373,7 @@ async fn three_replicas_act_once_per_pair_through_a_kill_a_freeze_and_a_handover
     let last = &replicas[0];
     let handed: Vec<usize> = pairs_of(&owner, leaving.identity);
     let term = Instant::now();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &leaving.proc.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    leaving.proc.signal("TERM");
     wait_until(
         Duration::from_secs(20),
         "the last replica holds every shard",

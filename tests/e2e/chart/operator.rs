@@ -126,18 +126,39 @@ async fn replicates_and_fails_over(
     op
 }
 
+/// A release of the chart (`chart-<what>-…`, CRDs left to the test bed, `set` on top) and
+/// a scene of a pair on a simulator of its own.
+async fn release_and_scene(
+    tb: &Testbed,
+    admin: &Client,
+    what: &str,
+    set: &[&str],
+) -> (Release, Proc, Scene) {
+    let tools = Tools::new(tb);
+    install_crds(admin).await;
+    let rel_ns = fresh_namespace(admin, &format!("chart-{what}")).await;
+    let name = format!("{what}-{}", suffix());
+    let mut args = vec!["--set", "crds.install=false"];
+    args.extend_from_slice(set);
+    let release = Release::install(&tools, &name, &rel_ns, &args);
+    let sim = start_sim(&format!("chart-{name}"));
+    let scene = scene(
+        tb,
+        admin,
+        &sim,
+        &format!("chart-{what}-pairs"),
+        fast_detection(),
+    )
+    .await;
+    (release, sim, scene)
+}
+
 #[tokio::test]
 async fn the_operator_replicates_and_fails_over_with_only_the_charts_service_account() {
     let _serial = harness::SERIAL.lock().await;
     let tb = Testbed::load();
-    let tools = Tools::new(&tb);
     let admin = tb.kube().await;
-    install_crds(&admin).await;
-    let rel_ns = fresh_namespace(&admin, "chart-op").await;
-    let name = format!("op-{}", suffix());
-    let release = Release::install(&tools, &name, &rel_ns, &["--set", "crds.install=false"]);
-    let sim = start_sim(&format!("chart-{name}"));
-    let scene = scene(&tb, &admin, &sim, "chart-op-pairs", fast_detection()).await;
+    let (release, sim, scene) = release_and_scene(&tb, &admin, "op", &[]).await;
     replicates_and_fails_over(&tb, &admin, &release, &scene, &sim, (None, None)).await;
 }
 
@@ -149,34 +170,21 @@ async fn the_operator_replicates_and_fails_over_with_only_the_charts_service_acc
 async fn with_shards_the_operator_holds_every_shard_lease_with_only_the_charts_service_account() {
     let _serial = harness::SERIAL.lock().await;
     let tb = Testbed::load();
-    let tools = Tools::new(&tb);
     let admin = tb.kube().await;
-    install_crds(&admin).await;
-    let rel_ns = fresh_namespace(&admin, "chart-shards").await;
-    let name = format!("shards-{}", suffix());
-    let release = Release::install(
-        &tools,
-        &name,
-        &rel_ns,
-        &[
-            "--set",
-            "crds.install=false",
-            "--set",
-            "operator.leaderElection.shards=4",
-        ],
-    );
-    let sim = start_sim(&format!("chart-{name}"));
-    let scene = scene(&tb, &admin, &sim, "chart-shards-pairs", fast_detection()).await;
+    let (release, sim, scene) = release_and_scene(
+        &tb,
+        &admin,
+        "shards",
+        &["--set", "operator.leaderElection.shards=4"],
+    )
+    .await;
+    let rel_ns = release.namespace.clone();
     let mut op =
         replicates_and_fails_over(&tb, &admin, &release, &scene, &sim, (None, Some(4))).await;
     let leases = Api::<Lease>::namespaced(admin.clone(), &rel_ns);
     let member = format!("{}-member-chart-replica-0", release.fullname());
     assert!(leases.get(&member).await.is_ok(), "its member Lease");
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &op.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    op.signal("TERM");
     let exited = op.child.wait().unwrap();
     assert!(exited.success(), "{exited:?}; log: {}", op.log.display());
     assert_eq!(

@@ -46,6 +46,15 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// Send a signal (`TERM`, `STOP`, `CONT`) with kill(1).
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{sig}"), self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{sig} {}", self.child.id());
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -604,6 +613,50 @@ pub async fn post_notice(
         .expect("post the notice");
     let status = resp.status().as_u16();
     (status, resp.text().await.unwrap_or_default())
+}
+
+/// The simulator posts a signed `frozen` notice for `account` to `hook` and freezes the
+/// account (its admin API); returns its report (`status` is the webhook's answer).
+pub async fn sim_frozen_notice(
+    sim: &Proc,
+    account: &str,
+    hook: &str,
+    secret: &str,
+) -> serde_json::Value {
+    admin(
+        sim,
+        &format!("/admin/accounts/{account}/notice"),
+        reqwest::Method::POST,
+        json!({ "url": hook, "secret": secret, "event": { "type": "frozen", "reason": "mass freeze" }, "applyStatus": true }),
+    )
+    .await
+}
+
+/// A condition of a pair as listed.
+pub fn pair_condition<'a>(
+    p: &'a AccountPair,
+    type_: &str,
+) -> Option<&'a understudy::api::Condition> {
+    p.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+/// `kubectl ARGS` against the test bed, as an administrator would type it; its stdout.
+pub fn kubectl(tb: &Testbed, args: &[&str]) -> String {
+    let out = Command::new(tb.var("TESTBED_KUBECTL"))
+        .args(args)
+        .env("KUBECONFIG", tb.var("TESTBED_KUBECONFIG"))
+        .output()
+        .expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Sum of a metric's samples whose line contains every one of `labels`.
