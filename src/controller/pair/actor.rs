@@ -114,6 +114,14 @@ impl PairActor {
         self.env.leader.may_act_for(&self.ns, &self.name)
     }
 
+    /// The side that serves traffic changed (persisted): the `understudy_active_side`
+    /// series says so at once, not on the next status tick, which a busy task may reach
+    /// seconds later.
+    pub(super) fn set_active(&mut self, side: Side) {
+        self.active = side;
+        crate::controller::metrics::set_pair_state(&self.ns, &self.name, side, self.spec.paused);
+    }
+
     pub(super) fn new(s: Setup) -> (PairActor, watch::Receiver<PairView>) {
         let now = Utc::now();
         let dcfg = DetectorConfig::from(&s.spec.detection);
@@ -283,7 +291,7 @@ impl PairActor {
                     .persist(serde_json::json!({ "activeSide": to, "lastFlip": flip }))
                     .await;
                 if r.is_ok() {
-                    self.active = to;
+                    self.set_active(to);
                     self.last_flip = Some(flip.clone());
                     self.replication.send(Cmd::Follow {
                         active: to,
@@ -316,7 +324,7 @@ impl PairActor {
                     }))
                     .await;
                 if r.is_ok() {
-                    self.active = to;
+                    self.set_active(to);
                     self.target = None;
                     self.traffic.judged = None;
                     self.traffic.split_from_failure = false;

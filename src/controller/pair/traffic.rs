@@ -155,7 +155,7 @@ impl PairActor {
             self.traffic.next_check = Instant::now() + CHECK_SPLIT_EVERY;
             return;
         }
-        self.active = side;
+        self.set_active(side);
         self.last_flip = Some(flip.clone());
         self.traffic.split_from_failure = false;
         self.replication.send(Cmd::Follow {
@@ -234,7 +234,7 @@ impl PairActor {
             }
             self.target = None;
             if to != self.active {
-                self.active = to;
+                self.set_active(to);
                 self.replication.send(Cmd::Follow {
                     active: to,
                     flip: self.last_flip.clone(),
