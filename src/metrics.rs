@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 use prometheus::core::Collector;
 use prometheus::proto::MetricType;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric the operator exports.
@@ -32,6 +32,8 @@ pub struct Metrics {
     pub drill_mismatches: IntGaugeVec,
     /// How long drills take.
     pub drill_duration_seconds: HistogramVec,
+    /// Pipeline starts waiting for one of the operator's start slots.
+    pub pipeline_starts_waiting: IntGauge,
 }
 
 const PAIR_LABELS: &[&str] = &["namespace", "pair", "direction"];
@@ -105,6 +107,11 @@ impl Metrics {
         register(&registry, Box::new(replication_lag_seconds.clone()))?;
         register(&registry, Box::new(replication_applied_total.clone()))?;
         register(&registry, Box::new(replication_dlq_total.clone()))?;
+        let pipeline_starts_waiting = IntGauge::new(
+            "understudy_pipeline_starts_waiting",
+            "Replication pipeline starts waiting for a slot (--max-concurrent-pipeline-starts)",
+        )?;
+        register(&registry, Box::new(pipeline_starts_waiting.clone()))?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "understudy_build_info",
@@ -131,6 +138,7 @@ impl Metrics {
             drill_last_result,
             drill_mismatches,
             drill_duration_seconds,
+            pipeline_starts_waiting,
         })
     }
 

@@ -123,6 +123,12 @@ pub struct OperatorArgs {
     /// and the pair shows it, so a decision never waits for the audit log.
     #[arg(long, default_value_t = crate::audit::DEFAULT_QUEUE_CAPACITY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub audit_queue_capacity: usize,
+    /// Replication pipelines starting at once, operator-wide (the operator starting, a
+    /// shard taken over, restarts after errors); the others wait their turn
+    /// (understudy_pipeline_starts_waiting). The new direction after a switchover's flip
+    /// never waits. Hundreds of starts at once against one broker time out and retry.
+    #[arg(long, default_value_t = crate::replication::starts::DEFAULT_LIMIT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
+    pub max_concurrent_pipeline_starts: usize,
     /// Where to tell people (a freeze, a failover started, succeeded or failed, a brake
     /// that needs a human, a failed drill, a risk warning): a YAML file of sinks
     /// (`sinks: [{name, kind: WecomRobot|Slack|PagerDuty|Webhook, secretRef: {name, key},
@@ -194,6 +200,7 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
         own_namespace: args.lease_namespace.clone(),
         shutdown_grace: args.shutdown_grace,
         notifications: args.notifications.clone(),
+        max_concurrent_starts: args.max_concurrent_pipeline_starts,
         failpoint: Failpoint::from_env(),
         notice_window: args.notice_window,
         audit: crate::audit::AuditSettings {

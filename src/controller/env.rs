@@ -39,6 +39,8 @@ pub struct OperatorOptions {
     pub shutdown_grace: Duration,
     /// The notification sinks (`--notifications FILE`), their Secrets in `own_namespace`.
     pub notifications: Option<std::path::PathBuf>,
+    /// Routine pipeline starts in progress at once (`--max-concurrent-pipeline-starts`).
+    pub max_concurrent_starts: usize,
 }
 
 impl Default for OperatorOptions {
@@ -55,6 +57,7 @@ impl Default for OperatorOptions {
             audit: crate::audit::AuditSettings::default(),
             shutdown_grace: Duration::from_secs(10),
             notifications: None,
+            max_concurrent_starts: crate::replication::starts::DEFAULT_LIMIT,
         }
     }
 }
@@ -74,6 +77,8 @@ pub struct Env {
     pub budget: FailoverBudget,
     /// Outgoing notifications to people (none configured: a no-op).
     pub notifications: Arc<super::notifications::Notifications>,
+    /// The operator-wide bound on pipeline starts (a switchover's start does not wait).
+    pub starts: crate::replication::StartGate,
     recorder: Recorder,
 }
 
@@ -96,7 +101,9 @@ impl Env {
         // With the operator's own objects (the Lease); one per scope of pairs.
         let budget =
             FailoverBudget::new(client.clone(), &opts.own_namespace, opts.namespace.clone());
+        let starts = crate::replication::StartGate::exported(opts.max_concurrent_starts);
         Arc::new(Env {
+            starts,
             client,
             leader,
             opts,

@@ -14,6 +14,7 @@ pub mod producer;
 pub mod shared_consumer;
 pub mod sink;
 pub mod source;
+pub mod starts;
 pub mod topics;
 
 pub use config::{Compression, KafkaConfig, PipelineConfig, Tuning};
@@ -23,6 +24,7 @@ pub use pipeline::{
     flip_head, flip_positions,
 };
 pub use source::FeedErrors;
+pub use starts::{StartGate, StartKind};
 
 /// Run `f` on a thread of its own, detached from the async runtime: for librdkafka calls
 /// that can wait for a broker with no bound (a synchronous commit, closing a client while

@@ -250,6 +250,7 @@ impl PairHandle {
             active,
             flip: status.last_flip.clone(),
             fenced: status.target_side.is_some(),
+            starts: env.starts.clone(),
             pair: tx.clone(),
         });
         let (actor, view) = actor::PairActor::new(actor::Setup {

@@ -44,6 +44,7 @@ use crate::provider::AccountProvider;
 use crate::replication::config::{KafkaConfig, PipelineConfig};
 use crate::replication::decide::{Flip, Start};
 use crate::replication::pipeline::{FenceReport, Pipeline};
+use crate::replication::{StartGate, StartKind};
 pub use handle::{Cmd, ReplicationHandle, ReplicationReport};
 
 /// How the task was set up.
@@ -59,6 +60,8 @@ pub struct Setup {
     /// e.g. on the replica that took over): start fenced, never in the old direction by
     /// itself; see [`Supervisor::fence`].
     pub fenced: bool,
+    /// The operator-wide bound on pipeline starts.
+    pub starts: StartGate,
     /// Where reports (and flip completions) go.
     pub pair: mpsc::Sender<Msg>,
 }
@@ -92,6 +95,8 @@ struct Supervisor {
     problem: Option<String>,
     next_attempt: Instant,
     backoff: Duration,
+    /// The next start follows a switchover's flip: it does not wait for a start slot.
+    after_flip: bool,
 }
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -110,6 +115,7 @@ impl Supervisor {
             problem: None,
             next_attempt: Instant::now(),
             backoff: FIRST_BACKOFF,
+            after_flip: false,
         }
     }
 
@@ -163,11 +169,21 @@ impl Supervisor {
         {
             return;
         }
-        self.starting = Some(tokio::spawn(self.start_task()));
+        let kind = if self.after_flip {
+            StartKind::Switchover
+        } else {
+            StartKind::Routine
+        };
+        self.starting = Some(tokio::spawn(self.start_task(kind)));
     }
 
-    /// Starting the pipeline from the recorded active side and flip.
-    fn start_task(&self) -> impl Future<Output = Result<Started, String>> + Send + 'static {
+    /// Starting the pipeline from the recorded active side and flip, in one of the
+    /// operator's start slots unless a switchover needs it.
+    fn start_task(
+        &self,
+        kind: StartKind,
+    ) -> impl Future<Output = Result<Started, String>> + Send + 'static {
+        let gate = self.s.starts.clone();
         let client = self.s.client.clone();
         let spec = self.s.spec.clone();
         let (ns, name) = (self.s.namespace.clone(), self.s.name.clone());
@@ -177,6 +193,7 @@ impl Supervisor {
         let sink = self.provider(from.other());
         let pair = self.s.pair.clone();
         async move {
+            let _slot = gate.slot(kind).await;
             let extra = kafka_properties(&client, &ns, &spec).await?;
             // Kafka's errors may quote a property value: none reaches a condition or log.
             let secrets = crate::audit::AuditKafka::new(String::new(), extra.clone());
@@ -250,6 +267,7 @@ impl Supervisor {
                 self.pipeline = Some(p);
                 self.problem = None;
                 self.backoff = FIRST_BACKOFF;
+                self.after_flip = false;
             }
             // Fenced or held meanwhile: this pipeline must not run.
             Ok(p) => p.abort(),
@@ -273,7 +291,7 @@ impl Supervisor {
         self.abort_start();
         self.mode = Mode::Fenced;
         if self.pipeline.is_none() && std::mem::take(&mut self.taken_over) {
-            match tokio::time::timeout(bound, self.start_task()).await {
+            match tokio::time::timeout(bound, self.start_task(StartKind::Switchover)).await {
                 Ok(Ok(started)) => {
                     if let Some(f) = started.recorded {
                         self.s.flip = Some(f);
@@ -458,6 +476,9 @@ impl Supervisor {
                 }
                 self.taken_over = false;
                 self.s.active = active;
+                // Traffic moved (a switchover's flip, or a flip found done): the new
+                // direction starts without waiting behind the fleet's routine starts.
+                self.after_flip = true;
                 self.s.flip = flip;
                 self.fence = None;
                 self.head = None;
