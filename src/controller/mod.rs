@@ -13,6 +13,7 @@ pub mod election;
 pub mod env;
 pub mod executor_glue;
 pub mod failback;
+pub mod guard;
 pub mod leader;
 pub mod metrics;
 pub mod notices;

@@ -256,7 +256,8 @@ async fn prepare(
         pair.spec.traffic.clone()
     };
     let namespace = so.namespace().unwrap_or_default();
-    let targets = match super::targets::build(&ctx.client, &namespace, &traffic).await {
+    let guard = super::guard::WriteGuard::for_pair(&ctx.leader, &namespace, &so.spec.pair);
+    let targets = match super::targets::build(&ctx.client, &namespace, &traffic, &guard).await {
         Ok(t) => t,
         Err(e) => {
             fail(

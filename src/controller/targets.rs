@@ -5,6 +5,7 @@ use std::sync::Arc;
 use base64::Engine;
 use kube::Client;
 
+use super::guard::WriteGuard;
 use super::secrets;
 use crate::api::account_pair::TrafficSpec;
 use crate::traffic::TrafficTarget;
@@ -18,10 +19,13 @@ pub struct Targets {
     pub lbs: Vec<Arc<dyn TrafficTarget>>,
 }
 
+/// Built for `pair` in `namespace`: each target moves only while `guard` allows (this
+/// replica holds the pair's Lease).
 pub async fn build(
     client: &Client,
     namespace: &str,
     traffic: &TrafficSpec,
+    guard: &WriteGuard,
 ) -> Result<Targets, String> {
     let mut dns: Vec<Arc<dyn TrafficTarget>> = Vec::new();
     for (i, r) in traffic.dns.iter().enumerate() {
@@ -81,5 +85,9 @@ pub async fn build(
             }));
         }
     }
-    Ok(Targets { dns, lbs })
+    let guarded = |v: Vec<Arc<dyn TrafficTarget>>| v.into_iter().map(|t| guard.target(t)).collect();
+    Ok(Targets {
+        dns: guarded(dns),
+        lbs: guarded(lbs),
+    })
 }

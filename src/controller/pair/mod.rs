@@ -208,7 +208,9 @@ impl PairHandle {
         let spec = Arc::new(pair.spec.clone());
         let client = &env.client;
         let built = providers::build(client, (&namespace, &name), &spec).await?;
-        let providers = built.sides;
+        // Every write to either account is sent only while this replica holds the pair.
+        let guard = crate::controller::guard::WriteGuard::for_pair(&env.leader, &namespace, &name);
+        let providers = built.sides.map(|p| guard.provider(p));
         let notice_secret = match &spec.detection.notices {
             Some(n) => Some(
                 secrets::read_key(

@@ -24,17 +24,23 @@ const READ_WITHIN: Duration = Duration::from_secs(5);
 impl PairActor {
     /// Read every production traffic target back.
     async fn read_traffic(&self) -> Traffic {
-        let targets =
-            match crate::controller::targets::build(&self.env.client, &self.ns, &self.spec.traffic)
-                .await
-            {
-                Ok(t) => t,
-                Err(e) => {
-                    return Traffic::Split {
-                        message: format!("the traffic targets cannot be built: {e}"),
-                    };
-                }
-            };
+        let guard =
+            crate::controller::guard::WriteGuard::for_pair(&self.env.leader, &self.ns, &self.name);
+        let targets = match crate::controller::targets::build(
+            &self.env.client,
+            &self.ns,
+            &self.spec.traffic,
+            &guard,
+        )
+        .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                return Traffic::Split {
+                    message: format!("the traffic targets cannot be built: {e}"),
+                };
+            }
+        };
         let mut readings = Vec::new();
         for t in targets.dns.iter().chain(targets.lbs.iter()) {
             let reading = match tokio::time::timeout(READ_WITHIN, t.observe()).await {

@@ -1,0 +1,228 @@
+//! Writes to the outside world that only the holder of a pair's Lease may send.
+//!
+//! Every provider write (the sink applying changes to the passive account) and every
+//! traffic write (a DNS UPDATE, an HAProxy or Service change) of a pair goes through a
+//! [`WriteGuard`] that asks, right before the write is sent, whether this replica still
+//! holds the Lease of the pair's shard (`LeaderHandle::may_act_for`, which trusts a
+//! claim only until a fifth of the lease duration before it could expire). A replica
+//! that was paused (SIGSTOP, a long GC-like stall, a frozen VM) and resumes after its
+//! claim lapsed sends nothing more, without waiting for the leadership watch to stop
+//! its pairs. Reads are not guarded. What is left is the time between the check and the
+//! bytes leaving the process (no provider API takes a fencing token).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::api::Side;
+use crate::model::{Entity, EntityKey};
+use crate::provider::{
+    AccountProvider, ActivityEvent, BatchOutcome, ChangeBatch, DigestPage, EntityPage, EntityWrite,
+    NotReplicable, ProbeResult, ProviderError, StatusReport,
+};
+use crate::traffic::{Moved, TargetState, TrafficError, TrafficTarget};
+
+/// Whether this replica may still write for one pair.
+#[derive(Clone)]
+pub struct WriteGuard {
+    may_write: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for WriteGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteGuard").finish_non_exhaustive()
+    }
+}
+
+/// Said by a write the guard stopped.
+pub const NOT_HOLDER: &str =
+    "this replica no longer holds the Lease of the pair's shard: the write was not sent";
+
+impl WriteGuard {
+    pub fn new(may_write: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        WriteGuard {
+            may_write: Arc::new(may_write),
+        }
+    }
+
+    /// The guard of a pair: the holder of its shard's Lease writes.
+    pub fn for_pair(leader: &super::leader::LeaderHandle, namespace: &str, pair: &str) -> Self {
+        let (leader, ns, pair) = (leader.clone(), namespace.to_string(), pair.to_string());
+        WriteGuard::new(move || leader.may_act_for(&ns, &pair))
+    }
+
+    pub fn allows(&self) -> bool {
+        (self.may_write)()
+    }
+
+    /// The provider's writes go through this guard.
+    pub fn provider(&self, inner: Arc<dyn AccountProvider>) -> Arc<dyn AccountProvider> {
+        Arc::new(GuardedProvider {
+            inner,
+            guard: self.clone(),
+        })
+    }
+
+    /// The target's writes go through this guard.
+    pub fn target(&self, inner: Arc<dyn TrafficTarget>) -> Arc<dyn TrafficTarget> {
+        Arc::new(GuardedTarget {
+            inner,
+            guard: self.clone(),
+        })
+    }
+
+    fn provider_check(&self) -> Result<(), ProviderError> {
+        if self.allows() {
+            Ok(())
+        } else {
+            Err(ProviderError::Unavailable(NOT_HOLDER.into()))
+        }
+    }
+}
+
+struct GuardedProvider {
+    inner: Arc<dyn AccountProvider>,
+    guard: WriteGuard,
+}
+
+#[async_trait]
+impl AccountProvider for GuardedProvider {
+    fn account_id(&self) -> &str {
+        self.inner.account_id()
+    }
+
+    fn not_replicable(&self) -> Vec<NotReplicable> {
+        self.inner.not_replicable()
+    }
+
+    async fn status(&self) -> Result<StatusReport, ProviderError> {
+        self.inner.status().await
+    }
+
+    async fn list_entities(
+        &self,
+        after: Option<&EntityKey>,
+        limit: usize,
+    ) -> Result<EntityPage, ProviderError> {
+        self.inner.list_entities(after, limit).await
+    }
+
+    async fn list_digests(
+        &self,
+        after: Option<&EntityKey>,
+        limit: usize,
+    ) -> Result<DigestPage, ProviderError> {
+        self.inner.list_digests(after, limit).await
+    }
+
+    async fn read_entity(&self, key: &EntityKey) -> Result<Option<Entity>, ProviderError> {
+        self.inner.read_entity(key).await
+    }
+
+    async fn read_kind(
+        &self,
+        kind: crate::model::EntityKind,
+    ) -> Result<Vec<Entity>, ProviderError> {
+        self.inner.read_kind(kind).await
+    }
+
+    async fn changes(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<ChangeBatch, ProviderError> {
+        self.inner.changes(cursor, limit, wait).await
+    }
+
+    async fn head_cursor(&self) -> Result<String, ProviderError> {
+        self.inner.head_cursor().await
+    }
+
+    async fn put_entity(&self, entity: &Entity, origin: Option<&str>) -> Result<(), ProviderError> {
+        self.guard.provider_check()?;
+        self.inner.put_entity(entity, origin).await
+    }
+
+    async fn delete_entity(
+        &self,
+        key: &EntityKey,
+        origin: Option<&str>,
+    ) -> Result<(), ProviderError> {
+        self.guard.provider_check()?;
+        self.inner.delete_entity(key, origin).await
+    }
+
+    async fn probe(&self) -> Result<ProbeResult, ProviderError> {
+        self.inner.probe().await
+    }
+
+    async fn activity(&self, since: &str) -> Result<Vec<ActivityEvent>, ProviderError> {
+        self.inner.activity(since).await
+    }
+
+    async fn apply_batch(
+        &self,
+        writes: &[EntityWrite],
+        origin: Option<&str>,
+    ) -> Result<BatchOutcome, ProviderError> {
+        self.guard.provider_check()?;
+        self.inner.apply_batch(writes, origin).await
+    }
+}
+
+struct GuardedTarget {
+    inner: Arc<dyn TrafficTarget>,
+    guard: WriteGuard,
+}
+
+impl GuardedTarget {
+    fn check(&self) -> Result<(), TrafficError> {
+        if self.guard.allows() {
+            Ok(())
+        } else {
+            Err(TrafficError::Failed {
+                target: self.inner.describe(),
+                message: NOT_HOLDER.into(),
+            })
+        }
+    }
+}
+
+#[async_trait]
+impl TrafficTarget for GuardedTarget {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    async fn observe(&self) -> Result<TargetState, TrafficError> {
+        self.inner.observe().await
+    }
+
+    async fn current_side(&self) -> Result<Option<Side>, TrafficError> {
+        self.inner.current_side().await
+    }
+
+    async fn ensure_side(&self, from: Side, to: Side) -> Result<Moved, TrafficError> {
+        self.check()?;
+        self.inner.ensure_side(from, to).await
+    }
+
+    async fn resume_side(&self, from: Side, to: Side) -> Result<Moved, TrafficError> {
+        self.check()?;
+        self.inner.resume_side(from, to).await
+    }
+
+    async fn verify_side(&self, side: Side, within: Duration) -> Result<(), TrafficError> {
+        self.inner.verify_side(side, within).await
+    }
+
+    fn applied(&self) -> String {
+        self.inner.applied()
+    }
+}
+
+#[cfg(test)]
+#[path = "guard_tests.rs"]
+mod tests;
