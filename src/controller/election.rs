@@ -62,6 +62,7 @@ async fn run(client: Client, cfg: LeaseConfig, inner: Arc<Inner>, tx: watch::Sen
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
     let safe = cfg.duration.saturating_sub(cfg.duration / 5);
     let mut release = inner.release.subscribe();
+    let mut known = None;
     loop {
         if inner.crashed.load(Ordering::Acquire) {
             return;
@@ -73,7 +74,13 @@ async fn run(client: Client, cfg: LeaseConfig, inner: Arc<Inner>, tx: watch::Sen
             return;
         }
         let attempt_started = inner.epoch.elapsed();
-        let result = pass(&api, &cfg, &inner).await;
+        let result = pass(&api, &cfg, &inner, &mut known).await;
+        let took = inner.epoch.elapsed().saturating_sub(attempt_started);
+        if took > cfg.renew_every {
+            // Said when it happens: a claim that lapses this way stops every pair of its
+            // shard with no error anywhere else.
+            tracing::warn!(took = ?took, trusted_for = ?safe, lease = %cfg.name, "a lease pass took longer than the renewal interval (API server slow?)");
+        }
         if *release.borrow() || inner.crashed.load(Ordering::Acquire) {
             // Released while that pass ran: never trust a renewal made meanwhile.
             for v in &inner.valid_until_ms {
@@ -109,11 +116,15 @@ async fn run(client: Client, cfg: LeaseConfig, inner: Arc<Inner>, tx: watch::Sen
             *v = held;
             changed
         });
-        let wait = if leader {
+        // Passes start every interval, counted from the start of the last one: a slow
+        // pass is followed by the next at once rather than an interval later, which
+        // would let the claim lapse while the API server is merely slow.
+        let every = if leader {
             cfg.renew_every
         } else {
             cfg.retry_every
         };
+        let wait = every.saturating_sub(took);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = release.changed() => {}
@@ -149,10 +160,33 @@ fn member_lease(cfg: &LeaseConfig) -> String {
 
 /// One pass. Per shard: `Some(true)` ours after it, `Some(false)` not ours, `None` our
 /// write failed (the claim lapses by itself).
+///
+/// `known`: with one shard, the Lease as our last write left it. A renewal then writes
+/// over that copy's resourceVersion without reading first — one request instead of
+/// two, which matters when the API server is slow and the claim is running out. If
+/// anyone wrote the Lease since, the write is refused (409) and the pass starts again
+/// from a fresh read, so a stale copy never wins.
 async fn pass(
     api: &Api<Lease>,
     cfg: &LeaseConfig,
     inner: &Inner,
+    known: &mut Option<Lease>,
+) -> Result<Vec<Option<bool>>, kube::Error> {
+    loop {
+        let from_known = known.is_some();
+        let held = pass_once(api, cfg, inner, known).await?;
+        if from_known && held.first() == Some(&Some(false)) {
+            continue;
+        }
+        return Ok(held);
+    }
+}
+
+async fn pass_once(
+    api: &Api<Lease>,
+    cfg: &LeaseConfig,
+    inner: &Inner,
+    known: &mut Option<Lease>,
 ) -> Result<Vec<Option<bool>>, kube::Error> {
     let now = Utc::now();
     let n = shard_count(cfg);
@@ -161,7 +195,10 @@ async fn pass(
     } else {
         1
     };
-    let current = read_shards(api, cfg).await?;
+    let current = match known.take().filter(|_| n == 1) {
+        Some(ours) => vec![Some(ours)],
+        None => read_shards(api, cfg).await?,
+    };
     {
         let mut urls = inner.holder_urls.lock().unwrap_or_else(|p| p.into_inner());
         for (url, lease) in urls.iter_mut().zip(&current) {
@@ -197,7 +234,13 @@ async fn pass(
     });
     for (s, r) in join_all(writes).await {
         held[usize::from(s)] = match r {
-            Ok(ours) => Some(ours),
+            Ok(Some(written)) => {
+                if n == 1 {
+                    *known = Some(written);
+                }
+                Some(true)
+            }
+            Ok(None) => Some(false),
             Err(e) => {
                 tracing::warn!(error = %e, lease = %shard_lease(cfg, s), "lease renewal failed; the claim lapses when it expires");
                 None
@@ -258,7 +301,7 @@ async fn write_claim(
     shard: u16,
     current: Option<Lease>,
     now: DateTime<Utc>,
-) -> Result<bool, kube::Error> {
+) -> Result<Option<Lease>, kube::Error> {
     let labels = if shard_count(cfg) == 1 {
         BTreeMap::new()
     } else {
@@ -290,12 +333,12 @@ async fn put(
     labels: BTreeMap<String, String>,
     now: DateTime<Utc>,
     advertise: Option<Option<String>>,
-) -> Result<bool, kube::Error> {
+) -> Result<Option<Lease>, kube::Error> {
     let micro = MicroTime(jiff(now));
     let duration_s = i32::try_from(cfg.duration.as_secs().max(1)).unwrap_or(15);
     let conflict = |r: Result<Lease, kube::Error>| match r {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Ok(written) => Ok(Some(written)),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
         Err(e) => Err(e),
     };
     let Some(mut lease) = current else {
@@ -406,7 +449,7 @@ async fn release_all(api: &Api<Lease>, cfg: &LeaseConfig) {
     }
 }
 
-pub(super) fn jiff(t: DateTime<Utc>) -> k8s_openapi::jiff::Timestamp {
+pub fn jiff(t: DateTime<Utc>) -> k8s_openapi::jiff::Timestamp {
     k8s_openapi::jiff::Timestamp::from_microsecond(t.timestamp_micros())
         .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
 }

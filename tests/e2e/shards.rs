@@ -1,6 +1,8 @@
 //! Shard Leases on the real API server: three replicas' elections share 16 shards, each
 //! shard has exactly one holder that may act, a killed replica's shards are taken over
 //! once its claims expire, and a replica that shuts down hands its shards over at once.
+//! With one shard, a renewal written over the replica's own last write never overwrites
+//! another writer's claim.
 //! The elections run in this process (one thread each, as in the operator); the API
 //! server is the test bed's.
 
@@ -8,6 +10,8 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, ListParams};
@@ -18,11 +22,15 @@ use understudy::controller::leader::{LeaderHandle, LeaseConfig};
 const SHARDS: u16 = 16;
 
 fn election(client: &kube::Client, ns: &str, identity: &str) -> LeaderHandle {
+    election_of(client, ns, identity, SHARDS)
+}
+
+fn election_of(client: &kube::Client, ns: &str, identity: &str, shards: u16) -> LeaderHandle {
     let cfg = LeaseConfig {
         namespace: ns.to_string(),
         name: "understudy".into(),
         identity: identity.into(),
-        shards: SHARDS,
+        shards,
         duration: Duration::from_secs(6),
         renew_every: Duration::from_millis(1200),
         retry_every: Duration::from_millis(500),
@@ -158,4 +166,88 @@ async fn shards_have_one_holder_through_kill_and_handover() {
         started.elapsed()
     );
     c.release(Duration::from_secs(5)).await;
+}
+
+/// The one Lease as stored now.
+async fn single_lease(leases: &Api<Lease>) -> (String, DateTime<Utc>, i32) {
+    let l = leases.get("understudy").await.unwrap();
+    let spec = l.spec.unwrap();
+    let renewed = spec.renew_time.unwrap().0;
+    (
+        spec.holder_identity.unwrap_or_default(),
+        DateTime::from_timestamp_micros(renewed.as_microsecond()).unwrap(),
+        spec.lease_transitions.unwrap_or(0),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_lease_renewed_without_a_read_never_overwrites_another_writer() {
+    let tb = Testbed::load();
+    let client = tb.kube().await;
+    let ns = support::fresh_namespace(&client, "e2e-one-lease").await;
+    let a = election_of(&client, &ns, "op-a", 1);
+    let only = [("op-a", &a)];
+    until(&only, Duration::from_secs(10), "op-a leads", |h| {
+        h.get("op-a") == Some(&1)
+    })
+    .await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    // Renewals go on (each written over the copy the last one returned).
+    let (holder, first, transitions) = single_lease(&leases).await;
+    assert_eq!(holder, "op-a");
+    let start = Instant::now();
+    loop {
+        let (holder, renewed, t) = single_lease(&leases).await;
+        assert_eq!((holder.as_str(), t), ("op-a", transitions));
+        assert!(a.is_leader());
+        if renewed > first + chrono::Duration::milliseconds(2400) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the Lease was not renewed: {renewed} vs {first}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Another writer takes the Lease (as a replica would that saw op-a's claim expire).
+    let mut lease = leases.get("understudy").await.unwrap();
+    let spec = lease.spec.as_mut().unwrap();
+    spec.holder_identity = Some("op-x".into());
+    spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        election::jiff(Utc::now()),
+    ));
+    spec.lease_transitions = Some(transitions + 1);
+    leases
+        .replace("understudy", &Default::default(), &lease)
+        .await
+        .unwrap();
+    let taken = Instant::now();
+    // op-a's next renewal is refused (its copy is stale), it reads the Lease afresh and
+    // stops acting — and never writes over op-x's claim while that claim is valid.
+    until(&only, Duration::from_secs(4), "op-a stops acting", |h| {
+        h.is_empty()
+    })
+    .await;
+    while taken.elapsed() < Duration::from_secs(4) {
+        let (holder, _, _) = single_lease(&leases).await;
+        assert_eq!(
+            holder, "op-x",
+            "op-a wrote over a valid claim of another writer"
+        );
+        assert!(!a.is_leader());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // op-x never renews: once its claim expires (6 s) op-a takes the Lease again.
+    until(&only, Duration::from_secs(15), "op-a leads again", |h| {
+        h.get("op-a") == Some(&1)
+    })
+    .await;
+    assert!(
+        taken.elapsed() >= Duration::from_secs(6),
+        "taken before op-x's claim expired"
+    );
+    let (holder, _, t) = single_lease(&leases).await;
+    assert_eq!((holder.as_str(), t), ("op-a", transitions + 2));
+    a.release(Duration::from_secs(5)).await;
 }
