@@ -579,8 +579,16 @@ async fn monitor(
 ) {
     let l = cfg.labels();
     let labels: [&str; 3] = [&l[0], &l[1], &l[2]];
-    let lag_records = metrics().replication_lag_records.with_label_values(&labels);
-    let lag_seconds = metrics().replication_lag_seconds.with_label_values(&labels);
+    // The series live as long as this task: a pipeline dropped without a stop (its pair
+    // aborted when the replica lost the pair's shard) stops exporting them. Looked up
+    // every tick, so a series removed by an older pipeline's end comes back.
+    struct Exported<'a>(&'a PipelineConfig);
+    impl Drop for Exported<'_> {
+        fn drop(&mut self) {
+            forget_gauges(self.0);
+        }
+    }
+    let _exported = Exported(&cfg);
     let mut tick = tokio::time::interval(cfg.tuning.monitor_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut asked: Option<Instant> = None;
@@ -601,8 +609,13 @@ async fn monitor(
             &end,
             chrono::Utc::now().timestamp_millis(),
         );
-        lag_records.set(snap.lag_records as i64);
-        lag_seconds.set(snap.lag_seconds);
+        let m = metrics();
+        m.replication_lag_records
+            .with_label_values(&labels)
+            .set(snap.lag_records as i64);
+        m.replication_lag_seconds
+            .with_label_values(&labels)
+            .set(snap.lag_seconds);
     }
 }
 

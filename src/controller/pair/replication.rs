@@ -204,6 +204,15 @@ impl Supervisor {
     }
 }
 
+/// The pair's task ended (stopped, or aborted when this replica lost the pair's shard):
+/// a start still running is aborted with it, so no pipeline starts (and exports the
+/// pair's series) after the pair stopped here.
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.abort_start();
+    }
+}
+
 async fn start_pipeline(
     spec: Arc<AccountPairSpec>,
     (ns, name): (String, String),
