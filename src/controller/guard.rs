@@ -27,6 +27,8 @@ use crate::traffic::{Moved, TargetState, TrafficError, TrafficTarget};
 #[derive(Clone)]
 pub struct WriteGuard {
     may_write: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// `namespace/pair`, for the log line of a refused write.
+    pair: Arc<str>,
 }
 
 impl std::fmt::Debug for WriteGuard {
@@ -40,20 +42,28 @@ pub const NOT_HOLDER: &str =
     "this replica no longer holds the Lease of the pair's shard: the write was not sent";
 
 impl WriteGuard {
-    pub fn new(may_write: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+    pub fn new(pair: &str, may_write: impl Fn() -> bool + Send + Sync + 'static) -> Self {
         WriteGuard {
             may_write: Arc::new(may_write),
+            pair: pair.into(),
         }
     }
 
     /// The guard of a pair: the holder of its shard's Lease writes.
     pub fn for_pair(leader: &super::leader::LeaderHandle, namespace: &str, pair: &str) -> Self {
         let (leader, ns, pair) = (leader.clone(), namespace.to_string(), pair.to_string());
-        WriteGuard::new(move || leader.may_act_for(&ns, &pair))
+        let key = super::env::pair_key(&ns, &pair);
+        WriteGuard::new(&key, move || leader.may_act_for(&ns, &pair))
     }
 
-    pub fn allows(&self) -> bool {
-        (self.may_write)()
+    /// True while writes may be sent; a refusal is logged (a replica that resumed
+    /// after its claim lapsed, until its pairs are stopped).
+    pub fn allows(&self, write: &str) -> bool {
+        let allowed = (self.may_write)();
+        if !allowed {
+            tracing::warn!(pair = %self.pair, write, "{NOT_HOLDER}");
+        }
+        allowed
     }
 
     /// The provider's writes go through this guard.
@@ -72,8 +82,8 @@ impl WriteGuard {
         })
     }
 
-    fn provider_check(&self) -> Result<(), ProviderError> {
-        if self.allows() {
+    fn provider_check(&self, write: &str) -> Result<(), ProviderError> {
+        if self.allows(write) {
             Ok(())
         } else {
             Err(ProviderError::Unavailable(NOT_HOLDER.into()))
@@ -141,7 +151,7 @@ impl AccountProvider for GuardedProvider {
     }
 
     async fn put_entity(&self, entity: &Entity, origin: Option<&str>) -> Result<(), ProviderError> {
-        self.guard.provider_check()?;
+        self.guard.provider_check("put")?;
         self.inner.put_entity(entity, origin).await
     }
 
@@ -150,7 +160,7 @@ impl AccountProvider for GuardedProvider {
         key: &EntityKey,
         origin: Option<&str>,
     ) -> Result<(), ProviderError> {
-        self.guard.provider_check()?;
+        self.guard.provider_check("delete")?;
         self.inner.delete_entity(key, origin).await
     }
 
@@ -167,7 +177,7 @@ impl AccountProvider for GuardedProvider {
         writes: &[EntityWrite],
         origin: Option<&str>,
     ) -> Result<BatchOutcome, ProviderError> {
-        self.guard.provider_check()?;
+        self.guard.provider_check("batch")?;
         self.inner.apply_batch(writes, origin).await
     }
 }
@@ -179,7 +189,7 @@ struct GuardedTarget {
 
 impl GuardedTarget {
     fn check(&self) -> Result<(), TrafficError> {
-        if self.guard.allows() {
+        if self.guard.allows(&self.inner.describe()) {
             Ok(())
         } else {
             Err(TrafficError::Failed {

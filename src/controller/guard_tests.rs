@@ -15,7 +15,10 @@ fn key(id: &str) -> EntityKey {
 fn guard() -> (WriteGuard, Arc<AtomicBool>) {
     let held = Arc::new(AtomicBool::new(true));
     let h = held.clone();
-    (WriteGuard::new(move || h.load(Ordering::Acquire)), held)
+    (
+        WriteGuard::new("ns/p", move || h.load(Ordering::Acquire)),
+        held,
+    )
 }
 
 #[tokio::test]
