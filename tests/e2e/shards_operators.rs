@@ -2,7 +2,9 @@
 //! (API server, Kafka; the simulator's accounts): each pair has exactly one replica
 //! acting on it — the holder of its shard's Lease — through a SIGKILL, a freeze of four
 //! pairs spread over the shards (notices delivered to replicas that do not hold them)
-//! and a SIGTERM; the killed replica's pairs replicate again within 20 s, the
+//! and a SIGTERM; a replica stopped (SIGSTOP) for twice the lease duration writes
+//! nothing to its pairs' standbys after it resumes until it holds their shards again;
+//! the killed replica's pairs replicate again within 20 s, the
 //! operator-wide cap holds across replicas, and the audit chain the three write is whole.
 
 mod harness;
@@ -11,6 +13,8 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use harness::*;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -37,6 +41,18 @@ fn pair_name(i: usize) -> String {
 
 /// Holder identity of each shard's Lease (`None`: not held).
 async fn lease_holders(client: &kube::Client, ns: &str) -> BTreeMap<u16, Option<String>> {
+    shard_leases(client, ns)
+        .await
+        .into_iter()
+        .map(|(s, (holder, _))| (s, holder))
+        .collect()
+}
+
+/// Holder identity and acquire time of each shard's Lease.
+async fn shard_leases(
+    client: &kube::Client,
+    ns: &str,
+) -> BTreeMap<u16, (Option<String>, Option<DateTime<Utc>>)> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), ns);
     let listed = leases
         .list(&ListParams::default().labels(&format!(
@@ -49,14 +65,133 @@ async fn lease_holders(client: &kube::Client, ns: &str) -> BTreeMap<u16, Option<
     (0..SHARDS)
         .map(|s| {
             let name = understudy::controller::shards::lease_name(LEASE, s);
-            let holder = listed
+            let spec = listed
                 .iter()
                 .find(|l| l.metadata.name.as_deref() == Some(name.as_str()))
-                .and_then(|l| l.spec.as_ref()?.holder_identity.clone())
-                .filter(|h| !h.is_empty());
-            (s, holder)
+                .and_then(|l| l.spec.clone())
+                .unwrap_or_default();
+            let holder = spec.holder_identity.filter(|h| !h.is_empty());
+            let acquired = spec
+                .acquire_time
+                .and_then(|t| DateTime::from_timestamp_micros(t.0.as_microsecond()));
+            (s, (holder, acquired))
         })
         .collect()
+}
+
+/// Waits until every shard is held, by all three replicas, none above its fair share.
+async fn balanced(client: &kube::Client, ns: &str, within: Duration) {
+    wait_until(
+        within,
+        "the three replicas share the shards again",
+        || async {
+            let holders = lease_holders(client, ns).await;
+            let mut spread: BTreeMap<String, usize> = BTreeMap::new();
+            for h in holders.values() {
+                *spread.entry(h.clone()?).or_default() += 1;
+            }
+            (spread.len() == 3 && spread.values().all(|n| *n <= 3)).then_some(())
+        },
+    )
+    .await;
+}
+
+/// The SIGSTOP of `stopped` while its pairs take changes: the others take its shards
+/// once its claims expire and bring its pairs level; after the SIGCONT it sends no write
+/// to any of its pairs' standby accounts until it holds that pair's shard again.
+async fn stall_and_resume(
+    client: &kube::Client,
+    ns: &str,
+    sim: &Proc,
+    stopped: &Replica,
+    its_pairs: &[usize],
+) {
+    // Every pair of the replica takes a new version of one tag every 50 ms and its
+    // standby answers each call 300 ms late, so its sinks always have a batch waiting
+    // behind the one in flight when it stops; that batch, sent after the SIGCONT, would
+    // overwrite newer versions (and be recorded on the standby).
+    for i in its_pairs {
+        set_latency(sim, &format!("b{i:02}"), 300).await;
+    }
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let load = {
+        let (sim_url, pairs, writing) = (sim.url.clone(), its_pairs.to_vec(), writing.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while writing.load(std::sync::atomic::Ordering::Acquire) {
+                n += 1;
+                for i in &pairs {
+                    put_tag_named(&sim_url, &format!("a{i:02}"), "hot", &format!("v{n}")).await;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stalled = Instant::now();
+    stopped.proc.signal("STOP");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    writing.store(false, std::sync::atomic::Ordering::Release);
+    load.await.unwrap();
+    // Taken over (claims of 6 s) and brought level by the others, while it is stopped.
+    for i in its_pairs {
+        level(sim, *i, Duration::from_secs(25)).await;
+    }
+    assert!(
+        lease_holders(client, ns)
+            .await
+            .values()
+            .all(|h| h.as_deref() != Some(stopped.identity)),
+        "a stopped replica still holds shards"
+    );
+    let mut heads = Vec::new();
+    for i in its_pairs {
+        heads.push(feed_head(sim, &format!("b{i:02}")).await);
+    }
+    // Stopped for twice its lease duration, then resumed.
+    tokio::time::sleep(Duration::from_secs(12).saturating_sub(stalled.elapsed())).await;
+    let resumed = Utc::now();
+    stopped.proc.signal("CONT");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let leases = shard_leases(client, ns).await;
+    for i in its_pairs {
+        set_latency(sim, &format!("b{i:02}"), 0).await;
+    }
+    let mut writes = 0;
+    for (i, head) in its_pairs.iter().zip(&heads) {
+        let shard = shard_of(ns, &pair_name(*i), SHARDS);
+        // Writes are its again only once it holds the shard again.
+        let back = match &leases[&shard] {
+            (Some(h), Some(at)) if h == stopped.identity && *at > resumed => *at,
+            _ => DateTime::<Utc>::MAX_UTC,
+        };
+        for c in changes_after(sim, &format!("b{i:02}"), head).await {
+            let at: DateTime<Utc> = c.at.parse().expect("change time");
+            assert!(
+                at >= back,
+                "{}: {c:?} was written to the standby {} ms after {} resumed, before it held the pair's shard again ({back})",
+                pair_name(*i),
+                (at - resumed).num_milliseconds(),
+                stopped.identity
+            );
+            writes += 1;
+        }
+    }
+    let refused = stopped
+        .proc
+        .log_text()
+        .matches(understudy::controller::guard::NOT_HOLDER)
+        .count();
+    println!(
+        "SIGSTOP of {} for {:?}: {} of its pairs level on the others; after SIGCONT {writes} standby writes, all after it held their shards again; {refused} writes refused by its guard",
+        stopped.identity,
+        Duration::from_secs(12),
+        its_pairs.len()
+    );
+    for i in its_pairs {
+        level(sim, *i, Duration::from_secs(20)).await;
+    }
+    balanced(client, ns, Duration::from_secs(30)).await;
 }
 
 /// Per pair: the replicas exporting its `understudy_active_side` series (only a replica
@@ -253,6 +388,31 @@ async fn three_replicas_act_once_per_pair_through_a_kill_a_freeze_and_a_handover
         spread.values().all(|n| *n <= 3),
         "a fair share is at most 3 of 8: {spread:?}"
     );
+
+    // SIGSTOP the replica acting on the most pairs while its pairs take changes, for
+    // twice the lease duration: it writes nothing to their standbys after it resumes
+    // until it holds their shards again.
+    let stopped = replicas
+        .iter()
+        .max_by_key(|r| pairs_of(&owner, r.identity).len())
+        .unwrap();
+    stall_and_resume(
+        &client,
+        &ns,
+        &sim,
+        stopped,
+        &pairs_of(&owner, stopped.identity),
+    )
+    .await;
+    let all: Vec<&Replica> = replicas.iter().collect();
+    let owner = one_actor_per_pair(
+        &client,
+        &ns,
+        &all,
+        Duration::from_secs(30),
+        "one actor per pair after the SIGCONT",
+    )
+    .await;
 
     // SIGKILL the replica acting on the most pairs: its shards are taken over once their
     // claims expire, and its pairs replicate again.

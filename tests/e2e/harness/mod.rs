@@ -247,6 +247,17 @@ pub async fn set_faults(sim: &Proc, account: &str, failure: &str, rate: f64) {
     .await;
 }
 
+/// Every Provider API call of `account` answered `ms` later (0: at once again).
+pub async fn set_latency(sim: &Proc, account: &str, ms: u64) {
+    admin(
+        sim,
+        &format!("/admin/accounts/{account}/faults"),
+        reqwest::Method::PUT,
+        json!({ "latencyMs": ms }),
+    )
+    .await;
+}
+
 /// What one failover test needs in its namespace.
 pub struct Scene {
     pub namespace: String,
@@ -517,17 +528,50 @@ pub async fn events(client: &Client, ns: &str) -> Vec<(String, String, String)> 
 
 /// Write a tag `id` on an account of the simulator, as its users would.
 pub async fn put_tag(sim: &Proc, account: &str, id: &str) {
+    put_tag_named(&sim.url, account, id, id).await;
+}
+
+/// Write a tag `id` named `name` (a new version of the tag when it exists) on an
+/// account of the simulator at `sim_url`.
+pub async fn put_tag_named(sim_url: &str, account: &str, id: &str, name: &str) {
     use understudy::provider::AccountProvider;
-    let p = understudy::provider::http::HttpProvider::new(&sim.url, account, Some("t0ken"))
-        .expect("client");
     let key =
         understudy::model::EntityKey::new(understudy::model::EntityKind::Tag, id).expect("tag key");
-    p.put_entity(
-        &understudy::model::Entity::new(key, json!({ "name": id })),
-        None,
-    )
-    .await
-    .expect("put the tag");
+    understudy::provider::http::HttpProvider::new(sim_url, account, Some("t0ken"))
+        .expect("client")
+        .put_entity(
+            &understudy::model::Entity::new(key, json!({ "name": name })),
+            None,
+        )
+        .await
+        .expect("put the tag");
+}
+
+fn sim_account(sim: &Proc, account: &str) -> understudy::provider::http::HttpProvider {
+    understudy::provider::http::HttpProvider::new(&sim.url, account, Some("t0ken")).expect("client")
+}
+
+/// The cursor of an account's change feed head now.
+pub async fn feed_head(sim: &Proc, account: &str) -> String {
+    use understudy::provider::AccountProvider;
+    sim_account(sim, account)
+        .head_cursor()
+        .await
+        .expect("read the feed head")
+}
+
+/// The changes recorded on an account after `cursor` (who wrote them and when).
+pub async fn changes_after(
+    sim: &Proc,
+    account: &str,
+    cursor: &str,
+) -> Vec<understudy::model::Change> {
+    use understudy::provider::AccountProvider;
+    sim_account(sim, account)
+        .changes(Some(cursor), 1000, Duration::ZERO)
+        .await
+        .expect("read the feed")
+        .changes
 }
 
 /// Every entity of an account, as (key, digest), read page by page over HTTP.
