@@ -19,12 +19,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use futures::future::join_all;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
-use tokio::sync::watch;
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::{Notify, watch};
 
 use super::claim::{LeaseAction, decide};
 use super::leader::{Inner, LeaderHandle, LeaseConfig, WEBHOOK_URL_ANNOTATION};
@@ -63,6 +65,15 @@ async fn run(client: Client, cfg: LeaseConfig, inner: Arc<Inner>, tx: watch::Sen
     let safe = cfg.duration.saturating_sub(cfg.duration / 5);
     let mut release = inner.release.subscribe();
     let mut known = None;
+    let wake = Arc::new(Notify::new());
+    let _watch = (shard_count(&cfg) > 1).then(|| {
+        AbortOnDrop(tokio::spawn(watch_freed(
+            api.clone(),
+            cfg.name.clone(),
+            member_lease(&cfg),
+            wake.clone(),
+        )))
+    });
     loop {
         if inner.crashed.load(Ordering::Acquire) {
             return;
@@ -128,8 +139,58 @@ async fn run(client: Client, cfg: LeaseConfig, inner: Arc<Inner>, tx: watch::Sen
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = release.changed() => {}
+            _ = wake.notified() => {}
         }
     }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// With shards: wakes the election loop when a shard of the set is freed or another
+/// replica's member Lease is deleted — what a replica shutting down does — so the shards
+/// it gave back are taken on a pass at once, not up to a renewal interval later.
+async fn watch_freed(api: Api<Lease>, set: String, own_member: String, wake: Arc<Notify>) {
+    let mut stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = stream.next().await {
+        let now_free = match event {
+            Ok(watcher::Event::Apply(l)) => freed_shard(&l, &set),
+            Ok(watcher::Event::Delete(l)) => left_member(&l, &set, &own_member),
+            Ok(_) => false,
+            Err(e) => {
+                tracing::debug!(error = %e, "watching the shard Leases; passes still run on time");
+                false
+            }
+        };
+        if now_free {
+            wake.notify_one();
+        }
+    }
+}
+
+fn label<'a>(l: &'a Lease, key: &str) -> Option<&'a str> {
+    l.metadata.labels.as_ref()?.get(key).map(String::as_str)
+}
+
+/// A shard Lease of `set` that nobody holds.
+fn freed_shard(l: &Lease, set: &str) -> bool {
+    label(l, LEASE_SET_LABEL) == Some(set)
+        && l.spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.as_deref())
+            .is_none_or(str::is_empty)
+}
+
+/// Another replica's member Lease of `set` (deleted: that replica left).
+fn left_member(l: &Lease, set: &str, own_member: &str) -> bool {
+    label(l, MEMBER_OF_LABEL) == Some(set) && l.metadata.name.as_deref() != Some(own_member)
 }
 
 fn shard_count(cfg: &LeaseConfig) -> u16 {
@@ -478,6 +539,71 @@ mod tests {
         assert_eq!(shard_lease(&cfg(1, "a"), 0), "understudy");
         assert_eq!(shard_lease(&cfg(0, "a"), 0), "understudy");
         assert_eq!(shard_lease(&cfg(64, "a"), 7), "understudy-shard-7");
+    }
+
+    fn lease(name: &str, labels: &[(&str, &str)], holder: Option<&str>) -> Lease {
+        Lease {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: holder.map(String::from),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn a_freed_shard_of_our_set_wakes_the_election_and_nothing_else_does() {
+        let shard = |set, holder| lease("s", &[(LEASE_SET_LABEL, set)], holder);
+        assert!(freed_shard(&shard("understudy", None), "understudy"));
+        assert!(freed_shard(&shard("understudy", Some("")), "understudy"));
+        // Renewals (every replica's, every few seconds) do not.
+        assert!(!freed_shard(
+            &shard("understudy", Some("op-a")),
+            "understudy"
+        ));
+        // Another release's shards do not.
+        assert!(!freed_shard(&shard("other", None), "understudy"));
+        // Nor a member Lease, nor an unlabelled Lease.
+        assert!(!freed_shard(
+            &lease("m", &[(MEMBER_OF_LABEL, "understudy")], None),
+            "understudy"
+        ));
+        assert!(!freed_shard(&lease("x", &[], None), "understudy"));
+    }
+
+    #[test]
+    fn another_replica_leaving_the_member_set_wakes_the_election() {
+        let own = member_lease(&cfg(4, "op-a"));
+        let member = |name: &str, set| lease(name, &[(MEMBER_OF_LABEL, set)], Some("x"));
+        assert!(left_member(
+            &member("understudy-member-op-b", "understudy"),
+            "understudy",
+            &own
+        ));
+        assert!(!left_member(
+            &member(&own, "understudy"),
+            "understudy",
+            &own
+        ));
+        assert!(!left_member(
+            &member("other-member-op-b", "other"),
+            "understudy",
+            &own
+        ));
+        assert!(!left_member(
+            &lease("s", &[(LEASE_SET_LABEL, "understudy")], None),
+            "understudy",
+            &own
+        ));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Shard Leases on the real API server: three replicas' elections share 16 shards, each
 //! shard has exactly one holder that may act, a killed replica's shards are taken over
 //! once its claims expire, and a replica that shuts down hands its shards over at once.
+//! At the default lease timing a replica shutting down hands its shards over within 2 s.
 //! With one shard, a renewal written over the replica's own last write never overwrites
 //! another writer's claim.
 //! The elections run in this process (one thread each, as in the operator); the API
@@ -34,6 +35,23 @@ fn election_of(client: &kube::Client, ns: &str, identity: &str, shards: u16) -> 
         duration: Duration::from_secs(6),
         renew_every: Duration::from_millis(1200),
         retry_every: Duration::from_millis(500),
+        advertise: Some(format!("http://{identity}.invalid:8443")),
+    };
+    let (h, _thread) = election::start(client.clone(), cfg).expect("lease thread");
+    h
+}
+
+/// An election timed as the operator's defaults: a 15 s lease renewed every 3 s, retried
+/// every second while nothing is held.
+fn default_election(client: &kube::Client, ns: &str, identity: &str, shards: u16) -> LeaderHandle {
+    let cfg = LeaseConfig {
+        namespace: ns.to_string(),
+        name: "understudy".into(),
+        identity: identity.into(),
+        shards,
+        duration: Duration::from_secs(15),
+        renew_every: Duration::from_secs(3),
+        retry_every: Duration::from_secs(1),
         advertise: Some(format!("http://{identity}.invalid:8443")),
     };
     let (h, _thread) = election::start(client.clone(), cfg).expect("lease thread");
@@ -250,4 +268,42 @@ async fn one_lease_renewed_without_a_read_never_overwrites_another_writer() {
     let (holder, _, t) = single_lease(&leases).await;
     assert_eq!((holder.as_str(), t), ("op-a", transitions + 2));
     a.release(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_default_lease_timing_shards_are_handed_over_within_two_seconds() {
+    let tb = Testbed::load();
+    let client = tb.kube().await;
+    let ns = support::fresh_namespace(&client, "e2e-handover").await;
+    let a = default_election(&client, &ns, "op-a", SHARDS);
+    let b = default_election(&client, &ns, "op-b", SHARDS);
+    let both = [("op-a", &a), ("op-b", &b)];
+    until(
+        &both,
+        Duration::from_secs(60),
+        "two replicas share the shards",
+        |h| h.values().sum::<usize>() == 16 && h.values().all(|n| *n == 8),
+    )
+    .await;
+    // op-a shuts down: it frees its shards and leaves the member set; op-b, renewing every
+    // 3 s, is woken by the freed Leases and takes them at once.
+    let started = Instant::now();
+    a.release(Duration::from_secs(5)).await;
+    let released = started.elapsed();
+    let took = until(
+        &both,
+        Duration::from_secs(10),
+        "op-a's shards handed over",
+        |h| h.get("op-b") == Some(&16),
+    )
+    .await;
+    let handover = started.elapsed();
+    println!(
+        "default timing (15 s lease, passes every 3 s): shards handed over {handover:?} after the shutdown began ({released:?} to release, {took:?} more to take)"
+    );
+    assert!(
+        handover <= Duration::from_secs(2),
+        "handover took {handover:?}"
+    );
+    b.release(Duration::from_secs(5)).await;
 }

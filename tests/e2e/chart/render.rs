@@ -204,7 +204,7 @@ async fn shards_render_the_argument_and_the_lease_rights_they_need() {
         lease_role["rules"],
         json!([
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
-            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "list", "update", "delete"]}
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "list", "watch", "update", "delete"]}
         ])
     );
     // Shards are Leases: refused without leader election, and out of range by the schema.
