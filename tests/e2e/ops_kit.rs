@@ -250,6 +250,86 @@ async fn version_names_client_server_and_operator_and_survives_no_cluster() {
     eprintln!("version: {:?}", started.elapsed());
 }
 
+/// With `--shards` there is no one leader: `version` says who holds how many of the shard
+/// Leases (their set is labelled with the `--lease-name`), in JSON and in text, and the
+/// support bundle holds those Leases.
+#[tokio::test]
+async fn version_of_a_sharded_operator_counts_the_shards_each_replica_holds() {
+    let tb = Testbed::load();
+    let client = tb.kube().await;
+    let ns = support::fresh_namespace(&client, "e2e-ops-shards").await;
+    let labels = json!({ "app.kubernetes.io/name": "understudy", "app.kubernetes.io/instance": "e2e-shards" });
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": { "name": "understudy", "labels": {
+            "app.kubernetes.io/part-of": "understudy", "app.kubernetes.io/component": "operator",
+            "app.kubernetes.io/version": "9.8.7-e2e" } },
+        "spec": { "replicas": 3, "selector": { "matchLabels": labels }, "template": {
+            "metadata": { "labels": labels },
+            "spec": { "containers": [{ "name": "operator", "image": "registry.example.test/understudy:9.8.7-e2e",
+                "args": ["operator", "--leader-elect", "--lease-name", "e2e-set", "--shards", "4"] }] } } }
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    let leases = Api::<Lease>::namespaced(client.clone(), &ns);
+    for (shard, holder) in [(0, "op-b"), (1, "op-a"), (2, "op-b"), (3, "")] {
+        let l: Lease = serde_json::from_value(json!({
+            "metadata": { "name": understudy::controller::shards::lease_name("e2e-set", shard),
+                "labels": { "understudy.dev/lease-set": "e2e-set", "understudy.dev/shard": shard.to_string() } },
+            "spec": { "holderIdentity": holder, "leaseDurationSeconds": 15 }
+        }))
+        .unwrap();
+        leases.create(&PostParams::default(), &l).await.unwrap();
+    }
+    let oc = admin(&tb);
+    let r = oc
+        .run(&["version", "--operator-namespace", &ns, "-o", "json"])
+        .await;
+    r.expect(0, "version -o json");
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("JSON");
+    let op = &v["operators"][0];
+    assert_eq!(op["lease"], "e2e-set");
+    assert_eq!(op["leader"], serde_json::Value::Null);
+    assert_eq!(op["shards"], 4);
+    assert_eq!(
+        op["shardHolders"],
+        json!([{ "identity": "op-b", "shards": 2 }, { "identity": "op-a", "shards": 1 }])
+    );
+    let text = oc.run(&["version", "--operator-namespace", &ns]).await;
+    text.expect(0, "version");
+    let line = "shards held op-b 2, op-a 1 of 4 (Leases e2e-set-shard-*)";
+    assert!(text.stdout.contains(line), "{line}:\n{}", text.stdout);
+    // The support bundle holds the shard Leases (their names do not start with the
+    // release's: they are found by their label).
+    let dir = std::env::temp_dir().join(format!("understudy-report-{ns}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    oc.run(&[
+        "report",
+        "-n",
+        &ns,
+        "--operator-namespace",
+        &ns,
+        "-o",
+        dir.to_str().unwrap(),
+    ])
+    .await
+    .expect(0, "report");
+    let mut names: Vec<String> = yaml_list(&dir, "leases.yaml")
+        .iter()
+        .filter_map(|l| l["metadata"]["name"].as_str().map(String::from))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        (0..4)
+            .map(|s| understudy::controller::shards::lease_name("e2e-set", s))
+            .collect::<Vec<_>>()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[tokio::test]
 async fn impersonation_reaches_the_api_server_and_a_user_without_rights_changes_nothing() {
     let started = Instant::now();

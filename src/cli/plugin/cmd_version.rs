@@ -50,6 +50,40 @@ pub struct OperatorDeployment {
     pub lease: String,
     /// The Lease's holder (the acting replica), when the Lease exists.
     pub leader: Option<String>,
+    /// With `--shards`: the shard Leases of the set (`<lease>-shard-I`), and who holds
+    /// how many (empty with one Lease).
+    pub shards: u32,
+    pub shard_holders: Vec<ShardHolder>,
+}
+
+/// A replica and the number of shards it holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardHolder {
+    pub identity: String,
+    pub shards: u32,
+}
+
+/// Holders of a shard set's Leases, most shards first: (shard Leases, holders). A Lease
+/// nobody holds counts as a shard but not for anyone.
+pub fn shard_holders(leases: &[Lease]) -> (u32, Vec<ShardHolder>) {
+    let mut by: std::collections::BTreeMap<String, u32> = Default::default();
+    for l in leases {
+        if let Some(h) = l
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.clone())
+            .filter(|h| !h.is_empty())
+        {
+            *by.entry(h).or_default() += 1;
+        }
+    }
+    let mut holders: Vec<ShardHolder> = by
+        .into_iter()
+        .map(|(identity, shards)| ShardHolder { identity, shards })
+        .collect();
+    holders.sort_by(|a, b| b.shards.cmp(&a.shards).then(a.identity.cmp(&b.identity)));
+    (leases.len() as u32, holders)
 }
 
 /// Everything `version` prints (`-o json` is this, camelCase).
@@ -131,6 +165,8 @@ pub fn operator_of(d: &Deployment) -> OperatorDeployment {
             .unwrap_or(0),
         lease: lease_name_of(container.and_then(|c| c.args.as_ref()).map_or(&[], |a| a)),
         leader: None,
+        shards: 0,
+        shard_holders: Vec::new(),
     }
 }
 
@@ -202,6 +238,19 @@ pub async fn operators(
             .flatten()
             .and_then(|l| l.spec.and_then(|s| s.holder_identity))
             .filter(|h| !h.is_empty());
+        if op.leader.is_none() {
+            let set = format!(
+                "{}={}",
+                crate::controller::election::LEASE_SET_LABEL,
+                op.lease
+            );
+            if let Ok(l) = leases
+                .list(&kube::api::ListParams::default().labels(&set))
+                .await
+            {
+                (op.shards, op.shard_holders) = shard_holders(&l.items);
+            }
+        }
         out.push(op);
     }
     if out.is_empty() && note.is_none() {
@@ -283,15 +332,36 @@ pub fn render(r: &VersionReport) -> String {
         )),
     }
     for o in &r.operators {
+        let acting = if o.shards > 0 {
+            let held: Vec<String> = o
+                .shard_holders
+                .iter()
+                .map(|h| format!("{} {}", h.identity, h.shards))
+                .collect();
+            format!(
+                "shards held {} of {} (Leases {}-shard-*)",
+                if held.is_empty() {
+                    "by none".to_string()
+                } else {
+                    held.join(", ")
+                },
+                o.shards,
+                o.lease
+            )
+        } else {
+            format!(
+                "leader {} (Lease {})",
+                o.leader.as_deref().unwrap_or("none"),
+                o.lease
+            )
+        };
         t.push_str(&format!(
-            "  Deployment {}/{}: {} ready of {}, image {}, leader {} (Lease {})\n",
+            "  Deployment {}/{}: {} ready of {}, image {}, {acting}\n",
             o.namespace,
             o.name,
             o.ready_replicas,
             o.replicas,
             o.image.as_deref().unwrap_or("?"),
-            o.leader.as_deref().unwrap_or("none"),
-            o.lease
         ));
     }
     if r.operator_version.is_some()

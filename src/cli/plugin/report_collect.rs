@@ -219,10 +219,23 @@ pub async fn collect(
         )
         .await;
         leases.extend(found.into_iter().filter(|l| {
-            l.metadata
-                .name
-                .as_deref()
-                .is_some_and(|name| lease_names.contains(name) || name.starts_with("understudy"))
+            // The Lease, or with shards its shard and member Leases (labelled with it).
+            let of_set = [
+                crate::controller::election::LEASE_SET_LABEL,
+                crate::controller::election::MEMBER_OF_LABEL,
+            ]
+            .iter()
+            .any(|k| {
+                l.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|m| m.get(*k))
+                    .is_some_and(|set| lease_names.contains(set))
+            });
+            of_set
+                || l.metadata.name.as_deref().is_some_and(|name| {
+                    lease_names.contains(name) || name.starts_with("understudy")
+                })
         }));
     }
     files.push(File::new(
