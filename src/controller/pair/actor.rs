@@ -95,6 +95,10 @@ pub(super) struct PairActor {
     seen: SeenNotices,
     /// The status as last read or written (fields others own are carried from it).
     pub(super) stored: AccountPairStatus,
+    /// The pair's resourceVersion as this task's last status write left it: the next
+    /// status write goes over it without reading first (a 409 says someone else wrote
+    /// meanwhile, and the write after reads afresh).
+    stored_version: Option<String>,
     last_published: Option<serde_json::Value>,
     /// When the status was last written (lag figures alone wait `status_pace::LAG_EVERY`).
     last_published_at: Option<Instant>,
@@ -179,6 +183,7 @@ impl PairActor {
             },
             seen: SeenNotices::from_status(&s.status.seen_notices),
             stored: s.status,
+            stored_version: None,
             last_published: None,
             last_published_at: None,
             intent_unchecked: true,
@@ -386,6 +391,7 @@ impl PairActor {
             .await
             .map_err(|e| format!("updating the AccountPair status failed: {e}"))?;
         self.stored = stored.status.unwrap_or_default();
+        self.stored_version = stored.metadata.resource_version;
         Ok(())
     }
 
@@ -480,17 +486,20 @@ impl PairActor {
             return;
         }
         let api: Api<AccountPair> = Api::namespaced(self.env.client.clone(), &self.ns);
-        let fresh = match api.get_status(&self.name).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(pair = %self.name, error = %e, "reading the pair's status failed; status not updated");
-                return;
-            }
+        let (previous, version) = match self.stored_version.take() {
+            // Our last write is the latest version unless the write below is refused.
+            Some(v) => (self.stored.clone(), Some(v)),
+            None => match api.get_status(&self.name).await {
+                Ok(p) => (p.status.unwrap_or_default(), p.metadata.resource_version),
+                Err(e) => {
+                    tracing::warn!(pair = %self.name, error = %e, "reading the pair's status failed; status not updated");
+                    return;
+                }
+            },
         };
-        let previous = fresh.status.clone().unwrap_or_default();
         let status = build(&self.status_input(&previous, problems), now);
         let patch = serde_json::json!({
-            "metadata": { "resourceVersion": fresh.metadata.resource_version },
+            "metadata": { "resourceVersion": version },
             "status": status,
         });
         match api
@@ -499,6 +508,7 @@ impl PairActor {
         {
             Ok(p) => {
                 self.stored = p.status.unwrap_or_default();
+                self.stored_version = p.metadata.resource_version;
                 self.last_published = Some(value);
                 self.last_published_at = Some(Instant::now());
             }
