@@ -7,8 +7,11 @@
 //! claim only until a fifth of the lease duration before it could expire). A replica
 //! that was paused (SIGSTOP, a long GC-like stall, a frozen VM) and resumes after its
 //! claim lapsed sends nothing more, without waiting for the leadership watch to stop
-//! its pairs. Reads are not guarded. What is left is the time between the check and the
-//! bytes leaving the process (no provider API takes a fencing token).
+//! its pairs. The check is asked again before every request a provider write sends,
+//! its client's own retries included: a request that timed out while the process was
+//! stopped is not sent again after it resumes. Reads are not guarded. What is left is the
+//! time between the check and the bytes leaving the process (no provider API takes a
+//! fencing token).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +22,7 @@ use crate::api::Side;
 use crate::model::{Entity, EntityKey};
 use crate::provider::{
     AccountProvider, ActivityEvent, BatchOutcome, ChangeBatch, DigestPage, EntityPage, EntityWrite,
-    NotReplicable, ProbeResult, ProviderError, StatusReport,
+    NotReplicable, ProbeResult, ProviderError, StatusReport, WritePermit, permitted_write,
 };
 use crate::traffic::{Moved, TargetState, TrafficError, TrafficTarget};
 
@@ -80,6 +83,13 @@ impl WriteGuard {
             inner,
             guard: self.clone(),
         })
+    }
+
+    /// The same check, asked again before every request (retries included) the write
+    /// sends.
+    fn permit(&self, write: &'static str) -> WritePermit {
+        let g = self.clone();
+        WritePermit::new(move || g.provider_check(write))
     }
 
     fn provider_check(&self, write: &str) -> Result<(), ProviderError> {
@@ -152,7 +162,11 @@ impl AccountProvider for GuardedProvider {
 
     async fn put_entity(&self, entity: &Entity, origin: Option<&str>) -> Result<(), ProviderError> {
         self.guard.provider_check("put")?;
-        self.inner.put_entity(entity, origin).await
+        permitted_write(
+            self.guard.permit("put"),
+            self.inner.put_entity(entity, origin),
+        )
+        .await
     }
 
     async fn delete_entity(
@@ -161,7 +175,11 @@ impl AccountProvider for GuardedProvider {
         origin: Option<&str>,
     ) -> Result<(), ProviderError> {
         self.guard.provider_check("delete")?;
-        self.inner.delete_entity(key, origin).await
+        permitted_write(
+            self.guard.permit("delete"),
+            self.inner.delete_entity(key, origin),
+        )
+        .await
     }
 
     async fn probe(&self) -> Result<ProbeResult, ProviderError> {
@@ -178,7 +196,11 @@ impl AccountProvider for GuardedProvider {
         origin: Option<&str>,
     ) -> Result<BatchOutcome, ProviderError> {
         self.guard.provider_check("batch")?;
-        self.inner.apply_batch(writes, origin).await
+        permitted_write(
+            self.guard.permit("batch"),
+            self.inner.apply_batch(writes, origin),
+        )
+        .await
     }
 }
 

@@ -124,3 +124,70 @@ async fn no_traffic_move_is_sent_once_the_lease_is_not_held() {
         .await
         .unwrap();
 }
+
+/// The provider's client retries a failed attempt by itself (a 503, or a request that
+/// timed out while the process was stopped): the retry is not sent once the claim is gone.
+#[tokio::test]
+async fn a_write_the_client_retries_is_not_sent_again_once_the_lease_is_not_held() {
+    use crate::provider::http::{HttpOptions, HttpProvider, RetryPolicy};
+    let (g, held) = guard();
+    let requests = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    // The first attempt reaches the provider, which answers 503 — and meanwhile the
+    // claim lapses (as it does for a replica stopped while its request was in flight).
+    let app = {
+        let (requests, held) = (requests.clone(), held.clone());
+        axum::Router::new().fallback(move || {
+            let (requests, held) = (requests.clone(), held.clone());
+            async move {
+                requests.fetch_add(1, Ordering::AcqRel);
+                held.store(false, Ordering::Release);
+                (
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    [("content-type", "application/json")],
+                    r#"{"error":{"code":"unavailable","message":"busy"}}"#,
+                )
+            }
+        })
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let options = HttpOptions {
+        retry: RetryPolicy {
+            min_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+            ..RetryPolicy::default()
+        },
+        ..HttpOptions::default()
+    };
+    let raw = HttpProvider::with_options(&format!("http://{addr}"), "corp-b", Some("t"), options)
+        .unwrap();
+    let p = g.provider(Arc::new(raw));
+    let batch = [EntityWrite::Put(Entity::new(key("u1"), json!({"n": 1})))];
+    let err = p.apply_batch(&batch, None).await.unwrap_err();
+    assert!(err.to_string().contains(NOT_HOLDER), "{err}");
+    assert_eq!(
+        requests.load(Ordering::Acquire),
+        1,
+        "the client sent its retry after the claim was gone"
+    );
+    // Outside a guarded write the same client retries as before (3 attempts).
+    held.store(true, Ordering::Release);
+    let before = requests.load(Ordering::Acquire);
+    let p2 = HttpProvider::with_options(
+        &format!("http://{addr}"),
+        "corp-b",
+        Some("t"),
+        HttpOptions {
+            retry: RetryPolicy {
+                min_delay: Duration::from_millis(5),
+                max_delay: Duration::from_millis(20),
+                ..RetryPolicy::default()
+            },
+            ..HttpOptions::default()
+        },
+    )
+    .unwrap();
+    p2.status().await.unwrap_err();
+    assert_eq!(requests.load(Ordering::Acquire) - before, 3);
+}

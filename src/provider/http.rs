@@ -198,6 +198,7 @@ impl HttpProvider {
         if let Some(t) = timeout {
             req = req.timeout(t);
         }
+        super::check_write_permit()?;
         let resp = req.send().await.map_err(transport_error)?;
         let status = resp.status();
         let retry_after = resp

@@ -68,6 +68,34 @@ pub enum ProviderError {
     Protocol(String),
 }
 
+tokio::task_local! {
+    static WRITE_PERMIT: WritePermit;
+}
+
+/// Asked before every request a write sends — each retry of the provider's own client
+/// included — while the write runs inside [`permitted_write`]. An attempt that timed out
+/// while the process was stopped must not be sent again once the writer lost its right to
+/// write (see `controller::guard`).
+#[derive(Clone)]
+pub struct WritePermit(std::sync::Arc<dyn Fn() -> Result<(), ProviderError> + Send + Sync>);
+
+impl WritePermit {
+    pub fn new(check: impl Fn() -> Result<(), ProviderError> + Send + Sync + 'static) -> Self {
+        WritePermit(std::sync::Arc::new(check))
+    }
+}
+
+/// Runs the write `f` with `permit` asked before each request it sends.
+pub async fn permitted_write<F: std::future::Future>(permit: WritePermit, f: F) -> F::Output {
+    WRITE_PERMIT.scope(permit, f).await
+}
+
+/// Before a request is sent: refused when it is part of a write whose permit is gone;
+/// outside any write, always allowed. Every provider client calls it right before sending.
+pub fn check_write_permit() -> Result<(), ProviderError> {
+    WRITE_PERMIT.try_with(|p| (p.0)()).unwrap_or(Ok(()))
+}
+
 /// Byte strings equal, compared in constant time (secrets, signatures): a mismatch
 /// cannot be found byte by byte from timing.
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -157,6 +157,7 @@ impl ChatClient {
         if let Some(b) = body {
             req = req.json(b);
         }
+        crate::provider::check_write_permit()?;
         let resp = req.send().await.map_err(|e| {
             ProviderError::Unavailable(format!(
                 "{}: {}",

@@ -256,6 +256,7 @@ impl ApiClient {
                     .multipart(form)
             }
         };
+        crate::provider::check_write_permit()?;
         let resp = req
             .send()
             .await
