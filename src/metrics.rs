@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 use prometheus::core::Collector;
 use prometheus::proto::MetricType;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric the operator exports.
@@ -34,6 +34,9 @@ pub struct Metrics {
     pub drill_duration_seconds: HistogramVec,
     /// Pipeline starts waiting for one of the operator's start slots.
     pub pipeline_starts_waiting: IntGauge,
+    /// Purges of a shared source producer: a source ended with records Kafka had not
+    /// answered, and the other sources on that producer re-read theirs.
+    pub source_producer_purges_total: IntCounter,
 }
 
 const PAIR_LABELS: &[&str] = &["namespace", "pair", "direction"];
@@ -112,6 +115,11 @@ impl Metrics {
             "Replication pipeline starts waiting for a slot (--max-concurrent-pipeline-starts)",
         )?;
         register(&registry, Box::new(pipeline_starts_waiting.clone()))?;
+        let source_producer_purges_total = IntCounter::new(
+            "understudy_source_producer_purges_total",
+            "Purges of a shared source producer: a source ended with records Kafka had not answered, and the other sources on it re-read theirs",
+        )?;
+        register(&registry, Box::new(source_producer_purges_total.clone()))?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "understudy_build_info",
@@ -139,6 +147,7 @@ impl Metrics {
             drill_mismatches,
             drill_duration_seconds,
             pipeline_starts_waiting,
+            source_producer_purges_total,
         })
     }
 

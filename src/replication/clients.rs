@@ -8,10 +8,13 @@
 //! - the DLQ producer (poison records, rare; each record names its pair's DLQ topic);
 //! - the sinks' consumer, one per direction ([`SharedConsumer`]: each sink assigns its own
 //!   partitions and reads them from queues of their own; the group,
-//!   `understudy.sink.<direction>`, holds every pair's committed offsets).
-//!
-//! The source's producer (purged on a fence, which acts on a whole client) stays each
-//! pipeline's own.
+//!   `understudy.sink.<direction>`, holds every pair's committed offsets);
+//! - the sources' producer (state records and checkpoints; each record names its pair's
+//!   topic). A purge acts on the whole client, so a source that ends with records Kafka
+//!   has not answered purges everyone's: the other sources see theirs fail and re-read
+//!   their feeds from their last acknowledged position (at least once, as after any
+//!   refused record). A source that ends with nothing unanswered purges nothing. A
+//!   producer in a fatal state is replaced for whoever asks next.
 //!
 //! A shared client lives as long as a pipeline holds it: the registry keeps only weak
 //! references, so the last pipeline to stop closes it.
@@ -43,13 +46,21 @@ impl<T: FromClientConfig> Registry<T> {
 
     /// The live client with these settings, or a new one.
     fn get(&self, cfg: &ClientConfig) -> KafkaResult<Arc<T>> {
+        self.get_usable(cfg, |_| true)
+    }
+
+    /// The live client with these settings if `usable` says so, or a new one that takes
+    /// its place for later callers (holders of the old one keep it until they let go).
+    fn get_usable(&self, cfg: &ClientConfig, usable: impl Fn(&T) -> bool) -> KafkaResult<Arc<T>> {
         let key: Key = cfg
             .config_map()
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = clients.get(&key).and_then(Weak::upgrade) {
+        if let Some(c) = clients.get(&key).and_then(Weak::upgrade)
+            && usable(&c)
+        {
             return Ok(c);
         }
         clients.retain(|_, w| w.strong_count() > 0);
@@ -74,6 +85,11 @@ fn dlq_producers() -> &'static Registry<Producer> {
     R.get_or_init(Registry::new)
 }
 
+fn source_producers() -> &'static Registry<Producer> {
+    static R: OnceLock<Registry<Producer>> = OnceLock::new();
+    R.get_or_init(Registry::new)
+}
+
 fn sink_consumers() -> &'static Registry<SharedConsumer> {
     static R: OnceLock<Registry<SharedConsumer>> = OnceLock::new();
     R.get_or_init(Registry::new)
@@ -89,6 +105,13 @@ pub fn dlq_producer(cfg: &ClientConfig) -> KafkaResult<Arc<Producer>> {
     dlq_producers().get(cfg)
 }
 
+/// The sources' producer for clients configured as `cfg` (a source's
+/// `PipelineConfig::producer_config`): the live one, unless it is in a fatal state, in
+/// which case a new one replaces it.
+pub fn source_producer(cfg: &ClientConfig) -> KafkaResult<Arc<Producer>> {
+    source_producers().get_usable(cfg, |p| p.client().fatal_error().is_none())
+}
+
 /// The sinks' shared consumer for clients configured as `cfg` (a sink's
 /// `PipelineConfig::consumer_config`). Must be called within a Tokio runtime.
 pub fn sink_consumer(cfg: &ClientConfig) -> KafkaResult<Arc<SharedConsumer>> {
@@ -100,20 +123,22 @@ pub fn sink_consumer(cfg: &ClientConfig) -> KafkaResult<Arc<SharedConsumer>> {
 pub struct LiveClients {
     pub offsets_readers: usize,
     pub dlq_producers: usize,
+    pub source_producers: usize,
     pub sink_consumers: usize,
 }
 
 impl LiveClients {
     pub fn total(&self) -> usize {
-        self.offsets_readers + self.dlq_producers + self.sink_consumers
+        self.offsets_readers + self.dlq_producers + self.source_producers + self.sink_consumers
     }
 }
 
-/// Shared Kafka clients alive now (each pipeline's source producer is not counted).
+/// Shared Kafka clients alive now.
 pub fn live_clients() -> LiveClients {
     LiveClients {
         offsets_readers: readers().live(),
         dlq_producers: dlq_producers().live(),
+        source_producers: source_producers().live(),
         sink_consumers: sink_consumers().live(),
     }
 }

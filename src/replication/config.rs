@@ -117,7 +117,9 @@ impl Compression {
 pub struct Tuning {
     /// Changes asked for per feed read.
     pub feed_batch: usize,
-    /// Long-poll wait of a feed read.
+    /// Long-poll wait of a feed read. A read answers as soon as a change arrives (or the
+    /// account is found frozen), and a fence or stop interrupts it, so a long wait costs
+    /// no latency; it only sets how often an idle pair asks its provider.
     pub feed_wait: Duration,
     /// Producer `linger.ms`.
     pub linger_ms: u32,
@@ -167,7 +169,7 @@ impl Default for Tuning {
     fn default() -> Self {
         Tuning {
             feed_batch: 10_000,
-            feed_wait: Duration::from_secs(1),
+            feed_wait: Duration::from_secs(25),
             linger_ms: 5,
             batch_size: 1_000_000,
             compression: Compression::Lz4,

@@ -5,7 +5,8 @@
 //! - Reads the feed with large long-poll batches; skips changes carrying the pair's
 //!   origin tag (the sink's own writes: echo prevention) and kinds not replicated.
 //! - Produces with the idempotent producer (`acks=all`), many batches in flight, bounded
-//!   by `Tuning::max_in_flight`.
+//!   by `Tuning::max_in_flight`. The producer is shared by every source with the same
+//!   Kafka settings ([`clients::source_producer`]).
 //! - Checkpoints a feed cursor only after Kafka acknowledged every record read up to it
 //!   ([`CheckpointTracker`]); a record Kafka finally refuses makes the source rewind to
 //!   its checkpoint and read again (at-least-once; duplicates are harmless full states).
@@ -20,7 +21,8 @@
 //!   reads up to the feed head seen at the call (or stops at once if the account cannot
 //!   be read) for most of the bound, then waits for Kafka's acknowledgements until the
 //!   bound; `stop` only waits. Then nothing more is produced (records Kafka has not
-//!   acknowledged are purged from the producer and counted in
+//!   acknowledged are purged from the shared producer, other sources' unanswered records
+//!   with them, which those sources re-read, and counted in
 //!   [`SourceEnd::unacknowledged`]), and the final checkpoint — only ever a cursor whose
 //!   records Kafka acknowledged — is written if Kafka takes it in time, otherwise in the
 //!   background for at most `Tuning::stop_timeout`, or not at all (the next start re-reads
@@ -41,6 +43,7 @@ use tokio::time::Instant;
 
 use crate::provider::{AccountProvider, ProviderError};
 use crate::replication::checkpoint::{self, CheckpointError};
+use crate::replication::clients;
 use crate::replication::config::PipelineConfig;
 
 use crate::replication::decide::{self, CheckpointTracker, SourcePosition};
@@ -215,10 +218,22 @@ impl Shared {
         }
     }
 
-    /// Stop producing to the state topic: close the gate and purge what Kafka has not
-    /// acknowledged (its delivery reports fail at once). Idempotent.
+    /// Stop producing to the state topic: close the gate and, if records of this source
+    /// still wait for Kafka's answer, purge the producer (their delivery reports fail at
+    /// once). The producer is shared with other sources (see `clients`): a purge fails
+    /// their unanswered records too, and they re-read them; a source that ends with
+    /// nothing unanswered leaves them alone. Idempotent.
     fn close_and_purge(&self) {
-        if let Some(p) = lock(&self.gate).take() {
+        let Some(p) = lock(&self.gate).take() else {
+            return;
+        };
+        let unanswered = lock(&self.tracker).outstanding();
+        if unanswered > 0 {
+            tracing::info!(
+                unanswered,
+                "records of this source wait for Kafka at its end: purging the shared producer (other sources re-send theirs)"
+            );
+            crate::metrics::metrics().source_producer_purges_total.inc();
             p.purge(PurgeConfig::default().queue().inflight());
         }
     }
@@ -274,11 +289,8 @@ impl Source {
         provider: Arc<dyn AccountProvider>,
         deadline: Instant,
     ) -> Result<Source, SourceError> {
-        let producer: Producer = cfg
-            .producer_config()
-            .create()
-            .map_err(SourceError::Producer)?;
-        let producer = Arc::new(producer);
+        let producer =
+            clients::source_producer(&cfg.producer_config()).map_err(SourceError::Producer)?;
         let cp_key = checkpoint::checkpoint_key(cfg.from, provider.account_id());
         let left = deadline.saturating_duration_since(Instant::now());
         let stored = checkpoint::read(&cfg, &cp_key, left).await?;
@@ -450,6 +462,14 @@ impl Source {
             feed_error: self.feed_errors.borrow().error.clone(),
         };
         self.shared.record_end(end, state)
+    }
+}
+
+#[cfg(test)]
+impl Source {
+    /// The producer this source sends through, until it ends.
+    fn producer(&self) -> Option<Arc<Producer>> {
+        lock(&self.shared.gate).clone()
     }
 }
 

@@ -2,7 +2,6 @@
 //! feed's failures; producing and ending are in `produce` (see the parent module for the
 //! contract).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
@@ -71,9 +70,9 @@ impl Run {
         }
         let end = self.shared.record_end(end, state);
         let _ = reply.send(end);
-        // Dropping the Kafka producer joins its polling thread and waits for librdkafka:
-        // tens of milliseconds that must not block this runtime thread, where the task
-        // just woken by the reply (the switchover's fence step) is about to run.
+        // Dropping the last holder of the Kafka producer waits for librdkafka: tens of
+        // milliseconds that must not block this runtime thread, where the task just woken
+        // by the reply (the switchover's fence step) is about to run.
         drop(crate::replication::off_runtime("close", move || drop(self)));
     }
 
@@ -144,8 +143,19 @@ impl Run {
             };
             self.set_state(SourceState::Following);
             let t = &self.cfg.tuning;
+            // Until a read has reached the feed's head, reads do not wait: an idle feed's
+            // first read answers at once, so the lag is known without a long poll's wait.
+            let wait = if self
+                .shared
+                .caught_up
+                .load(std::sync::atomic::Ordering::Acquire)
+            {
+                t.feed_wait
+            } else {
+                Duration::ZERO
+            };
             let read = tokio::select! {
-                r = self.provider.changes(Some(&cursor), t.feed_batch, t.feed_wait) => r,
+                r = self.provider.changes(Some(&cursor), t.feed_batch, wait) => r,
                 msg = self.ctrl.recv() => { self.pending_ctrl = Some(msg.unwrap_or_else(|| self.orphaned())); continue; }
             };
             match read {
@@ -340,14 +350,9 @@ impl Run {
         }
         tracing::warn!(cursor = ?self.cursor, "Kafka refused records; re-reading the feed from the last acknowledged position");
         if let Some((code, reason)) = self.producer.client().fatal_error() {
-            tracing::warn!(%code, %reason, "the producer is in a fatal state; creating a new one");
-            match self
-                .cfg
-                .producer_config()
-                .create::<crate::replication::producer::Producer>()
-            {
+            tracing::warn!(%code, %reason, "the producer is in a fatal state; taking a new one");
+            match crate::replication::clients::source_producer(&self.cfg.producer_config()) {
                 Ok(p) => {
-                    let p = Arc::new(p);
                     let mut gate = lock(&self.shared.gate);
                     if gate.is_some() {
                         *gate = Some(p.clone());

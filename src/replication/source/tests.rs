@@ -243,7 +243,7 @@ async fn the_source_is_caught_up_only_once_a_read_reaches_the_feeds_head() {
     let src = Source::start(b.cfg.clone(), b.primary.clone())
         .await
         .expect("source starts");
-    // The last read, of an empty feed, waits `feed_wait` (100 ms) before it answers.
+    // Reads do not wait until one reaches the head (the fourth, which finds nothing).
     assert!(!src.status().caught_up, "{:?}", src.status());
     let deadline = Instant::now() + Duration::from_secs(20);
     let counted = loop {
@@ -265,4 +265,174 @@ async fn the_source_is_caught_up_only_once_a_read_reaches_the_feeds_head() {
     .await;
     assert_eq!(src.status().produced, counted, "{:?}", src.status());
     src.stop().await;
+}
+
+/// Total records in `topic` (sum of its partitions' high watermarks), asked of the mock.
+fn topic_records(b: &Bed, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", b.mock.bootstrap_servers())
+        .create()
+        .expect("reader");
+    (0..b.cfg.partitions)
+        .map(|p| {
+            c.fetch_watermarks(topic, p, Duration::from_secs(5))
+                .expect("watermarks")
+                .1
+        })
+        .sum()
+}
+
+/// A second pair on the same mock cluster and Kafka settings as `b`'s: its source takes
+/// the same shared producer.
+fn second_pair(b: &Bed) -> (PipelineConfig, Arc<SimProvider>) {
+    let mut cfg = b.cfg.clone();
+    cfg.pair = "pair-b".into();
+    b.mock
+        .create_topic(&cfg.state_topic(), 3, 1)
+        .expect("state topic");
+    b.mock
+        .create_topic(&cfg.checkpoint_topic(), 1, 1)
+        .expect("checkpoint topic");
+    (cfg, Arc::new(SimProvider::new(b.store.clone(), "corp-b")))
+}
+
+async fn at_head(src: &Source, p: &SimProvider, what: &str) {
+    let h = head(p).await;
+    wait_for(Duration::from_secs(20), what, || {
+        let s = src.status();
+        s.checkpoint.as_deref() == Some(h.as_str()) && s.unacknowledged == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_of_two_pairs_share_one_producer_and_a_clean_end_leaves_the_other_alone() {
+    let b = bed();
+    let (cfg_b, corp_b) = second_pair(&b);
+    LoadGen::run(&b.store, "corp-a", 0, Until::Count(200), 6).await;
+    LoadGen::run(&b.store, "corp-b", 0, Until::Count(200), 7).await;
+    let a = Source::start(b.cfg.clone(), b.primary.clone())
+        .await
+        .expect("source a");
+    let src_b = Source::start(cfg_b, corp_b.clone())
+        .await
+        .expect("source b");
+    let (pa, pb) = (a.producer().expect("open"), src_b.producer().expect("open"));
+    assert!(Arc::ptr_eq(&pa, &pb), "one producer for both pairs");
+    drop((pa, pb));
+    at_head(&a, &b.primary, "pair a acknowledged").await;
+    at_head(&src_b, &corp_b, "pair b acknowledged").await;
+    let before = src_b.status().produced;
+    // Pair b's changes keep flowing, each batch in flight for 100 ms, while pair a stops
+    // with nothing unanswered.
+    b.mock
+        .broker_round_trip_time(1, Duration::from_millis(100))
+        .expect("rtt");
+    let load = tokio::spawn({
+        let store = b.store.clone();
+        async move { LoadGen::run(&store, "corp-b", 2_000, Until::Count(1_000), 8).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let end = a.stop_within(Duration::from_secs(2)).await;
+    assert!(end.clean(), "{end:?}");
+    load.await.expect("load");
+    at_head(&src_b, &corp_b, "pair b acknowledged after the load").await;
+    assert_eq!(
+        src_b.status().produced - before,
+        1_000,
+        "every change of pair b produced once: nothing purged, nothing re-read"
+    );
+    src_b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fence_with_records_unanswered_purges_the_shared_producer_and_only_the_other_pair_sends_again()
+ {
+    let b = bed();
+    let (cfg_b, corp_b) = second_pair(&b);
+    let (topic_a, topic_b) = (b.cfg.state_topic(), cfg_b.state_topic());
+    LoadGen::run(&b.store, "corp-a", 0, Until::Count(200), 9).await;
+    LoadGen::run(&b.store, "corp-b", 0, Until::Count(200), 10).await;
+    let a = Source::start(b.cfg.clone(), b.primary.clone())
+        .await
+        .expect("source a");
+    let src_b = Source::start(cfg_b, corp_b.clone())
+        .await
+        .expect("source b");
+    at_head(&a, &b.primary, "pair a acknowledged").await;
+    at_head(&src_b, &corp_b, "pair b acknowledged").await;
+    let in_topic_a = topic_records(&b, &topic_a);
+    assert_eq!(in_topic_a, a.status().produced as i64);
+    b.mock.broker_down(1).expect("broker down");
+    LoadGen::run(&b.store, "corp-a", 0, Until::Count(500), 11).await;
+    LoadGen::run(&b.store, "corp-b", 0, Until::Count(300), 12).await;
+    wait_for(Duration::from_secs(10), "both pairs' changes read", || {
+        a.status().unacknowledged == 500 && src_b.status().unacknowledged == 300
+    })
+    .await;
+    let end = a.fence(Duration::from_secs(1)).await;
+    assert_eq!(end.unacknowledged, 500, "{end:?}");
+    b.mock.broker_up(1).expect("broker up");
+    // Pair b's purged records are read again and sent once Kafka is back.
+    at_head(
+        &src_b,
+        &corp_b,
+        "pair b's changes acknowledged after the purge",
+    )
+    .await;
+    assert!(topic_records(&b, &topic_b) >= src_b.status().produced as i64);
+    // Nothing of the fenced pair reaches its topic afterwards.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        topic_records(&b, &topic_a),
+        in_topic_a,
+        "records of the fenced pair written after its fence"
+    );
+    assert_eq!(a.status().unacknowledged, 500);
+    src_b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_long_poll_of_thirty_seconds_an_idle_feed_is_caught_up_at_once_and_a_change_sent_at_once()
+ {
+    let mut b = bed();
+    b.cfg.tuning.feed_wait = Duration::from_secs(30);
+    LoadGen::run(&b.store, "corp-a", 0, Until::Count(50), 13).await;
+    let src = Source::start(b.cfg.clone(), b.primary.clone())
+        .await
+        .expect("source starts");
+    let t = Instant::now();
+    wait_for(Duration::from_secs(5), "caught up", || {
+        src.status().caught_up
+    })
+    .await;
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "caught up only after {:?}: the read at the head waited",
+        t.elapsed()
+    );
+    at_head(&src, &b.primary, "the backlog acknowledged").await;
+    // The source now waits in a 30 s long poll: a change ends it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let produced = src.status().produced;
+    let t = Instant::now();
+    LoadGen::run(&b.store, "corp-a", 0, Until::Count(1), 14).await;
+    wait_for(Duration::from_secs(5), "the change produced", || {
+        src.status().produced > produced
+    })
+    .await;
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "a change waited {:?} behind the long poll",
+        t.elapsed()
+    );
+    let t = Instant::now();
+    let end = src.stop_within(Duration::from_secs(2)).await;
+    assert!(end.clean(), "{end:?}");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "a stop waited {:?} for the long poll",
+        t.elapsed()
+    );
 }
