@@ -198,8 +198,10 @@ impl HttpProvider {
         if let Some(t) = timeout {
             req = req.timeout(t);
         }
-        super::check_write_permit()?;
-        let resp = req.send().await.map_err(transport_error)?;
+        let req = req.build().map_err(transport_error)?;
+        let resp = super::gate::send_gated(&self.client, req)
+            .await?
+            .map_err(transport_error)?;
         let status = resp.status();
         let retry_after = resp
             .headers()

@@ -16,6 +16,7 @@ use crate::model::{AccountState, Change, Digest, Entity, EntityKey};
 pub mod agora;
 pub mod cgibin;
 pub mod feedless;
+pub mod gate;
 pub mod http;
 pub mod notice;
 pub mod officialaccount;

@@ -157,8 +157,7 @@ impl ChatClient {
         if let Some(b) = body {
             req = req.json(b);
         }
-        crate::provider::check_write_permit()?;
-        let resp = req.send().await.map_err(|e| {
+        let failed = |e: reqwest::Error| {
             ProviderError::Unavailable(format!(
                 "{}: {}",
                 path.split('?').next().unwrap_or(path),
@@ -168,7 +167,11 @@ impl ChatClient {
                     "request failed"
                 }
             ))
-        })?;
+        };
+        let req = req.build().map_err(failed)?;
+        let resp = crate::provider::gate::send_gated(&self.http, req)
+            .await?
+            .map_err(failed)?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()

@@ -256,11 +256,12 @@ impl ApiClient {
                     .multipart(form)
             }
         };
-        crate::provider::check_write_permit()?;
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| ProviderError::Unavailable(format!("{api}: {}", without_url(&e))))?;
+        let failed =
+            |e: reqwest::Error| ProviderError::Unavailable(format!("{api}: {}", without_url(&e)));
+        let req = req.build().map_err(failed)?;
+        let resp = crate::provider::gate::send_gated(&self.http, req)
+            .await?
+            .map_err(failed)?;
         let status = resp.status();
         if !status.is_success() {
             return Err(ProviderError::Unavailable(format!("{api}: HTTP {status}")));
