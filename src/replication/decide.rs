@@ -29,6 +29,7 @@ use crate::provider::ProviderError;
 mod bounds;
 mod tracker;
 mod upgrade;
+mod versions;
 
 pub use bounds::{
     EndOffsetsFrom, MAX_SETTLE_RESERVE, drain_target, end_offsets_due, fence_read_budget,
@@ -36,6 +37,7 @@ pub use bounds::{
 };
 pub use tracker::CheckpointTracker;
 pub use upgrade::{Committed, commit_due, needs_pair_group, upgrade_committed};
+pub use versions::{Chosen, MAX_REMEMBERED, Version, choose, remember};
 
 /// Positions captured when the direction flipped: the new source starts at the feed head
 /// of the new active side, the new sink at the end offsets of the state topic, so nothing

@@ -33,7 +33,7 @@
 //! - Prefetch memory is bounded per partition: see `Tuning::consumer_queue_kib`; a worker
 //!   holds one chunk (`Tuning::sink_chunk` records) at a time.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -98,6 +98,10 @@ struct Part {
     /// Observed-at (ms) of the first record of each chunk handed to the worker and not
     /// yet applied: the front is the oldest unapplied record the sink holds.
     pending: Mutex<VecDeque<i64>>,
+    /// Per key, the version of the change last written to the passive account: a record
+    /// not newer is not written again (`decide::choose`). Only this partition's worker
+    /// uses it.
+    written: Mutex<HashMap<crate::model::EntityKey, decide::Version>>,
 }
 
 struct Shared {
@@ -234,6 +238,7 @@ impl Sink {
                         committed: AtomicI64::new(r.first),
                         stored: AtomicBool::new(r.stored),
                         pending: Mutex::new(VecDeque::new()),
+                        written: Mutex::new(HashMap::new()),
                     };
                     (*p, part)
                 })
@@ -442,3 +447,7 @@ impl Drop for Sink {
         self.abort_tasks();
     }
 }
+
+#[cfg(test)]
+#[path = "sink/tests.rs"]
+mod tests;

@@ -13,7 +13,8 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
-use super::{Ctx, Shared, lock};
+use super::{Ctx, Part, Shared, lock};
+use crate::model::EntityKey;
 use crate::provider::ProviderError;
 use crate::replication::codec::{self, DlqReason, StateRecord};
 use crate::replication::config::backoff;
@@ -63,7 +64,7 @@ pub(super) async fn worker(
             .and_then(|m| m.timestamp().to_millis())
             .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
         lock(&part.pending).push_back(first_ts);
-        if !apply_chunk(&ctx, &chunk, &stop).await {
+        if !apply_chunk(&ctx, part, p, &chunk, &stop).await {
             return; // stopped mid-chunk: nothing of it counts as applied
         }
         part.applied.store(last + 1, Ordering::Release);
@@ -79,32 +80,52 @@ enum Applied {
 }
 
 /// Applies one chunk; false when stopped before it was complete.
-async fn apply_chunk(ctx: &Ctx, chunk: &[OwnedMessage], stop: &watch::Receiver<bool>) -> bool {
+async fn apply_chunk(
+    ctx: &Ctx,
+    part: &Part,
+    p: i32,
+    chunk: &[OwnedMessage],
+    stop: &watch::Receiver<bool>,
+) -> bool {
     let mut dead: Vec<(usize, DlqReason, String)> = Vec::new();
     let mut decoded = Vec::with_capacity(chunk.len());
+    // Per record of the chunk, its version, kept for the ones written.
+    let mut versions: Vec<Option<decide::Version>> = vec![None; chunk.len()];
     for (i, m) in chunk.iter().enumerate() {
         let headers = m.headers();
         let lookup = |name: &str| {
             headers.and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value))
         };
         match codec::decode(m.key(), m.payload(), lookup) {
-            Ok(rec) => decoded.push((rec.key().clone(), (i, rec))),
+            Ok(rec) => {
+                let v = version_of(&rec);
+                versions[i] = v;
+                decoded.push((rec.key().clone(), v, (i, rec)));
+            }
             Err(e) => dead.push((i, DlqReason::Undecodable, e.to_string())),
         }
     }
     let n_decoded = decoded.len();
-    let writes = decide::coalesce(decoded);
+    let chosen = decide::choose(decoded, &lock(&part.written));
+    if chosen.stale > 0 {
+        tracing::info!(
+            partition = p,
+            stale = chosen.stale,
+            "records older than what the passive account already holds were not written (a late copy from a replica that lost the pair, or a feed read again)"
+        );
+    }
+    let writes = chosen.writes;
     let n_writes = writes.len();
     let conc = ctx.cfg.tuning.apply_concurrency.max(1);
-    let results: Vec<(usize, Applied)> = futures::stream::iter(writes)
-        .map(|(_, (i, rec))| async move { (i, apply_one(ctx, &rec, stop.clone()).await) })
+    let results: Vec<(usize, Applied, EntityKey)> = futures::stream::iter(writes)
+        .map(|(key, (i, rec))| async move { (i, apply_one(ctx, &rec, stop.clone()).await, key) })
         .buffer_unordered(conc)
         .collect()
         .await;
     let mut rejected = 0;
-    for (i, r) in results {
+    for (i, r, key) in results {
         match r {
-            Applied::Done => {}
+            Applied::Done => decide::remember(&mut lock(&part.written), key, versions[i]),
             Applied::Poison(e) => {
                 rejected += 1;
                 dead.push((i, DlqReason::Rejected, e));
@@ -129,6 +150,21 @@ async fn apply_chunk(ctx: &Ctx, chunk: &[OwnedMessage], stop: &watch::Receiver<b
     s.last_applied_ms
         .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
     true
+}
+
+/// The version of a record's change (see `decide::choose`).
+fn version_of(rec: &StateRecord) -> Option<decide::Version> {
+    let meta = match rec {
+        StateRecord::Upsert { meta, .. } => Some(meta),
+        StateRecord::Delete { meta, .. } => meta.as_ref(),
+    };
+    meta.and_then(|m| {
+        decide::Version::of(
+            &m.source_account,
+            m.seq,
+            codec::parse_rfc3339_ms(&m.observed_at),
+        )
+    })
 }
 
 /// Writes one record to the passive account, retrying until it succeeds, is poison, or
