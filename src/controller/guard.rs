@@ -9,9 +9,13 @@
 //! claim lapsed sends nothing more, without waiting for the leadership watch to stop
 //! its pairs. The check is asked again before every request a provider write sends,
 //! its client's own retries included: a request that timed out while the process was
-//! stopped is not sent again after it resumes. Reads are not guarded. What is left is the
-//! time between the check and the bytes leaving the process (no provider API takes a
-//! fencing token).
+//! stopped is not sent again after it resumes, and the body of a request leaves only if
+//! the check still holds then (`provider::gate`). Reads are not guarded, except the change
+//! feed's: what a source reads it sends to Kafka, so a replica that lost the pair gets no
+//! changes (asked before the read and when it answers). What is left is the time between
+//! the last check and the bytes leaving the process (no provider API takes a fencing
+//! token); records already in the Kafka producer leave late, and sinks skip them as older
+//! than what they wrote (`replication::decide::choose`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,7 +157,13 @@ impl AccountProvider for GuardedProvider {
         limit: usize,
         wait: Duration,
     ) -> Result<ChangeBatch, ProviderError> {
-        self.inner.changes(cursor, limit, wait).await
+        // The changes read are what the source sends to Kafka: a replica that lost the
+        // pair hands none over, asked before the read and again when it answers (a long
+        // poll that spans a stall answers after the claim lapsed).
+        self.guard.provider_check("feed read")?;
+        let batch = self.inner.changes(cursor, limit, wait).await?;
+        self.guard.provider_check("feed read")?;
+        Ok(batch)
     }
 
     async fn head_cursor(&self) -> Result<String, ProviderError> {

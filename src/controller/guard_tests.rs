@@ -191,3 +191,34 @@ async fn a_write_the_client_retries_is_not_sent_again_once_the_lease_is_not_held
     p2.status().await.unwrap_err();
     assert_eq!(requests.load(Ordering::Acquire) - before, 3);
 }
+
+/// What a source reads from the feed it sends to Kafka: once the claim is gone the feed
+/// answers nothing, also to a long poll that was waiting when the claim lapsed.
+#[tokio::test]
+async fn the_feed_gives_no_changes_once_the_lease_is_not_held() {
+    let store = SimStore::new();
+    let raw = Arc::new(SimProvider::new(store.clone(), "corp-a"));
+    let (g, held) = guard();
+    let p = g.provider(raw.clone());
+    let head = p.head_cursor().await.unwrap();
+    let waiting = {
+        let (p, head) = (p.clone(), head.clone());
+        tokio::spawn(async move { p.changes(Some(&head), 100, Duration::from_secs(5)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    held.store(false, Ordering::Release);
+    raw.put_entity(&Entity::new(key("u1"), json!({"n": 1})), None)
+        .await
+        .unwrap();
+    let err = waiting.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains(NOT_HOLDER), "{err}");
+    let err = p
+        .changes(Some(&head), 100, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(NOT_HOLDER), "{err}");
+    // The change is there for whoever holds the pair.
+    held.store(true, Ordering::Release);
+    let batch = p.changes(Some(&head), 100, Duration::ZERO).await.unwrap();
+    assert_eq!(batch.changes.len(), 1);
+}
