@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use prometheus::{GaugeVec, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{GaugeVec, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts};
 
 pub struct ControllerMetrics {
     /// 1 for the current verdict of a side, 0 for the others.
@@ -25,6 +25,8 @@ pub struct ControllerMetrics {
     pub active_side: IntGaugeVec,
     /// 1 while the pair is paused (no automatic action).
     pub paused: IntGaugeVec,
+    /// Routine status writes left for the pair's next tick: every slot was taken.
+    pub status_writes_deferred_total: IntCounter,
 }
 
 pub const VERDICTS: [&str; 5] = ["Healthy", "Suspect", "Frozen", "Banned", "Unknown"];
@@ -128,6 +130,10 @@ fn build() -> Result<ControllerMetrics, prometheus::Error> {
             ),
             &["namespace", "pair"],
         )?,
+        status_writes_deferred_total: IntCounter::new(
+            "understudy_status_writes_deferred_total",
+            "Routine pair status writes left for the pair's next tick because the operator-wide bound of writes in flight was reached",
+        )?,
     };
     let r = &crate::metrics::metrics().registry;
     crate::metrics::register(r, Box::new(m.account_status.clone()))?;
@@ -145,6 +151,7 @@ fn build() -> Result<ControllerMetrics, prometheus::Error> {
     crate::metrics::register(r, Box::new(m.reconcile_changes_total.clone()))?;
     crate::metrics::register(r, Box::new(m.active_side.clone()))?;
     crate::metrics::register(r, Box::new(m.paused.clone()))?;
+    crate::metrics::register(r, Box::new(m.status_writes_deferred_total.clone()))?;
     Ok(m)
 }
 

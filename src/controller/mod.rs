@@ -23,6 +23,7 @@ pub mod run;
 pub mod secrets;
 pub mod shards;
 pub mod status;
+pub mod status_budget;
 pub mod status_pace;
 pub mod switchover;
 pub mod targets;

@@ -485,6 +485,9 @@ impl PairActor {
         ) {
             return;
         }
+        let Some(_slot) = crate::controller::status_budget::slot() else {
+            return; // still due on the next tick
+        };
         let api: Api<AccountPair> = Api::namespaced(self.env.client.clone(), &self.ns);
         let (previous, version) = match self.stored_version.take() {
             // Our last write is the latest version unless the write below is refused.
