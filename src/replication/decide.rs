@@ -18,8 +18,7 @@
 //! - **What to write**: [`coalesce`] — within one in-order run of a partition only the
 //!   last full state of each key needs applying.
 
-use std::collections::{BTreeMap, HashMap};
-use std::hash::Hash;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -205,25 +204,6 @@ pub fn classify_feed_error(err: &ProviderError) -> FeedVerdict {
     }
 }
 
-/// Keeps the last item of every key, in the order of those last occurrences. Records of
-/// one partition are full states applied in order, so earlier states of a key in the same
-/// run are superseded and need no write.
-pub fn coalesce<K: Eq + Hash + Clone, T>(items: Vec<(K, T)>) -> Vec<(K, T)> {
-    let mut last: HashMap<K, usize> = HashMap::with_capacity(items.len());
-    for (i, (k, _)) in items.iter().enumerate() {
-        last.insert(k.clone(), i);
-    }
-    if last.len() == items.len() {
-        return items;
-    }
-    items
-        .into_iter()
-        .enumerate()
-        .filter(|(i, (k, _))| last.get(k) == Some(i))
-        .map(|(_, it)| it)
-        .collect()
-}
-
 /// Records produced but not applied: per partition, the end offset (or what the source
 /// saw acknowledged, if newer) minus the sink's applied position.
 pub fn lag_records(
@@ -403,15 +383,6 @@ mod tests {
             classify_feed_error(&E::Unavailable("x".into())),
             FeedVerdict::Retry
         );
-    }
-
-    #[test]
-    fn coalesce_keeps_the_last_state_per_key() {
-        let items = vec![("a", 1), ("b", 2), ("a", 3), ("c", 4), ("b", 5)];
-        assert_eq!(coalesce(items), vec![("a", 3), ("c", 4), ("b", 5)]);
-        let distinct = vec![("x", 1), ("y", 2)];
-        assert_eq!(coalesce(distinct.clone()), distinct);
-        assert!(coalesce::<&str, i32>(vec![]).is_empty());
     }
 
     #[test]

@@ -78,8 +78,9 @@ pub struct Chosen<K, T> {
 
 /// The records of a chunk (in offset order, each with its version) to write: per key the
 /// newest — the highest version of one account, else the last by offset — unless what
-/// was written for the key (`written`) is already as new. Keeps the chunk's order of
-/// first appearance.
+/// was written for the key (`written`) is already as new. Records of one partition are
+/// full states, so the others need no write. The writes keep the chunk's order of the
+/// records chosen.
 pub fn choose<K: Eq + Hash + Clone, T>(
     items: Vec<(K, Option<Version>, T)>,
     written: &HashMap<K, Version>,
@@ -154,6 +155,30 @@ mod tests {
 
     fn keys<T>(c: &Chosen<&'static str, T>) -> Vec<&'static str> {
         c.writes.iter().map(|(k, _)| *k).collect()
+    }
+
+    #[test]
+    fn without_versions_the_last_state_of_each_key_is_written_in_offset_order() {
+        let items = vec![
+            ("a", None, 1),
+            ("b", None, 2),
+            ("a", None, 3),
+            ("c", None, 4),
+            ("b", None, 5),
+        ];
+        let c = choose(items, &HashMap::new());
+        assert_eq!(c.writes, vec![("a", 3), ("c", 4), ("b", 5)]);
+        assert_eq!(c.stale, 0);
+        let distinct = vec![("x", None, 1), ("y", None, 2)];
+        assert_eq!(
+            choose(distinct, &HashMap::new()).writes,
+            vec![("x", 1), ("y", 2)]
+        );
+        assert!(
+            choose::<&str, i32>(vec![], &HashMap::new())
+                .writes
+                .is_empty()
+        );
     }
 
     #[test]
