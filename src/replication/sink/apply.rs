@@ -123,14 +123,18 @@ async fn apply_chunk(
         .collect()
         .await;
     let mut rejected = 0;
-    for (i, r, key) in results {
-        match r {
-            Applied::Done => decide::remember(&mut lock(&part.written), key, versions[i]),
-            Applied::Poison(e) => {
-                rejected += 1;
-                dead.push((i, DlqReason::Rejected, e));
+    {
+        // One lock for the chunk's results, released before the DLQ's awaits.
+        let mut written = lock(&part.written);
+        for (i, r, key) in results {
+            match r {
+                Applied::Done => decide::remember(&mut written, key, versions[i]),
+                Applied::Poison(e) => {
+                    rejected += 1;
+                    dead.push((i, DlqReason::Rejected, e));
+                }
+                Applied::Stopped => return false,
             }
-            Applied::Stopped => return false,
         }
     }
     dead.sort_by_key(|(i, _, _)| *i);

@@ -306,23 +306,33 @@ async fn at_head(src: &Source, p: &SimProvider, what: &str) {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sources_of_two_pairs_share_one_producer_and_a_clean_end_leaves_the_other_alone() {
-    let b = bed();
-    let (cfg_b, corp_b) = second_pair(&b);
-    LoadGen::run(&b.store, "corp-a", 0, Until::Count(200), 6).await;
-    LoadGen::run(&b.store, "corp-b", 0, Until::Count(200), 7).await;
+/// Pair `b`'s source and a second pair's on the same producer settings, each with 200
+/// changes (load seeds `seed`, `seed + 1`), both started and acknowledged to the head.
+async fn two_pairs_at_head(
+    b: &Bed,
+    seed: u64,
+) -> (Source, Source, PipelineConfig, Arc<SimProvider>) {
+    let (cfg_b, corp_b) = second_pair(b);
+    LoadGen::run(&b.store, "corp-a", 0, Until::Count(200), seed).await;
+    LoadGen::run(&b.store, "corp-b", 0, Until::Count(200), seed + 1).await;
     let a = Source::start(b.cfg.clone(), b.primary.clone())
         .await
         .expect("source a");
-    let src_b = Source::start(cfg_b, corp_b.clone())
+    let src_b = Source::start(cfg_b.clone(), corp_b.clone())
         .await
         .expect("source b");
+    at_head(&a, &b.primary, "pair a acknowledged").await;
+    at_head(&src_b, &corp_b, "pair b acknowledged").await;
+    (a, src_b, cfg_b, corp_b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_of_two_pairs_share_one_producer_and_a_clean_end_leaves_the_other_alone() {
+    let b = bed();
+    let (a, src_b, _, corp_b) = two_pairs_at_head(&b, 6).await;
     let (pa, pb) = (a.producer().expect("open"), src_b.producer().expect("open"));
     assert!(Arc::ptr_eq(&pa, &pb), "one producer for both pairs");
     drop((pa, pb));
-    at_head(&a, &b.primary, "pair a acknowledged").await;
-    at_head(&src_b, &corp_b, "pair b acknowledged").await;
     let before = src_b.status().produced;
     // Pair b's changes keep flowing, each batch in flight for 100 ms, while pair a stops
     // with nothing unanswered.
@@ -350,18 +360,8 @@ async fn sources_of_two_pairs_share_one_producer_and_a_clean_end_leaves_the_othe
 async fn a_fence_with_records_unanswered_purges_the_shared_producer_and_only_the_other_pair_sends_again()
  {
     let b = bed();
-    let (cfg_b, corp_b) = second_pair(&b);
+    let (a, src_b, cfg_b, corp_b) = two_pairs_at_head(&b, 9).await;
     let (topic_a, topic_b) = (b.cfg.state_topic(), cfg_b.state_topic());
-    LoadGen::run(&b.store, "corp-a", 0, Until::Count(200), 9).await;
-    LoadGen::run(&b.store, "corp-b", 0, Until::Count(200), 10).await;
-    let a = Source::start(b.cfg.clone(), b.primary.clone())
-        .await
-        .expect("source a");
-    let src_b = Source::start(cfg_b, corp_b.clone())
-        .await
-        .expect("source b");
-    at_head(&a, &b.primary, "pair a acknowledged").await;
-    at_head(&src_b, &corp_b, "pair b acknowledged").await;
     let in_topic_a = topic_records(&b, &topic_a);
     assert_eq!(in_topic_a, a.status().produced as i64);
     b.mock.broker_down(1).expect("broker down");
