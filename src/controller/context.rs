@@ -42,6 +42,10 @@ impl Deref for Context {
     }
 }
 
+/// How long an object of a shard another replica holds waits before it is looked at
+/// again (see [`Context::not_ours`]).
+pub const NOT_OURS_BACKSTOP: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Context {
     pub fn new(env: Arc<Env>) -> Arc<Self> {
         Arc::new(Context {
@@ -76,12 +80,15 @@ impl Context {
 
     /// What a controller does with an object of a pair this replica may not act on. With
     /// shards another replica holds it, or nobody yet: nothing is dropped here, and taking
-    /// a shard reconciles everything again, so wait for a change. With one Lease this
-    /// replica is not the leader (or its claim lapsed): count the dropped work and look
-    /// again in 5 s.
+    /// a shard reconciles everything again, so look again only after
+    /// [`NOT_OURS_BACKSTOP`]. With one Lease this replica is not the leader (or its claim
+    /// lapsed): count the dropped work and look again in 5 s.
     pub fn not_ours(&self, what: &str) -> Action {
         if self.leader.shards() > 1 {
-            return Action::await_change();
+            // Taking the shard makes every object be looked at again; the slow requeue
+            // is the backstop should that look be missed (a claim lapsing for less than
+            // the leadership watch's tick).
+            return Action::requeue(NOT_OURS_BACKSTOP);
         }
         super::metrics::metrics()
             .dropped_work_total
@@ -90,21 +97,25 @@ impl Context {
         Action::requeue(std::time::Duration::from_secs(5))
     }
 
-    /// Stop what runs here for the pairs of shards this replica does not hold (`held`:
-    /// per shard, as looked at just now): their executing switchovers are aborted where
-    /// they are (the shard's next holder resumes them from their persisted step) and
-    /// their pairs taken out (the caller aborts them). With one shard not held that is
-    /// everything. Level, not edge: a pair started by a reconcile that began before its
+    /// Stop what runs here for the pairs of shards this replica does not hold: executing
+    /// switchovers of shards not `held` (per shard, by the clock just now) are aborted
+    /// where they are (the shard's next holder resumes them from their persisted step),
+    /// and pairs of shards not `running` (see [`super::shards::keep_running`]) taken out
+    /// (the caller aborts them). With one shard not held that is everything. Level, not edge: a pair started by a reconcile that began before its
     /// shard was given back is taken on the next look too.
-    pub fn take_not_held(&self, held: &[bool]) -> (Vec<String>, Vec<Arc<PairHandle>>) {
-        let not_held = |key: &str| {
+    pub fn take_not_held(
+        &self,
+        held: &[bool],
+        running: &[bool],
+    ) -> (Vec<String>, Vec<Arc<PairHandle>>) {
+        let outside = |key: &str, set: &[bool]| {
             let (ns, name) = key.split_once('/').unwrap_or(("", key));
             let shard = usize::from(self.leader.shard_of(ns, name));
-            !held.get(shard).copied().unwrap_or(false)
+            !set.get(shard).copied().unwrap_or(false)
         };
         let mut stopped = Vec::new();
         lock(&self.executing).retain(|key, e| {
-            if !not_held(key) {
+            if !outside(key, held) {
                 return true;
             }
             if let Some(t) = &e.task {
@@ -114,7 +125,11 @@ impl Context {
             false
         });
         let mut pairs = lock(&self.pairs);
-        let keys: Vec<String> = pairs.keys().filter(|k| not_held(k)).cloned().collect();
+        let keys: Vec<String> = pairs
+            .keys()
+            .filter(|k| outside(k, running))
+            .cloned()
+            .collect();
         let taken = keys.iter().filter_map(|k| pairs.remove(k)).collect();
         (stopped, taken)
     }

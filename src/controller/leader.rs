@@ -89,6 +89,31 @@ impl LeaderHandle {
         LeaderHandle { inner, changes: rx }
     }
 
+    /// A handle over `valid_until_ms.len()` shards with these claims, and the sender of
+    /// what the election reports (tests).
+    #[cfg(test)]
+    pub(crate) fn for_test(valid_until_ms: &[u64]) -> (Self, watch::Sender<Vec<bool>>) {
+        let inner = Inner::new(valid_until_ms.len() as u16, 0);
+        for (v, until) in inner.valid_until_ms.iter().zip(valid_until_ms) {
+            v.store(*until, Ordering::Release);
+        }
+        let (tx, rx) = watch::channel(valid_until_ms.iter().map(|u| *u > 0).collect());
+        (
+            LeaderHandle {
+                inner: Arc::new(inner),
+                changes: rx,
+            },
+            tx,
+        )
+    }
+
+    /// Sets shard `shard`'s claim to run until `until_ms` without the election reporting
+    /// it (tests).
+    #[cfg(test)]
+    pub(crate) fn lapse_for_test(&self, shard: usize, until_ms: u64) {
+        self.inner.valid_until_ms[shard].store(until_ms, Ordering::Release);
+    }
+
     /// How many shards the pairs are spread over.
     pub fn shards(&self) -> u16 {
         self.inner.valid_until_ms.len() as u16
@@ -158,6 +183,18 @@ impl LeaderHandle {
         };
         let now = self.inner.epoch.elapsed().as_millis() as u64;
         now < until.load(Ordering::Acquire)
+    }
+
+    /// How long ago our claim on `shard` ran out by the clock (`None`: it is valid, or
+    /// the election cleared it: lost, released or never ours).
+    pub fn lapsed_for(&self, shard: u16) -> Option<Duration> {
+        let until = self
+            .inner
+            .valid_until_ms
+            .get(usize::from(shard))?
+            .load(Ordering::Acquire);
+        let now = self.inner.epoch.elapsed().as_millis() as u64;
+        (until > 0 && now >= until).then(|| Duration::from_millis(now - until))
     }
 
     /// True while we may act on this pair (we hold its shard).

@@ -43,6 +43,9 @@ pub async fn run(
     // Bind first: the Lease carries our webhook address.
     let bound = crate::http::Bound::bind(&listen).await?;
     let webhook = bound.webhook_addr()?;
+    // A claim lapsed by the clock alone keeps its pairs (writing nothing) for at most a
+    // lease duration while no pass says it is lost (see `shards::keep_running`).
+    let lapse_grace = election.as_ref().map_or(Duration::ZERO, |e| e.duration);
     let (leader, _lease_task) = match election {
         Some(e) => {
             let cfg = LeaseConfig {
@@ -84,7 +87,14 @@ pub async fn run(
     http.announce();
     tracing::info!(webhook = %http.webhook, health = %http.health, identity = %opts.identity, "operator started");
 
-    tokio::spawn(watch_leadership(ctx.clone(), leader.clone()));
+    // Shards taken, as `watch_leadership` sees them (by the clock, as every actor asks).
+    let (gained_tx, gained_rx) = tokio::sync::watch::channel(0u64);
+    tokio::spawn(watch_leadership(
+        ctx.clone(),
+        leader.clone(),
+        gained_tx,
+        lapse_grace,
+    ));
     // Finished drills into the audit trail (recorded by the holder of the pair's Lease).
     let drill_leader = leader.clone();
     tokio::spawn(crate::audit::drills::watch(
@@ -117,7 +127,7 @@ pub async fn run(
     // On becoming the leader, look at everything at once (a replica taking over after a
     // hand-over must not wait for requeue timers).
     let pair_ctl = Controller::new(pairs, watcher::Config::default())
-        .reconcile_all_on(leadership_gained(&leader))
+        .reconcile_all_on(leadership_gained(gained_rx.clone()))
         .graceful_shutdown_on(stopped())
         .run(
             super::account_pair::reconcile,
@@ -130,7 +140,7 @@ pub async fn run(
             }
         });
     let so_ctl = Controller::new(switchovers, watcher::Config::default())
-        .reconcile_all_on(leadership_gained(&leader))
+        .reconcile_all_on(leadership_gained(gained_rx.clone()))
         .graceful_shutdown_on(stopped())
         .run(
             super::switchover::reconcile,
@@ -147,7 +157,7 @@ pub async fn run(
         None => Api::all(client.clone()),
     };
     let drill_ctl = Controller::new(drills, watcher::Config::default())
-        .reconcile_all_on(leadership_gained(&leader))
+        .reconcile_all_on(leadership_gained(gained_rx.clone()))
         .graceful_shutdown_on(stopped())
         .run(
             super::drill::reconcile,
@@ -175,20 +185,15 @@ pub async fn run(
     Ok(())
 }
 
-/// One item each time this replica takes a shard (with one shard: becomes the leader).
-fn leadership_gained(leader: &LeaderHandle) -> impl futures::Stream<Item = ()> + Send + 'static {
-    let rx = leader.changes();
-    let before = rx.borrow().clone();
-    futures::stream::unfold((rx, before), |(mut rx, mut before)| async move {
-        loop {
-            rx.changed().await.ok()?;
-            let now = rx.borrow_and_update().clone();
-            let gained = !super::shards::moved(&before, &now).gained.is_empty();
-            before = now;
-            if gained {
-                return Some(((), (rx, before)));
-            }
-        }
+/// One item each time this replica takes a shard (with one shard: becomes the leader),
+/// as [`watch_leadership`] sees it.
+fn leadership_gained(
+    rx: tokio::sync::watch::Receiver<u64>,
+) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.changed().await.ok()?;
+        rx.borrow_and_update();
+        Some(((), rx))
     })
 }
 
@@ -269,34 +274,44 @@ async fn next_look(
 /// since a claim also runs out by the clock alone; each look takes every pair whose
 /// shard is not held, so a pair a reconcile started just after its shard went is taken
 /// too.
-async fn watch_leadership(ctx: Arc<Context>, leader: LeaderHandle) {
-    let mut rx = leader.changes();
+///
+/// Each look that finds a shard held that was not held at the last look counts on
+/// `gained`, and the controllers then look at every object again. By this clock-aware
+/// view, not the election's: a claim that lapsed during a slow pass and was renewed by
+/// the same pass never changes what the election reports, yet its pairs were stopped
+/// here, and reconciles in the lapse declined them.
+async fn watch_leadership(
+    ctx: Arc<Context>,
+    leader: LeaderHandle,
+    gained: tokio::sync::watch::Sender<u64>,
+    lapse_grace: Duration,
+) {
     let m = super::metrics::metrics();
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    let mut before = vec![false; usize::from(leader.shards())];
-    let mut open = true;
-    loop {
-        next_look(&mut rx, &mut open, &mut tick).await;
-        let now = leader.held();
+    let identity = ctx.opts.identity.clone();
+    follow_shards(leader, gained, lapse_grace, move |now, running, moved| {
         m.leader
-            .with_label_values(&[&ctx.opts.identity])
+            .with_label_values(&[&identity])
             .set(i64::from(now.contains(&true)));
-        let moved = super::shards::moved(&before, &now);
         // During a graceful shutdown the Leases are freed on purpose and `hand_over` stops
         // the pairs cleanly itself.
         if !ctx.is_shutting_down() {
-            let (stopped, pairs) = ctx.take_not_held(&now);
+            let (stopped, pairs) = ctx.take_not_held(now, running);
             if !stopped.is_empty() {
                 tracing::warn!(
                     ?stopped,
                     "lost the lease: switchovers stopped where they were; the next holder resumes them"
                 );
             }
-            if !pairs.is_empty() || !moved.lost.is_empty() {
+            if !pairs.is_empty() {
                 tracing::warn!(
                     shards = ?moved.lost,
                     dropped = pairs.len(),
                     "lost the lease: stopping their pairs at once"
+                );
+            } else if !moved.lost.is_empty() {
+                tracing::info!(
+                    shards = ?moved.lost,
+                    "claim lapsed on the clock (lease pass slow): their pairs write nothing until it is renewed, and stop if it is not"
                 );
             }
             for p in pairs {
@@ -312,6 +327,37 @@ async fn watch_leadership(ctx: Arc<Context>, leader: LeaderHandle) {
                 "leadership changed"
             );
         }
+    })
+    .await;
+}
+
+/// The looks of [`watch_leadership`]: on every change the election reports and every
+/// 200 ms, the shards held now by the clock, those whose pairs keep running
+/// ([`super::shards::keep_running`] with `lapse_grace`) and what moved since the last
+/// look, handed to `look`; then `gained` counts a look that found a shard newly held.
+async fn follow_shards(
+    leader: LeaderHandle,
+    gained: tokio::sync::watch::Sender<u64>,
+    lapse_grace: Duration,
+    mut look: impl FnMut(&[bool], &[bool], &super::shards::Moved),
+) {
+    let mut rx = leader.changes();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let n = usize::from(leader.shards());
+    let mut before = vec![false; n];
+    let mut open = true;
+    loop {
+        next_look(&mut rx, &mut open, &mut tick).await;
+        let now = leader.held();
+        let reported = rx.borrow().clone();
+        let lapsed_for: Vec<Option<Duration>> =
+            (0..leader.shards()).map(|s| leader.lapsed_for(s)).collect();
+        let running = super::shards::keep_running(&now, &reported, &lapsed_for, lapse_grace);
+        let moved = super::shards::moved(&before, &now);
+        look(&now, &running, &moved);
+        if !moved.gained.is_empty() {
+            gained.send_modify(|n| *n += 1);
+        }
         before = now;
     }
 }
@@ -319,6 +365,57 @@ async fn watch_leadership(ctx: Arc<Context>, leader: LeaderHandle) {
 #[cfg(test)]
 mod leadership_tests {
     use super::*;
+
+    async fn until(want: &[bool], looks: &mut tokio::sync::mpsc::UnboundedReceiver<Vec<bool>>) {
+        while looks.recv().await.expect("looking") != want {}
+    }
+
+    #[tokio::test]
+    async fn a_claim_that_lapses_and_is_renewed_unseen_by_the_election_reconciles_again() {
+        // Two shards held; the election reports nothing after its first pass, as when a
+        // slow pass lets a claim run out and then renews it.
+        let (leader, election) = LeaderHandle::for_test(&[u64::MAX, u64::MAX]);
+        let (gained, mut gains) = tokio::sync::watch::channel(0u64);
+        let (looks_tx, mut looks) = tokio::sync::mpsc::unbounded_channel();
+        let (running_tx, mut running) = tokio::sync::watch::channel(Vec::new());
+        let follow = tokio::spawn(follow_shards(
+            leader.clone(),
+            gained,
+            Duration::from_secs(60),
+            move |now, keep, _| {
+                running_tx.send_replace(keep.to_vec());
+                let _ = looks_tx.send(now.to_vec());
+            },
+        ));
+        let reconcile_all =
+            |gains: &mut tokio::sync::watch::Receiver<u64>| *gains.borrow_and_update();
+        until(&[true, true], &mut looks).await;
+        assert_eq!(
+            reconcile_all(&mut gains),
+            1,
+            "taking the shards looks at everything"
+        );
+        // Ran out a moment ago (1 ms after the handle was made), still ours by the
+        // election: its pairs keep running (they write nothing meanwhile).
+        leader.lapse_for_test(1, 1);
+        until(&[true, false], &mut looks).await;
+        assert_eq!(*running.borrow_and_update(), vec![true, true]);
+        // A pass that finds it lost stops them.
+        election.send_replace(vec![true, false]);
+        running
+            .wait_for(|r| *r == [true, false])
+            .await
+            .expect("the pairs of the lost shard stop");
+        election.send_replace(vec![true, true]);
+        leader.lapse_for_test(1, u64::MAX);
+        until(&[true, true], &mut looks).await;
+        assert_eq!(
+            reconcile_all(&mut gains),
+            2,
+            "the shard held again by the clock looks at everything again, though the election reported no change"
+        );
+        follow.abort();
+    }
 
     #[tokio::test]
     async fn an_always_leader_handle_is_looked_at_per_tick_not_in_a_spin() {

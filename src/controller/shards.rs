@@ -119,6 +119,37 @@ pub fn moved(before: &[bool], now: &[bool]) -> Moved {
     out
 }
 
+/// Per shard, whether its pairs keep running here (pure). `clock`: the claim is valid
+/// now; `reported`: the election's last pass found it ours; `lapsed_for`: how long ago
+/// the claim ran out by the clock.
+///
+/// A pair keeps running through a lapse of less than `grace` that no pass has confirmed:
+/// a slow pass that renews the claim lets it lapse on the clock first, yet nobody else
+/// held the shard meanwhile (taking it means writing its Lease, which fails the renewal's
+/// conditional write). While the claim is invalid the pair writes nothing (every write
+/// asks the claim). A pass that does not renew it, or a lapse that lasts `grace`, stops
+/// the pair.
+pub fn keep_running(
+    clock: &[bool],
+    reported: &[bool],
+    lapsed_for: &[Option<std::time::Duration>],
+    grace: std::time::Duration,
+) -> Vec<bool> {
+    clock
+        .iter()
+        .enumerate()
+        .map(|(s, held)| {
+            *held
+                || (reported.get(s).copied().unwrap_or(false)
+                    && lapsed_for
+                        .get(s)
+                        .copied()
+                        .flatten()
+                        .is_some_and(|d| d < grace))
+        })
+        .collect()
+}
+
 /// Rendezvous weight of a shard for a replica.
 fn weight(me: &str, shard: u16) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -360,3 +360,25 @@ fn a_joining_replica_gets_its_share_and_only_that_many_shards_move() {
     );
     assert_eq!(f.moves, 0);
 }
+
+#[test]
+fn a_claim_lapsed_on_the_clock_keeps_its_pairs_only_while_a_pass_may_still_renew_it() {
+    use std::time::Duration;
+    let grace = Duration::from_secs(3);
+    let short = Some(Duration::from_secs(1));
+    let long = Some(Duration::from_secs(3));
+    // Shard 0 held; 1 lapsed for a second, still ours by the last pass; 2 lapsed as long
+    // as the grace; 3 reported lost by the pass; 4 never ours.
+    let clock = [true, false, false, false, false];
+    let reported = [true, true, true, false, false];
+    let lapsed = [None, short, long, None, None];
+    assert_eq!(
+        keep_running(&clock, &reported, &lapsed, grace),
+        vec![true, true, false, false, false]
+    );
+    // Without a grace (one replica's tools) a lapse stops the pairs at once.
+    assert_eq!(
+        keep_running(&clock, &reported, &lapsed, Duration::ZERO),
+        vec![true, false, false, false, false]
+    );
+}
