@@ -76,7 +76,8 @@ fn sliced<T>(
     }
 }
 
-/// The last committed record on the topic and its offset (`None`: the chain is empty).
+/// The last committed record of the target's chain (partition) and its offset (`None`:
+/// the chain is empty).
 pub async fn read_tail(target: &AuditTarget) -> Result<Option<(i64, AuditRecord)>, AuditError> {
     let t = target.clone();
     blocking(move || read_tail_blocking(&t)).await?
@@ -112,10 +113,39 @@ fn read_tail_blocking(t: &AuditTarget) -> Result<Option<(i64, AuditRecord)>, Aud
     }
 }
 
-/// The topic's (earliest, end) offsets of its single partition.
+/// The (earliest, end) offsets of the target's partition (its chain).
 pub async fn watermarks(target: &AuditTarget) -> Result<(i64, i64), AuditError> {
     let t = target.clone();
     blocking(move || watermarks_blocking(&t)).await?
+}
+
+/// How many partitions (chains) the topic has; a missing topic is an error that
+/// [`AuditError::is_missing_topic`] recognises.
+pub async fn partition_count(target: &AuditTarget) -> Result<i32, AuditError> {
+    let t = target.clone();
+    blocking(move || partition_count_blocking(&t)).await?
+}
+
+/// Blocking form of [`partition_count`].
+pub fn partition_count_blocking(t: &AuditTarget) -> Result<i32, AuditError> {
+    let since = Instant::now();
+    let c = reader(t)?;
+    let what = "reading the audit topic's partitions";
+    let md = sliced(t, &c, since, what, |timeout| {
+        c.fetch_metadata(Some(&t.topic), timeout)
+    })?;
+    let found = md.topics().iter().find(|x| x.name() == t.topic);
+    let code = match found {
+        Some(x) if x.error().is_none() && !x.partitions().is_empty() => {
+            return Ok(i32::try_from(x.partitions().len()).unwrap_or(i32::MAX));
+        }
+        Some(x) => x
+            .error()
+            .map(RDKafkaErrorCode::from)
+            .unwrap_or(RDKafkaErrorCode::UnknownTopicOrPartition),
+        None => RDKafkaErrorCode::UnknownTopicOrPartition,
+    };
+    Err(t.fail(what, since)(KafkaError::MetadataFetch(code)))
 }
 
 pub(super) fn reader(t: &AuditTarget) -> Result<BaseConsumer<AuditContext>, AuditError> {
@@ -138,11 +168,11 @@ pub fn watermarks_blocking(t: &AuditTarget) -> Result<(i64, i64), AuditError> {
         &c,
         since,
         "reading the audit topic's offsets",
-        |timeout| c.fetch_watermarks(&t.topic, 0, timeout),
+        |timeout| c.fetch_watermarks(&t.topic, t.partition, timeout),
     )
 }
 
-/// Read committed records from `from` to the end of the partition, calling `f` with each
+/// Read committed records from `from` to the end of the target's partition, calling `f` with each
 /// record's offset and value; `f` returns false to stop early.
 pub fn scan_blocking(
     t: &AuditTarget,
@@ -156,13 +186,13 @@ pub fn scan_blocking(
         &c,
         since,
         "reading the audit topic's offsets",
-        |timeout| c.fetch_watermarks(&t.topic, 0, timeout),
+        |timeout| c.fetch_watermarks(&t.topic, t.partition, timeout),
     )?;
     if high <= low || from >= high {
         return Ok(());
     }
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&t.topic, 0, Offset::Offset(from.max(low)))
+    tpl.add_partition_offset(&t.topic, t.partition, Offset::Offset(from.max(low)))
         .map_err(t.fail("assigning the audit partition", since))?;
     c.assign(&tpl)
         .map_err(t.fail("assigning the audit partition", since))?;
@@ -198,7 +228,7 @@ pub fn offset_for_time_blocking(t: &AuditTarget, at_ms: i64) -> Result<i64, Audi
     let since = Instant::now();
     let c = reader(t)?;
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&t.topic, 0, Offset::Offset(at_ms))
+    tpl.add_partition_offset(&t.topic, t.partition, Offset::Offset(at_ms))
         .map_err(t.fail("looking up offsets by time", since))?;
     let found = sliced(t, &c, since, "looking up offsets by time", |timeout| {
         c.offsets_for_times(tpl.clone(), timeout)
@@ -216,7 +246,7 @@ pub fn offset_for_time_blocking(t: &AuditTarget, at_ms: i64) -> Result<i64, Audi
                 &c,
                 since,
                 "reading the audit topic's offsets",
-                |timeout| c.fetch_watermarks(&t.topic, 0, timeout),
+                |timeout| c.fetch_watermarks(&t.topic, t.partition, timeout),
             )?;
             Ok(high)
         }

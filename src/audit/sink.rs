@@ -50,6 +50,8 @@ pub struct AuditSettings {
     pub queue_capacity: usize,
     /// A pair whose oldest unwritten record waited longer has a [`AuditSink::problem`].
     pub stall_after: Duration,
+    /// Chains (partitions) the topic is created with: the operator's shards.
+    pub chains: u16,
 }
 
 impl Default for AuditSettings {
@@ -61,6 +63,7 @@ impl Default for AuditSettings {
             actor: "understudy".to_string(),
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             stall_after: DEFAULT_STALL_AFTER,
+            chains: 1,
         }
     }
 }
@@ -125,11 +128,12 @@ pub struct AuditSink {
 
 impl AuditSink {
     pub fn new(settings: AuditSettings) -> Self {
-        let (topic, retention) = (settings.topic.clone(), settings.retention);
+        let (topic, retention, chains) =
+            (settings.topic.clone(), settings.retention, settings.chains);
         AuditSink::with_connect(settings, move |kafka: &AuditKafka| {
-            Box::new(ChainWriter::new(AuditTarget::with_kafka(
-                kafka, &topic, retention,
-            ))) as Box<dyn Append>
+            Box::new(ChainWriter::new(
+                AuditTarget::with_kafka(kafka, &topic, retention).with_chains(chains),
+            )) as Box<dyn Append>
         })
     }
 

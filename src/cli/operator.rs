@@ -207,6 +207,8 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
             retention: args.audit_retention,
             topic: args.audit_topic.clone(),
             queue_capacity: args.audit_queue_capacity,
+            // One chain per shard, written by the shard's holder.
+            chains: args.shards,
             ..Default::default()
         },
         ..OperatorOptions::default()

@@ -22,18 +22,7 @@ use super::claim::LeaseAction;
 pub const SHARD_LABEL: &str = "understudy.dev/shard";
 
 /// The shard of a pair: stable across processes, versions and platforms.
-pub fn shard_of(namespace: &str, name: &str, shards: u16) -> u16 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in namespace
-        .bytes()
-        .chain(std::iter::once(b'/'))
-        .chain(name.bytes())
-    {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (h % u64::from(shards.max(1))) as u16
-}
+pub use crate::model::placement::shard_of;
 
 /// The name of a shard's Lease.
 pub fn lease_name(prefix: &str, shard: u16) -> String {

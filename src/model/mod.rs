@@ -4,6 +4,8 @@
 //! Keys order as their text `<kind>/<id>` orders (byte-wise), which is the order the
 //! Provider API pages entities in and the order the drill verifier merge-joins on.
 
+pub mod placement;
+
 use std::fmt;
 
 use schemars::JsonSchema;

@@ -16,6 +16,7 @@ use super::client::{Kube, api_failure};
 use super::{Failure, Outcome, Output, print_value};
 use crate::api::AccountPair;
 use crate::audit::access::parse_properties;
+use crate::audit::read::Verification;
 use crate::audit::{AuditKafka, AuditTarget, ChainWriter, DEFAULT_RETENTION, Draft, pair_kafka};
 
 /// `--kafka` and `--kafka-properties`.
@@ -168,33 +169,89 @@ pub async fn verify(
     if output != Output::Table {
         print_value(&v, output)?;
     } else {
-        let s = &v.summary;
-        let range = match (s.first_seq, s.last_seq, s.first_offset, s.last_offset) {
-            (Some(a), Some(b), Some(x), Some(y)) => format!(" (seq {a}..{b}, offsets {x}..{y})"),
-            _ => String::new(),
-        };
-        if v.whole {
-            println!(
-                "audit chain whole: {} records{range} on {topic} at {bootstrap}",
-                s.records
-            );
-            if s.starts_after_retention {
+        for c in &v {
+            println!("{}", chain_line(c, &bootstrap, v.len()));
+            if c.whole && c.summary.starts_after_retention {
                 println!("  (the chain starts after records that expired by retention)");
             }
-        } else {
-            println!(
-                "audit chain BROKEN on {topic} at {bootstrap}: {} records verified{range} before the first bad one",
-                s.records
-            );
         }
     }
-    match &v.first_bad {
+    match v
+        .iter()
+        .find_map(|c| c.first_bad.as_ref().map(|b| (c.partition, b)))
+    {
         None => Ok(()),
-        Some(b) => Err(Failure::failed(format!(
-            "first bad record: {}at offset {}: {}",
+        Some((partition, b)) => Err(Failure::failed(format!(
+            "first bad record{}: {}at offset {}: {}",
+            if v.len() > 1 {
+                format!(" of the chain on partition {partition}")
+            } else {
+                String::new()
+            },
             b.seq.map(|s| format!("seq {s} ")).unwrap_or_default(),
             b.offset,
             b.problem
         ))),
+    }
+}
+
+/// Pure: the line `audit verify` prints for one chain of a topic with `chains` chains
+/// (the partition is named only when there are several).
+pub fn chain_line(c: &Verification, bootstrap: &str, chains: usize) -> String {
+    let s = &c.summary;
+    let range = match (s.first_seq, s.last_seq, s.first_offset, s.last_offset) {
+        (Some(a), Some(b), Some(x), Some(y)) => format!(" (seq {a}..{b}, offsets {x}..{y})"),
+        _ => String::new(),
+    };
+    let at = if chains > 1 {
+        format!("{} partition {} at {bootstrap}", c.topic, c.partition)
+    } else {
+        format!("{} at {bootstrap}", c.topic)
+    };
+    if c.whole {
+        format!("audit chain whole: {} records{range} on {at}", s.records)
+    } else {
+        format!(
+            "audit chain BROKEN on {at}: {} records verified{range} before the first bad one",
+            s.records
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::ChainSummary;
+
+    fn chain(partition: i32, records: u64, whole: bool) -> Verification {
+        Verification {
+            topic: "understudy.audit".into(),
+            partition,
+            whole,
+            summary: ChainSummary {
+                records,
+                first_seq: (records > 0).then_some(1),
+                last_seq: (records > 0).then_some(records),
+                first_offset: (records > 0).then_some(0),
+                last_offset: (records > 0).then_some(2 * records as i64 - 1),
+                ..ChainSummary::default()
+            },
+            first_bad: None,
+        }
+    }
+
+    #[test]
+    fn one_chain_prints_as_before_and_several_name_their_partition() {
+        assert_eq!(
+            chain_line(&chain(0, 3, true), "k:9092", 1),
+            "audit chain whole: 3 records (seq 1..3, offsets 0..5) on understudy.audit at k:9092"
+        );
+        assert_eq!(
+            chain_line(&chain(7, 0, true), "k:9092", 16),
+            "audit chain whole: 0 records on understudy.audit partition 7 at k:9092"
+        );
+        assert!(chain_line(&chain(2, 4, false), "k:9092", 16).starts_with(
+            "audit chain BROKEN on understudy.audit partition 2 at k:9092: 4 records verified"
+        ));
     }
 }

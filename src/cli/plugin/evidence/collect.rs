@@ -108,7 +108,7 @@ pub async fn collect(
             chain_at = format!("{audit_topic} at {bootstrap}");
             let since_ms = w.since.timestamp_millis();
             let target = AuditTarget::with_kafka(&kafka, audit_topic, DEFAULT_RETENTION);
-            match crate::audit::read::verify_topic(&target).await {
+            match crate::audit::read::verify_chain_of(&target, &ns, &pair_name).await {
                 Ok(v) => verification = Some(v),
                 Err(e) => notes.push(format!(
                     "audit_chain/verification.txt: cannot read {audit_topic} at {bootstrap} ({e})"

@@ -75,6 +75,7 @@ fn collected(kafka: bool) -> Collected {
         operations: kafka.then(Vec::new),
         verification: kafka.then(|| Verification {
             topic: "understudy-audit".into(),
+            partition: 0,
             whole: true,
             summary: ChainSummary {
                 records: 6,
@@ -237,6 +238,7 @@ fn what_cannot_be_read_is_left_out_and_said() {
 fn a_broken_chain_names_the_first_bad_record() {
     let v = Verification {
         topic: "t".into(),
+        partition: 0,
         whole: false,
         summary: ChainSummary {
             records: 3,
