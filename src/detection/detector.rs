@@ -50,7 +50,9 @@
 //!    time they were observed: any signal — a notice included, dated by the notice's own
 //!    time — older than the newest signal already taken is dropped, so a late answer or
 //!    a notice delivered late (an old "frozen" after a newer "active") cannot undo newer
-//!    evidence.
+//!    evidence. A late frozen/banned notice that the newest evidence agrees with (the
+//!    provider's latest stated state is that same state) is taken: a poll that saw the
+//!    freeze a moment before the notice arrived does not take the notice's authority.
 //! 9. **Sides.** A detector is bound to one side and ignores signals for the other.
 //!
 //! `observe` returns `Some(VerdictChange)` only when the verdict's *kind* changes
@@ -280,6 +282,26 @@ impl Detector {
         self.newest_at
     }
 
+    /// Whether [`Self::observe`] drops this signal as late (rule 8): it is older than the
+    /// newest signal taken, unless it is a frozen/banned notice the provider's latest
+    /// stated state agrees with (a poll saw the freeze a moment before the notice
+    /// arrived; the notice's latch is what makes it decisive).
+    pub fn drops(&self, signal: &Signal) -> bool {
+        let late = self.newest_at.is_some_and(|newest| signal.at < newest);
+        let agreed = match &signal.kind {
+            SignalKind::Notice {
+                notice: Notice::Frozen,
+                ..
+            } => self.last_status == Some(AccountState::Frozen),
+            SignalKind::Notice {
+                notice: Notice::Banned,
+                ..
+            } => self.last_status == Some(AccountState::Banned),
+            _ => false,
+        };
+        signal.side == self.side && late && !agreed
+    }
+
     /// Take one signal. `Some` when the verdict's kind changed.
     pub fn observe(&mut self, signal: &Signal, now: DateTime<Utc>) -> Option<VerdictChange> {
         if signal.side != self.side {
@@ -287,7 +309,7 @@ impl Detector {
         }
         let at = signal.at.min(now);
         let obs = classify(&signal.kind);
-        if self.newest_at.is_some_and(|newest| at < newest) {
+        if self.drops(signal) {
             return None;
         }
         self.newest_at = Some(self.newest_at.map_or(at, |n| n.max(at)));

@@ -174,15 +174,42 @@ fn late_signals_are_dropped_notices_included() {
     assert!(det.observe(&sig(9_000, active()), at(11_000)).is_none());
     assert_eq!(det.verdict().kind, S);
     assert_eq!(det.last_observed_at(), Some(at(10_000)));
-    // A notice stamped before the newest observation is older evidence too.
+    // A notice stamped before the newest observation is older evidence too, when that
+    // observation says otherwise: the account answered active at 12 s.
+    det.observe(&sig(12_000, active()), at(12_000));
+    assert_eq!(det.verdict().kind, H);
+    assert!(det.drops(&sig(9_500, notice(Notice::Frozen))));
     assert!(
-        det.observe(&sig(9_500, notice(Notice::Frozen)), at(11_000))
+        det.observe(&sig(9_500, notice(Notice::Frozen)), at(12_100))
             .is_none()
     );
-    assert_eq!(det.verdict().kind, S);
+    assert_eq!(det.verdict().kind, H);
     // Stamped after it, it is the provider's word.
-    det.observe(&sig(10_500, notice(Notice::Frozen)), at(11_000));
+    det.observe(&sig(12_500, notice(Notice::Frozen)), at(12_600));
     assert_eq!(det.verdict().kind, F);
+}
+
+#[test]
+fn a_frozen_notice_overtaken_by_a_poll_that_saw_the_freeze_still_decides() {
+    // The status poll saw the freeze 14 ms after the provider stamped its notice, and
+    // the notice arrived after the poll: one frozen observation is only Suspect, the
+    // notice makes it Frozen at once.
+    let mut det = Detector::new(Side::Primary, cfg(3, 60_000, None), t0());
+    let sig = |ms, kind| Signal {
+        side: Side::Primary,
+        at: at(ms),
+        kind,
+    };
+    det.observe(&sig(1_000, active()), at(1_000));
+    det.observe(&sig(10_014, frozen()), at(10_014));
+    assert_eq!(det.verdict().kind, S);
+    assert!(!det.drops(&sig(10_000, notice(Notice::Frozen))));
+    let change = det.observe(&sig(10_000, notice(Notice::Frozen)), at(10_120));
+    assert_eq!(change.map(|c| c.to.kind), Some(F));
+    // A banned notice is not what the poll saw: dropped.
+    let mut det = Detector::new(Side::Primary, cfg(3, 60_000, None), t0());
+    det.observe(&sig(10_014, frozen()), at(10_014));
+    assert!(det.drops(&sig(10_000, notice(Notice::Banned))));
 }
 
 #[test]

@@ -138,10 +138,10 @@ impl PairActor {
         }
         let i = idx(n.side);
         let newest = self.detectors[i].last_observed_at();
-        let stale = newest.is_some_and(|t| n.at < t);
+        let signal = Signal::notice(n.side, n.at, n.event, &n.reason);
+        let stale = self.detectors[i].drops(&signal);
         tracing::info!(pair = %self.name, side = n.side.as_str(), event = n.event.as_str(), at = %n.at, stale, "verified provider notice");
-        self.observe(Signal::notice(n.side, n.at, n.event, &n.reason))
-            .await;
+        self.observe(signal).await;
         NoticeOutcome::Accepted(match newest {
             Some(t) if stale => format!(
                 "recorded; it is dated {} but the {} side was observed later ({}), so it does not change the verdict",
