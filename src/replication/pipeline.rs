@@ -287,14 +287,25 @@ impl Pipeline {
         deadline: Instant,
     ) -> Result<Pipeline, PipelineError> {
         let within = config.tuning.start_timeout;
+        // Where a start's time goes, for the log line below.
+        let mut took = [0u128; 4];
+        let mut stage = Instant::now();
+        let mut lap = |i: usize| {
+            took[i] = stage.elapsed().as_millis();
+            stage = Instant::now();
+        };
         positions::probe(&config, deadline, within).await?;
+        lap(0);
         positions::ensure_topics_until(&config, deadline, within).await?;
+        lap(1);
         let sink_part = Sink::start_until(config.clone(), sink.clone(), deadline)
             .await
             .map_err(|e| positions::late_or(&config, deadline, within, e))?;
+        lap(2);
         let source_part = Source::start_until(config.clone(), source.clone(), deadline)
             .await
             .map_err(|e| positions::late_or(&config, deadline, within, e))?;
+        lap(3);
         let (sink_part, source_part) = (Arc::new(sink_part), Arc::new(source_part));
         let cache = Arc::new(Mutex::new(Cache::default()));
         let monitor = AbortOnDrop(tokio::spawn(monitor(
@@ -303,7 +314,8 @@ impl Pipeline {
             sink_part.clone(),
             cache.clone(),
         )));
-        tracing::info!(namespace = %config.namespace, pair = %config.pair, direction = config.direction(), "replication pipeline started");
+        let [probe_ms, topics_ms, sink_ms, source_ms] = took;
+        tracing::info!(namespace = %config.namespace, pair = %config.pair, direction = config.direction(), probe_ms, topics_ms, sink_ms, source_ms, "replication pipeline started");
         Ok(Pipeline {
             cfg: config,
             source: source_part,
