@@ -127,6 +127,13 @@ pub async fn bare_pair(tb: &Testbed, client: &Client, ns: &str) {
         .unwrap();
 }
 
+/// The name of pair `i` of `n` made by [`notice_pairs`]: `p00`…`p99`, or `p000`… when
+/// there are more than a hundred. Its accounts are `a…` and `b…` with the same digits.
+pub fn numbered(i: usize, n: usize) -> String {
+    let width = n.saturating_sub(1).to_string().len().max(2);
+    format!("{i:0width$}")
+}
+
 /// `n` pairs `p00`, `p01`, … of the simulator's accounts `aNN` → `bNN` in a fresh
 /// namespace (`prefix`), with no traffic targets, slow polls and notices signed with
 /// `notice_secret`: only what the notices set off is under test. Returns the namespace.
@@ -137,29 +144,66 @@ pub async fn notice_pairs(
     (prefix, notice_secret): (&str, &str),
     n: usize,
 ) -> String {
+    notice_pairs_with_dns(client, tb, sim, (prefix, notice_secret), n, &[]).await
+}
+
+/// [`notice_pairs`], where each pair of `with_dns` also has a DNS record of its own as
+/// its only traffic target ([`pair_record`]), created on the primary's value `10.1.0.1`
+/// (the standby's is `10.2.0.1`).
+pub async fn notice_pairs_with_dns(
+    client: &Client,
+    tb: &Testbed,
+    sim: &Proc,
+    (prefix, notice_secret): (&str, &str),
+    n: usize,
+    with_dns: &[usize],
+) -> String {
     let ns = crate::support::fresh_namespace(client, prefix).await;
     for (name, data) in [
         ("token", json!({ "token": "t0ken" })),
         ("notices", json!({ "secret": notice_secret })),
+        (
+            "tsig",
+            json!({ "name": tb.var("TESTBED_TSIG_KEY_NAME"), "algorithm": tb.var("TESTBED_TSIG_ALGORITHM"), "secret": tb.var("TESTBED_TSIG_SECRET") }),
+        ),
     ] {
         super::create_secret(client, &ns, name, data).await;
     }
     let pairs: Api<understudy::api::AccountPair> = Api::namespaced(client.clone(), &ns);
     for i in 0..n {
+        let id = numbered(i, n);
+        let traffic = if with_dns.contains(&i) {
+            let record = pair_record(&ns, &format!("p{id}"));
+            super::dns_record(tb, &record)
+                .ensure_values(&[], &["10.1.0.1".to_string()])
+                .await
+                .expect("create the pair's record");
+            json!({ "dns": [{ "servers": [tb.var("TESTBED_DNS_SERVER")], "zone": tb.var("TESTBED_DNS_ZONE"),
+                              "name": record, "type": "A", "ttl": 5, "tsigSecretRef": { "name": "tsig" },
+                              "primary": ["10.1.0.1"], "standby": ["10.2.0.1"] }] })
+        } else {
+            json!({})
+        };
         let ap: understudy::api::AccountPair = serde_json::from_value(json!({
             "apiVersion": "understudy.dev/v1alpha1", "kind": "AccountPair",
-            "metadata": { "name": format!("p{i:02}") },
+            "metadata": { "name": format!("p{id}") },
             "spec": {
-                "primary": { "endpoint": sim.url, "accountId": format!("a{i:02}"), "credentialsSecretRef": { "name": "token" } },
-                "standby": { "endpoint": sim.url, "accountId": format!("b{i:02}"), "credentialsSecretRef": { "name": "token" } },
+                "primary": { "endpoint": sim.url, "accountId": format!("a{id}"), "credentialsSecretRef": { "name": "token" } },
+                "standby": { "endpoint": sim.url, "accountId": format!("b{id}"), "credentialsSecretRef": { "name": "token" } },
                 "replication": { "kafka": { "bootstrapServers": tb.var("TESTBED_KAFKA_BOOTSTRAP") }, "partitions": 1 },
                 // Slow polls: only the notices decide within the test.
                 "detection": { "pollInterval": "30s", "confirmations": 3, "failoverDelay": "60s",
-                               "notices": { "secretRef": { "name": "notices" } } }
+                               "notices": { "secretRef": { "name": "notices" } } },
+                "traffic": traffic
             }
         }))
         .unwrap();
         pairs.create(&PostParams::default(), &ap).await.unwrap();
     }
     ns
+}
+
+/// The DNS record [`notice_pairs_with_dns`] gives pair `pair` of namespace `ns`.
+pub fn pair_record(ns: &str, pair: &str) -> String {
+    format!("{ns}-{pair}")
 }

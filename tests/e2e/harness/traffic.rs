@@ -82,6 +82,18 @@ pub fn soa_serial(tb: &Testbed) -> u64 {
         .unwrap_or_else(|| panic!("no SOA serial in {text:?}"))
 }
 
+/// The values BIND's log says UPDATEs added to record `name` (A records), in order:
+/// one entry per applied change of the record, whoever sent it.
+pub fn dns_additions(tb: &Testbed, name: &str) -> Vec<String> {
+    let log = std::path::Path::new(&tb.var("TESTBED_DIR")).join("logs/bind.log");
+    let text = std::fs::read_to_string(&log).expect("the test bed's BIND log");
+    let zone = tb.var("TESTBED_DNS_ZONE");
+    let marker = format!("adding an RR at '{name}.{}' A ", zone.trim_end_matches('.'));
+    text.lines()
+        .filter_map(|l| l.split_once(&marker).map(|(_, v)| v.trim().to_string()))
+        .collect()
+}
+
 pub async fn through_haproxy(tb: &Testbed) -> String {
     reqwest::get(tb.var("TESTBED_HAPROXY_FRONTEND_URL"))
         .await
