@@ -5,7 +5,6 @@
 //! thousands of threads. The clients whose use is the same for every pair are shared by
 //! all pipelines whose settings (bootstrap servers, SASL/TLS, tuning) are equal:
 //! - the end-offsets reader (ListOffsets and metadata; no group, no assignment);
-//! - the admin client that creates or checks each pair's topics when it starts;
 //! - the DLQ producer (poison records, rare; each record names its pair's DLQ topic);
 //! - the sinks' consumer, one per direction ([`SharedConsumer`]: each sink assigns its own
 //!   partitions and reads them from queues of their own; the group,
@@ -24,8 +23,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::AdminClient;
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::FromClientConfig;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaResult;
@@ -81,17 +78,6 @@ impl<T: FromClientConfig> Registry<T> {
 fn readers() -> &'static Registry<BaseConsumer> {
     static R: OnceLock<Registry<BaseConsumer>> = OnceLock::new();
     R.get_or_init(Registry::new)
-}
-
-fn admins() -> &'static Registry<AdminClient<DefaultClientContext>> {
-    static R: OnceLock<Registry<AdminClient<DefaultClientContext>>> = OnceLock::new();
-    R.get_or_init(Registry::new)
-}
-
-/// The admin client for clients configured as `cfg` (topics created or checked at a
-/// pipeline's start).
-pub fn admin(cfg: &ClientConfig) -> KafkaResult<Arc<AdminClient<DefaultClientContext>>> {
-    admins().get(cfg)
 }
 
 fn dlq_producers() -> &'static Registry<Producer> {

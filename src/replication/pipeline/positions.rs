@@ -4,7 +4,7 @@
 //! each callable alone so the head can be captured at the flip and the offsets later,
 //! once Kafka answers again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
@@ -83,27 +83,20 @@ pub(super) async fn ensure_topics_until(
     deadline: Instant,
     within: Duration,
 ) -> Result<(), PipelineError> {
-    // One admin client for every pipeline with these settings, and the three topics
-    // asked for at once: a start's round trips to Kafka are most of its time.
-    let mut client = rdkafka::ClientConfig::new();
-    client.set("bootstrap.servers", &cfg.kafka.bootstrap_servers);
-    for (k, v) in &cfg.kafka.extra {
-        client.set(k, v);
-    }
-    let admin = clients::admin(&client).map_err(topics::TopicError::from)?;
+    let extra: HashMap<String, String> = cfg.kafka.extra.clone().into_iter().collect();
+    let admin = topics::admin_client(&cfg.kafka.bootstrap_servers, &extra)?;
     let specs = [
         TopicSpec::compacted(cfg.state_topic(), cfg.partitions),
         TopicSpec::compacted(cfg.checkpoint_topic(), 1),
         TopicSpec::retained(cfg.dlq_topic(), 1, DLQ_RETENTION_MS),
     ];
-    let ensured = futures::future::join_all(
-        specs
-            .iter()
-            .map(|spec| topics::ensure_topic_within(&admin, spec, left(deadline))),
-    )
-    .await;
-    for r in ensured {
-        r.map_err(|e| late_or(cfg, deadline, within, e))?;
+    // One after another, each with an admin client of the pipeline's own: asked at
+    // once over one shared client, a topic just created could be read back without its
+    // config ("exists with cleanup.policy=delete") while a thousand pairs started.
+    for spec in &specs {
+        topics::ensure_topic_within(&admin, spec, left(deadline))
+            .await
+            .map_err(|e| late_or(cfg, deadline, within, e))?;
     }
     Ok(())
 }
