@@ -7,6 +7,13 @@ use super::*;
 impl PairActor {
     /// Feed a signal to its side's detector; act on a verdict change.
     pub(super) async fn observe(&mut self, signal: Signal) {
+        // While this replica's claim on the pair's shard has lapsed (a slow Lease pass
+        // it may still renew, `shards::keep_running`), the pair observes nothing: a verdict
+        // it took now would page, record and count it, and the shard's next holder may be
+        // doing the same. The next poll after the renewal observes again.
+        if !self.may_act() {
+            return;
+        }
         let now = Utc::now();
         let i = idx(signal.side);
         let change = self.detectors[i].observe(&signal, now);
@@ -178,6 +185,10 @@ impl PairActor {
     }
 
     pub(super) fn on_activity(&mut self, events: Vec<crate::provider::ActivityEvent>) {
+        // As `observe`: nothing is taken while the claim has lapsed.
+        if !self.may_act() {
+            return;
+        }
         let now = Utc::now();
         let new = self.risk.observe(&events, now);
         self.risk_findings = self.risk.active_findings(now);
