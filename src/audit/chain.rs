@@ -194,6 +194,22 @@ pub struct ChainSummary {
     pub starts_after_retention: bool,
 }
 
+impl ChainSummary {
+    /// " (seq A..B, offsets X..Y)" when records were checked, else "" (the verify line
+    /// of `audit verify` and of evidence).
+    pub fn range_text(&self) -> String {
+        match (
+            self.first_seq,
+            self.last_seq,
+            self.first_offset,
+            self.last_offset,
+        ) {
+            (Some(a), Some(b), Some(x), Some(y)) => format!(" (seq {a}..{b}, offsets {x}..{y})"),
+            _ => String::new(),
+        }
+    }
+}
+
 /// Checks records in topic order.
 #[derive(Debug)]
 pub struct Verifier {

@@ -199,10 +199,7 @@ pub async fn verify(
 /// (the partition is named only when there are several).
 pub fn chain_line(c: &Verification, bootstrap: &str, chains: usize) -> String {
     let s = &c.summary;
-    let range = match (s.first_seq, s.last_seq, s.first_offset, s.last_offset) {
-        (Some(a), Some(b), Some(x), Some(y)) => format!(" (seq {a}..{b}, offsets {x}..{y})"),
-        _ => String::new(),
-    };
+    let range = s.range_text();
     let at = if chains > 1 {
         format!("{} partition {} at {bootstrap}", c.topic, c.partition)
     } else {

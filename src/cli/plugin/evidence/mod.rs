@@ -40,10 +40,7 @@ use collect::{Collected, Window, collect};
 /// Pure: `audit_chain/verification.txt`: the result of the check `audit verify` runs.
 pub fn verification_text(v: &Verification, chain_at: &str, ns: &str, pair: &str) -> String {
     let s = &v.summary;
-    let range = match (s.first_seq, s.last_seq, s.first_offset, s.last_offset) {
-        (Some(a), Some(b), Some(x), Some(y)) => format!(" (seq {a}..{b}, offsets {x}..{y})"),
-        _ => String::new(),
-    };
+    let range = s.range_text();
     let mut t = format!(
         "Verification of the audit chain {chain_at}: the check of\n\
          `kubectl understudy audit verify --pair {pair} -n {ns}`, run at export time.\n\
