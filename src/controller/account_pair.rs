@@ -49,6 +49,17 @@ pub fn validate(spec: &AccountPairSpec) -> Result<(), String> {
 }
 
 pub async fn reconcile(pair: Arc<AccountPair>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let shards = ctx.leader.shards();
+    if shards > 1
+        && let Some(shard) = super::shard_watch::label_to_set(pair.as_ref(), shards)
+    {
+        // Watched here by a label naming another shard (edited, or the shard count
+        // changed): the right label moves it to the watch of its shard's holder.
+        let api: Api<AccountPair> =
+            Api::namespaced(ctx.client.clone(), &pair.namespace().unwrap_or_default());
+        super::shard_watch::set_label(&api, &pair.name_any(), &shard).await?;
+        return Ok(Action::await_change());
+    }
     if !ctx
         .leader
         .may_act_for(&pair.namespace().unwrap_or_default(), &pair.name_any())

@@ -21,6 +21,7 @@ pub mod notifications;
 pub mod pair;
 pub mod run;
 pub mod secrets;
+pub mod shard_watch;
 pub mod shards;
 pub mod status;
 pub mod status_budget;

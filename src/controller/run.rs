@@ -7,11 +7,12 @@
 //! acting and frees the Lease, so another replica takes over in about a second; last,
 //! the pairs' replication stops cleanly (bounded).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client};
 
 use super::context::{Context, lock};
@@ -89,10 +90,12 @@ pub async fn run(
 
     // Shards taken, as `watch_leadership` sees them (by the clock, as every actor asks).
     let (gained_tx, gained_rx) = tokio::sync::watch::channel(0u64);
+    // Shards whose pairs run here: the pair controller's watch selects their pairs.
+    let (running_tx, running_rx) = tokio::sync::watch::channel(BTreeSet::new());
     tokio::spawn(watch_leadership(
         ctx.clone(),
         leader.clone(),
-        gained_tx,
+        (gained_tx, running_tx),
         lapse_grace,
     ));
     // Finished drills into the audit trail (recorded by the holder of the pair's Lease).
@@ -126,7 +129,7 @@ pub async fn run(
     };
     // On becoming the leader, look at everything at once (a replica taking over after a
     // hand-over must not wait for requeue timers).
-    let pair_ctl = Controller::new(pairs, watcher::Config::default())
+    let pair_ctl = pair_controller(&client, pairs, leader.shards(), running_rx)
         .reconcile_all_on(leadership_gained(gained_rx.clone()))
         .graceful_shutdown_on(stopped())
         .run(
@@ -183,6 +186,34 @@ pub async fn run(
     schedule.abort();
     tracing::info!("operator stopped");
     Ok(())
+}
+
+/// The AccountPair controller. With one shard it watches every pair; with several, only
+/// the pairs of the shards whose pairs run here (`running`), by their shard label, and a
+/// labeller gives every pair its label ([`super::shard_watch`]).
+fn pair_controller(
+    client: &kube::Client,
+    pairs: Api<AccountPair>,
+    shards: u16,
+    running: tokio::sync::watch::Receiver<BTreeSet<u16>>,
+) -> Controller<AccountPair> {
+    if shards <= 1 {
+        return Controller::new(pairs, watcher::Config::default());
+    }
+    tokio::spawn(super::shard_watch::label_pairs(
+        client.clone(),
+        pairs.clone(),
+        shards,
+    ));
+    let (reader, writer) = kube::runtime::reflector::store();
+    let selected = super::shard_watch::following(running, move |set| {
+        let cfg = watcher::Config::default()
+            .labels(&super::shard_watch::selector_of(set).unwrap_or_default());
+        tracing::info!(shards = ?set, "watching the pairs of these shards");
+        watcher::watcher(pairs.clone(), cfg)
+    });
+    let trigger = kube::runtime::reflector(writer, selected).applied_objects();
+    Controller::for_stream(trigger, reader)
 }
 
 /// One item each time this replica takes a shard (with one shard: becomes the leader),
@@ -283,12 +314,25 @@ async fn next_look(
 async fn watch_leadership(
     ctx: Arc<Context>,
     leader: LeaderHandle,
-    gained: tokio::sync::watch::Sender<u64>,
+    (gained, running_shards): (
+        tokio::sync::watch::Sender<u64>,
+        tokio::sync::watch::Sender<BTreeSet<u16>>,
+    ),
     lapse_grace: Duration,
 ) {
     let m = super::metrics::metrics();
     let identity = ctx.opts.identity.clone();
     follow_shards(leader, gained, lapse_grace, move |now, running, moved| {
+        let set: BTreeSet<u16> = (0u16..)
+            .zip(running)
+            .filter(|(_, r)| **r)
+            .map(|(s, _)| s)
+            .collect();
+        running_shards.send_if_modified(|v| {
+            let changed = *v != set;
+            *v = set;
+            changed
+        });
         m.leader
             .with_label_values(&[&identity])
             .set(i64::from(now.contains(&true)));

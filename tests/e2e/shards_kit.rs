@@ -278,3 +278,73 @@ pub async fn notice_until_accepted(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// Pairs whose shard label is not the shard their name hashes to, with the label they carry.
+pub async fn mislabelled(client: &kube::Client, ns: &str) -> Vec<(String, Option<String>)> {
+    let pairs: Api<understudy::api::AccountPair> = Api::namespaced(client.clone(), ns);
+    let all = pairs
+        .list(&ListParams::default())
+        .await
+        .expect("list the pairs")
+        .items;
+    all.into_iter()
+        .filter_map(|p| {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let label = p
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(understudy::controller::shards::SHARD_LABEL))
+                .cloned();
+            (label != Some(shard_of(ns, &name, SHARDS).to_string())).then_some((name, label))
+        })
+        .collect()
+}
+
+/// Gives pair `name` the shard label `value`, as a person editing it would.
+pub async fn relabel(client: &kube::Client, ns: &str, name: &str, value: &str) {
+    let pairs: Api<understudy::api::AccountPair> = Api::namespaced(client.clone(), ns);
+    let patch = serde_json::json!({
+        "metadata": { "labels": { understudy::controller::shards::SHARD_LABEL: value } }
+    });
+    pairs
+        .patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("relabel the pair");
+}
+
+/// The names the runbook's command lists for `shard`'s pairs (its `-A` made `-n ns`).
+pub fn runbook_pairs_of_shard(tb: &Testbed, ns: &str, shard: u16) -> BTreeSet<String> {
+    let page = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/scaling.md"),
+    )
+    .expect("runbooks/scaling.md");
+    let line = page
+        .lines()
+        .find(|l| l.starts_with("kubectl get accountpairs"))
+        .expect("the runbook quotes kubectl get accountpairs");
+    let words = understudy::cli::plugin::command_line::shell_split(line);
+    let label = format!("{}={shard}", understudy::controller::shards::SHARD_LABEL);
+    let args: Vec<String> = words[1..]
+        .iter()
+        .flat_map(|w| match w.as_str() {
+            "-A" => vec!["-n".to_string(), ns.to_string()],
+            l if l.starts_with("understudy.dev/shard=") => vec![label.clone()],
+            other => vec![other.to_string()],
+        })
+        .collect();
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let text = kubectl(tb, &refs);
+    let mut lines = text.lines();
+    assert!(
+        lines.next().is_some_and(|h| h.starts_with("NAME")),
+        "{text}"
+    );
+    lines
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}

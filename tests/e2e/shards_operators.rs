@@ -178,6 +178,27 @@ async fn three_replicas_act_once_per_pair_through_a_stall_a_kill_with_freezes_an
         "{PAIRS} pairs on 3 replicas replicating and level {:?} after the start",
         started.elapsed()
     );
+    // The pairs were created without a shard label: each replica watches only the pairs
+    // labelled with its shards, so none would replicate without the labeller.
+    assert_eq!(mislabelled(&client, &ns).await, vec![]);
+    // A label edited to another shard, or to one outside the range (as after a change of
+    // the shard count), is put back.
+    let (moved_one, out_of_range) = (pair_name(1), pair_name(2));
+    let wrong = (shard_of(&ns, &moved_one, SHARDS) + 1) % SHARDS;
+    relabel(&client, &ns, &moved_one, &wrong.to_string()).await;
+    relabel(&client, &ns, &out_of_range, "999").await;
+    wait_until(
+        Duration::from_secs(30),
+        "edited shard labels put back",
+        || async { mislabelled(&client, &ns).await.is_empty().then_some(()) },
+    )
+    .await;
+    let shard = shard_of(&ns, &pair_name(0), SHARDS);
+    let want: BTreeSet<String> = (0..PAIRS)
+        .map(pair_name)
+        .filter(|p| shard_of(&ns, p, SHARDS) == shard)
+        .collect();
+    assert_eq!(runbook_pairs_of_shard(&tb, &ns, shard), want);
     let all: Vec<&Replica> = replicas.iter().collect();
     let owner = one_actor_per_pair(
         &client,
