@@ -71,7 +71,7 @@ bench-failover: deps ## Failover latency on the whole test bed (started if neede
 	@$(TESTBED)/up.sh
 	$(CARGO) bench --bench failover
 
-bench-fleet: deps ## Fleet cost of one operator on the whole test bed (started if needed): 100, 300, 1,000 pairs idle and at 1 change/s per pair (CPU, RSS, threads, TCP and Kafka connections, Kafka clients, API-server and provider requests/s) and one pair's notice-to-verified latency meanwhile; writes target/bench/fleet.json (FLEET_SIZES, FLEET_SECONDS, FLEET_LATENCY_RUNS)
+bench-fleet: deps ## Fleet cost of one operator on the whole test bed (started if needed): 100, 300, 1,000 pairs idle and at 1 change/s per pair (CPU, RSS, threads, TCP and Kafka connections, Kafka clients, API-server and provider requests/s) and one pair's notice-to-verified latency under that load and with it stopped; writes target/bench/fleet.json (FLEET_SIZES, FLEET_SECONDS, FLEET_LATENCY_RUNS)
 	@$(TESTBED)/up.sh
 	$(CARGO) bench --bench fleet
 

@@ -42,9 +42,9 @@ pub struct Latency {
     pub failures: Vec<String>,
 }
 
-/// Notice → DNS and LB verified on the standby, `runs` times, a fresh measured pair each
-/// (run 0's was created with the fleet).
-pub async fn latency_runs(c: &LatencyCtx<'_>, runs: usize) -> Latency {
+/// Notice → DNS and LB verified on the standby, `runs` times numbered from `first`, a
+/// fresh measured pair each (run 0's was created with the fleet).
+pub async fn latency_runs(c: &LatencyCtx<'_>, first: usize, runs: usize) -> Latency {
     let http = reqwest::Client::new();
     let (backend, hp, hs) = (
         c.tb.var("TESTBED_HAPROXY_BACKEND"),
@@ -53,7 +53,7 @@ pub async fn latency_runs(c: &LatencyCtx<'_>, runs: usize) -> Latency {
     );
     let frontend = c.tb.var("TESTBED_HAPROXY_FRONTEND_URL");
     let mut out = Latency::default();
-    for r in 0..runs {
+    for r in first..first + runs {
         if !c.probe.operator_alive() {
             out.failures.push(format!("run {r}: the operator is gone"));
             break;

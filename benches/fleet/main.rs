@@ -12,7 +12,8 @@
 //! simulator and a signed provider notice posted to the operator's webhook, and the time
 //! until BOTH its DNS answer on BIND and a request through HAProxy are on the standby is
 //! taken (a Switchover that fails ends the run at once; a pair that is not ready within
-//! 3 min ends the runs). Writes `target/bench/fleet.json` after every size and prints a
+//! 3 min ends the runs). The same runs are then made again with the load stopped
+//! (`idle_notice_to_verified_ms`). Writes `target/bench/fleet.json` after every size and prints a
 //! summary. `FLEET_OPERATOR_LOG` is the operator's `RUST_LOG` (default `warn`; its log
 //! and the simulator's are in `target/bench/fleet-N-*.log`).
 //!
@@ -79,6 +80,9 @@ const LOAD_RAMP: Duration = Duration::from_secs(5);
 const BASELINE: Duration = Duration::from_secs(5);
 /// Bound of each latency run's readiness wait and of its notice → verified wait.
 const RUN_DEADLINE: Duration = Duration::from_secs(180);
+/// The first number of the notice runs made after the load stopped (their measured pairs
+/// are `measured-100`, …).
+const IDLE_RUNS_FROM: usize = 100;
 /// The load writer's slots a second (each primary gets its change in one of them).
 const LOAD_SLOTS: usize = 20;
 const NOTICE_SECRET: &str = "fleet-notice-secret";

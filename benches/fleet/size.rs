@@ -21,7 +21,8 @@ use super::sample::{Probe, clk_tck, round2};
 use super::setup::{Measured, condition, measured_traffic, pair_spec, port_of};
 use super::testbed::{self, Env};
 use super::{
-    BASELINE, CREATE_CONCURRENCY, ENTITIES, LOAD_RAMP, NOTICE_SECRET, PRIMARY_IP, SETTLE, Settings,
+    BASELINE, CREATE_CONCURRENCY, ENTITIES, IDLE_RUNS_FROM, LOAD_RAMP, NOTICE_SECRET, PRIMARY_IP,
+    SETTLE, Settings,
 };
 
 pub async fn run_size(tb: Arc<Env>, client: Client, s: Settings, n: usize, ns: String) -> Value {
@@ -233,9 +234,16 @@ pub async fn run_size(tb: Arc<Env>, client: Client, s: Settings, n: usize, ns: S
         writer: &writer,
         probe: &probe,
     };
-    let lat = latency_runs(&ctx, s.runs).await;
+    let lat = latency_runs(&ctx, 0, s.runs).await;
     writer.stop();
     errors.extend(lat.failures);
+    // The same with the load stopped: what the operator takes when the machine is not
+    // saturated by the test bed (the load runs' pairs are numbered from 0, these from
+    // IDLE_RUNS_FROM).
+    tokio::time::sleep(SETTLE).await;
+    eprintln!("notice runs with the load stopped");
+    let idle_lat = latency_runs(&ctx, IDLE_RUNS_FROM, s.runs).await;
+    errors.extend(idle_lat.failures);
     drop(op);
     drop(sim);
     drop(proxy);
@@ -250,6 +258,8 @@ pub async fn run_size(tb: Arc<Env>, client: Client, s: Settings, n: usize, ns: S
         "load": load,
         "notice_to_verified_ms": summary_ms(&lat.verified_ms),
         "notice_answered_ms": summary_ms(&lat.answered_ms),
+        "idle_notice_to_verified_ms": summary_ms(&idle_lat.verified_ms),
+        "idle_notice_answered_ms": summary_ms(&idle_lat.answered_ms),
         "errors": errors,
     })
 }
