@@ -242,10 +242,9 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
                 shards: args.shards,
                 duration: args.lease_duration,
                 advertise,
-                // Its own connections, driven by its own runtime (see `election::start`).
-                client: kube::Client::try_from(config).context(
-                    "cannot build a Kubernetes client (KUBECONFIG or in-cluster config)",
-                )?,
+                // Its own client, built and driven on the lease thread (see
+                // `election::start`).
+                config,
             }),
             false => None,
         };

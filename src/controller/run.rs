@@ -31,8 +31,9 @@ pub struct Election {
     /// Base URL other replicas hand provider notices to while this one leads; `None`:
     /// the address the webhook listener is bound to.
     pub advertise: Option<String>,
-    /// The Lease's own client (its own connections; see `election::start`).
-    pub client: Client,
+    /// Settings of the Lease's own client, built on the lease thread (see
+    /// `election::start`).
+    pub config: kube::Config,
 }
 
 pub async fn run(
@@ -59,7 +60,9 @@ pub async fn run(
                 retry_every: Duration::from_secs(1).min(e.duration / 5),
                 advertise: Some(e.advertise.unwrap_or_else(|| format!("http://{webhook}"))),
             };
-            let (h, t) = election::start(e.client, cfg)
+            let config = e.config;
+            let make = move || Client::try_from(config).map_err(|e| e.to_string());
+            let (h, t) = election::start(make, cfg)
                 .map_err(|err| anyhow::anyhow!("cannot start the lease thread: {err}"))?;
             (h, Some(t))
         }

@@ -37,7 +37,14 @@ fn election_of(client: &kube::Client, ns: &str, identity: &str, shards: u16) -> 
         retry_every: Duration::from_millis(500),
         advertise: Some(format!("http://{identity}.invalid:8443")),
     };
-    let (h, _thread) = election::start(client.clone(), cfg).expect("lease thread");
+    let (h, _thread) = election::start(
+        {
+            let client = client.clone();
+            move || Ok(client)
+        },
+        cfg,
+    )
+    .expect("lease thread");
     h
 }
 
@@ -54,7 +61,14 @@ fn default_election(client: &kube::Client, ns: &str, identity: &str, shards: u16
         retry_every: Duration::from_secs(1),
         advertise: Some(format!("http://{identity}.invalid:8443")),
     };
-    let (h, _thread) = election::start(client.clone(), cfg).expect("lease thread");
+    let (h, _thread) = election::start(
+        {
+            let client = client.clone();
+            move || Ok(client)
+        },
+        cfg,
+    )
+    .expect("lease thread");
     h
 }
 
