@@ -75,11 +75,11 @@ pub struct OperatorArgs {
     /// (<lease-name>-shard-I), so several replicas act at once, each on the pairs of the
     /// shards it holds (a fair share; a killed replica's shards are taken over when their
     /// claims expire). Pairs are labelled understudy.dev/shard=I and a replica watches only
-    /// the pairs of its shards. A new audit topic gets one partition per shard, each a hash chain
-    /// with its own transactional id (an existing topic keeps its partitions). Every
-    /// replica must run with the same count: changing it moves pairs between shards, so
-    /// scale to zero first. 1: one Lease (<lease-name>), one acting replica. Needs
-    /// --leader-elect.
+    /// the pairs of its shards. A new audit topic gets one partition per shard, each a
+    /// hash chain with its own transactional id (an existing topic keeps its partitions).
+    /// Every replica must run with the same count: changing it moves pairs between
+    /// shards, so scale to zero first. 1: one Lease (<lease-name>), one acting replica.
+    /// Needs --leader-elect.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024), requires = "leader_elect")]
     pub shards: u16,
     /// This replica's identity (defaults to $POD_NAME, else host name and pid).

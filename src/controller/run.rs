@@ -132,7 +132,7 @@ pub async fn run(
     };
     // On becoming the leader, look at everything at once (a replica taking over after a
     // hand-over must not wait for requeue timers).
-    let pair_ctl = pair_controller(&client, pairs, leader.shards(), running_rx)
+    let pair_ctl = pair_controller(pairs, leader.shards(), running_rx)
         .reconcile_all_on(leadership_gained(gained_rx.clone()))
         .graceful_shutdown_on(stopped())
         .run(
@@ -195,7 +195,6 @@ pub async fn run(
 /// the pairs of the shards whose pairs run here (`running`), by their shard label, and a
 /// labeller gives every pair its label ([`super::shard_watch`]).
 fn pair_controller(
-    client: &kube::Client,
     pairs: Api<AccountPair>,
     shards: u16,
     running: tokio::sync::watch::Receiver<BTreeSet<u16>>,
@@ -203,11 +202,7 @@ fn pair_controller(
     if shards <= 1 {
         return Controller::new(pairs, watcher::Config::default());
     }
-    tokio::spawn(super::shard_watch::label_pairs(
-        client.clone(),
-        pairs.clone(),
-        shards,
-    ));
+    tokio::spawn(super::shard_watch::label_pairs(pairs.clone(), shards));
     let (reader, writer) = kube::runtime::reflector::store();
     let selected = super::shard_watch::following(running, move |set| {
         let cfg = watcher::Config::default()

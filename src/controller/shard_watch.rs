@@ -128,7 +128,7 @@ where
 /// The labeller: every pair without a valid shard label gets it, for ever. Each replica
 /// runs one (a new pair is labelled at once whoever holds its shard); a write that fails
 /// is tried [`LABEL_ATTEMPTS`] times, 2, 4, 8… s apart.
-pub async fn label_pairs(client: kube::Client, api: Api<AccountPair>, count: u16) {
+pub async fn label_pairs(api: Api<AccountPair>, count: u16) {
     let cfg = watcher::Config::default().labels(&unlabelled_selector(count));
     let mut stream = watcher::watcher(api.clone(), cfg)
         .default_backoff()
@@ -146,7 +146,7 @@ pub async fn label_pairs(client: kube::Client, api: Api<AccountPair>, count: u16
             continue;
         };
         let ns = pair.namespace().unwrap_or_default();
-        let api: Api<AccountPair> = Api::namespaced(client.clone(), &ns);
+        let api: Api<AccountPair> = Api::namespaced(api.clone().into_client(), &ns);
         let name = pair.name_any();
         for attempt in 1..=LABEL_ATTEMPTS {
             match set_label(&api, &name, &shard).await {

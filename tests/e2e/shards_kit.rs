@@ -207,24 +207,32 @@ pub async fn level(sim: &Proc, i: usize, within: Duration) {
     .await;
 }
 
-/// runbooks/scaling.md's "who holds what" command, run against the test's namespace and
-/// Lease set: (shard, holder) per row.
-pub fn runbook_holders(tb: &Testbed, ns: &str) -> Vec<(String, String)> {
+/// The words after `kubectl` of the command runbooks/scaling.md quotes on a line that
+/// starts with `prefix`.
+fn scaling_runbook_command(prefix: &str) -> Vec<String> {
     let page = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/scaling.md"),
     )
     .expect("runbooks/scaling.md");
     let line = page
         .lines()
-        .find(|l| l.starts_with("kubectl get leases"))
-        .expect("the runbook quotes kubectl get leases");
-    let words = understudy::cli::plugin::command_line::shell_split(line);
-    let args: Vec<String> = words[1..]
-        .iter()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("the runbook quotes {prefix}"));
+    understudy::cli::plugin::command_line::shell_split(line)
+        .into_iter()
+        .skip(1)
+        .collect()
+}
+
+/// runbooks/scaling.md's "who holds what" command, run against the test's namespace and
+/// Lease set: (shard, holder) per row.
+pub fn runbook_holders(tb: &Testbed, ns: &str) -> Vec<(String, String)> {
+    let args: Vec<String> = scaling_runbook_command("kubectl get leases")
+        .into_iter()
         .map(|w| match w.as_str() {
             "understudy-system" => ns.to_string(),
             "understudy.dev/lease-set=understudy" => format!("understudy.dev/lease-set={LEASE}"),
-            other => other.to_string(),
+            _ => w,
         })
         .collect();
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -301,40 +309,24 @@ pub async fn mislabelled(client: &kube::Client, ns: &str) -> Vec<(String, Option
         .collect()
 }
 
-/// Gives pair `name` the shard label `value`, as a person editing it would.
+/// Gives pair `name` the shard label `value`, as a person editing it would (the same
+/// merge patch of the label the operator writes).
 pub async fn relabel(client: &kube::Client, ns: &str, name: &str, value: &str) {
     let pairs: Api<understudy::api::AccountPair> = Api::namespaced(client.clone(), ns);
-    let patch = serde_json::json!({
-        "metadata": { "labels": { understudy::controller::shards::SHARD_LABEL: value } }
-    });
-    pairs
-        .patch(
-            name,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&patch),
-        )
+    understudy::controller::shard_watch::set_label(&pairs, name, value)
         .await
         .expect("relabel the pair");
 }
 
 /// The names the runbook's command lists for `shard`'s pairs (its `-A` made `-n ns`).
 pub fn runbook_pairs_of_shard(tb: &Testbed, ns: &str, shard: u16) -> BTreeSet<String> {
-    let page = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/scaling.md"),
-    )
-    .expect("runbooks/scaling.md");
-    let line = page
-        .lines()
-        .find(|l| l.starts_with("kubectl get accountpairs"))
-        .expect("the runbook quotes kubectl get accountpairs");
-    let words = understudy::cli::plugin::command_line::shell_split(line);
     let label = format!("{}={shard}", understudy::controller::shards::SHARD_LABEL);
-    let args: Vec<String> = words[1..]
-        .iter()
+    let args: Vec<String> = scaling_runbook_command("kubectl get accountpairs")
+        .into_iter()
         .flat_map(|w| match w.as_str() {
             "-A" => vec!["-n".to_string(), ns.to_string()],
             l if l.starts_with("understudy.dev/shard=") => vec![label.clone()],
-            other => vec![other.to_string()],
+            _ => vec![w],
         })
         .collect();
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -78,6 +78,15 @@ fn probe_frozen() -> SignalKind {
     })
 }
 
+/// A signal about the primary, dated `ms` after t0.
+fn sig(ms: i64, kind: SignalKind) -> Signal {
+    Signal {
+        side: Side::Primary,
+        at: at(ms),
+        kind,
+    }
+}
+
 fn cfg(confirmations: u32, delay_ms: u64, unreachable_ms: Option<u64>) -> DetectorConfig {
     DetectorConfig {
         confirmations,
@@ -164,11 +173,6 @@ fn reasons_explain_progress_and_confirmation() {
 #[test]
 fn late_signals_are_dropped_notices_included() {
     let mut det = Detector::new(Side::Primary, cfg(2, 10_000, None), t0());
-    let sig = |ms, kind| Signal {
-        side: Side::Primary,
-        at: at(ms),
-        kind,
-    };
     det.observe(&sig(10_000, frozen()), at(10_000));
     // An active answer that was received before the frozen one, delivered late.
     assert!(det.observe(&sig(9_000, active()), at(11_000)).is_none());
@@ -195,11 +199,6 @@ fn a_frozen_notice_overtaken_by_a_poll_that_saw_the_freeze_still_decides() {
     // the notice arrived after the poll: one frozen observation is only Suspect, the
     // notice makes it Frozen at once.
     let mut det = Detector::new(Side::Primary, cfg(3, 60_000, None), t0());
-    let sig = |ms, kind| Signal {
-        side: Side::Primary,
-        at: at(ms),
-        kind,
-    };
     det.observe(&sig(1_000, active()), at(1_000));
     det.observe(&sig(10_014, frozen()), at(10_014));
     assert_eq!(det.verdict().kind, S);
@@ -215,11 +214,6 @@ fn a_frozen_notice_overtaken_by_a_poll_that_saw_the_freeze_still_decides() {
 #[test]
 fn an_old_frozen_notice_delivered_after_a_newer_unfrozen_one_cannot_freeze_the_side() {
     let mut det = Detector::new(Side::Primary, cfg(2, 10_000, None), t0());
-    let sig = |ms, kind| Signal {
-        side: Side::Primary,
-        at: at(ms),
-        kind,
-    };
     det.observe(&sig(1_000, active()), at(1_000));
     assert_eq!(det.verdict().kind, H);
     // The provider unfroze at 5 s; its "frozen" notice of 3 s arrives after that one.
