@@ -1,21 +1,22 @@
-//! The notice → verified runs: under the load, a fresh measured pair each run has its
-//! primary frozen in the simulator and a signed provider notice posted to the operator's
-//! webhook, and the time until both its DNS answer on BIND and a request through HAProxy
-//! are on the standby is taken, as is the time until the webhook answered; a Switchover
-//! that fails ends a run, a pair that is not ready in time ends the runs.
+//! The notice → verified runs: at rest or under the load, a measured pair each run (created
+//! with the fleet) has its primary frozen in the simulator and a signed provider notice
+//! posted to the operator's webhook, and the time until both its DNS answer on BIND and a
+//! request through HAProxy are on the standby is taken, as is the time until the webhook
+//! answered; a Switchover that fails ends a run, a pair that is not ready in time ends
+//! the runs.
 
 use std::time::{Duration, Instant};
 
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use serde_json::json;
 use understudy::api::switchover::SwitchoverPhase;
 use understudy::api::{AccountPair, Switchover};
 
 use super::load::Writer;
 use super::sample::Probe;
-use super::setup::{Measured, condition, delete_pair, measured_traffic, pair_spec};
+use super::setup::{Measured, condition};
 use super::testbed::{self, Env, Proc};
-use super::{ENTITIES, NOTICE_SECRET, PRIMARY_IP, RUN_DEADLINE, STANDBY_IP};
+use super::{NOTICE_SECRET, RUN_DEADLINE, STANDBY_IP};
 
 pub struct LatencyCtx<'a> {
     pub tb: &'a Env,
@@ -25,10 +26,9 @@ pub struct LatencyCtx<'a> {
     pub switchovers: &'a Api<Switchover>,
     pub ns: &'a str,
     pub uniq: &'a str,
-    pub endpoint: &'a str,
-    pub kafka: &'a str,
     pub haproxy: &'a understudy::traffic::haproxy::HaproxyRuntime,
-    pub writer: &'a Writer,
+    /// The load, when the runs are made under it (the measured pair gets its share).
+    pub writer: Option<&'a Writer>,
     pub probe: &'a Probe,
 }
 
@@ -42,8 +42,8 @@ pub struct Latency {
     pub failures: Vec<String>,
 }
 
-/// Notice → DNS and LB verified on the standby, `runs` times numbered from `first`, a
-/// fresh measured pair each (run 0's was created with the fleet).
+/// Notice → DNS and LB verified on the standby, `runs` times numbered from `first`, on
+/// the measured pairs created with the fleet (one each; its DNS record on the primary).
 pub async fn latency_runs(c: &LatencyCtx<'_>, first: usize, runs: usize) -> Latency {
     let http = reqwest::Client::new();
     let (backend, hp, hs) = (
@@ -60,39 +60,8 @@ pub async fn latency_runs(c: &LatencyCtx<'_>, first: usize, runs: usize) -> Late
         }
         let m = Measured::new(c.uniq, r);
         let record = testbed::dns_record(c.tb, &m.record);
-        if r > 0 {
-            for id in [&m.primary, &m.standby] {
-                let seeded = http
-                    .post(format!("{}/admin/accounts/{id}/seed", c.sim.1))
-                    .json(&json!({ "count": ENTITIES, "seed": 0 }))
-                    .send()
-                    .await;
-                if let Err(e) = seeded {
-                    out.failures.push(format!("run {r}: seeding {id}: {e}"));
-                }
-            }
-            if let Err(e) = record.ensure_values(&[], &[PRIMARY_IP.into()]).await {
-                out.failures.push(format!("run {r}: DNS record: {e}"));
-                continue;
-            }
-            if let Err(e) = c.haproxy.ensure_active(&backend, &hp, &hs).await {
-                out.failures.push(format!("run {r}: HAProxy reset: {e}"));
-                continue;
-            }
-            let spec = pair_spec(
-                &m.name,
-                c.endpoint,
-                &m.primary,
-                &m.standby,
-                c.kafka,
-                Some(measured_traffic(c.tb, &m.record)),
-            );
-            if let Err(e) = c.pairs.create(&PostParams::default(), &spec).await {
-                out.failures
-                    .push(format!("run {r}: creating {}: {e}", m.name));
-                continue;
-            }
-            c.writer.set_last(&m.primary);
+        if let Some(w) = c.writer {
+            w.set_last(&m.primary);
         }
         // Ready: replicating, and both sides seen healthy.
         let ready_by = Instant::now() + RUN_DEADLINE;
@@ -117,14 +86,15 @@ pub async fn latency_runs(c: &LatencyCtx<'_>, first: usize, runs: usize) -> Late
                 m.name,
                 RUN_DEADLINE.as_secs()
             ));
-            delete_pair(c.pairs, &m.name).await;
             break;
         }
         if let Err(e) = c.haproxy.ensure_active(&backend, &hp, &hs).await {
             out.failures.push(format!("run {r}: HAProxy reset: {e}"));
         }
         // A frozen account takes no more changes.
-        c.writer.set_last("");
+        if let Some(w) = c.writer {
+            w.set_last("");
+        }
         // As the simulator's notice sender does (POST /admin/accounts/ID/notice with
         // applyStatus), but posted from here, so that the webhook's answer is waited for
         // as long as it takes (the simulator gives up after 5 s) and timed.
@@ -174,7 +144,6 @@ pub async fn latency_runs(c: &LatencyCtx<'_>, first: usize, runs: usize) -> Late
             }
             Err(why) => out.failures.push(format!("run {r}: {why}")),
         }
-        delete_pair(c.pairs, &m.name).await;
     }
     let _ = c.haproxy.ensure_active(&backend, &hp, &hs).await;
     out

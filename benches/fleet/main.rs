@@ -2,19 +2,21 @@
 //!
 //! For each size N of `FLEET_SIZES` (default `100,300,1000`): one simulator holding 2N
 //! accounts of 20 entities, a fresh namespace with N AccountPairs on the test bed's Kafka
-//! and API server (5 s status polls, one partition; only the one measured pair has
-//! traffic targets: a DNS record on BIND and the HAProxy backend), and one operator. Once
-//! the pairs replicate (or `FLEET_STEADY_DEADLINE` seconds have passed: recorded as
-//! `"steady": false`, and measured all the same) the operator process is measured for
-//! `FLEET_SECONDS` (default 30) idle, then for as long again under a light load of one
-//! change a second on every primary. Under that load, `FLEET_LATENCY_RUNS` (default 5)
-//! times, the measured pair (a fresh one each run) has its primary frozen in the
-//! simulator and a signed provider notice posted to the operator's webhook, and the time
-//! until BOTH its DNS answer on BIND and a request through HAProxy are on the standby is
-//! taken (a Switchover that fails ends the run at once; a pair that is not ready within
-//! 3 min ends the runs). The same runs are then made again with the load stopped
-//! (`idle_notice_to_verified_ms`). Writes `target/bench/fleet.json` after every size and prints a
-//! summary. `FLEET_OPERATOR_LOG` is the operator's `RUST_LOG` (default `warn`; its log
+//! and API server (5 s status polls, one partition; only the measured pairs, two per
+//! latency run, have traffic targets: a DNS record each on BIND and the HAProxy backend),
+//! and one operator. Once the pairs replicate (or `FLEET_STEADY_DEADLINE` seconds have
+//! passed: recorded as `"steady": false`, and measured all the same) the operator process
+//! is measured for `FLEET_SECONDS` (default 30) idle. Then, `FLEET_LATENCY_RUNS` (default
+//! 5) times, one measured pair has its primary frozen in the simulator and a signed
+//! provider notice posted to the operator's webhook, and the time until BOTH its DNS
+//! answer on BIND and a request through HAProxy are on the standby is taken, while the
+//! others run at rest (`idle_notice_to_verified_ms`; a Switchover that fails ends the run
+//! at once; a pair that is not ready within 3 min ends the runs). The operator is then
+//! measured for as long again under a light load of one change a second on every
+//! primary, and the notice runs are made again under that load, on the other measured
+//! pairs (`notice_to_verified_ms`). The measured pairs are created with the fleet, so a
+//! run times the failover, not a new pair's start. Writes `target/bench/fleet.json` after
+//! every size and prints a summary. `FLEET_OPERATOR_LOG` is the operator's `RUST_LOG` (default `warn`; its log
 //! and the simulator's are in `target/bench/fleet-N-*.log`).
 //!
 //! Where each figure comes from:
@@ -80,8 +82,8 @@ const LOAD_RAMP: Duration = Duration::from_secs(5);
 const BASELINE: Duration = Duration::from_secs(5);
 /// Bound of each latency run's readiness wait and of its notice → verified wait.
 const RUN_DEADLINE: Duration = Duration::from_secs(180);
-/// The first number of the notice runs made after the load stopped (their measured pairs
-/// are `measured-100`, …).
+/// The first number of the notice runs made at rest, before the load (their measured
+/// pairs are `measured-100`, …; those of the runs under the load `measured-0`, …).
 const IDLE_RUNS_FROM: usize = 100;
 /// The load writer's slots a second (each primary gets its change in one of them).
 const LOAD_SLOTS: usize = 20;

@@ -33,7 +33,7 @@ pub fn write_json(settings: &Settings, load_at_start: f64, sizes: &[Value]) {
             "kafka_clients: librdkafka main threads (rdk:main) of the operator",
             "apiserver_rps: delta of kube-apiserver apiserver_request_total over the phase less the rate before the operator started (apiserver_baseline_rps); includes any other client of the shared test bed at the time",
             "provider_rps: requests the operator sent to the simulator, counted by a proxy inside the bench process",
-            "notice_to_verified_ms: the primary frozen in the simulator and a signed notice posted to the operator's webhook -> BIND answers the standby value AND a request through HAProxy reaches the standby; a fresh measured pair per run, under the load phase's load; p99 of a handful of runs is their maximum. notice_answered_ms: the same start -> the webhook's 2xx answer. idle_notice_*: the same runs after the load stopped (the other pairs still running, idle)",
+            "notice_to_verified_ms: the primary frozen in the simulator and a signed notice posted to the operator's webhook -> BIND answers the standby value AND a request through HAProxy reaches the standby; one measured pair per run (created with the fleet), under the load phase's load; p99 of a handful of runs is their maximum. notice_answered_ms: the same start -> the webhook's 2xx answer. idle_notice_*: the same runs at rest, after the idle window and before the load (the other pairs running, idle)",
             "one machine: the simulator, Kafka, kube-apiserver, etcd and this bench share its cores with the operator; machine_busy_cores and loadavg_1m per phase show how busy it was",
         ],
     });
@@ -64,7 +64,7 @@ pub fn summary_line(s: &Value) -> String {
         &s["idle_notice_answered_ms"],
     );
     let mut out = format!(
-        "{} pairs: steady {} ({} replicating, setup {} s)\n  idle: {}\n  load: {}\n  notice -> DNS+LB verified under load: p50 {} ms, p99 {} ms (n={}); webhook answered: p50 {} ms (n={})\n  notice -> DNS+LB verified, load stopped: p50 {} ms, p99 {} ms (n={}); webhook answered: p50 {} ms (n={})",
+        "{} pairs: steady {} ({} replicating, setup {} s)\n  idle: {}\n  load: {}\n  notice -> DNS+LB verified under load: p50 {} ms, p99 {} ms (n={}); webhook answered: p50 {} ms (n={})\n  notice -> DNS+LB verified at rest: p50 {} ms, p99 {} ms (n={}); webhook answered: p50 {} ms (n={})",
         s["pairs"],
         s["steady"],
         s["replicating"],

@@ -4,7 +4,7 @@
 //! of its pairs, its namespace and the pairs' Kafka topics.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
@@ -85,15 +85,6 @@ pub fn port_of(addr: &str) -> u16 {
         .next()
         .and_then(|p| p.trim_end_matches('/').parse().ok())
         .unwrap_or(0)
-}
-
-/// Delete a pair and wait (at most 30 s) until the operator let it go.
-pub async fn delete_pair(pairs: &Api<AccountPair>, name: &str) {
-    let _ = pairs.delete(name, &DeleteParams::default()).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline && matches!(pairs.get_opt(name).await, Ok(Some(_))) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// After a size (the operator is gone): remove the pairs (their finalizers first) and the

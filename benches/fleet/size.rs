@@ -28,13 +28,21 @@ use super::{
 pub async fn run_size(tb: Arc<Env>, client: Client, s: Settings, n: usize, ns: String) -> Value {
     let mut errors: Vec<String> = Vec::new();
     let uniq = format!("{n}-{}", ns.rsplit('-').next().unwrap_or("0"));
-    let background = n - 1;
-    let m0 = Measured::new(&uniq, 0);
+    // The measured pairs of the notice runs are created with the fleet, so a run
+    // measures the failover, not how long a new pair takes to start: runs at rest are
+    // numbered from IDLE_RUNS_FROM, runs under the load from 0.
+    let measured: Vec<Measured> = (0..s.runs)
+        .map(|k| Measured::new(&uniq, IDLE_RUNS_FROM + k))
+        .chain((0..s.runs).map(|k| Measured::new(&uniq, k)))
+        .collect();
+    let background = n.saturating_sub(measured.len()).max(1);
     let mut seeds: Vec<String> = (0..background)
         .flat_map(|i| [format!("p{i}={ENTITIES}"), format!("s{i}={ENTITIES}")])
         .collect();
-    seeds.push(format!("{}={ENTITIES}", m0.primary));
-    seeds.push(format!("{}={ENTITIES}", m0.standby));
+    for m in &measured {
+        seeds.push(format!("{}={ENTITIES}", m.primary));
+        seeds.push(format!("{}={ENTITIES}", m.standby));
+    }
     let sim = testbed::spawn(
         &[
             "sim",
@@ -108,7 +116,7 @@ pub async fn run_size(tb: Arc<Env>, client: Client, s: Settings, n: usize, ns: S
         baseline_rps,
     };
 
-    // Setup: the measured pair's record and HAProxy on the primary, then all N pairs.
+    // Setup: the measured pairs' records and HAProxy on the primary, then all N pairs.
     let setup = Instant::now();
     let haproxy =
         understudy::traffic::haproxy::HaproxyRuntime::new(tb.var("TESTBED_HAPROXY_RUNTIME_API"));
@@ -117,11 +125,13 @@ pub async fn run_size(tb: Arc<Env>, client: Client, s: Settings, n: usize, ns: S
         tb.var("TESTBED_HAPROXY_PRIMARY_SERVER"),
         tb.var("TESTBED_HAPROXY_STANDBY_SERVER"),
     );
-    if let Err(e) = testbed::dns_record(&tb, &m0.record)
-        .ensure_values(&[], &[PRIMARY_IP.into()])
-        .await
-    {
-        errors.push(format!("DNS record {}: {e}", m0.record));
+    for m in &measured {
+        if let Err(e) = testbed::dns_record(&tb, &m.record)
+            .ensure_values(&[], &[PRIMARY_IP.into()])
+            .await
+        {
+            errors.push(format!("DNS record {}: {e}", m.record));
+        }
     }
     if let Err(e) = haproxy.ensure_active(&backend, &hp, &hs).await {
         errors.push(format!("HAProxy reset: {e}"));
@@ -139,14 +149,16 @@ pub async fn run_size(tb: Arc<Env>, client: Client, s: Settings, n: usize, ns: S
                 None,
             )
         })
-        .chain(std::iter::once(pair_spec(
-            &m0.name,
-            &endpoint,
-            &m0.primary,
-            &m0.standby,
-            &kafka,
-            Some(measured_traffic(&tb, &m0.record)),
-        )))
+        .chain(measured.iter().map(|m| {
+            pair_spec(
+                &m.name,
+                &endpoint,
+                &m.primary,
+                &m.standby,
+                &kafka,
+                Some(measured_traffic(&tb, &m.record)),
+            )
+        }))
         .collect();
     let failed: Vec<String> = futures::stream::iter(specs)
         .map(|p| {
@@ -212,15 +224,7 @@ pub async fn run_size(tb: Arc<Env>, client: Client, s: Settings, n: usize, ns: S
     eprintln!("idle phase, {} s", s.seconds);
     let idle = probe.measure(s.seconds, None).await;
 
-    // Load: one change a second on every primary; the measured pair's slot is the last.
-    let mut primaries: Vec<String> = (0..background).map(|i| format!("p{i}")).collect();
-    primaries.push(m0.primary.clone());
-    let writer = Writer::start(sim.1.clone(), primaries);
-    tokio::time::sleep(LOAD_RAMP).await;
-    eprintln!("load phase, {} s", s.seconds);
-    let load = probe.measure(s.seconds, Some(&writer.sent)).await;
-
-    let ctx = LatencyCtx {
+    let mut ctx = LatencyCtx {
         tb: &tb,
         sim: &sim,
         op: &op,
@@ -228,22 +232,28 @@ pub async fn run_size(tb: Arc<Env>, client: Client, s: Settings, n: usize, ns: S
         switchovers: &Api::namespaced(client.clone(), &ns),
         ns: &ns,
         uniq: &uniq,
-        endpoint: &endpoint,
-        kafka: &kafka,
-        haproxy: &haproxy,
-        writer: &writer,
+        writer: None,
         probe: &probe,
+        haproxy: &haproxy,
     };
+    // One pair's notice → verified while the others run at rest (after the idle window,
+    // so the runs do not count in its figures).
+    eprintln!("notice runs at rest");
+    let idle_lat = latency_runs(&ctx, IDLE_RUNS_FROM, s.runs).await;
+    errors.extend(idle_lat.failures);
+
+    // Load: one change a second on every primary; the measured pair's slot is the last.
+    let mut primaries: Vec<String> = (0..background).map(|i| format!("p{i}")).collect();
+    primaries.push(Measured::new(&uniq, 0).primary);
+    let writer = Writer::start(sim.1.clone(), primaries);
+    tokio::time::sleep(LOAD_RAMP).await;
+    eprintln!("load phase, {} s", s.seconds);
+    let load = probe.measure(s.seconds, Some(&writer.sent)).await;
+    ctx.writer = Some(&writer);
+    eprintln!("notice runs under the load");
     let lat = latency_runs(&ctx, 0, s.runs).await;
     writer.stop();
     errors.extend(lat.failures);
-    // The same with the load stopped: what the operator takes when the machine is not
-    // saturated by the test bed (the load runs' pairs are numbered from 0, these from
-    // IDLE_RUNS_FROM).
-    tokio::time::sleep(SETTLE).await;
-    eprintln!("notice runs with the load stopped");
-    let idle_lat = latency_runs(&ctx, IDLE_RUNS_FROM, s.runs).await;
-    errors.extend(idle_lat.failures);
     drop(op);
     drop(sim);
     drop(proxy);
