@@ -141,6 +141,11 @@ pub async fn latency_runs(c: &LatencyCtx<'_>, first: usize, runs: usize) -> Late
             Ok(()) => {
                 eprintln!("  notice run {r}: {ms:.0} ms");
                 out.verified_ms.push(ms);
+                // The traffic moved, but the switchover still reads its targets back: the
+                // next run resets the shared HAProxy backend only once it has finished.
+                if let Err(why) = switchover_finished(c.switchovers, &m.name).await {
+                    out.failures.push(format!("run {r}: {why}"));
+                }
             }
             Err(why) => out.failures.push(format!("run {r}: {why}")),
         }
@@ -187,6 +192,38 @@ async fn post_notice(
             resp.status(),
             resp.text().await.unwrap_or_default()
         ))
+    }
+}
+
+/// Wait (at most [`RUN_DEADLINE`]) until `pair` has a Switchover and all of them are
+/// finished; Err if one did not succeed, or none finished in time.
+async fn switchover_finished(switchovers: &Api<Switchover>, pair: &str) -> Result<(), String> {
+    let until = Instant::now() + RUN_DEADLINE;
+    loop {
+        if let Some(why) = failed_switchover(switchovers, pair).await {
+            return Err(why);
+        }
+        if let Ok(list) = switchovers.list(&ListParams::default()).await {
+            let mine: Vec<_> = list
+                .items
+                .iter()
+                .filter(|so| so.spec.pair == pair)
+                .collect();
+            if !mine.is_empty()
+                && mine
+                    .iter()
+                    .all(|so| so.status.as_ref().is_some_and(|s| s.phase.is_finished()))
+            {
+                return Ok(());
+            }
+        }
+        if Instant::now() >= until {
+            return Err(format!(
+                "the switchover did not finish within {} s",
+                RUN_DEADLINE.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

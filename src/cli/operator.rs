@@ -194,7 +194,7 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
             std::process::id()
         )
     });
-    let opts = OperatorOptions {
+    let mut opts = OperatorOptions {
         operator_failover_cap: args.max_failovers_per_day,
         drain_bound: args.drain_bound,
         identity,
@@ -226,7 +226,16 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    // Replication (the data plane) gets a runtime of its own: with a thousand pairs
+    // copying changes, its queue of ready tasks can grow long on a busy machine, and a
+    // notice, a decision or a switchover step waiting in that queue would wait as long.
+    let data_plane = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("understudy-data")
+        .build()
+        .context("cannot start the replication runtime")?;
+    opts.data_plane = Some(data_plane.handle().clone());
+    let result = runtime.block_on(async move {
         let mut config = kube::Config::infer()
             .await
             .context("cannot build a Kubernetes client (KUBECONFIG or in-cluster config)")?;
@@ -257,7 +266,11 @@ pub fn run(args: OperatorArgs) -> anyhow::Result<()> {
             ),
         };
         run_operator(client, opts, listen, election).await
-    })
+    });
+    // The pairs were stopped (or given up) by the shutdown above; what is left of their
+    // tasks is dropped.
+    data_plane.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 #[cfg(test)]

@@ -41,6 +41,11 @@ pub struct OperatorOptions {
     pub notifications: Option<std::path::PathBuf>,
     /// Routine pipeline starts in progress at once (`--max-concurrent-pipeline-starts`).
     pub max_concurrent_starts: usize,
+    /// The runtime the pairs' replication runs on (the data plane), apart from the one
+    /// that runs detection, decisions, switchovers and the webhooks (the control plane):
+    /// a backlog of replication work then never queues a failover behind it. `None`:
+    /// everything on the runtime of the caller (tests).
+    pub data_plane: Option<tokio::runtime::Handle>,
 }
 
 impl Default for OperatorOptions {
@@ -58,11 +63,26 @@ impl Default for OperatorOptions {
             shutdown_grace: Duration::from_secs(10),
             notifications: None,
             max_concurrent_starts: crate::replication::starts::DEFAULT_LIMIT,
+            data_plane: None,
         }
     }
 }
 
 /// `namespace/name` of a pair (or any namespaced object).
+impl OperatorOptions {
+    /// Spawn replication work on the data plane's runtime (see [`Self::data_plane`]).
+    pub fn spawn_data<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.data_plane {
+            Some(rt) => rt.spawn(task),
+            None => tokio::spawn(task),
+        }
+    }
+}
+
 pub fn pair_key(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
 }
@@ -143,4 +163,75 @@ impl Env {
 /// Lock a std mutex, recovering from poisoning (a panicked holder leaves plain data).
 pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Condvar, Mutex};
+
+    fn thread_name() -> Option<String> {
+        std::thread::current().name().map(str::to_string)
+    }
+
+    #[test]
+    fn replication_work_runs_on_the_data_plane_and_never_holds_up_the_control_plane() {
+        let data = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("data-plane-test")
+            .enable_all()
+            .build()
+            .unwrap();
+        let control = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("control-plane-test")
+            .enable_all()
+            .build()
+            .unwrap();
+        let opts = OperatorOptions {
+            data_plane: Some(data.handle().clone()),
+            ..OperatorOptions::default()
+        };
+        let ran_on = control.block_on(async { opts.spawn_data(async { thread_name() }).await });
+        assert_eq!(ran_on.unwrap().as_deref(), Some("data-plane-test"));
+
+        // Every data-plane worker busy (a backlog of replication work): work spawned on
+        // the control plane still runs, timers included, and only then are they let go.
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let mut busy = Vec::new();
+        for _ in 0..2 {
+            let gate = gate.clone();
+            busy.push(opts.spawn_data(async move {
+                let (released, cv) = &*gate;
+                let mut r = released.lock().unwrap();
+                while !*r {
+                    r = cv.wait(r).unwrap();
+                }
+            }));
+        }
+        let control_ran = control.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                tokio::spawn(async {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    thread_name()
+                }),
+            )
+            .await
+        });
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        let control_ran = control_ran.expect("control-plane work waited for the data plane");
+        assert_eq!(control_ran.unwrap().as_deref(), Some("control-plane-test"));
+        control.block_on(async {
+            for b in busy {
+                b.await.unwrap();
+            }
+        });
+
+        // Without a data plane (tests), the caller's runtime runs it.
+        let none = OperatorOptions::default();
+        let ran_on = control.block_on(async { none.spawn_data(async { thread_name() }).await });
+        assert_eq!(ran_on.unwrap().as_deref(), Some("control-plane-test"));
+    }
 }

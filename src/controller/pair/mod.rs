@@ -243,18 +243,21 @@ impl PairHandle {
         let status = pair.status.clone().unwrap_or_default();
         let active = status.active_side.unwrap_or(Side::Primary);
         let (tx, rx) = mpsc::channel(QUEUE);
-        let (replication, replication_task) = replication::spawn(replication::Setup {
-            client: env.client.clone(),
-            namespace: namespace.clone(),
-            name: name.clone(),
-            spec: spec.clone(),
-            providers: providers.clone(),
-            active,
-            flip: status.last_flip.clone(),
-            fenced: status.target_side.is_some(),
-            starts: env.starts.clone(),
-            pair: tx.clone(),
-        });
+        let (replication, replication_task) = replication::spawn(
+            replication::Setup {
+                client: env.client.clone(),
+                namespace: namespace.clone(),
+                name: name.clone(),
+                spec: spec.clone(),
+                providers: providers.clone(),
+                active,
+                flip: status.last_flip.clone(),
+                fenced: status.target_side.is_some(),
+                starts: env.starts.clone(),
+                pair: tx.clone(),
+            },
+            &env.opts,
+        );
         let (actor, view) = actor::PairActor::new(actor::Setup {
             env: env.clone(),
             namespace: namespace.clone(),
@@ -291,7 +294,7 @@ impl PairHandle {
         let scan_every = spec.replication.reconcile_interval.as_std();
         for side in [Side::Primary, Side::Standby] {
             if let Some(feed) = &built.scans[idx(side)] {
-                tasks.push(tokio::spawn(loops::reconcile(
+                tasks.push(env.opts.spawn_data(loops::reconcile(
                     (namespace.clone(), name.clone()),
                     side,
                     feed.clone(),

@@ -69,10 +69,14 @@ pub struct Setup {
     pub pair: mpsc::Sender<Msg>,
 }
 
-/// Start the task.
-pub fn spawn(setup: Setup) -> (ReplicationHandle, JoinHandle<()>) {
+/// Start the task, on the data plane's runtime (`opts`): the pipelines it starts run
+/// there too.
+pub fn spawn(
+    setup: Setup,
+    opts: &crate::controller::env::OperatorOptions,
+) -> (ReplicationHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(run(Supervisor::new(setup), rx));
+    let task = opts.spawn_data(run(Supervisor::new(setup), rx));
     (ReplicationHandle { tx }, task)
 }
 
