@@ -68,7 +68,6 @@ impl Default for OperatorOptions {
     }
 }
 
-/// `namespace/name` of a pair (or any namespaced object).
 impl OperatorOptions {
     /// Spawn replication work on the data plane's runtime (see [`Self::data_plane`]).
     pub fn spawn_data<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
@@ -83,6 +82,7 @@ impl OperatorOptions {
     }
 }
 
+/// `namespace/name` of a pair (or any namespaced object).
 pub fn pair_key(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
 }
