@@ -34,6 +34,8 @@ pub struct Metrics {
     pub drill_duration_seconds: HistogramVec,
     /// Pipeline starts waiting for one of the operator's start slots.
     pub pipeline_starts_waiting: IntGauge,
+    /// Writes to passive accounts waiting for one of the operator-wide write slots.
+    pub passive_writes_waiting: IntGauge,
     /// Purges of a shared source producer: a source ended with records Kafka had not
     /// answered, and the other sources on that producer re-read theirs.
     pub source_producer_purges_total: IntCounter,
@@ -115,6 +117,11 @@ impl Metrics {
             "Replication pipeline starts waiting for a slot (--max-concurrent-pipeline-starts)",
         )?;
         register(&registry, Box::new(pipeline_starts_waiting.clone()))?;
+        let passive_writes_waiting = IntGauge::new(
+            "understudy_passive_writes_waiting",
+            "Writes to passive accounts waiting for one of the operator-wide write slots (256 in flight at once)",
+        )?;
+        register(&registry, Box::new(passive_writes_waiting.clone()))?;
         let source_producer_purges_total = IntCounter::new(
             "understudy_source_producer_purges_total",
             "Purges of a shared source producer: a source ended with records Kafka had not answered, and the other sources on it re-read theirs",
@@ -147,6 +154,7 @@ impl Metrics {
             drill_mismatches,
             drill_duration_seconds,
             pipeline_starts_waiting,
+            passive_writes_waiting,
             source_producer_purges_total,
         })
     }

@@ -16,6 +16,7 @@ pub mod sink;
 pub mod source;
 pub mod starts;
 pub mod topics;
+pub mod writes;
 
 pub use config::{Compression, KafkaConfig, PipelineConfig, Tuning};
 pub use decide::{EndOffsetsFrom, Flip, Start, records_lost_total};

@@ -192,6 +192,10 @@ async fn apply_one(ctx: &Ctx, rec: &StateRecord, mut stop: watch::Receiver<bool>
         if *stop.borrow() {
             return Applied::Stopped;
         }
+        // One of the operator-wide write slots, held until the provider answered.
+        let Some(slot) = crate::replication::writes::global().slot(&mut stop).await else {
+            return Applied::Stopped;
+        };
         let result = match rec {
             StateRecord::Upsert { entity, .. } => {
                 ctx.provider.put_entity(entity, Some(&ctx.tag)).await
@@ -203,6 +207,7 @@ async fn apply_one(ctx: &Ctx, rec: &StateRecord, mut stop: watch::Receiver<bool>
                 }
             }
         };
+        drop(slot);
         let err = match result {
             Ok(()) => {
                 let mut e = lock(&ctx.shared.apply_error);
