@@ -30,9 +30,8 @@ pub enum StartKind {
 pub struct StartGate {
     slots: Arc<Semaphore>,
     limit: usize,
-    waiting: Arc<AtomicI64>,
     /// Exported as `understudy_pipeline_starts_waiting` (the operator's gate only).
-    gauge: Option<IntGauge>,
+    waiting: WaitCount,
 }
 
 /// Held for the length of a start; dropping it frees the slot.
@@ -46,15 +45,14 @@ impl StartGate {
         StartGate {
             slots: Arc::new(Semaphore::new(limit)),
             limit,
-            waiting: Arc::new(AtomicI64::new(0)),
-            gauge: None,
+            waiting: WaitCount::default(),
         }
     }
 
     /// The same, its waiting starts exported in the operator's metrics.
     pub fn exported(limit: usize) -> Self {
         StartGate {
-            gauge: Some(crate::metrics::metrics().pipeline_starts_waiting.clone()),
+            waiting: WaitCount::exported(crate::metrics::metrics().pipeline_starts_waiting.clone()),
             ..StartGate::new(limit)
         }
     }
@@ -65,7 +63,7 @@ impl StartGate {
 
     /// Starts waiting for a slot now.
     pub fn waiting(&self) -> i64 {
-        self.waiting.load(Ordering::Acquire)
+        self.waiting.now()
     }
 
     /// Wait for a slot (a `Switchover` start gets one at once). Cancel-safe: a start
@@ -74,7 +72,7 @@ impl StartGate {
         if kind == StartKind::Switchover {
             return StartSlot(None);
         }
-        let _waiting = Waiting::new(self);
+        let _waiting = self.waiting.enter();
         let permit = self
             .slots
             .clone()
@@ -82,13 +80,6 @@ impl StartGate {
             .await
             .expect("the start gate's semaphore is never closed");
         StartSlot(Some(permit))
-    }
-
-    fn add_waiting(&self, d: i64) {
-        let now = self.waiting.fetch_add(d, Ordering::AcqRel) + d;
-        if let Some(g) = &self.gauge {
-            g.set(now);
-        }
     }
 }
 
@@ -101,18 +92,47 @@ impl Default for StartGate {
 /// The default bound (`--max-concurrent-pipeline-starts`).
 pub const DEFAULT_LIMIT: usize = 8;
 
-struct Waiting<'a>(&'a StartGate);
+/// How many are waiting for a slot of a bound (starts here, writes in
+/// [`writes`](super::writes)), exported as a gauge when the bound is the operator's.
+#[derive(Clone, Debug, Default)]
+pub struct WaitCount {
+    n: Arc<AtomicI64>,
+    gauge: Option<IntGauge>,
+}
 
-impl<'a> Waiting<'a> {
-    fn new(g: &'a StartGate) -> Self {
-        g.add_waiting(1);
-        Waiting(g)
+impl WaitCount {
+    pub fn exported(gauge: IntGauge) -> Self {
+        WaitCount {
+            gauge: Some(gauge),
+            ..WaitCount::default()
+        }
+    }
+
+    pub fn now(&self) -> i64 {
+        self.n.load(Ordering::Acquire)
+    }
+
+    /// Counted as waiting until the returned guard drops: cancel-safe, so a wait that is
+    /// aborted is no longer counted.
+    pub fn enter(&self) -> Waiting<'_> {
+        self.add(1);
+        Waiting(self)
+    }
+
+    fn add(&self, d: i64) {
+        let now = self.n.fetch_add(d, Ordering::AcqRel) + d;
+        if let Some(g) = &self.gauge {
+            g.set(now);
+        }
     }
 }
 
+/// One waiter of a [`WaitCount`].
+pub struct Waiting<'a>(&'a WaitCount);
+
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.add_waiting(-1);
+        self.0.add(-1);
     }
 }
 

@@ -9,9 +9,10 @@
 //! waits for a slot stops at once.
 
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use tokio::sync::{Semaphore, SemaphorePermit, watch};
+
+use super::starts::WaitCount;
 
 /// Writes in flight to passive accounts, operator-wide: far above one pair's
 /// `apply_concurrency`, so a single pair copies as fast as before.
@@ -20,15 +21,14 @@ pub const WRITES_IN_FLIGHT: usize = 256;
 /// The operator-wide budget of writes in flight.
 pub struct WriteBudget {
     slots: Semaphore,
-    waiting: AtomicI64,
     /// Exported as `understudy_passive_writes_waiting` (the operator's budget only).
-    gauge: Option<prometheus::IntGauge>,
+    waiting: WaitCount,
 }
 
 /// The budget every sink of this process shares.
 pub fn global() -> &'static WriteBudget {
     static GLOBAL: LazyLock<WriteBudget> = LazyLock::new(|| WriteBudget {
-        gauge: Some(crate::metrics::metrics().passive_writes_waiting.clone()),
+        waiting: WaitCount::exported(crate::metrics::metrics().passive_writes_waiting.clone()),
         ..WriteBudget::new(WRITES_IN_FLIGHT)
     });
     &GLOBAL
@@ -39,17 +39,17 @@ impl WriteBudget {
     pub fn new(limit: usize) -> Self {
         WriteBudget {
             slots: Semaphore::new(limit.max(1)),
-            waiting: AtomicI64::new(0),
-            gauge: None,
+            waiting: WaitCount::default(),
         }
     }
 
     /// Writes waiting for a slot now.
     pub fn waiting(&self) -> i64 {
-        self.waiting.load(Ordering::Acquire)
+        self.waiting.now()
     }
 
-    /// Wait for a slot; `None` once `stop` is true (before or while waiting).
+    /// Wait for a slot; `None` once `stop` is true (before or while waiting). Cancel-safe:
+    /// a write aborted while it waits is no longer counted as waiting.
     pub async fn slot(&self, stop: &mut watch::Receiver<bool>) -> Option<SemaphorePermit<'_>> {
         if *stop.borrow() {
             return None;
@@ -57,19 +57,10 @@ impl WriteBudget {
         if let Ok(p) = self.slots.try_acquire() {
             return Some(p);
         }
-        self.add_waiting(1);
-        let got = tokio::select! {
+        let _waiting = self.waiting.enter();
+        tokio::select! {
             p = self.slots.acquire() => p.ok(),
             _ = stop.wait_for(|s| *s) => None,
-        };
-        self.add_waiting(-1);
-        got
-    }
-
-    fn add_waiting(&self, d: i64) {
-        let now = self.waiting.fetch_add(d, Ordering::AcqRel) + d;
-        if let Some(g) = &self.gauge {
-            g.set(now);
         }
     }
 }
@@ -114,5 +105,14 @@ mod tests {
         assert!(!got, "a stopped sink got a slot");
         assert_eq!(budget.waiting(), 0);
         assert!(budget.slot(&mut stopping).await.is_none());
+
+        // A sink task aborted while its write waits is no longer counted as waiting.
+        let mut r = running.clone();
+        let aborted = tokio::spawn(async move { budget.slot(&mut r).await.is_some() });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(budget.waiting(), 1);
+        aborted.abort();
+        let _ = aborted.await;
+        assert_eq!(budget.waiting(), 0);
     }
 }

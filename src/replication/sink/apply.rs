@@ -188,11 +188,8 @@ async fn apply_one(ctx: &Ctx, rec: &StateRecord, mut stop: watch::Receiver<bool>
     }
     let mut delays = backoff(&ctx.cfg.tuning);
     loop {
-        // Halted or stopping: no new write starts (one already sent finishes).
-        if *stop.borrow() {
-            return Applied::Stopped;
-        }
-        // One of the operator-wide write slots, held until the provider answered.
+        // One of the operator-wide write slots, held until the provider answered; halted
+        // or stopping, no new write starts (one already sent finishes).
         let Some(slot) = crate::replication::writes::global().slot(&mut stop).await else {
             return Applied::Stopped;
         };
