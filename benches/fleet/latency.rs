@@ -200,19 +200,17 @@ async fn post_notice(
 async fn switchover_finished(switchovers: &Api<Switchover>, pair: &str) -> Result<(), String> {
     let until = Instant::now() + RUN_DEADLINE;
     loop {
-        if let Some(why) = failed_switchover(switchovers, pair).await {
-            return Err(why);
-        }
         if let Ok(list) = switchovers.list(&ListParams::default()).await {
-            let mine: Vec<_> = list
+            if let Some(why) = failed_of(&list.items, pair) {
+                return Err(why);
+            }
+            let mut mine = list
                 .items
                 .iter()
                 .filter(|so| so.spec.pair == pair)
-                .collect();
-            if !mine.is_empty()
-                && mine
-                    .iter()
-                    .all(|so| so.status.as_ref().is_some_and(|s| s.phase.is_finished()))
+                .peekable();
+            if mine.peek().is_some()
+                && mine.all(|so| so.status.as_ref().is_some_and(|s| s.phase.is_finished()))
             {
                 return Ok(());
             }
@@ -230,7 +228,12 @@ async fn switchover_finished(switchovers: &Api<Switchover>, pair: &str) -> Resul
 /// The first Failed or Cancelled Switchover of `pair`, as "NAME PHASE: MESSAGE".
 async fn failed_switchover(switchovers: &Api<Switchover>, pair: &str) -> Option<String> {
     let list = switchovers.list(&ListParams::default()).await.ok()?;
-    list.items.into_iter().find_map(|so| {
+    failed_of(&list.items, pair)
+}
+
+/// [`failed_switchover`] among `items`.
+fn failed_of(items: &[Switchover], pair: &str) -> Option<String> {
+    items.iter().find_map(|so| {
         let st = so.status.as_ref()?;
         (so.spec.pair == pair
             && matches!(
