@@ -29,7 +29,8 @@ pub fn write_json(settings: &Settings, load_at_start: f64, sizes: &[Value]) {
         },
         "sizes": sizes,
         "notes": [
-            "cpu_cores: operator utime+stime over the phase / wall time; rss_mib, threads, tcp_*: means of 1 s samples from /proc",
+            "cpu_cores: operator utime+stime over the phase / wall time; rss_mib, threads, tcp_*: means of 1 s samples from /proc (rss_mib_first, rss_mib_last: the first and last sample, to see growth)",
+            "lag_records_after: the pairs' status.replication.lagRecords summed right after the phase (written at most every 30 s, so up to 30 s old): changes read from the primaries and not yet applied to the standbys",
             "kafka_clients: librdkafka main threads (rdk:main) of the operator",
             "apiserver_rps: delta of kube-apiserver apiserver_request_total over the phase less the rate before the operator started (apiserver_baseline_rps); includes any other client of the shared test bed at the time",
             "provider_rps: requests the operator sent to the simulator, counted by a proxy inside the bench process",
@@ -47,15 +48,18 @@ pub fn summary_line(s: &Value) -> String {
             return "not measured".to_string();
         }
         format!(
-            "{} cores, {} MiB, {} threads, {} TCP ({} Kafka), {} Kafka clients, {} API req/s, {} provider req/s",
+            "{} cores, {} MiB ({} -> {}), {} threads, {} TCP ({} Kafka), {} Kafka clients, {} API req/s, {} provider req/s, lag after {}",
             p["cpu_cores"],
             p["rss_mib"],
+            p["rss_mib_first"],
+            p["rss_mib_last"],
             p["threads"],
             p["tcp_connections"],
             p["kafka_connections"],
             p["kafka_clients"],
             p["apiserver_rps"],
-            p["provider_rps"]
+            p["provider_rps"],
+            p["lag_records_after"]
         )
     };
     let (lat, ans) = (&s["notice_to_verified_ms"], &s["notice_answered_ms"]);

@@ -239,6 +239,8 @@ impl Probe {
             "cpu_cores": cpu,
             "rss_mib": mean(|s| s.rss_kib / 1024),
             "rss_mib_max": rss_max / 1024,
+            "rss_mib_first": samples.first().map(|s| s.rss_kib / 1024),
+            "rss_mib_last": samples.last().map(|s| s.rss_kib / 1024),
             "threads": mean(|s| s.threads),
             "tcp_connections": mean(|s| s.tcp),
             "kafka_connections": mean(|s| s.kafka),

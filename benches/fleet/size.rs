@@ -222,7 +222,8 @@ pub async fn run_size(tb: Arc<Env>, client: Client, s: Settings, n: usize, ns: S
 
     tokio::time::sleep(SETTLE).await;
     eprintln!("idle phase, {} s", s.seconds);
-    let idle = probe.measure(s.seconds, None).await;
+    let mut idle = probe.measure(s.seconds, None).await;
+    idle["lag_records_after"] = json!(lag_records(&pairs).await);
 
     let mut ctx = LatencyCtx {
         tb: &tb,
@@ -248,7 +249,8 @@ pub async fn run_size(tb: Arc<Env>, client: Client, s: Settings, n: usize, ns: S
     let writer = Writer::start(sim.1.clone(), primaries);
     tokio::time::sleep(LOAD_RAMP).await;
     eprintln!("load phase, {} s", s.seconds);
-    let load = probe.measure(s.seconds, Some(&writer.sent)).await;
+    let mut load = probe.measure(s.seconds, Some(&writer.sent)).await;
+    load["lag_records_after"] = json!(lag_records(&pairs).await);
     ctx.writer = Some(&writer);
     eprintln!("notice runs under the load");
     let lat = latency_runs(&ctx, 0, s.runs).await;
@@ -272,4 +274,16 @@ pub async fn run_size(tb: Arc<Env>, client: Client, s: Settings, n: usize, ns: S
         "idle_notice_answered_ms": summary_ms(&idle_lat.answered_ms),
         "errors": errors,
     })
+}
+
+/// The pairs' `status.replication.lagRecords`, summed (pairs without a known lag count
+/// none); `None` when the pairs cannot be listed.
+async fn lag_records(pairs: &Api<AccountPair>) -> Option<i64> {
+    let l = pairs.list(&ListParams::default()).await.ok()?;
+    Some(
+        l.items
+            .iter()
+            .filter_map(|p| p.status.as_ref()?.replication.as_ref()?.lag_records)
+            .sum(),
+    )
 }

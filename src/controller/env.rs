@@ -11,6 +11,7 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 use super::budget::FailoverBudget;
+use super::event_queue::{CAPACITY, EventQueue, PUBLISHERS};
 use super::leader::LeaderHandle;
 use crate::failover::executor::Failpoint;
 
@@ -100,6 +101,17 @@ pub struct Env {
     /// The operator-wide bound on pipeline starts (a switchover's start does not wait).
     pub starts: crate::replication::StartGate,
     recorder: Recorder,
+    /// Events published in the background (see [`Env::event_in_background`]).
+    events: EventQueue<Pending>,
+}
+
+/// An Event waiting to be published.
+pub struct Pending {
+    reference: ObjectReference,
+    warning: bool,
+    reason: String,
+    action: String,
+    note: String,
 }
 
 impl Env {
@@ -114,6 +126,21 @@ impl Env {
             instance: Some(opts.identity.clone()),
         };
         let recorder = Recorder::new(client.clone(), reporter);
+        let publisher = recorder.clone();
+        let events = EventQueue::start(CAPACITY, PUBLISHERS, move |e: Pending| {
+            let recorder = publisher.clone();
+            async move {
+                publish(
+                    &recorder,
+                    &e.reference,
+                    e.warning,
+                    &e.reason,
+                    &e.action,
+                    e.note,
+                )
+                .await
+            }
+        });
         let audit = crate::audit::AuditSink::new(crate::audit::AuditSettings {
             actor: format!("understudy/{}", opts.identity),
             ..opts.audit.clone()
@@ -131,7 +158,31 @@ impl Env {
             budget,
             notifications,
             recorder,
+            events,
         })
+    }
+
+    /// Publish an Event in the background: a decision or a flip never waits for it
+    /// (dropped and counted when [`CAPACITY`] Events already wait; see
+    /// [`super::event_queue`]).
+    pub fn event_in_background(
+        &self,
+        reference: ObjectReference,
+        warning: bool,
+        reason: String,
+        action: String,
+        note: String,
+    ) {
+        let pending = Pending {
+            reference,
+            warning,
+            reason,
+            action,
+            note,
+        };
+        if !self.events.offer(pending) {
+            tracing::debug!("too many Events wait for the API server; one was dropped");
+        }
     }
 
     /// Publish a Kubernetes Event; failures are logged, never fatal.
@@ -143,20 +194,32 @@ impl Env {
         action: &str,
         note: String,
     ) {
-        let ev = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(note.chars().take(1000).collect()),
-            action: action.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, reference).await {
-            tracing::warn!(error = %e, reason, "publishing an Event failed");
-        }
+        publish(&self.recorder, reference, warning, reason, action, note).await
+    }
+}
+
+/// Publish one Event with `recorder`; a failure is logged.
+async fn publish(
+    recorder: &Recorder,
+    reference: &ObjectReference,
+    warning: bool,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let ev = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, reference).await {
+        tracing::warn!(error = %e, reason, "publishing an Event failed");
     }
 }
 

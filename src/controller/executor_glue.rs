@@ -124,9 +124,14 @@ impl Notifier for EventNotifier {
             _ => {}
         }
         // Published in the background: an Event is for humans and must not delay the flip.
-        let (ctx, reference) = (self.ctx.clone(), self.reference.clone());
-        let (step, note) = (step.to_string(), format!("{step}: {state:?} {message}"));
-        tokio::spawn(async move { ctx.event(&reference, warning, reason, &step, note).await });
+        let note = format!("{step}: {state:?} {message}");
+        self.ctx.env.event_in_background(
+            self.reference.clone(),
+            warning,
+            reason.to_string(),
+            step.to_string(),
+            note,
+        );
     }
 
     async fn forced(&self, switchover: &str, gates: &[Gate]) {

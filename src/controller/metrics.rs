@@ -27,6 +27,8 @@ pub struct ControllerMetrics {
     pub paused: IntGaugeVec,
     /// Routine status writes left for the pair's next tick: every slot was taken.
     pub status_writes_deferred_total: IntCounter,
+    /// Kubernetes Events not published: too many were already waiting for the API server.
+    pub events_dropped_total: IntCounter,
 }
 
 pub const VERDICTS: [&str; 5] = ["Healthy", "Suspect", "Frozen", "Banned", "Unknown"];
@@ -134,6 +136,10 @@ fn build() -> Result<ControllerMetrics, prometheus::Error> {
             "understudy_status_writes_deferred_total",
             "Routine pair status writes left for the pair's next tick because the operator-wide bound of writes in flight was reached",
         )?,
+        events_dropped_total: IntCounter::new(
+            "understudy_events_dropped_total",
+            "Kubernetes Events not published because the operator-wide bound of Events waiting for the API server was reached (the audit trail and the pair's status still record what happened)",
+        )?,
     };
     let r = &crate::metrics::metrics().registry;
     crate::metrics::register(r, Box::new(m.account_status.clone()))?;
@@ -152,6 +158,7 @@ fn build() -> Result<ControllerMetrics, prometheus::Error> {
     crate::metrics::register(r, Box::new(m.active_side.clone()))?;
     crate::metrics::register(r, Box::new(m.paused.clone()))?;
     crate::metrics::register(r, Box::new(m.status_writes_deferred_total.clone()))?;
+    crate::metrics::register(r, Box::new(m.events_dropped_total.clone()))?;
     Ok(m)
 }
 

@@ -11,6 +11,7 @@ pub mod context;
 pub mod drill;
 pub mod election;
 pub mod env;
+pub mod event_queue;
 pub mod executor_glue;
 pub mod failback;
 pub mod guard;

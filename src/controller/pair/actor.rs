@@ -262,9 +262,13 @@ impl PairActor {
 
     /// An Event on the pair, published in the background (a decision never waits for it).
     pub(super) fn event(&self, warning: bool, reason: &str, action: &str, note: String) {
-        let (env, reference) = (self.env.clone(), self.object_ref.clone());
-        let (reason, action) = (reason.to_string(), action.to_string());
-        tokio::spawn(async move { env.event(&reference, warning, &reason, &action, note).await });
+        self.env.event_in_background(
+            self.object_ref.clone(),
+            warning,
+            reason.to_string(),
+            action.to_string(),
+            note,
+        );
     }
 
     async fn on(&mut self, msg: Msg) {

@@ -154,15 +154,16 @@ impl PairActor {
                         crate::audit::kind::SWITCHOVER_CANCELLED,
                         serde_json::json!({ "name": pending, "by": format!("understudy: superseded by the automatic failover {name}") }),
                     );
-                    let (env, reference) =
-                        (self.env.clone(), switchovers::reference(&self.ns, pending));
                     let note = format!(
                         "superseded by the automatic failover {name} before it started; nothing was changed"
                     );
-                    tokio::spawn(async move {
-                        env.event(&reference, true, "Superseded", "Cancel", note)
-                            .await
-                    });
+                    self.env.event_in_background(
+                        switchovers::reference(&self.ns, pending),
+                        true,
+                        "Superseded".into(),
+                        "Cancel".into(),
+                        note,
+                    );
                 }
                 Ok(false) | Err(_) => {
                     if let Err(e) = self.env.budget.release(&so_key).await {
