@@ -36,6 +36,8 @@ pub struct Metrics {
     pub pipeline_starts_waiting: IntGauge,
     /// Writes to passive accounts waiting for one of the operator-wide write slots.
     pub passive_writes_waiting: IntGauge,
+    /// Sink partitions parked now: their records waited, so Kafka holds the backlog.
+    pub sink_partitions_parked: IntGauge,
     /// Purges of a shared source producer: a source ended with records Kafka had not
     /// answered, and the other sources on that producer re-read theirs.
     pub source_producer_purges_total: IntCounter,
@@ -122,6 +124,11 @@ impl Metrics {
             "Writes to passive accounts waiting for one of the operator-wide write slots (256 in flight at once)",
         )?;
         register(&registry, Box::new(passive_writes_waiting.clone()))?;
+        let sink_partitions_parked = IntGauge::new(
+            "understudy_sink_partitions_parked",
+            "Sink partitions not fetched now because their records waited over a second to be applied (a slow or refusing passive account): the backlog stays in Kafka",
+        )?;
+        register(&registry, Box::new(sink_partitions_parked.clone()))?;
         let source_producer_purges_total = IntCounter::new(
             "understudy_source_producer_purges_total",
             "Purges of a shared source producer: a source ended with records Kafka had not answered, and the other sources on it re-read theirs",
@@ -155,6 +162,7 @@ impl Metrics {
             drill_duration_seconds,
             pipeline_starts_waiting,
             passive_writes_waiting,
+            sink_partitions_parked,
             source_producer_purges_total,
         })
     }

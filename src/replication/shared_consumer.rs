@@ -18,6 +18,12 @@
 //! - A partition's queue outlives a sink that aborted while its task still holds it: the
 //!   next sink of that partition reads the same queue (a second queue of the same
 //!   partition would silence the first one's wake-ups when dropped).
+//! - A sink whose records wait ([`park`](SharedConsumer::park)s its partition: librdkafka
+//!   stops fetching it and drops what it had fetched ahead (the partition's queue is
+//!   purged), and [`unpark`](SharedConsumer::unpark) fetches again from the record after
+//!   the last one the sink took. A backlog then waits in Kafka, not in the operator's
+//!   memory. Attaching a partition unparks it (librdkafka keeps a partition's pause
+//!   across an unassignment).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, Weak};
@@ -203,6 +209,10 @@ impl SharedConsumer {
                 topic: topic.to_string(),
                 source,
             })?;
+        // Parked by a sink that stopped before it unparked: fetch again.
+        if let Err(e) = inner.consumer.resume(&tpl) {
+            tracing::warn!(topic, error = %e, "resuming newly assigned partitions");
+        }
         st.assigned
             .extend(starts.iter().map(|(p, _)| (topic.to_string(), *p)));
         lock(&inner.errors).push(Arc::downgrade(errors));
@@ -226,6 +236,38 @@ impl SharedConsumer {
             tracing::warn!(topic, error = %e, "unassigning a stopped sink's partitions");
         }
         sweep(&mut st);
+    }
+
+    /// Stops fetching `topic [partition]` and drops what was fetched ahead of the sink;
+    /// [`unpark`](Self::unpark) fetches again from after the last record the sink took.
+    /// Only for a partition this sink has assigned and took records from.
+    pub fn park(&self, topic: &str, partition: i32) {
+        self.pause_resume(topic, partition, true);
+    }
+
+    /// Fetches `topic [partition]` again after [`park`](Self::park).
+    pub fn unpark(&self, topic: &str, partition: i32) {
+        self.pause_resume(topic, partition, false);
+    }
+
+    fn pause_resume(&self, topic: &str, partition: i32, pause: bool) {
+        let inner = self.inner();
+        // Under the state's lock, and only while assigned: a sink's workers end before it
+        // detaches, and the next sink's attach resumes the partition anyway.
+        let st = lock(&inner.state);
+        if !st.assigned.contains(&(topic.to_string(), partition)) {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        let r = if pause {
+            inner.consumer.pause(&tpl)
+        } else {
+            inner.consumer.resume(&tpl)
+        };
+        if let Err(e) = r {
+            tracing::warn!(topic, partition, pause, error = %e, "pausing or resuming a sink's partition");
+        }
     }
 
     /// Partitions assigned now, over every sink.

@@ -31,7 +31,11 @@
 //!   applied again on the next start.
 //! - Every Kafka call of `start` and `end_offsets` is bounded by one deadline.
 //! - Prefetch memory is bounded per partition: see `Tuning::consumer_queue_kib`; a worker
-//!   holds one chunk (`Tuning::sink_chunk` records) at a time.
+//!   holds one chunk (`Tuning::sink_chunk` records) at a time. A chunk still being applied
+//!   after a second (writes waiting for the operator's write slots, a standby that
+//!   refuses them) parks its partition: librdkafka drops what it fetched ahead and fetches
+//!   again from after the chunk once it is applied, so a backlog waits in Kafka rather than
+//!   in memory (`understudy_sink_partitions_parked`).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -169,6 +173,8 @@ pub struct Sink {
 
 struct Ctx {
     cfg: PipelineConfig,
+    /// Parks and unparks the partitions (see [`SharedConsumer::park`]).
+    consumer: Arc<SharedConsumer>,
     provider: Arc<dyn AccountProvider>,
     dlq: Arc<crate::replication::producer::Producer>,
     shared: Arc<Shared>,
@@ -278,6 +284,7 @@ impl Sink {
             tag: cfg.origin_tag(),
             dlq_topic: cfg.dlq_topic(),
             topic: topic.clone(),
+            consumer: consumer.clone(),
             cfg,
             provider,
             dlq,

@@ -64,13 +64,44 @@ pub(super) async fn worker(
             .and_then(|m| m.timestamp().to_millis())
             .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
         lock(&part.pending).push_back(first_ts);
-        if !apply_chunk(&ctx, part, p, &chunk, &stop).await {
+        if !parked_while_slow(&ctx, p, apply_chunk(&ctx, part, p, &chunk, &stop)).await {
             return; // stopped mid-chunk: nothing of it counts as applied
         }
         part.applied.store(last + 1, Ordering::Release);
         lock(&part.pending).pop_front();
         ctx.shared.progress.notify_waiters();
     }
+}
+
+/// How long a chunk may take before its partition is parked.
+const PARK_AFTER: Duration = Duration::from_secs(1);
+
+/// A parked partition, unparked when dropped (the chunk applied, or the worker stopped or
+/// aborted).
+struct Parked<'a> {
+    ctx: &'a Ctx,
+    p: i32,
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.ctx.consumer.unpark(&self.ctx.topic, self.p);
+        crate::metrics::metrics().sink_partitions_parked.dec();
+    }
+}
+
+/// Runs `apply`; once it has taken [`PARK_AFTER`], parks the partition until it ends:
+/// librdkafka drops the records it fetched ahead, and fetches again from after the chunk.
+async fn parked_while_slow(ctx: &Ctx, p: i32, apply: impl Future<Output = bool>) -> bool {
+    tokio::pin!(apply);
+    tokio::select! {
+        done = &mut apply => return done,
+        _ = tokio::time::sleep(PARK_AFTER) => {}
+    }
+    ctx.consumer.park(&ctx.topic, p);
+    crate::metrics::metrics().sink_partitions_parked.inc();
+    let _parked = Parked { ctx, p };
+    apply.await
 }
 
 enum Applied {
