@@ -394,10 +394,16 @@ impl PairHandle {
         self.audit_kafka.borrow().clone()
     }
 
-    /// Just started and `side` has not been observed yet: its verdict is Unknown for a
-    /// moment, which a switchover's health gate must not mistake for an unhealthy side.
+    /// `side` has not been observed by this pair's task yet: its verdict is "no signal
+    /// yet" (Unknown), which a switchover's health gate must not mistake for an unhealthy
+    /// side. Not bounded by the task's age: a task observes nothing while this replica's
+    /// claim on the shard has lapsed, so a task older than any bound could still be
+    /// unobserved when its shard comes back with a switchover to resume (a replica killed
+    /// during a precheck; the precheck resumed elsewhere failed on "standby is Unknown").
+    /// Both sides are polled while the task acts, and a poll that gets no answer is an
+    /// observation too, so this lasts about one poll once the task may act.
     pub fn detection_warming_up(&self, side: Side) -> bool {
-        !self.view.borrow().observed[idx(side)] && self.started.elapsed() < Duration::from_secs(30)
+        !self.view.borrow().observed[idx(side)]
     }
 
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Msg) -> Result<T, String> {
