@@ -18,12 +18,12 @@
 //! - A partition's queue outlives a sink that aborted while its task still holds it: the
 //!   next sink of that partition reads the same queue (a second queue of the same
 //!   partition would silence the first one's wake-ups when dropped).
-//! - A sink whose records wait ([`park`](SharedConsumer::park)s its partition: librdkafka
-//!   stops fetching it and drops what it had fetched ahead (the partition's queue is
-//!   purged), and [`unpark`](SharedConsumer::unpark) fetches again from the record after
-//!   the last one the sink took. A backlog then waits in Kafka, not in the operator's
-//!   memory. Attaching a partition unparks it (librdkafka keeps a partition's pause
-//!   across an unassignment).
+//! - A sink whose records wait parks its partition ([`park`](SharedConsumer::park)):
+//!   librdkafka stops fetching it and drops what it had fetched ahead (the partition's
+//!   queue is purged), and [`unpark`](SharedConsumer::unpark) fetches again from the
+//!   record after the last one the sink took. A backlog then waits in Kafka, not in the
+//!   operator's memory. Attaching a partition unparks it (librdkafka keeps a partition's
+//!   pause across an unassignment).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, Weak};
