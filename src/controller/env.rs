@@ -106,7 +106,7 @@ pub struct Env {
 }
 
 /// An Event waiting to be published.
-pub struct Pending {
+struct Pending {
     reference: ObjectReference,
     warning: bool,
     reason: String,
