@@ -275,8 +275,9 @@ impl PairActor {
         match msg {
             Msg::Signal(signal) => self.observe(signal).await,
             Msg::Notice { notice, reply } => {
-                let outcome = self.on_notice(notice).await;
+                let (outcome, next) = self.on_notice(notice).await;
                 let _ = reply.send(outcome);
+                self.decide(next).await;
             }
             Msg::Replication(report) => self.on_replication(report).await,
             Msg::Activity(events) => self.on_activity(events),

@@ -4,15 +4,30 @@
 
 use super::*;
 
+/// What taking a signal leaves to decide: whether its side's verdict changed, and
+/// which side it was about.
+pub(super) struct ToDecide {
+    verdict_changed: bool,
+    side: Side,
+}
+
 impl PairActor {
     /// Feed a signal to its side's detector; act on a verdict change.
     pub(super) async fn observe(&mut self, signal: Signal) {
+        let next = self.take_signal(signal);
+        self.decide(next).await;
+    }
+
+    /// Feed a signal to its side's detector and record what changed (verdict, metrics,
+    /// audit, Events); the decisions it calls for are [`Self::decide`]'s. `None` while
+    /// the replica may not act.
+    fn take_signal(&mut self, signal: Signal) -> Option<ToDecide> {
         // While this replica's claim on the pair's shard has lapsed (a slow Lease pass
         // it may still renew, `shards::keep_running`), the pair observes nothing: a verdict
         // it took now would page, record and count it, and the shard's next holder may be
         // doing the same. The next poll after the renewal observes again.
         if !self.may_act() {
-            return;
+            return None;
         }
         let now = Utc::now();
         let i = idx(signal.side);
@@ -37,11 +52,24 @@ impl PairActor {
                 }),
             );
         }
+        let verdict_changed = change.is_some();
         if let Some(change) = change {
             self.on_verdict_change(change);
+        }
+        Some(ToDecide {
+            verdict_changed,
+            side: signal.side,
+        })
+    }
+
+    /// Decide what a taken signal calls for: a failover after a verdict change, a
+    /// failback after news of the primary while the standby serves.
+    pub(super) async fn decide(&mut self, next: Option<ToDecide>) {
+        let Some(next) = next else { return };
+        if next.verdict_changed {
             self.evaluate_failover().await;
         }
-        if signal.side == Side::Primary && self.active == Side::Standby {
+        if next.side == Side::Primary && self.active == Side::Standby {
             self.evaluate_failback().await;
         }
     }
@@ -109,27 +137,39 @@ impl PairActor {
     }
 
     /// A verified notice: admitted once (its id persisted first), ordered by its own
-    /// time against the side's other observations.
-    pub(super) async fn on_notice(&mut self, n: ReceivedNotice) -> NoticeOutcome {
+    /// time against the side's other observations. The outcome is the answer to the
+    /// provider, due once the notice is recorded and taken; the decisions it calls for
+    /// (a failover: the operator-wide cap, the Switchover) are returned to be made after
+    /// answering, so a slow decision does not outlast the provider's delivery timeout
+    /// (WeChat gives up after 5 s and sends the notice again).
+    pub(super) async fn on_notice(
+        &mut self,
+        n: ReceivedNotice,
+    ) -> (NoticeOutcome, Option<ToDecide>) {
         if !self.may_act() {
-            return NoticeOutcome::Failed("this replica no longer holds the lease; retry".into());
+            return (
+                NoticeOutcome::Failed("this replica no longer holds the lease; retry".into()),
+                None,
+            );
         }
         match self
             .seen
             .admit(&n.id, n.received, self.env.opts.notice_window)
         {
             Admission::Replay { seen_at } => {
-                return NoticeOutcome::Replay(format!(
+                let msg = format!(
                     "notice {} was already received at {seen_at} (replay refused)",
                     n.id
-                ));
+                );
+                return (NoticeOutcome::Replay(msg), None);
             }
             Admission::Full => {
-                return NoticeOutcome::Failed(format!(
+                let msg = format!(
                     "notice {} not recorded: {} notices of this pair are still inside their window; retry later",
                     n.id,
                     crate::controller::pair::seen::MAX_SEEN
-                ));
+                );
+                return (NoticeOutcome::Failed(msg), None);
             }
             Admission::Admit => {}
         }
@@ -139,17 +179,16 @@ impl PairActor {
             .await
         {
             self.seen.forget(&n.id);
-            return NoticeOutcome::Failed(format!(
-                "the notice could not be recorded ({e}); nothing changed, retry"
-            ));
+            let msg = format!("the notice could not be recorded ({e}); nothing changed, retry");
+            return (NoticeOutcome::Failed(msg), None);
         }
         let i = idx(n.side);
         let newest = self.detectors[i].last_observed_at();
         let signal = Signal::notice(n.side, n.at, n.event, &n.reason);
         let stale = self.detectors[i].drops(&signal);
         tracing::info!(pair = %self.name, side = n.side.as_str(), event = n.event.as_str(), at = %n.at, stale, "verified provider notice");
-        self.observe(signal).await;
-        NoticeOutcome::Accepted(match newest {
+        let next = self.take_signal(signal);
+        let outcome = NoticeOutcome::Accepted(match newest {
             Some(t) if stale => format!(
                 "recorded; it is dated {} but the {} side was observed later ({}), so it does not change the verdict",
                 crate::controller::conditions::rfc3339_ms(n.at),
@@ -157,7 +196,8 @@ impl PairActor {
                 crate::controller::conditions::rfc3339_ms(t)
             ),
             _ => "accepted".into(),
-        })
+        });
+        (outcome, next)
     }
 
     pub(super) async fn on_replication(&mut self, report: ReplicationReport) {
