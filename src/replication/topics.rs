@@ -5,7 +5,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{
+    AdminClient, AdminOptions, NewTopic, OwnedResourceSpecifier, ResourceSpecifier,
+    TopicReplication,
+};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::KafkaError;
@@ -103,6 +106,11 @@ pub fn admin_client(
     Ok(cfg.create()?)
 }
 
+/// How many times an existing topic's cleanup policy is read before a wrong one is
+/// believed, and the pause between the reads.
+const POLICY_LOOKS: usize = 3;
+const POLICY_SETTLE: Duration = Duration::from_millis(250);
+
 /// Whether the topic was created now or was already there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TopicOutcome {
@@ -125,29 +133,43 @@ pub async fn ensure_topic_within<C: ClientContext + 'static>(
     spec: &TopicSpec,
     timeout: Duration,
 ) -> Result<TopicOutcome, TopicError> {
+    let outcomes = ensure_topics_within(admin, std::slice::from_ref(spec), timeout).await?;
+    Ok(outcomes[0])
+}
+
+/// Several topics ensured in two requests: one CreateTopics for all of them, then one
+/// DescribeConfigs for those that already existed (their cleanup policy checked), each
+/// bounded by `timeout`. The outcomes are in the order of `specs`.
+pub async fn ensure_topics_within<C: ClientContext + 'static>(
+    admin: &AdminClient<C>,
+    specs: &[TopicSpec],
+    timeout: Duration,
+) -> Result<Vec<TopicOutcome>, TopicError> {
     let timeout = timeout.max(Duration::from_millis(1));
     let opts = AdminOptions::new()
         .operation_timeout(Some(timeout.min(Duration::from_secs(10))))
         .request_timeout(Some(timeout));
-    let config: Vec<(&str, &str)> = spec
-        .config
+    let topics: Vec<NewTopic<'_>> = specs
         .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .map(|spec| {
+            spec.config.iter().fold(
+                NewTopic::new(
+                    &spec.name,
+                    spec.partitions,
+                    TopicReplication::Fixed(spec.replication),
+                ),
+                |t, (k, v)| t.set(k, v),
+            )
+        })
         .collect();
-    let mut topic = NewTopic::new(
-        &spec.name,
-        spec.partitions,
-        TopicReplication::Fixed(spec.replication),
-    );
-    for (k, v) in &config {
-        topic = topic.set(k, v);
-    }
-    let results = admin.create_topics([&topic], &opts).await?;
-    let mut outcome = TopicOutcome::Created;
+    let results = admin.create_topics(&topics, &opts).await?;
+    let mut existed: Vec<&TopicSpec> = Vec::new();
     for r in results {
         match r {
             Ok(_) => {}
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => outcome = TopicOutcome::Existed,
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                existed.extend(specs.iter().find(|s| s.name == name));
+            }
             Err((name, code)) => {
                 return Err(TopicError::Create {
                     topic: name,
@@ -156,17 +178,45 @@ pub async fn ensure_topic_within<C: ClientContext + 'static>(
             }
         }
     }
-    if outcome == TopicOutcome::Existed {
-        let found = cleanup_policy_within(admin, &spec.name, timeout).await?;
-        if found != spec.policy() {
-            return Err(TopicError::WrongPolicy {
-                topic: spec.name.clone(),
-                found,
-                expected: spec.policy().into(),
-            });
+    // A topic created an instant ago (by another start, or an earlier attempt of this
+    // one) can be described with the broker's default config until the broker has
+    // applied the creation: a wrong policy is believed only once it is still wrong after
+    // a second look.
+    let mut check: Vec<&TopicSpec> = existed.clone();
+    for look in 0..POLICY_LOOKS {
+        if check.is_empty() {
+            break;
         }
+        if look > 0 {
+            tokio::time::sleep(POLICY_SETTLE).await;
+        }
+        let names: Vec<&str> = check.iter().map(|s| s.name.as_str()).collect();
+        let policies = cleanup_policies_within(admin, &names, timeout).await?;
+        let mut wrong = Vec::new();
+        for (spec, found) in check.iter().zip(policies) {
+            if found != spec.policy() {
+                if look + 1 == POLICY_LOOKS {
+                    return Err(TopicError::WrongPolicy {
+                        topic: spec.name.clone(),
+                        found,
+                        expected: spec.policy().into(),
+                    });
+                }
+                wrong.push(*spec);
+            }
+        }
+        check = wrong;
     }
-    Ok(outcome)
+    Ok(specs
+        .iter()
+        .map(|s| {
+            if existed.iter().any(|e| e.name == s.name) {
+                TopicOutcome::Existed
+            } else {
+                TopicOutcome::Created
+            }
+        })
+        .collect())
 }
 
 /// The topic's effective `cleanup.policy`.
@@ -182,20 +232,48 @@ async fn cleanup_policy_within<C: ClientContext + 'static>(
     topic: &str,
     timeout: Duration,
 ) -> Result<String, TopicError> {
+    let mut found = cleanup_policies_within(admin, &[topic], timeout).await?;
+    Ok(found.remove(0))
+}
+
+/// The effective `cleanup.policy` of each topic, in the order asked, in one request.
+async fn cleanup_policies_within<C: ClientContext + 'static>(
+    admin: &AdminClient<C>,
+    topics: &[&str],
+    timeout: Duration,
+) -> Result<Vec<String>, TopicError> {
     let opts = AdminOptions::new().request_timeout(Some(timeout));
-    let results = admin
-        .describe_configs([&ResourceSpecifier::Topic(topic)], &opts)
-        .await?;
+    let asked: Vec<ResourceSpecifier<'_>> =
+        topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+    let results = admin.describe_configs(&asked, &opts).await?;
+    let mut found: Vec<Option<String>> = vec![None; topics.len()];
     for r in results {
         let resource = r.map_err(|code| TopicError::Create {
-            topic: topic.into(),
+            topic: topics.join(", "),
             code: code.to_string(),
         })?;
-        if let Some(entry) = resource.get("cleanup.policy") {
-            return Ok(entry.value.clone().unwrap_or_default());
+        let OwnedResourceSpecifier::Topic(name) = &resource.specifier else {
+            continue;
+        };
+        if let Some(i) = topics.iter().position(|t| t == name) {
+            found[i] = Some(
+                resource
+                    .get("cleanup.policy")
+                    .and_then(|e| e.value.clone())
+                    .unwrap_or_else(|| "delete".into()),
+            );
         }
     }
-    Ok("delete".into())
+    found
+        .into_iter()
+        .zip(topics)
+        .map(|(f, t)| {
+            f.ok_or_else(|| TopicError::Create {
+                topic: t.to_string(),
+                code: "its configuration was not in the broker's answer".into(),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -378,6 +378,47 @@ async fn kafka_compacted_topic_produce_and_consume() {
         .unwrap_err();
     assert!(err.to_string().contains("cleanup.policy=delete"), "{err}");
 
+    // Several at once (a pipeline's three topics): the new one is created, the others
+    // are checked, and the one with the wrong policy is named whatever its place.
+    let fresh = format!("{name}-fresh");
+    let at_once = [
+        TopicSpec::compacted(&fresh, 1),
+        spec.clone(),
+        TopicSpec::retained(format!("{name}-kept"), 1, 60_000),
+    ];
+    let within = std::time::Duration::from_secs(30);
+    assert_eq!(
+        topics::ensure_topics_within(&admin, &at_once, within)
+            .await
+            .expect("ensure three"),
+        [
+            TopicOutcome::Created,
+            TopicOutcome::Existed,
+            TopicOutcome::Created
+        ]
+    );
+    assert_eq!(
+        topics::ensure_topics_within(&admin, &at_once, within)
+            .await
+            .expect("ensure three again"),
+        [TopicOutcome::Existed; 3]
+    );
+    let err = topics::ensure_topics_within(
+        &admin,
+        &[
+            spec.clone(),
+            TopicSpec::compacted(&wrong, 1),
+            at_once[2].clone(),
+        ],
+        within,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains(&wrong) && err.to_string().contains("cleanup.policy=delete"),
+        "{err}"
+    );
+
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .set("enable.idempotence", "true")

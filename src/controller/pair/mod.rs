@@ -203,11 +203,14 @@ impl PairHandle {
     ) -> Result<Arc<PairHandle>, StartError> {
         let namespace = cached.metadata.namespace.clone().unwrap_or_default();
         let name = cached.metadata.name.clone().unwrap_or_default();
+        let began = std::time::Instant::now();
         let api: Api<AccountPair> = Api::namespaced(env.client.clone(), &namespace);
         let pair = api.get_opt(&name).await?.ok_or(StartError::Gone)?;
+        let get_ms = began.elapsed().as_millis();
         let spec = Arc::new(pair.spec.clone());
         let client = &env.client;
         let built = providers::build(client, (&namespace, &name), &spec).await?;
+        let providers_ms = began.elapsed().as_millis() - get_ms;
         // Every write to either account is sent only while this replica holds the pair.
         let guard = crate::controller::guard::WriteGuard::for_pair(&env.leader, &namespace, &name);
         let providers = built.sides.map(|p| guard.provider(p));
@@ -239,6 +242,7 @@ impl PairHandle {
                 )
             }
         };
+        tracing::info!(%namespace, pair = %name, get_ms, providers_ms, secrets_ms = began.elapsed().as_millis() - get_ms - providers_ms, "pair task starting");
         let (audit_tx, audit_rx) = watch::channel(audit_kafka);
         let status = pair.status.clone().unwrap_or_default();
         let active = status.active_side.unwrap_or(Side::Primary);
