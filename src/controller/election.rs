@@ -11,8 +11,8 @@
 //!   `NAME-member-ID` (label `understudy.dev/member-of=NAME`), whose valid claims are the
 //!   live replicas the fair share is computed over.
 //!
-//! A claim is trusted for the lease duration minus a fifth, counted from before the pass
-//! that renewed it. A shard given back is marked not ours before its Lease is freed.
+//! A claim is trusted for the lease duration minus a fifth, counted from just before the
+//! write that renewed it (whose renewTime is taken at that instant). A shard given back is marked not ours before its Lease is freed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -112,7 +112,8 @@ async fn run(client: Client, cfg: LeaseConfig, inner: Arc<Inner>, tx: watch::Sen
             return;
         }
         let attempt_started = inner.epoch.elapsed();
-        let result = pass(&api, &cfg, &inner, &mut known).await;
+        let mut writes_started = attempt_started;
+        let result = pass(&api, &cfg, &inner, &mut known, &mut writes_started).await;
         let took = inner.epoch.elapsed().saturating_sub(attempt_started);
         if took > cfg.renew_every {
             // Said when it happens: a claim that lapses this way stops every pair of its
@@ -128,7 +129,9 @@ async fn run(client: Client, cfg: LeaseConfig, inner: Arc<Inner>, tx: watch::Sen
         }
         match result {
             Ok(held) => {
-                let until = (attempt_started + safe).as_millis() as u64;
+                // From just before the claims were written, with the renewTime they
+                // carry: the reads before them do not shorten the claim.
+                let until = (writes_started + safe).as_millis() as u64;
                 for (v, h) in inner.valid_until_ms.iter().zip(held) {
                     match h {
                         Some(true) => v.store(until, Ordering::Release),
@@ -254,15 +257,19 @@ fn member_lease(cfg: &LeaseConfig) -> String {
 /// two, which matters when the API server is slow and the claim is running out. If
 /// anyone wrote the Lease since, the write is refused (409) and the pass starts again
 /// from a fresh read, so a stale copy never wins.
+///
+/// `writes_started`: set to the instant (on `inner.epoch`) just before the claims were
+/// written; their renewTime is the wall-clock time taken at that instant.
 async fn pass(
     api: &Api<Lease>,
     cfg: &LeaseConfig,
     inner: &Inner,
     known: &mut Option<Lease>,
+    writes_started: &mut std::time::Duration,
 ) -> Result<Vec<Option<bool>>, kube::Error> {
     loop {
         let from_known = known.is_some();
-        let held = pass_once(api, cfg, inner, known).await?;
+        let held = pass_once(api, cfg, inner, known, writes_started).await?;
         if from_known && held.first() == Some(&Some(false)) {
             continue;
         }
@@ -275,17 +282,20 @@ async fn pass_once(
     cfg: &LeaseConfig,
     inner: &Inner,
     known: &mut Option<Lease>,
+    writes_started: &mut std::time::Duration,
 ) -> Result<Vec<Option<bool>>, kube::Error> {
     let now = Utc::now();
     let n = shard_count(cfg);
-    let live = if n > 1 {
-        members(api, cfg, now).await?
+    // The member Lease and the shard Leases are read at once: every round trip of a
+    // pass counts against the claim when the API server is slow.
+    let (live, current) = if n > 1 {
+        futures::try_join!(members(api, cfg, now), read_shards(api, cfg))?
     } else {
-        1
-    };
-    let current = match known.take().filter(|_| n == 1) {
-        Some(ours) => vec![Some(ours)],
-        None => read_shards(api, cfg).await?,
+        let current = match known.take() {
+            Some(ours) => vec![Some(ours)],
+            None => read_shards(api, cfg).await?,
+        };
+        (1, current)
     };
     {
         let mut urls = inner.holder_urls.lock().unwrap_or_else(|p| p.into_inner());
@@ -316,6 +326,8 @@ async fn pass_once(
         }
         tracing::info!(shard = s, live, "shard given back to balance the replicas");
     }
+    *writes_started = inner.epoch.elapsed();
+    let now = Utc::now();
     let writes = plan.renew.iter().chain(&plan.acquire).map(|s| {
         let lease = current[usize::from(*s)].clone();
         async move { (*s, write_claim(api, cfg, *s, lease, now).await) }
