@@ -112,6 +112,9 @@ fn pair_group_committed(
     Ok(got)
 }
 
+/// The pause between two metadata reads of a topic that shows no partitions yet.
+const METADATA_SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Each partition's start and the offset its progress counts from.
 pub(super) fn resolve_starts(
     consumer: &StreamConsumer,
@@ -124,18 +127,26 @@ pub(super) fn resolve_starts(
         topic: topic.to_string(),
         source,
     };
-    let md = consumer
-        .fetch_metadata(Some(topic), left(deadline))
-        .map_err(|e| meta_err("metadata", e))?;
-    let parts: Vec<i32> = md
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if parts.is_empty() {
-        return Err(SinkError::NoPartitions(topic.to_string()));
-    }
+    // A topic created an instant ago can be in the broker's metadata without its
+    // partitions yet: asked again until the deadline before it counts as having none.
+    let parts = loop {
+        let md = consumer
+            .fetch_metadata(Some(topic), left(deadline))
+            .map_err(|e| meta_err("metadata", e))?;
+        let parts: Vec<i32> = md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic)
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if !parts.is_empty() {
+            break parts;
+        }
+        if Instant::now() + METADATA_SETTLE >= deadline {
+            return Err(SinkError::NoPartitions(topic.to_string()));
+        }
+        std::thread::sleep(METADATA_SETTLE);
+    };
     let shared = committed(consumer, topic, &parts, deadline)
         .map_err(|e| meta_err("committed offsets", e))?;
     let missing = decide::needs_pair_group(&shared);
