@@ -186,6 +186,8 @@ struct Ctx {
 /// How long a start waits before trying again to assign partitions still held by a sink
 /// of the same pair that is going away.
 const ATTACH_RETRY: Duration = Duration::from_millis(50);
+/// The pause before a final commit refused by a moving coordinator is made again.
+const COMMIT_RETRY: Duration = Duration::from_millis(200);
 
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, SinkError> + Send + 'static,
@@ -400,10 +402,22 @@ impl Sink {
                 t.abort();
             }
         }
-        let commit = commit_now(self.consumer.consumer(), &self.shared, &self.topic);
+        // A coordinator that moved or is loading (a broker restarted) is asked again
+        // until the deadline: an uncommitted stop loses nothing, but the next start
+        // applies the records again.
+        let commit = async {
+            loop {
+                match commit_now(self.consumer.consumer(), &self.shared, &self.topic).await {
+                    Err(e) if e.retriable && Instant::now() + COMMIT_RETRY < deadline => {
+                        tokio::time::sleep(COMMIT_RETRY).await;
+                    }
+                    r => return r,
+                }
+            }
+        };
         let commit_error = match tokio::time::timeout_at(deadline, commit).await {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e),
+            Ok(Err(e)) => Some(e.message),
             Err(_) => Some(format!("Kafka did not answer within {within:?}")),
         };
         self.shared.progress.notify_waiters();

@@ -338,6 +338,47 @@ pub(super) async fn committer(
     }
 }
 
+/// A commit that did not go through.
+#[derive(Debug)]
+pub(super) struct CommitFailed {
+    pub message: String,
+    /// The group's coordinator moved, is loading or did not answer (a broker restarted):
+    /// the same commit can succeed a moment later.
+    pub retriable: bool,
+}
+
+impl From<String> for CommitFailed {
+    fn from(message: String) -> Self {
+        CommitFailed {
+            message,
+            retriable: false,
+        }
+    }
+}
+
+impl std::fmt::Display for CommitFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Whether a commit refused with `code` can succeed if made again shortly.
+pub(super) fn commit_retriable(code: Option<rdkafka::types::RDKafkaErrorCode>) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        code,
+        Some(
+            C::NotCoordinator
+                | C::CoordinatorNotAvailable
+                | C::CoordinatorLoadInProgress
+                | C::RequestTimedOut
+                | C::NetworkException
+                | C::BrokerTransportFailure
+                | C::AllBrokersDown
+        )
+    )
+}
+
 /// Commits every partition whose applied offset moved past the committed one, or whose
 /// position the shared group does not hold yet, with the pipeline's epoch as the offsets'
 /// metadata.
@@ -345,7 +386,7 @@ pub(super) async fn commit_now(
     consumer: &Arc<StreamConsumer>,
     shared: &Arc<Shared>,
     topic: &str,
-) -> Result<(), String> {
+) -> Result<(), CommitFailed> {
     let mut tpl = TopicPartitionList::new();
     let mut moved = Vec::new();
     for (p, st) in &shared.parts {
@@ -379,7 +420,35 @@ pub(super) async fn commit_now(
         }
         Err(e) => {
             *lock(&shared.kafka_error) = Some(e.to_string());
-            Err(e.to_string())
+            Err(CommitFailed {
+                message: e.to_string(),
+                retriable: commit_retriable(e.rdkafka_error_code()),
+            })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::commit_retriable;
+    use rdkafka::types::RDKafkaErrorCode as C;
+
+    #[test]
+    fn a_moving_coordinator_is_retried_and_a_refusal_is_not() {
+        for code in [
+            C::NotCoordinator,
+            C::CoordinatorLoadInProgress,
+            C::CoordinatorNotAvailable,
+        ] {
+            assert!(commit_retriable(Some(code)), "{code:?}");
+        }
+        for code in [
+            C::GroupAuthorizationFailed,
+            C::UnknownMemberId,
+            C::OffsetMetadataTooLarge,
+        ] {
+            assert!(!commit_retriable(Some(code)), "{code:?}");
+        }
+        assert!(!commit_retriable(None));
     }
 }
