@@ -12,7 +12,8 @@
 //!   live replicas the fair share is computed over.
 //!
 //! A claim is trusted for the lease duration minus a fifth, counted from just before the
-//! write that renewed it (whose renewTime is taken at that instant). A shard given back is marked not ours before its Lease is freed.
+//! write that renewed it (whose renewTime is taken at that instant). A shard given back
+//! is marked not ours before its Lease is freed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
