@@ -180,8 +180,8 @@ pub async fn ensure_topics_within<C: ClientContext + 'static>(
     }
     // A topic created an instant ago (by another start, or an earlier attempt of this
     // one) can be described with the broker's default config until the broker has
-    // applied the creation: a wrong policy is believed only once it is still wrong after
-    // a second look.
+    // applied the creation: a wrong policy is believed only once POLICY_LOOKS reads,
+    // POLICY_SETTLE apart, all show it.
     let mut check: Vec<&TopicSpec> = existed.clone();
     for look in 0..POLICY_LOOKS {
         if check.is_empty() {
