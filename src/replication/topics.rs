@@ -106,6 +106,16 @@ pub fn admin_client(
     Ok(cfg.create()?)
 }
 
+/// The partition ids of `topic` in a metadata answer (none while the broker does not
+/// know the topic, or knows it without its partitions yet).
+pub fn partitions_in(md: &rdkafka::metadata::Metadata, topic: &str) -> Vec<i32> {
+    md.topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect()
+}
+
 /// How many times an existing topic's cleanup policy is read before a wrong one is
 /// believed, and the pause between the reads.
 const POLICY_LOOKS: usize = 3;

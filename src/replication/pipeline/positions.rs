@@ -123,12 +123,7 @@ pub async fn end_offsets(
                 topic: topic.clone(),
                 source,
             })?;
-        let parts: Vec<i32> = md
-            .topics()
-            .iter()
-            .filter(|x| x.name() == topic)
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
+        let parts = topics::partitions_in(&md, &topic);
         sink::watermarks_until(&c, &topic, &parts, deadline)
     })
     .await

@@ -133,12 +133,7 @@ pub(super) fn resolve_starts(
         let md = consumer
             .fetch_metadata(Some(topic), left(deadline))
             .map_err(|e| meta_err("metadata", e))?;
-        let parts: Vec<i32> = md
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic)
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
+        let parts = crate::replication::topics::partitions_in(&md, topic);
         if !parts.is_empty() {
             break parts;
         }
