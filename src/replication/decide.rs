@@ -36,7 +36,7 @@ pub use bounds::{
 };
 pub use tracker::CheckpointTracker;
 pub use upgrade::{Committed, commit_due, needs_pair_group, upgrade_committed};
-pub use versions::{Chosen, Version, choose, remember};
+pub use versions::{Chosen, Coalesced, Version, choose, remember};
 
 /// Positions captured when the direction flipped: the new source starts at the feed head
 /// of the new active side, the new sink at the end offsets of the state topic, so nothing

@@ -15,6 +15,7 @@
 //! observed time) or from another account is taken in offset order, as before.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 /// A change's place: its source account (hashed), when it was observed (epoch ms) and its
@@ -76,51 +77,95 @@ pub struct Chosen<K, T> {
     pub stale: usize,
 }
 
+/// A chunk taken record by record, in offset order: per key only the record [`choose`]
+/// could write — the newest so far — so a chunk holds one record per key however many it
+/// took. `choose` over the records held picks what `choose` over all of them would.
+pub struct Coalesced<K, T> {
+    /// Per key: the index (in offset order) of the record held, its version, the record.
+    best: HashMap<K, (usize, Option<Version>, T)>,
+    taken: usize,
+    stale: usize,
+}
+
+impl<K, T> Default for Coalesced<K, T> {
+    fn default() -> Self {
+        Coalesced {
+            best: HashMap::new(),
+            taken: 0,
+            stale: 0,
+        }
+    }
+}
+
+impl<K: Eq + Hash, T> Coalesced<K, T> {
+    /// Takes the next record: it replaces the key's record held unless that one is newer
+    /// (of the same account), in which case it is dropped (and counted if older).
+    pub fn push(&mut self, key: K, version: Option<Version>, record: T) {
+        let i = self.taken;
+        self.taken += 1;
+        match self.best.entry(key) {
+            Entry::Vacant(e) => {
+                e.insert((i, version, record));
+            }
+            Entry::Occupied(mut e) => {
+                if let (Some(kept), Some(v)) = (e.get().1, version)
+                    && v.not_newer(kept)
+                {
+                    if v.older(kept) {
+                        self.stale += 1;
+                    }
+                } else {
+                    e.insert((i, version, record));
+                }
+            }
+        }
+    }
+
+    /// Records taken, held or not.
+    pub fn taken(&self) -> usize {
+        self.taken
+    }
+
+    /// Records held: one per key.
+    pub fn held(&self) -> usize {
+        self.best.len()
+    }
+
+    /// The records to write (see [`choose`]), in the order they were taken.
+    pub fn choose(self, written: &HashMap<K, Version>) -> Chosen<K, T> {
+        let mut held: Vec<_> = self.best.into_iter().collect();
+        held.sort_unstable_by_key(|(_, (i, _, _))| *i);
+        let mut stale = self.stale;
+        let mut writes = Vec::with_capacity(held.len());
+        for (k, (_, v, t)) in held {
+            if let (Some(v), Some(w)) = (v, written.get(&k))
+                && v.not_newer(*w)
+            {
+                if v.older(*w) {
+                    stale += 1;
+                }
+                continue;
+            }
+            writes.push((k, t));
+        }
+        Chosen { writes, stale }
+    }
+}
+
 /// The records of a chunk (in offset order, each with its version) to write: per key the
 /// newest — the highest version of one account, else the last by offset — unless what
 /// was written for the key (`written`) is already as new. Records of one partition are
 /// full states, so the others need no write. The writes keep the chunk's order of the
 /// records chosen.
-pub fn choose<K: Eq + Hash + Clone, T>(
+pub fn choose<K: Eq + Hash, T>(
     items: Vec<(K, Option<Version>, T)>,
     written: &HashMap<K, Version>,
 ) -> Chosen<K, T> {
-    let mut best: HashMap<K, usize> = HashMap::with_capacity(items.len());
-    let mut stale = 0;
-    for (i, (k, v, _)) in items.iter().enumerate() {
-        match best.get(k) {
-            None => {
-                best.insert(k.clone(), i);
-            }
-            Some(&j) => {
-                if let (Some(kept), Some(v)) = (items[j].1, *v)
-                    && v.not_newer(kept)
-                {
-                    if v.older(kept) {
-                        stale += 1;
-                    }
-                } else {
-                    best.insert(k.clone(), i);
-                }
-            }
-        }
+    let mut c = Coalesced::default();
+    for (k, v, t) in items {
+        c.push(k, v, t);
     }
-    let mut writes = Vec::with_capacity(best.len());
-    for (i, (k, v, t)) in items.into_iter().enumerate() {
-        if best.get(&k) != Some(&i) {
-            continue;
-        }
-        if let (Some(v), Some(w)) = (v, written.get(&k))
-            && v.not_newer(*w)
-        {
-            if v.older(*w) {
-                stale += 1;
-            }
-            continue;
-        }
-        writes.push((k, t));
-    }
-    Chosen { writes, stale }
+    c.choose(written)
 }
 
 /// Remember that `key` now holds `version` (or forget it: a snapshot or another
@@ -278,5 +323,84 @@ mod tests {
             (0..MAX_REMEMBERED).map(|i| (i, v(1).unwrap())).collect();
         remember(&mut full, MAX_REMEMBERED, v(1));
         assert_eq!(full.len(), 1, "dropped and rebuilt past the bound");
+    }
+
+    /// `choose` as it was written before chunks were coalesced while taken: over the
+    /// whole chunk at once, by index.
+    fn choose_whole<K: Eq + Hash + Clone, T>(
+        items: Vec<(K, Option<Version>, T)>,
+        written: &HashMap<K, Version>,
+    ) -> Chosen<K, T> {
+        let mut best: HashMap<K, usize> = HashMap::new();
+        let mut stale = 0;
+        for (i, (k, v, _)) in items.iter().enumerate() {
+            match best.get(k) {
+                Some(&j) if matches!((items[j].1, *v), (Some(kept), Some(v)) if v.not_newer(kept)) => {
+                    if let (Some(kept), Some(v)) = (items[j].1, *v)
+                        && v.older(kept)
+                    {
+                        stale += 1;
+                    }
+                }
+                _ => {
+                    best.insert(k.clone(), i);
+                }
+            }
+        }
+        let mut writes = Vec::new();
+        for (i, (k, v, t)) in items.into_iter().enumerate() {
+            if best.get(&k) != Some(&i) {
+                continue;
+            }
+            if let (Some(v), Some(w)) = (v, written.get(&k))
+                && v.not_newer(*w)
+            {
+                if v.older(*w) {
+                    stale += 1;
+                }
+                continue;
+            }
+            writes.push((k, t));
+        }
+        Chosen { writes, stale }
+    }
+
+    #[test]
+    fn a_chunk_taken_record_by_record_holds_one_per_key_and_writes_what_the_whole_would() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(14);
+        for _ in 0..2_000 {
+            let keys = rng.random_range(1..6u32);
+            let n = rng.random_range(0..60usize);
+            let version = |rng: &mut rand::rngs::StdRng| match rng.random_range(0..10) {
+                0 => None,
+                1 => Version::of(
+                    "corp-b",
+                    rng.random_range(1..20),
+                    Some(rng.random_range(0..5)),
+                ),
+                _ => Version::of(
+                    "corp-a",
+                    rng.random_range(1..20),
+                    Some(rng.random_range(0..5)),
+                ),
+            };
+            let items: Vec<(u32, Option<Version>, usize)> = (0..n)
+                .map(|i| (rng.random_range(0..keys), version(&mut rng), i))
+                .collect();
+            let mut written = HashMap::new();
+            for k in 0..keys {
+                if rng.random_bool(0.5) {
+                    remember(&mut written, k, version(&mut rng));
+                }
+            }
+            let mut c = Coalesced::default();
+            for (k, v, t) in items.clone() {
+                c.push(k, v, t);
+                assert!(c.held() <= keys as usize, "one record per key at most");
+            }
+            assert_eq!(c.taken(), n);
+            assert_eq!(c.choose(&written), choose_whole(items, &written));
+        }
     }
 }

@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::StreamExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
@@ -23,7 +24,10 @@ use crate::replication::shared_consumer::PartitionQueue;
 
 /// Applies one partition's records in order, a chunk (the records ready, at most
 /// `Tuning::sink_chunk`) at a time; takes the next chunk only when the last is applied,
-/// so records wait in the partition's queue (bounded by librdkafka), not here.
+/// so records wait in the partition's queue (bounded by librdkafka), not here. A chunk
+/// holds one record per key however many it took: each record is decoded as it is taken
+/// and replaces the key's older state (`decide::Coalesced`), so a backlog of changes to
+/// the same entities costs the memory of the entities, not of the backlog.
 pub(super) async fn worker(
     p: i32,
     queue: Arc<PartitionQueue>,
@@ -33,43 +37,103 @@ pub(super) async fn worker(
     let Some(part) = ctx.shared.parts.get(&p) else {
         return;
     };
-    let mut stream = queue
-        .stream()
-        .ready_chunks(ctx.cfg.tuning.sink_chunk.max(1));
+    let cap = ctx.cfg.tuning.sink_chunk.max(1);
+    let mut stream = queue.stream();
     loop {
         let mut stop_w = stop.clone();
         if *stop_w.borrow() {
             return;
         }
-        let batch = tokio::select! {
-            b = stream.next() => b,
+        let first = tokio::select! {
+            m = stream.next() => m,
             _ = stop_w.changed() => return,
         };
-        let Some(batch) = batch else { return };
-        let mut chunk = Vec::with_capacity(batch.len());
-        for m in batch {
+        let mut next = first;
+        let mut chunk = Chunk::default();
+        let mut taken = 0;
+        while let Some(m) = next.take() {
+            taken += 1;
             match m {
-                Ok(m) => chunk.push(m.detach()),
+                Ok(m) => chunk.take(&m),
                 Err(e) => {
                     tracing::warn!(error = %e, partition = p, "consuming the state topic");
                     *lock(&ctx.shared.kafka_error) = Some(e.to_string());
                 }
             }
+            if taken < cap {
+                next = ready(&mut stream).await;
+            }
         }
-        let Some(last) = chunk.last().map(|m| m.offset()) else {
+        if taken == 0 {
+            return; // the queue ended
+        }
+        let Some(last) = chunk.last_offset else {
             continue;
         };
-        let first_ts = chunk
-            .first()
-            .and_then(|m| m.timestamp().to_millis())
-            .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-        lock(&part.pending).push_back(first_ts);
-        if !parked_while_slow(&ctx, p, apply_chunk(&ctx, part, p, &chunk, &stop)).await {
+        lock(&part.pending).push_back(chunk.first_ts);
+        if !parked_while_slow(&ctx, p, apply_chunk(&ctx, part, p, chunk, &stop)).await {
             return; // stopped mid-chunk: nothing of it counts as applied
         }
         part.applied.store(last + 1, Ordering::Release);
         lock(&part.pending).pop_front();
         ctx.shared.progress.notify_waiters();
+    }
+}
+
+/// The next record if one is ready now (`None` if none is, or the queue ended).
+async fn ready<S: futures::Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| match stream.poll_next_unpin(cx) {
+        Poll::Ready(item) => Poll::Ready(item),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
+}
+
+/// A record taken into a chunk.
+struct Taken {
+    /// Kept for the dead-letter topic, should the passive account reject it.
+    msg: OwnedMessage,
+    rec: StateRecord,
+    version: Option<decide::Version>,
+}
+
+/// The records of one chunk: per key the newest state, and those that could not be
+/// decoded (in offset order).
+#[derive(Default)]
+struct Chunk {
+    records: decide::Coalesced<EntityKey, Taken>,
+    undecodable: Vec<(OwnedMessage, String)>,
+    /// When the first record taken was produced (epoch ms): how old the oldest record
+    /// the sink holds is.
+    first_ts: i64,
+    last_offset: Option<i64>,
+}
+
+impl Chunk {
+    fn take(&mut self, m: &BorrowedMessage<'_>) {
+        if self.last_offset.is_none() {
+            self.first_ts = m
+                .timestamp()
+                .to_millis()
+                .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+        }
+        self.last_offset = Some(m.offset());
+        let headers = m.headers();
+        let lookup = |name: &str| {
+            headers.and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value))
+        };
+        match codec::decode(m.key(), m.payload(), lookup) {
+            Ok(rec) => {
+                let version = version_of(&rec);
+                let taken = Taken {
+                    msg: m.detach(),
+                    rec,
+                    version,
+                };
+                self.records.push(taken.rec.key().clone(), version, taken);
+            }
+            Err(e) => self.undecodable.push((m.detach(), e.to_string())),
+        }
     }
 }
 
@@ -115,29 +179,16 @@ async fn apply_chunk(
     ctx: &Ctx,
     part: &Part,
     p: i32,
-    chunk: &[OwnedMessage],
+    chunk: Chunk,
     stop: &watch::Receiver<bool>,
 ) -> bool {
-    let mut dead: Vec<(usize, DlqReason, String)> = Vec::new();
-    let mut decoded = Vec::with_capacity(chunk.len());
-    // Per record of the chunk, its version, kept for the ones written.
-    let mut versions: Vec<Option<decide::Version>> = vec![None; chunk.len()];
-    for (i, m) in chunk.iter().enumerate() {
-        let headers = m.headers();
-        let lookup = |name: &str| {
-            headers.and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value))
-        };
-        match codec::decode(m.key(), m.payload(), lookup) {
-            Ok(rec) => {
-                let v = version_of(&rec);
-                versions[i] = v;
-                decoded.push((rec.key().clone(), v, (i, rec)));
-            }
-            Err(e) => dead.push((i, DlqReason::Undecodable, e.to_string())),
-        }
-    }
-    let n_decoded = decoded.len();
-    let chosen = decide::choose(decoded, &lock(&part.written));
+    let n_decoded = chunk.records.taken();
+    let mut dead: Vec<(OwnedMessage, DlqReason, String)> = chunk
+        .undecodable
+        .into_iter()
+        .map(|(m, e)| (m, DlqReason::Undecodable, e))
+        .collect();
+    let chosen = chunk.records.choose(&lock(&part.written));
     if chosen.stale > 0 {
         tracing::info!(
             partition = p,
@@ -148,8 +199,8 @@ async fn apply_chunk(
     let writes = chosen.writes;
     let n_writes = writes.len();
     let conc = ctx.cfg.tuning.apply_concurrency.max(1);
-    let results: Vec<(usize, Applied, EntityKey)> = futures::stream::iter(writes)
-        .map(|(key, (i, rec))| async move { (i, apply_one(ctx, &rec, stop.clone()).await, key) })
+    let results: Vec<(Applied, EntityKey, Taken)> = futures::stream::iter(writes)
+        .map(|(key, t)| async move { (apply_one(ctx, &t.rec, stop.clone()).await, key, t) })
         .buffer_unordered(conc)
         .collect()
         .await;
@@ -157,20 +208,20 @@ async fn apply_chunk(
     {
         // One lock for the chunk's results, released before the DLQ's awaits.
         let mut written = lock(&part.written);
-        for (i, r, key) in results {
+        for (r, key, t) in results {
             match r {
-                Applied::Done => decide::remember(&mut written, key, versions[i]),
+                Applied::Done => decide::remember(&mut written, key, t.version),
                 Applied::Poison(e) => {
                     rejected += 1;
-                    dead.push((i, DlqReason::Rejected, e));
+                    dead.push((t.msg, DlqReason::Rejected, e));
                 }
                 Applied::Stopped => return false,
             }
         }
     }
-    dead.sort_by_key(|(i, _, _)| *i);
-    for (i, reason, err) in &dead {
-        if !dead_letter(ctx, &chunk[*i], *reason, err, stop).await {
+    dead.sort_by_key(|(m, _, _)| m.offset());
+    for (m, reason, err) in &dead {
+        if !dead_letter(ctx, m, *reason, err, stop).await {
             return false;
         }
     }
