@@ -195,14 +195,29 @@ impl PairActor {
         (actor, view_rx)
     }
 
-    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+    pub(super) async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Msg>,
+        mut reports: watch::Receiver<Option<ReplicationReport>>,
+    ) {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reporting = true;
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
                     Some(msg) => self.on(msg).await,
                     None => return,
+                },
+                changed = reports.changed(), if reporting => match changed {
+                    Ok(()) => {
+                        let report = reports.borrow_and_update().clone();
+                        if let Some(report) = report {
+                            self.on_replication(report).await;
+                        }
+                    }
+                    // Replication ended (the pair stops): no more reports.
+                    Err(_) => reporting = false,
                 },
                 _ = tick.tick() => self.on_tick().await,
             }
@@ -279,7 +294,6 @@ impl PairActor {
                 let _ = reply.send(outcome);
                 self.decide(next).await;
             }
-            Msg::Replication(report) => self.on_replication(report).await,
             Msg::Activity(events) => self.on_activity(events),
             Msg::Intend {
                 to,
@@ -341,7 +355,7 @@ impl PairActor {
                 }
                 let _ = reply.send(r);
             }
-            Msg::SwitchoverFinished(f) => self.on_finished(f).await,
+            Msg::SwitchoverFinished(f) => self.on_finished(*f).await,
         }
     }
 

@@ -133,7 +133,6 @@ pub enum Msg {
         notice: ReceivedNotice,
         reply: oneshot::Sender<NoticeOutcome>,
     },
-    Replication(replication::ReplicationReport),
     Activity(Vec<crate::provider::ActivityEvent>),
     /// The executor persists its intent: traffic is moving to `to`.
     Intend {
@@ -158,7 +157,7 @@ pub enum Msg {
         switchover: String,
         reply: oneshot::Sender<Result<(), String>>,
     },
-    SwitchoverFinished(Finished),
+    SwitchoverFinished(Box<Finished>),
 }
 
 /// The controllers' handle on a running pair.
@@ -247,6 +246,7 @@ impl PairHandle {
         let status = pair.status.clone().unwrap_or_default();
         let active = status.active_side.unwrap_or(Side::Primary);
         let (tx, rx) = mpsc::channel(QUEUE);
+        let (reports_tx, reports_rx) = watch::channel(None);
         let (replication, replication_task) = replication::spawn(
             replication::Setup {
                 client: env.client.clone(),
@@ -259,6 +259,7 @@ impl PairHandle {
                 fenced: status.target_side.is_some(),
                 starts: env.starts.clone(),
                 pair: tx.clone(),
+                reports: reports_tx,
             },
             &env.opts,
         );
@@ -276,7 +277,7 @@ impl PairHandle {
             not_replicable: providers[0].not_replicable(),
             pause: pause_record::Seen::of(&pair),
         });
-        let mut tasks = vec![tokio::spawn(actor.run(rx))];
+        let mut tasks = vec![tokio::spawn(actor.run(rx, reports_rx))];
         let interval = poll_interval(&spec);
         for side in [Side::Primary, Side::Standby] {
             tasks.push(tokio::spawn(loops::poll(
@@ -465,7 +466,10 @@ impl PairHandle {
 
     /// Tell the pair's task a switchover ended.
     pub async fn switchover_finished(&self, finished: Finished) {
-        let _ = self.tx.send(Msg::SwitchoverFinished(finished)).await;
+        let _ = self
+            .tx
+            .send(Msg::SwitchoverFinished(Box::new(finished)))
+            .await;
     }
 
     /// The failback's level check, after the drain: both accounts hold the same number

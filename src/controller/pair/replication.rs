@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -65,8 +65,11 @@ pub struct Setup {
     pub fenced: bool,
     /// The operator-wide bound on pipeline starts.
     pub starts: StartGate,
-    /// Where reports (and flip completions) go.
+    /// Where flip completions go.
     pub pair: mpsc::Sender<Msg>,
+    /// Where reports go: only the newest matters, so a report replaces one the pair's
+    /// task has not read yet instead of queueing behind it (and ahead of notices).
+    pub reports: watch::Sender<Option<ReplicationReport>>,
 }
 
 /// Start the task, on the data plane's runtime (`opts`): the pipelines it starts run
@@ -143,7 +146,7 @@ impl Supervisor {
             snapshot: self.pipeline.as_ref().map(Pipeline::snapshot),
             problem,
         };
-        let _ = self.s.pair.try_send(Msg::Replication(report));
+        self.s.reports.send_replace(Some(report));
     }
 
     fn abort_start(&mut self) {
