@@ -83,13 +83,27 @@ pub fn suffix() -> String {
         .collect()
 }
 
+/// The label that names the test process that made a namespace.
+const PID_LABEL: &str = "understudy-e2e/pid";
+/// Set once the Kafka topics of a namespace whose process ended are deleted.
+const SWEPT_LABEL: &str = "understudy-e2e/topics-deleted";
+
 /// Create a fresh namespace (the test bed has no controller-manager, so namespaces are
-/// never deleted: each test takes its own).
+/// never deleted: each test takes its own). The first call of a test process deletes the
+/// Kafka topics of the namespaces made by test processes that have ended (see
+/// [`sweep_topics`]).
 pub async fn fresh_namespace(client: &Client, prefix: &str) -> String {
+    static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    SWEPT.get_or_init(|| sweep_topics(client)).await;
     let name = format!("{prefix}-{}", suffix());
     let ns = Namespace {
         metadata: ObjectMeta {
             name: Some(name.clone()),
+            labels: Some(
+                [(PID_LABEL.to_string(), std::process::id().to_string())]
+                    .into_iter()
+                    .collect(),
+            ),
             ..Default::default()
         },
         ..Default::default()
@@ -99,6 +113,76 @@ pub async fn fresh_namespace(client: &Client, prefix: &str) -> String {
         .await
         .expect("create namespace");
     name
+}
+
+/// Delete the pairs' Kafka topics (`understudy.<namespace>.*`) of the namespaces made by
+/// test processes no longer running, and mark those namespaces done. Every suite leaves
+/// its topics behind, and a test bed reused for many runs grew a broker that ran out of
+/// heap; a process still running (a suite run beside this one) keeps its topics.
+pub async fn sweep_topics(client: &Client) {
+    let Some(bootstrap) = Testbed::try_load().and_then(|tb| tb.get("TESTBED_KAFKA_BOOTSTRAP"))
+    else {
+        return;
+    };
+    let api = Api::<Namespace>::all(client.clone());
+    let Ok(list) = api
+        .list(&kube::api::ListParams::default().labels(&format!("{PID_LABEL},!{SWEPT_LABEL}")))
+        .await
+    else {
+        return;
+    };
+    let ended: Vec<String> = list
+        .items
+        .iter()
+        .filter(|ns| {
+            let pid = ns.metadata.labels.as_ref().and_then(|l| l.get(PID_LABEL));
+            pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        })
+        .filter_map(|ns| ns.metadata.name.clone())
+        .collect();
+    if ended.is_empty() {
+        return;
+    }
+    let Ok(admin) = understudy::replication::topics::admin_client(&bootstrap, &HashMap::new())
+    else {
+        return;
+    };
+    let admin = std::sync::Arc::new(admin);
+    let prefixes: Vec<String> = ended.iter().map(|ns| format!("understudy.{ns}.")).collect();
+    let inner = admin.clone();
+    let names: Vec<String> = tokio::task::spawn_blocking(move || {
+        inner
+            .inner()
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map(|m| {
+                m.topics()
+                    .iter()
+                    .map(|t| t.name().to_string())
+                    .filter(|t| prefixes.iter().any(|p| t.starts_with(p)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+    .await
+    .unwrap_or_default();
+    let opts = rdkafka::admin::AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for chunk in names.chunks(100) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        if admin.delete_topics(&refs, &opts).await.is_err() {
+            return; // the next process tries again
+        }
+    }
+    let mark = serde_json::json!({"metadata": {"labels": {SWEPT_LABEL: "true"}}});
+    for ns in &ended {
+        let _ = api
+            .patch(ns, &PatchParams::default(), &Patch::Merge(&mark))
+            .await;
+    }
+    eprintln!(
+        "deleted {} Kafka topics of {} namespaces left by ended test processes",
+        names.len(),
+        ended.len()
+    );
 }
 
 /// Apply understudy's CRDs with server-side apply and wait until each is Established.
