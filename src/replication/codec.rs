@@ -260,17 +260,7 @@ pub fn decode<'h>(
             key,
         });
     };
-    let env: EnvelopeIn<'_> =
-        serde_json::from_slice(value).map_err(|e| CodecError::BadEnvelope(e.to_string()))?;
-    if env.v != ENVELOPE_VERSION {
-        return Err(CodecError::UnsupportedVersion(env.v));
-    }
-    if env.kind != key.kind() || env.id != key.id() {
-        return Err(CodecError::KeyMismatch {
-            key: key.to_string(),
-            envelope: format!("{}/{}", env.kind, env.id),
-        });
-    }
+    let env = envelope(&key, value)?;
     let raw = env.payload.get();
     let mut digest = Digest(Sha256::digest(raw.as_bytes()).into());
     let payload: serde_json::Value =
@@ -285,24 +275,63 @@ pub fn decode<'h>(
             });
         }
     }
-    let origin_side = side_from_str(&env.origin_side).ok_or_else(|| {
-        CodecError::BadEnvelope(format!(
-            "originSide {:?} is not primary|standby",
-            env.origin_side
-        ))
-    })?;
+    let meta = meta_of(env)?;
     Ok(StateRecord::Upsert {
         entity: Entity {
             key,
             payload,
             digest,
         },
-        meta: RecordMeta {
-            origin_side,
-            source_account: env.source_account.into_owned(),
-            seq: env.seq,
-            observed_at: env.observed_at.into_owned(),
-        },
+        meta,
+    })
+}
+
+/// The key of a state-topic record and where its change comes from, without decoding the
+/// entity: what a sink needs to choose which records of a chunk to write. Refuses what
+/// [`decode`] refuses of the envelope (version, key, origin side); the entity's JSON and
+/// digest are checked when the record is decoded to be written.
+pub fn peek<'h>(
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    header: impl Fn(&str) -> Option<&'h [u8]>,
+) -> Result<(EntityKey, Option<RecordMeta>), CodecError> {
+    let key = parse_key(key)?;
+    let Some(value) = value else {
+        let meta = tombstone_meta(&header);
+        return Ok((key, meta));
+    };
+    let meta = meta_of(envelope(&key, value)?)?;
+    Ok((key, Some(meta)))
+}
+
+/// The envelope of a record whose key is `key`, its entity left undecoded.
+fn envelope<'a>(key: &EntityKey, value: &'a [u8]) -> Result<EnvelopeIn<'a>, CodecError> {
+    let env: EnvelopeIn<'_> =
+        serde_json::from_slice(value).map_err(|e| CodecError::BadEnvelope(e.to_string()))?;
+    if env.v != ENVELOPE_VERSION {
+        return Err(CodecError::UnsupportedVersion(env.v));
+    }
+    if env.kind != key.kind() || env.id != key.id() {
+        return Err(CodecError::KeyMismatch {
+            key: key.to_string(),
+            envelope: format!("{}/{}", env.kind, env.id),
+        });
+    }
+    Ok(env)
+}
+
+fn meta_of(env: EnvelopeIn<'_>) -> Result<RecordMeta, CodecError> {
+    let origin_side = side_from_str(&env.origin_side).ok_or_else(|| {
+        CodecError::BadEnvelope(format!(
+            "originSide {:?} is not primary|standby",
+            env.origin_side
+        ))
+    })?;
+    Ok(RecordMeta {
+        origin_side,
+        source_account: env.source_account.into_owned(),
+        seq: env.seq,
+        observed_at: env.observed_at.into_owned(),
     })
 }
 
@@ -494,6 +523,68 @@ mod tests {
         // Non-canonical but equal JSON is accepted.
         let spaced = text.replace("{\"x\":1}", "{ \"x\" : 1 }");
         assert!(decode(Some(b"menu/m1"), Some(spaced.as_bytes()), no_headers).is_ok());
+    }
+
+    #[test]
+    fn peek_reads_the_key_and_place_and_leaves_the_entity_to_decode() {
+        let ch = change(
+            9,
+            "menu/m1",
+            ChangeOp::Upsert {
+                payload: json!({"x": 1}),
+            },
+        );
+        let rec = encode_change(&ch, Side::Primary, "corp-a", 0).unwrap();
+        let value = rec.value.clone().unwrap();
+        let (k, meta) = peek(Some(b"menu/m1"), Some(&value), no_headers).unwrap();
+        assert_eq!(k, key("menu/m1"));
+        let StateRecord::Upsert { meta: full, .. } =
+            decode(Some(b"menu/m1"), Some(&value), no_headers).unwrap()
+        else {
+            panic!("an upsert");
+        };
+        assert_eq!(meta, Some(full), "the same place as a full decode");
+        // What the envelope says wrong is refused at once, as decode refuses it.
+        assert!(matches!(
+            peek(Some(b"menu/m2"), Some(&value), no_headers),
+            Err(CodecError::KeyMismatch { .. })
+        ));
+        let text = String::from_utf8(value).unwrap();
+        assert_eq!(
+            peek(
+                Some(b"menu/m1"),
+                Some(text.replace("\"v\":1", "\"v\":3").as_bytes()),
+                no_headers
+            ),
+            Err(CodecError::UnsupportedVersion(3))
+        );
+        assert!(matches!(
+            peek(Some(b"menu/m1"), Some(b"\xff\x00garbage"), no_headers),
+            Err(CodecError::BadEnvelope(_))
+        ));
+        // An entity that does not match its digest passes peek; decode refuses it.
+        let tampered = text.replace("{\"x\":1}", "{\"x\":2}");
+        assert!(peek(Some(b"menu/m1"), Some(tampered.as_bytes()), no_headers).is_ok());
+        assert!(matches!(
+            decode(Some(b"menu/m1"), Some(tampered.as_bytes()), no_headers),
+            Err(CodecError::DigestMismatch { .. })
+        ));
+        // A tombstone: its place from the headers.
+        let del = encode_change(
+            &change(4, "tag/t1", ChangeOp::Delete),
+            Side::Standby,
+            "b",
+            0,
+        )
+        .unwrap();
+        let lookup = |name: &str| {
+            del.headers
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.as_slice())
+        };
+        let (k, meta) = peek(Some(b"tag/t1"), None, lookup).unwrap();
+        assert_eq!((k, meta.map(|m| m.seq)), (key("tag/t1"), Some(4)));
     }
 
     #[test]

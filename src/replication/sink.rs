@@ -32,7 +32,8 @@
 //! - Every Kafka call of `start` and `end_offsets` is bounded by one deadline.
 //! - Prefetch memory is bounded per partition: see `Tuning::consumer_queue_kib`; a worker
 //!   holds one chunk at a time: of the records it took (at most `Tuning::sink_chunk`),
-//!   one per key, the newest (`decide::Coalesced`). A chunk still being applied
+//!   one per key, the newest (`decide::Coalesced`), kept as the bytes Kafka sent; a record
+//!   is decoded in full only while its write is in flight. A chunk still being applied
 //!   after a second (writes waiting for the operator's write slots, a standby that
 //!   refuses them) parks its partition: librdkafka drops what it fetched ahead and fetches
 //!   again from after the chunk once it is applied, so a backlog waits in Kafka rather than

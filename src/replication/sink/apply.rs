@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use super::{Ctx, Part, Shared, lock};
 use crate::model::EntityKey;
 use crate::provider::ProviderError;
-use crate::replication::codec::{self, DlqReason, StateRecord};
+use crate::replication::codec::{self, DlqReason, RecordMeta, StateRecord};
 use crate::replication::config::backoff;
 use crate::replication::decide::{self, ApplyVerdict};
 use crate::replication::shared_consumer::PartitionQueue;
@@ -89,11 +89,11 @@ async fn ready<S: futures::Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
     .await
 }
 
-/// A record taken into a chunk.
+/// A record taken into a chunk: its bytes, decoded when it is written (so a chunk waiting
+/// for write slots holds records as compact as Kafka sent them), and kept for the
+/// dead-letter topic should the passive account reject it.
 struct Taken {
-    /// Kept for the dead-letter topic, should the passive account reject it.
     msg: OwnedMessage,
-    rec: StateRecord,
     version: Option<decide::Version>,
 }
 
@@ -122,15 +122,11 @@ impl Chunk {
         let lookup = |name: &str| {
             headers.and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value))
         };
-        match codec::decode(m.key(), m.payload(), lookup) {
-            Ok(rec) => {
-                let version = version_of(&rec);
-                let taken = Taken {
-                    msg: m.detach(),
-                    rec,
-                    version,
-                };
-                self.records.push(taken.rec.key().clone(), version, taken);
+        match codec::peek(m.key(), m.payload(), lookup) {
+            Ok((key, meta)) => {
+                let version = meta.as_ref().and_then(version_of);
+                let msg = m.detach();
+                self.records.push(key, version, Taken { msg, version });
             }
             Err(e) => self.undecodable.push((m.detach(), e.to_string())),
         }
@@ -170,7 +166,7 @@ async fn parked_while_slow(ctx: &Ctx, p: i32, apply: impl Future<Output = bool>)
 
 enum Applied {
     Done,
-    Poison(String),
+    Poison(DlqReason, String),
     Stopped,
 }
 
@@ -200,7 +196,7 @@ async fn apply_chunk(
     let n_writes = writes.len();
     let conc = ctx.cfg.tuning.apply_concurrency.max(1);
     let results: Vec<(Applied, EntityKey, Taken)> = futures::stream::iter(writes)
-        .map(|(key, t)| async move { (apply_one(ctx, &t.rec, stop.clone()).await, key, t) })
+        .map(|(key, t)| async move { (apply_one(ctx, &key, &t.msg, stop.clone()).await, key, t) })
         .buffer_unordered(conc)
         .collect()
         .await;
@@ -211,9 +207,9 @@ async fn apply_chunk(
         for (r, key, t) in results {
             match r {
                 Applied::Done => decide::remember(&mut written, key, t.version),
-                Applied::Poison(e) => {
+                Applied::Poison(reason, e) => {
                     rejected += 1;
-                    dead.push((t.msg, DlqReason::Rejected, e));
+                    dead.push((t.msg, reason, e));
                 }
                 Applied::Stopped => return false,
             }
@@ -239,24 +235,32 @@ async fn apply_chunk(
 }
 
 /// The version of a record's change (see `decide::choose`).
-fn version_of(rec: &StateRecord) -> Option<decide::Version> {
-    let meta = match rec {
-        StateRecord::Upsert { meta, .. } => Some(meta),
-        StateRecord::Delete { meta, .. } => meta.as_ref(),
-    };
-    meta.and_then(|m| {
-        decide::Version::of(
-            &m.source_account,
-            m.seq,
-            codec::parse_rfc3339_ms(&m.observed_at),
-        )
-    })
+fn version_of(m: &RecordMeta) -> Option<decide::Version> {
+    decide::Version::of(
+        &m.source_account,
+        m.seq,
+        codec::parse_rfc3339_ms(&m.observed_at),
+    )
+}
+
+/// The record a message holds, decoded in full.
+fn decode(m: &OwnedMessage) -> Result<StateRecord, codec::CodecError> {
+    let headers = m.headers();
+    let lookup =
+        |name: &str| headers.and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value));
+    codec::decode(m.key(), m.payload(), lookup)
 }
 
 /// Writes one record to the passive account, retrying until it succeeds, is poison, or
-/// the sink stops.
-async fn apply_one(ctx: &Ctx, rec: &StateRecord, mut stop: watch::Receiver<bool>) -> Applied {
-    let kind = rec.key().kind();
+/// the sink stops. The record is decoded for each attempt once it holds a write slot, so
+/// only the writes in flight hold decoded entities.
+async fn apply_one(
+    ctx: &Ctx,
+    key: &EntityKey,
+    msg: &OwnedMessage,
+    mut stop: watch::Receiver<bool>,
+) -> Applied {
+    let kind = key.kind();
     if let Some(nr) = ctx
         .provider
         .not_replicable()
@@ -265,7 +269,7 @@ async fn apply_one(ctx: &Ctx, rec: &StateRecord, mut stop: watch::Receiver<bool>
     {
         // Read, recorded in the topic and compared by drills, but no API writes it: not
         // a poison record, nothing for the DLQ (the pair's NotReplicable condition says so).
-        tracing::debug!(key = %rec.key(), reason = nr.reason, "not replicable; skipped");
+        tracing::debug!(%key, reason = nr.reason, "not replicable; skipped");
         return Applied::Done;
     }
     let mut delays = backoff(&ctx.cfg.tuning);
@@ -275,7 +279,12 @@ async fn apply_one(ctx: &Ctx, rec: &StateRecord, mut stop: watch::Receiver<bool>
         let Some(slot) = crate::replication::writes::global().slot(&mut stop).await else {
             return Applied::Stopped;
         };
-        let result = match rec {
+        // Decoded for this attempt only: a write backing off holds no decoded entity.
+        let rec = match decode(msg) {
+            Ok(r) => r,
+            Err(e) => return Applied::Poison(DlqReason::Undecodable, e.to_string()),
+        };
+        let result = match &rec {
             StateRecord::Upsert { entity, .. } => {
                 ctx.provider.put_entity(entity, Some(&ctx.tag)).await
             }
@@ -299,14 +308,14 @@ async fn apply_one(ctx: &Ctx, rec: &StateRecord, mut stop: watch::Receiver<bool>
         };
         let verdict = decide::classify_apply_error(&err);
         if verdict == ApplyVerdict::Poison {
-            return Applied::Poison(err.to_string());
+            return Applied::Poison(DlqReason::Rejected, err.to_string());
         }
         let mut delay = delays.next().unwrap_or(ctx.cfg.tuning.retry_max);
         if let ProviderError::RateLimited { retry_after } = &err {
             delay = delay.max(*retry_after);
         }
         if verdict == ApplyVerdict::Blocked {
-            tracing::warn!(error = %err, key = %rec.key(), "the passive account refuses writes; retrying");
+            tracing::warn!(error = %err, %key, "the passive account refuses writes; retrying");
         }
         *lock(&ctx.shared.apply_error) = Some(err);
         if *stop.borrow() {
