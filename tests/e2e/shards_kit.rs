@@ -207,6 +207,50 @@ pub async fn level(sim: &Proc, i: usize, within: Duration) {
     .await;
 }
 
+/// Waits until the standby of every pair of `pairs` holds what its primary holds, and
+/// returns when the last of them was seen level: the end of the read that saw it. The
+/// pairs not yet seen level are read 16 at a time, again every 100 ms, so that the time
+/// taken is the pairs' and not that of reading a hundred pairs one after another.
+pub async fn all_level(sim: &Proc, pairs: &[usize], within: Duration) -> Instant {
+    use futures::StreamExt;
+    let start = Instant::now();
+    let mut left: Vec<usize> = pairs.to_vec();
+    let mut last = start;
+    loop {
+        let seen: Vec<(usize, Option<Instant>)> = futures::stream::iter(left.iter().copied())
+            .map(|i| async move {
+                let a = read_all(sim, &primary(i)).await;
+                let b = read_all(sim, &standby(i)).await;
+                (i, (a == b).then(Instant::now))
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        left.clear();
+        for (i, at) in seen {
+            match at {
+                Some(at) => last = last.max(at),
+                None => left.push(i),
+            }
+        }
+        if left.is_empty() {
+            return last;
+        }
+        left.sort_unstable();
+        assert!(
+            start.elapsed() < within,
+            "timed out after {within:?} waiting for {} pairs to be level: {}",
+            left.len(),
+            left.iter()
+                .take(10)
+                .map(|i| pair_name(*i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The words after `kubectl` of the command runbooks/scaling.md quotes on a line that
 /// starts with `prefix`.
 fn scaling_runbook_command(prefix: &str) -> Vec<String> {

@@ -321,15 +321,13 @@ async fn three_replicas_act_once_per_pair_through_a_stall_a_kill_with_freezes_an
         for i in &quiet {
             put_tag(&sim, &primary(*i), "after-the-kill").await;
         }
-        for i in &quiet {
-            level(
-                &sim,
-                *i,
-                Duration::from_secs(20).saturating_sub(killed.elapsed()),
-            )
-            .await;
-        }
-        (quiet.len(), killed.elapsed())
+        let last = all_level(
+            &sim,
+            &quiet,
+            Duration::from_secs(20).saturating_sub(killed.elapsed()),
+        )
+        .await;
+        (quiet.len(), last - killed)
     };
     let ((n, took), _) = futures::future::join(replicate_again, notices_after).await;
     println!("SIGKILL of {victim}: its {n} pairs not frozen replicate again after {took:?}");

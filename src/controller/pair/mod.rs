@@ -208,30 +208,38 @@ impl PairHandle {
         let get_ms = began.elapsed().as_millis();
         let spec = Arc::new(pair.spec.clone());
         let client = &env.client;
-        let built = providers::build(client, (&namespace, &name), &spec).await?;
-        let providers_ms = began.elapsed().as_millis() - get_ms;
-        // Every write to either account is sent only while this replica holds the pair.
-        let guard = crate::controller::guard::WriteGuard::for_pair(&env.leader, &namespace, &name);
-        let providers = built.sides.map(|p| guard.provider(p));
-        let notice_secret = match &spec.detection.notices {
-            Some(n) => Some(
-                secrets::read_key(
+        // The providers' Secrets, the notice Secret and the audit trail's Kafka Secret are
+        // read at once: under a shard taken over, a hundred pairs start together and each
+        // read waits on a busy API server.
+        let notice_secret = async {
+            match &spec.detection.notices {
+                Some(n) => secrets::read_key(
                     client,
                     &namespace,
                     &n.secret_ref,
                     "secret",
                     "spec.detection.notices.secretRef",
                 )
-                .await?,
-            ),
-            None => None,
+                .await
+                .map(Some),
+                None => Ok(None),
+            }
         };
+        let (built, notice_secret, audit_kafka) = tokio::join!(
+            providers::build(client, (&namespace, &name), &spec),
+            notice_secret,
+            crate::audit::pair_kafka(&env.client, &pair),
+        );
+        let built = built?;
+        let notice_secret = notice_secret?;
+        let secrets_ms = began.elapsed().as_millis() - get_ms;
+        // Every write to either account is sent only while this replica holds the pair.
+        let guard = crate::controller::guard::WriteGuard::for_pair(&env.leader, &namespace, &name);
+        let providers = built.sides.map(|p| guard.provider(p));
         // The audit trail goes to the pair's Kafka with its SASL/TLS settings. A Secret
         // that cannot be read now shows as the AuditTrail condition once records wait;
         // the pair's task reads it again until it can (see `PairActor::refresh_audit_kafka`).
-        let (audit_kafka, audit_secret_read) = match crate::audit::pair_kafka(&env.client, &pair)
-            .await
-        {
+        let (audit_kafka, audit_secret_read) = match audit_kafka {
             Ok(k) => (k, true),
             Err(e) => {
                 tracing::warn!(pair = %name, error = %e, "the pair's Kafka Secret cannot be read for the audit trail; reading it again while records wait");
@@ -241,7 +249,7 @@ impl PairHandle {
                 )
             }
         };
-        tracing::info!(%namespace, pair = %name, get_ms, providers_ms, secrets_ms = began.elapsed().as_millis() - get_ms - providers_ms, "pair task starting");
+        tracing::info!(%namespace, pair = %name, get_ms, secrets_ms, "pair task starting");
         let (audit_tx, audit_rx) = watch::channel(audit_kafka);
         let status = pair.status.clone().unwrap_or_default();
         let active = status.active_side.unwrap_or(Side::Primary);

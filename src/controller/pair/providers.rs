@@ -69,79 +69,90 @@ pub struct Providers {
     pub scans: [Option<Arc<dyn Scan>>; 2],
 }
 
-/// Reads the Secrets and builds both sides.
+/// One side as [`build`] builds it.
+struct BuiltSide {
+    provider: Arc<dyn AccountProvider>,
+    wecom: Option<Arc<WecomSide>>,
+    agora: Option<Arc<AgoraSide>>,
+    scan: Option<Arc<dyn Scan>>,
+}
+
+/// Reads the Secrets and builds both sides, the two at once (each side's Secrets are
+/// read from the API server, which answers slowly when many pairs start together, e.g.
+/// on a shard taken over).
 pub async fn build(
     client: &Client,
     (namespace, name): (&str, &str),
     spec: &AccountPairSpec,
 ) -> Result<Providers, StartError> {
     let baseline = TopicBaseline::for_pair(client, (namespace, name), spec).await;
-    let mut sides = Vec::with_capacity(2);
-    let mut wecom = Vec::with_capacity(2);
-    let mut agora = Vec::with_capacity(2);
-    let mut scans: Vec<Option<Arc<dyn Scan>>> = Vec::with_capacity(2);
-    for (side, account) in [
-        (Side::Primary, &spec.primary),
-        (Side::Standby, &spec.standby),
-    ] {
-        match account.provider {
-            ProviderKind::Http => {
-                sides.push(http(client, namespace, side, account).await?);
-                wecom.push(None);
-                agora.push(None);
-                scans.push(None);
+    let (primary, standby) = tokio::try_join!(
+        build_side(client, namespace, Side::Primary, &spec.primary, &baseline),
+        build_side(client, namespace, Side::Standby, &spec.standby, &baseline),
+    )?;
+    Ok(Providers {
+        sides: [primary.provider, standby.provider],
+        wecom: [primary.wecom, standby.wecom],
+        agora: [primary.agora, standby.agora],
+        scans: [primary.scan, standby.scan],
+    })
+}
+
+async fn build_side(
+    client: &Client,
+    namespace: &str,
+    side: Side,
+    account: &AccountRef,
+    baseline: &TopicBaseline,
+) -> Result<BuiltSide, StartError> {
+    Ok(match account.provider {
+        ProviderKind::Http => BuiltSide {
+            provider: http(client, namespace, side, account).await?,
+            wecom: None,
+            agora: None,
+            scan: None,
+        },
+        ProviderKind::Wecom => {
+            let w = Arc::new(wecom_side(client, namespace, side, account, baseline.clone()).await?);
+            BuiltSide {
+                provider: Arc::new(w.feed.clone()) as Arc<dyn AccountProvider>,
+                scan: Some(w.feed.clone() as Arc<dyn Scan>),
+                wecom: Some(w),
+                agora: None,
             }
-            ProviderKind::Wecom => {
-                let w =
-                    Arc::new(wecom_side(client, namespace, side, account, baseline.clone()).await?);
-                sides.push(Arc::new(w.feed.clone()) as Arc<dyn AccountProvider>);
-                scans.push(Some(w.feed.clone() as Arc<dyn Scan>));
-                wecom.push(Some(w));
-                agora.push(None);
+        }
+        ProviderKind::OfficialAccount => {
+            let feed = official_account(client, namespace, side, account, baseline.clone()).await?;
+            BuiltSide {
+                provider: Arc::new(feed.clone()) as Arc<dyn AccountProvider>,
+                scan: Some(feed as Arc<dyn Scan>),
+                wecom: None,
+                agora: None,
             }
-            ProviderKind::OfficialAccount => {
-                let feed =
-                    official_account(client, namespace, side, account, baseline.clone()).await?;
-                sides.push(Arc::new(feed.clone()) as Arc<dyn AccountProvider>);
-                scans.push(Some(feed as Arc<dyn Scan>));
-                wecom.push(None);
-                agora.push(None);
-            }
-            ProviderKind::AgoraChat => {
-                let feed = agora_chat(client, namespace, side, account, baseline.clone()).await?;
-                sides.push(Arc::new(feed.clone()) as Arc<dyn AccountProvider>);
-                scans.push(Some(feed.clone() as Arc<dyn Scan>));
-                wecom.push(None);
-                let callback_secret = match &account.callback {
-                    None => None,
-                    Some(cb) => {
-                        let r = crate::api::SecretKeyRef {
-                            name: cb.secret_ref.name.clone(),
-                            key: Some("secret".into()),
-                        };
-                        Some(
-                            text(client, namespace, side, &r, "secret", "callback.secretRef")
-                                .await?,
-                        )
-                    }
-                };
-                agora.push(Some(Arc::new(AgoraSide {
+        }
+        ProviderKind::AgoraChat => {
+            let feed = agora_chat(client, namespace, side, account, baseline.clone()).await?;
+            let callback_secret = match &account.callback {
+                None => None,
+                Some(cb) => {
+                    let r = crate::api::SecretKeyRef {
+                        name: cb.secret_ref.name.clone(),
+                        key: Some("secret".into()),
+                    };
+                    Some(text(client, namespace, side, &r, "secret", "callback.secretRef").await?)
+                }
+            };
+            BuiltSide {
+                provider: Arc::new(feed.clone()) as Arc<dyn AccountProvider>,
+                scan: Some(feed.clone() as Arc<dyn Scan>),
+                wecom: None,
+                agora: Some(Arc::new(AgoraSide {
                     app_key: account.id().to_string(),
                     callback_secret,
                     feed,
-                })));
+                })),
             }
         }
-    }
-    let internal = || StartError::Provider {
-        side: Side::Primary,
-        detail: "internal: two providers expected".into(),
-    };
-    Ok(Providers {
-        sides: sides.try_into().map_err(|_| internal())?,
-        wecom: wecom.try_into().map_err(|_| internal())?,
-        agora: agora.try_into().map_err(|_| internal())?,
-        scans: scans.try_into().map_err(|_| internal())?,
     })
 }
 
