@@ -39,6 +39,8 @@ pub struct Latency {
     pub verified_ms: Vec<f64>,
     /// Notice sent → the webhook answered.
     pub answered_ms: Vec<f64>,
+    /// Where each verified run's time went ([`breakdown`]).
+    pub breakdowns: Vec<serde_json::Value>,
     pub failures: Vec<String>,
 }
 
@@ -99,6 +101,7 @@ pub async fn latency_runs(c: &LatencyCtx<'_>, first: usize, runs: usize) -> Late
         // applyStatus), but posted from here, so that the webhook's answer is waited for
         // as long as it takes (the simulator gives up after 5 s) and timed.
         let t0 = Instant::now();
+        let notice_at = chrono::Utc::now();
         let _ = http
             .post(format!("{}/admin/accounts/{}/status", c.sim.1, m.primary))
             .json(&json!({ "status": "frozen", "reason": "bench" }))
@@ -143,8 +146,13 @@ pub async fn latency_runs(c: &LatencyCtx<'_>, first: usize, runs: usize) -> Late
                 out.verified_ms.push(ms);
                 // The traffic moved, but the switchover still reads its targets back: the
                 // next run resets the shared HAProxy backend only once it has finished.
-                if let Err(why) = switchover_finished(c.switchovers, &m.name).await {
-                    out.failures.push(format!("run {r}: {why}"));
+                match switchover_finished(c.switchovers, &m.name).await {
+                    Ok(so) => {
+                        let b = breakdown(notice_at, ms, &so);
+                        eprintln!("    {b}");
+                        out.breakdowns.push(b);
+                    }
+                    Err(why) => out.failures.push(format!("run {r}: {why}")),
                 }
             }
             Err(why) => out.failures.push(format!("run {r}: {why}")),
@@ -195,24 +203,76 @@ async fn post_notice(
     }
 }
 
+/// Where a run's time went, from the Switchover's status (its clock and the bench's are the
+/// machine's): `queued_ms` from the notice until the switchover started, each step's
+/// `started → finished` in the order run, and `after_steps_ms` from the end of the last
+/// step that had finished when the bench saw the traffic moved until then (negative: the
+/// traffic was seen on the standby before that step ended, e.g. while the LB step reads
+/// its targets back).
+fn breakdown(
+    notice_at: chrono::DateTime<chrono::Utc>,
+    verified_ms: f64,
+    so: &Switchover,
+) -> serde_json::Value {
+    let at = |s: &Option<String>| {
+        s.as_deref()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+    };
+    let ms = |a: chrono::DateTime<chrono::Utc>, b: chrono::DateTime<chrono::Utc>| {
+        (b - a).num_milliseconds()
+    };
+    let Some(st) = so.status.as_ref() else {
+        return json!({"error": "no status"});
+    };
+    let seen = notice_at + chrono::Duration::milliseconds(verified_ms as i64);
+    let steps: serde_json::Map<String, serde_json::Value> = st
+        .steps
+        .iter()
+        .filter_map(|s| {
+            Some((
+                s.name.clone(),
+                json!(ms(at(&s.started_at)?, at(&s.finished_at)?)),
+            ))
+        })
+        .collect();
+    let last_before = st
+        .steps
+        .iter()
+        .filter_map(|s| at(&s.finished_at))
+        .filter(|t| *t <= seen)
+        .max();
+    json!({
+        "queued_ms": at(&st.started_at).map(|t| ms(notice_at, t)),
+        "steps_ms": steps,
+        "after_steps_ms": last_before.map(|t| ms(t, seen)),
+    })
+}
+
 /// Wait (at most [`RUN_DEADLINE`]) until `pair` has a Switchover and all of them are
-/// finished; Err if one did not succeed, or none finished in time.
-async fn switchover_finished(switchovers: &Api<Switchover>, pair: &str) -> Result<(), String> {
+/// finished; the newest of them, or Err if one did not succeed, or none finished in time.
+async fn switchover_finished(
+    switchovers: &Api<Switchover>,
+    pair: &str,
+) -> Result<Switchover, String> {
     let until = Instant::now() + RUN_DEADLINE;
     loop {
         if let Ok(list) = switchovers.list(&ListParams::default()).await {
             if let Some(why) = failed_of(&list.items, pair) {
                 return Err(why);
             }
-            let mut mine = list
-                .items
-                .iter()
-                .filter(|so| so.spec.pair == pair)
-                .peekable();
-            if mine.peek().is_some()
-                && mine.all(|so| so.status.as_ref().is_some_and(|s| s.phase.is_finished()))
+            let mine = list.items.iter().filter(|so| so.spec.pair == pair);
+            let mine: Vec<&Switchover> = mine.collect();
+            if !mine.is_empty()
+                && mine
+                    .iter()
+                    .all(|so| so.status.as_ref().is_some_and(|s| s.phase.is_finished()))
             {
-                return Ok(());
+                let newest = mine
+                    .into_iter()
+                    .max_by_key(|so| so.metadata.creation_timestamp.clone().map(|t| t.0))
+                    .cloned();
+                return newest.ok_or_else(|| "no switchover".into());
             }
         }
         if Instant::now() >= until {

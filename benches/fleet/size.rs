@@ -241,7 +241,7 @@ pub async fn run_size(tb: Arc<Env>, client: Client, s: Settings, n: usize, ns: S
     // so the runs do not count in its figures).
     eprintln!("notice runs at rest");
     let idle_lat = latency_runs(&ctx, IDLE_RUNS_FROM, s.runs).await;
-    errors.extend(idle_lat.failures);
+    errors.extend(idle_lat.failures.iter().cloned());
 
     // Load: one change a second on every primary; the measured pair's slot is the last.
     let mut primaries: Vec<String> = (0..background).map(|i| format!("p{i}")).collect();
@@ -255,7 +255,7 @@ pub async fn run_size(tb: Arc<Env>, client: Client, s: Settings, n: usize, ns: S
     eprintln!("notice runs under the load");
     let lat = latency_runs(&ctx, 0, s.runs).await;
     writer.stop();
-    errors.extend(lat.failures);
+    errors.extend(lat.failures.iter().cloned());
     drop(op);
     drop(sim);
     drop(proxy);
@@ -272,6 +272,8 @@ pub async fn run_size(tb: Arc<Env>, client: Client, s: Settings, n: usize, ns: S
         "notice_answered_ms": summary_ms(&lat.answered_ms),
         "idle_notice_to_verified_ms": summary_ms(&idle_lat.verified_ms),
         "idle_notice_answered_ms": summary_ms(&idle_lat.answered_ms),
+        "notice_runs": lat.breakdowns,
+        "idle_notice_runs": idle_lat.breakdowns,
         "errors": errors,
     })
 }
