@@ -90,7 +90,7 @@ impl Default for StartGate {
 }
 
 /// The default bound (`--max-concurrent-pipeline-starts`).
-pub const DEFAULT_LIMIT: usize = 8;
+pub const DEFAULT_LIMIT: usize = 32;
 
 /// How many are waiting for a slot of a bound (starts here, writes in
 /// [`writes`](super::writes)), exported as a gauge when the bound is the operator's.
