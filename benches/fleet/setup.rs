@@ -127,32 +127,14 @@ pub async fn teardown(tb: &Env, client: &Client, ns: &str) {
 
 /// Delete the Kafka topics whose names start with `prefix`.
 async fn delete_topics(bootstrap: &str, prefix: &str) {
-    use rdkafka::admin::AdminOptions;
-    let Ok(admin) = understudy::replication::topics::admin_client(bootstrap, &HashMap::new())
-    else {
+    use understudy::replication::topics;
+    let Ok(admin) = topics::admin_client(bootstrap, &HashMap::new()) else {
         return;
     };
-    let names: Vec<String> = tokio::task::block_in_place(|| {
-        admin
-            .inner()
-            .fetch_metadata(None, Duration::from_secs(30))
-            .map(|m| {
-                m.topics()
-                    .iter()
-                    .map(|t| t.name().to_string())
-                    .filter(|t| t.starts_with(prefix))
-                    .collect()
-            })
-            .unwrap_or_default()
-    });
-    for chunk in names.chunks(100) {
-        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        let _ = admin
-            .delete_topics(
-                &refs,
-                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-            )
-            .await;
+    let prefixes = vec![prefix.to_string()];
+    match topics::delete_topics_with_prefixes(admin.into(), prefixes, Duration::from_secs(30)).await
+    {
+        Ok(n) => eprintln!("deleted {n} Kafka topics {prefix}*"),
+        Err(e) => eprintln!("the Kafka topics {prefix}* were not all deleted: {e}"),
     }
-    eprintln!("deleted {} Kafka topics {prefix}*", names.len());
 }

@@ -309,6 +309,37 @@ where
     Ok(())
 }
 
+/// Delete every topic whose name starts with one of `prefixes`, 100 per request (each
+/// bounded by `timeout`); how many there were. The operator never deletes a topic: the
+/// e2e suites and the benches clean the test bed up with it.
+pub async fn delete_topics_with_prefixes(
+    admin: std::sync::Arc<AdminClient<DefaultClientContext>>,
+    prefixes: Vec<String>,
+    timeout: Duration,
+) -> Result<usize, TopicError> {
+    let lister = admin.clone();
+    let names: Vec<String> = tokio::task::spawn_blocking(move || {
+        lister.inner().fetch_metadata(None, timeout).map(|m| {
+            m.topics()
+                .iter()
+                .map(|t| t.name().to_string())
+                .filter(|t| prefixes.iter().any(|p| t.starts_with(p.as_str())))
+                .collect()
+        })
+    })
+    .await
+    .map_err(|e| TopicError::Create {
+        topic: "(listing topics)".into(),
+        code: e.to_string(),
+    })??;
+    let opts = AdminOptions::new().operation_timeout(Some(timeout));
+    for chunk in names.chunks(100) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        admin.delete_topics(&refs, &opts).await?;
+    }
+    Ok(names.len())
+}
+
 /// The topic's effective `cleanup.policy`.
 pub async fn cleanup_policy<C: ClientContext + 'static>(
     admin: &AdminClient<C>,

@@ -147,31 +147,16 @@ pub async fn sweep_topics(client: &Client) {
     else {
         return;
     };
-    let admin = std::sync::Arc::new(admin);
     let prefixes: Vec<String> = ended.iter().map(|ns| format!("understudy.{ns}.")).collect();
-    let inner = admin.clone();
-    let names: Vec<String> = tokio::task::spawn_blocking(move || {
-        inner
-            .inner()
-            .fetch_metadata(None, Duration::from_secs(10))
-            .map(|m| {
-                m.topics()
-                    .iter()
-                    .map(|t| t.name().to_string())
-                    .filter(|t| prefixes.iter().any(|p| t.starts_with(p)))
-                    .collect()
-            })
-            .unwrap_or_default()
-    })
+    let Ok(deleted) = understudy::replication::topics::delete_topics_with_prefixes(
+        std::sync::Arc::new(admin),
+        prefixes,
+        Duration::from_secs(30),
+    )
     .await
-    .unwrap_or_default();
-    let opts = rdkafka::admin::AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for chunk in names.chunks(100) {
-        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        if admin.delete_topics(&refs, &opts).await.is_err() {
-            return; // the next process tries again
-        }
-    }
+    else {
+        return; // the next process tries again
+    };
     let mark = serde_json::json!({"metadata": {"labels": {SWEPT_LABEL: "true"}}});
     for ns in &ended {
         let _ = api
@@ -180,7 +165,7 @@ pub async fn sweep_topics(client: &Client) {
     }
     eprintln!(
         "deleted {} Kafka topics of {} namespaces left by ended test processes",
-        names.len(),
+        deleted,
         ended.len()
     );
 }
