@@ -205,10 +205,9 @@ async fn post_notice(
 
 /// Where a run's time went, from the Switchover's status (its clock and the bench's are the
 /// machine's): `queued_ms` from the notice until the switchover started, each step's
-/// `started → finished` in the order run, and `after_steps_ms` from the end of the last
-/// step that had finished when the bench saw the traffic moved until then (negative: the
-/// traffic was seen on the standby before that step ended, e.g. while the LB step reads
-/// its targets back).
+/// `started → finished` by the step's name (each includes the write of its intent to the
+/// API server), and `after_steps_ms` from the end of the last step that had finished when
+/// the bench saw the traffic moved until then.
 fn breakdown(
     notice_at: chrono::DateTime<chrono::Utc>,
     verified_ms: f64,

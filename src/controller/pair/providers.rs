@@ -86,10 +86,13 @@ pub async fn build(
     spec: &AccountPairSpec,
 ) -> Result<Providers, StartError> {
     let baseline = TopicBaseline::for_pair(client, (namespace, name), spec).await;
-    let (primary, standby) = tokio::try_join!(
+    let (primary, standby) = tokio::join!(
         build_side(client, namespace, Side::Primary, &spec.primary, &baseline),
         build_side(client, namespace, Side::Standby, &spec.standby, &baseline),
-    )?;
+    );
+    // The primary's error first, whichever answered first, so the message is the same on
+    // every attempt.
+    let (primary, standby) = (primary?, standby?);
     Ok(Providers {
         sides: [primary.provider, standby.provider],
         wecom: [primary.wecom, standby.wecom],
