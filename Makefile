@@ -50,7 +50,7 @@ e2e: deps testbed ## End-to-end tests against the running test bed
 test: fmt-check clippy unit chart-check image-test ## Everything CI runs: fmt, clippy, unit tests, CRD and chart checks, the image test (debug build), test bed, e2e
 	@$(TESTBED)/up.sh
 	@rc=0; $(CARGO) test --features e2e --test 'e2e_*' -- --test-threads=2 || rc=$$?; \
-	  if [ $$rc -ne 0 ]; then echo "e2e failed; test bed logs are in target/testbed/logs/"; fi; \
+	  if [ $$rc -ne 0 ]; then $(TESTBED)/report.sh; echo "e2e failed; test bed logs are in target/testbed/logs/"; fi; \
 	  $(TESTBED)/down.sh; exit $$rc
 
 demo: deps ## The real local stack, end to end (see README); PROVIDER=wecom: a WeCom pair instead (two simulated corps, callbacks, a lost callback, a 50003 freeze)

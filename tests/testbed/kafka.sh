@@ -236,6 +236,7 @@ start() {
   fi
 
   log "starting kafka on 127.0.0.1:$BROKER_PORT (SASL 127.0.0.1:$SASL_PORT, controller 127.0.0.1:$CONTROLLER_PORT)"
+  rotate_log "$TESTBED_DIR/logs/kafka.log"
   echo "=== $(date -Is) kafka.sh start ===" >>"$TESTBED_DIR/logs/kafka.log"
   start_bg kafka java -Xms256m -Xmx768m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \

@@ -39,12 +39,24 @@ wait_for() {
   done
 }
 
+# rotate_log FILE: a log past LOG_ROTATE_BYTES (default 256 MiB) becomes FILE.1 (the
+# previous FILE.1 is dropped), so a test bed that is started again and again on one
+# machine keeps at most two such files per service. Services append to their logs and
+# never rotate them themselves (the broker logs every topic it creates at INFO).
+rotate_log() {
+  local f=$1 limit=${LOG_ROTATE_BYTES:-268435456}
+  if [[ -f $f ]] && (( $(stat -c %s "$f") > limit )); then
+    mv -f "$f" "$f.1"
+  fi
+}
+
 # start_bg NAME CMD...: start CMD in the background with its output in logs/NAME.log
 # and its pid in pids/NAME.pid. `down.sh` stops exactly these pids. The service gets no
 # file descriptor of the caller beyond stdio: a long-lived server must not hold, say, a
 # lock file the caller's caller waits on (`flock FILE make testbed`).
 start_bg() {
   local name=$1; shift
+  rotate_log "$TESTBED_DIR/logs/$name.log"
   (
     for fd in /proc/self/fd/*; do
       fd=${fd##*/}

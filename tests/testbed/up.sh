@@ -21,3 +21,9 @@ done
 } >"$TESTBED_DIR/env.tmp"
 mv "$TESTBED_DIR/env.tmp" "$TESTBED_DIR/env"
 log "test bed up; env file: $TESTBED_DIR/env"
+# The broker stops serving when its log dir's disk fills (every client then sees a
+# transport failure), so say how much room is left where the data lives.
+free_kib=$(df -Pk "$TESTBED_DIR" | awk 'NR==2 {print $4}')
+if (( free_kib < 5 * 1024 * 1024 )); then
+  log "WARNING: only $(( free_kib / 1024 )) MiB free on the disk of $TESTBED_DIR; Kafka and etcd stop when it fills"
+fi
