@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
@@ -287,10 +287,7 @@ fn absorb(
     msg: &rdkafka::message::BorrowedMessage<'_>,
     only: Option<&HashSet<EntityKey>>,
 ) {
-    let headers = msg.headers();
-    let lookup =
-        |name: &str| headers.and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value));
-    let (key, state) = match codec::decode(msg.key(), msg.payload(), lookup) {
+    let (key, state) = match codec::decode_message(msg) {
         Ok(StateRecord::Upsert { entity, .. }) => (entity.key, Some(entity.digest)),
         Ok(StateRecord::Delete { key, .. }) => (key, None),
         Err(_) => {

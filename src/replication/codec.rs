@@ -304,6 +304,28 @@ pub fn peek<'h>(
     Ok((key, Some(meta)))
 }
 
+/// [`decode`] of a Kafka message, its headers looked up by name.
+pub fn decode_message<M: rdkafka::Message>(m: &M) -> Result<StateRecord, CodecError> {
+    let headers = m.headers();
+    decode(m.key(), m.payload(), |name| header_of(headers, name))
+}
+
+/// [`peek`] of a Kafka message, its headers looked up by name.
+pub fn peek_message<M: rdkafka::Message>(
+    m: &M,
+) -> Result<(EntityKey, Option<RecordMeta>), CodecError> {
+    let headers = m.headers();
+    peek(m.key(), m.payload(), |name| header_of(headers, name))
+}
+
+/// The value of the first header called `name`.
+fn header_of<'h, H: rdkafka::message::Headers>(
+    headers: Option<&'h H>,
+    name: &str,
+) -> Option<&'h [u8]> {
+    headers.and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value))
+}
+
 /// The envelope of a record whose key is `key`, its entity left undecoded.
 fn envelope<'a>(key: &EntityKey, value: &'a [u8]) -> Result<EnvelopeIn<'a>, CodecError> {
     let env: EnvelopeIn<'_> =

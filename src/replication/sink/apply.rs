@@ -118,11 +118,7 @@ impl Chunk {
                 .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
         }
         self.last_offset = Some(m.offset());
-        let headers = m.headers();
-        let lookup = |name: &str| {
-            headers.and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value))
-        };
-        match codec::peek(m.key(), m.payload(), lookup) {
+        match codec::peek_message(m) {
             Ok((key, meta)) => {
                 let version = meta.as_ref().and_then(version_of);
                 let msg = m.detach();
@@ -243,14 +239,6 @@ fn version_of(m: &RecordMeta) -> Option<decide::Version> {
     )
 }
 
-/// The record a message holds, decoded in full.
-fn decode(m: &OwnedMessage) -> Result<StateRecord, codec::CodecError> {
-    let headers = m.headers();
-    let lookup =
-        |name: &str| headers.and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value));
-    codec::decode(m.key(), m.payload(), lookup)
-}
-
 /// Writes one record to the passive account, retrying until it succeeds, is poison, or
 /// the sink stops. The record is decoded for each attempt once it holds a write slot, so
 /// only the writes in flight hold decoded entities.
@@ -280,7 +268,7 @@ async fn apply_one(
             return Applied::Stopped;
         };
         // Decoded for this attempt only: a write backing off holds no decoded entity.
-        let rec = match decode(msg) {
+        let rec = match codec::decode_message(msg) {
             Ok(r) => r,
             Err(e) => return Applied::Poison(DlqReason::Undecodable, e.to_string()),
         };

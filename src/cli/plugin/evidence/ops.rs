@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
@@ -161,12 +161,8 @@ fn read_blocking(
                     truncated = true;
                     continue;
                 }
-                let header = |name: &str| {
-                    m.headers()
-                        .and_then(|h| h.iter().find(|x| x.key == name).and_then(|x| x.value))
-                };
                 out.push(to_operation(
-                    codec::decode(m.key(), m.payload(), header),
+                    codec::decode_message(&m),
                     m.key(),
                     p,
                     m.offset(),
