@@ -86,20 +86,13 @@ pub async fn reconcile(so: Arc<Switchover>, ctx: Arc<Context>) -> Result<Action,
     let name = so.name_any();
     let api: Api<Switchover> = Api::namespaced(ctx.client.clone(), &namespace);
     let pairs: Api<AccountPair> = Api::namespaced(ctx.client.clone(), &namespace);
-    let Some(pair) = pairs.get_opt(&so.spec.pair).await? else {
-        fail(
-            &api,
-            &name,
-            format!(
-                "AccountPair {:?} not found in namespace {namespace}",
-                so.spec.pair
-            ),
-            None,
-        )
-        .await?;
-        return Ok(Action::await_change());
-    };
     let Some(handle) = ctx.pair(&namespace, &so.spec.pair) else {
+        // No task for the pair here: a pair that does not exist fails the switchover;
+        // one whose task is (re)starting is waited for.
+        if pairs.get_opt(&so.spec.pair).await?.is_none() {
+            fail(&api, &name, pair_not_found(&namespace, &so.spec.pair), None).await?;
+            return Ok(Action::await_change());
+        }
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
     let audit = Audit {
@@ -163,7 +156,7 @@ pub async fn reconcile(so: Arc<Switchover>, ctx: Arc<Context>) -> Result<Action,
             executing.remove(&pk);
         }
     };
-    match prepare(&ctx, &api, &pair, &handle, &name, &audit).await {
+    match prepare(&ctx, &api, &pairs, &handle, &name, &audit).await {
         Ok(Some((executor, status))) => {
             spawn_executor(ctx.clone(), handle, executor, status, audit, pk);
             Ok(Action::requeue(Duration::from_secs(10)))
@@ -200,20 +193,36 @@ impl From<Error> for Prepared {
     }
 }
 
+fn pair_not_found(namespace: &str, pair: &str) -> String {
+    format!("AccountPair {pair:?} not found in namespace {namespace}")
+}
+
 /// With the pair's slot held: decide on the stored object (not the watch cache, which
 /// may lag behind a run that just ended) and build the executor. `Ok(None)`: nothing to
-/// run (finished, cancelled, refused).
+/// run (finished, cancelled, refused). The Switchover and its pair are read at once:
+/// under load each read waits on the API server, and this is on the way from a freeze
+/// notice to the traffic moved.
 async fn prepare(
     ctx: &Arc<Context>,
     api: &Api<Switchover>,
-    pair: &AccountPair,
+    pairs: &Api<AccountPair>,
     handle: &Arc<PairHandle>,
     name: &str,
     audit: &Audit,
 ) -> Result<Option<(Executor, Option<crate::api::switchover::SwitchoverStatus>)>, Prepared> {
-    let Some(so) = api.get_opt(name).await? else {
+    let pair_name = handle.name.clone();
+    let (so, pair) = tokio::join!(api.get_opt(name), pairs.get_opt(&pair_name));
+    let Some(so) = so? else {
         return Ok(None);
     };
+    let Some(pair) = pair? else {
+        if !so.status.as_ref().is_some_and(|s| s.phase.is_finished()) {
+            let namespace = so.namespace().unwrap_or_default();
+            fail(api, name, pair_not_found(&namespace, &pair_name), None).await?;
+        }
+        return Ok(None);
+    };
+    let pair = &pair;
     let status = so.status.clone();
     if status.as_ref().is_some_and(|s| s.phase.is_finished()) {
         return Ok(None);

@@ -11,7 +11,7 @@ use harness::*;
 use kube::api::{Api, DeleteParams};
 use support::{Testbed, wait_until};
 use understudy::api::switchover::{StepState, SwitchoverMode, SwitchoverPhase, Trigger};
-use understudy::api::{AccountPair, Side};
+use understudy::api::{AccountPair, Side, Switchover};
 
 const FAILOVER: Duration = Duration::from_secs(60);
 
@@ -503,6 +503,38 @@ async fn a_pair_replicates_while_it_exists_and_deletion_loses_nothing() {
         op.log_text().contains("replication pipeline stopped"),
         "the pipeline stopped cleanly"
     );
+    // A switchover of the pair that is gone fails at once, saying which pair is missing
+    // where, and moves nothing.
+    let sos: Api<Switchover> = Api::namespaced(client.clone(), &scene.namespace);
+    let orphan: Switchover = serde_json::from_value(serde_json::json!({
+        "apiVersion": "understudy.dev/v1alpha1",
+        "kind": "Switchover",
+        "metadata": { "name": "of-a-deleted-pair" },
+        "spec": { "pair": scene.pair, "to": "Standby", "reason": "e2e: the pair is gone" }
+    }))
+    .unwrap();
+    sos.create(&Default::default(), &orphan).await.unwrap();
+    let failed = wait_until(
+        Duration::from_secs(30),
+        "the switchover of the deleted pair failed",
+        || async {
+            let so = sos.get("of-a-deleted-pair").await.unwrap();
+            (phase(&so) == SwitchoverPhase::Failed).then_some(so)
+        },
+    )
+    .await;
+    let msg = failed.status.unwrap().message.unwrap_or_default();
+    assert!(
+        msg.contains(&format!(
+            "AccountPair \"{}\" not found in namespace {}",
+            scene.pair, scene.namespace
+        )),
+        "{msg}"
+    );
+    assert_eq!(dig(&tb, &scene.dns_name), vec!["10.1.0.1"]);
+    sos.delete("of-a-deleted-pair", &DeleteParams::default())
+        .await
+        .unwrap();
     // Let the load finish, then recreate the pair: it resumes where it stopped and the
     // standby ends equal to the primary.
     wait_until(Duration::from_secs(30), "the load finished", || async {
