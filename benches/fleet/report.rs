@@ -29,7 +29,7 @@ pub fn write_json(settings: &Settings, load_at_start: f64, sizes: &[Value]) {
         },
         "sizes": sizes,
         "notes": [
-            "cpu_cores: operator utime+stime over the phase / wall time; rss_mib, threads, tcp_*: means of 1 s samples from /proc (rss_mib_first, rss_mib_last: the first and last sample, to see growth)",
+            "cpu_cores: operator utime+stime over the phase / wall time; rss_mib, threads, tcp_*: means of 1 s samples from /proc (rss_mib_first, rss_mib_last: the first and last sample, and rss_mib_every_30s: one sample every 30 s, to see growth and whether it levels off)",
             "lag_records_after: the pairs' status.replication.lagRecords summed right after the phase (written at most every 30 s, so up to 30 s old): changes read from the primaries and not yet applied to the standbys",
             "kafka_clients: librdkafka main threads (rdk:main) of the operator",
             "apiserver_rps: delta of kube-apiserver apiserver_request_total over the phase less the rate before the operator started (apiserver_baseline_rps); includes any other client of the shared test bed at the time",

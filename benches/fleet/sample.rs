@@ -241,6 +241,8 @@ impl Probe {
             "rss_mib_max": rss_max / 1024,
             "rss_mib_first": samples.first().map(|s| s.rss_kib / 1024),
             "rss_mib_last": samples.last().map(|s| s.rss_kib / 1024),
+            // The shape over the window: growing, or levelling off?
+            "rss_mib_every_30s": samples.iter().step_by(30).map(|s| s.rss_kib / 1024).collect::<Vec<_>>(),
             "threads": mean(|s| s.threads),
             "tcp_connections": mean(|s| s.tcp),
             "kafka_connections": mean(|s| s.kafka),
