@@ -381,6 +381,10 @@ impl Pipeline {
             decide::drain_target(broker.as_ref(), &status.produced_offsets, &last_known);
         tracing::info!(
             source_ms,
+            head_ms = end.timings.head_ms,
+            read_ms = end.timings.read_ms,
+            settle_ms = end.timings.settle_ms,
+            checkpoint_ms = end.timings.checkpoint_ms,
             total_ms = t.elapsed().as_millis(),
             reached_head = end.reached_head,
             unacknowledged = end.unacknowledged,

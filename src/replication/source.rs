@@ -165,6 +165,22 @@ pub struct SourceEnd {
     pub unacknowledged: u64,
     /// The feed error that stopped it early, if any.
     pub feed_error: Option<ProviderError>,
+    /// Where the ending's time went.
+    pub timings: EndTimings,
+}
+
+/// Where a source's ending spent its time, in milliseconds (zero for a part it did not
+/// go through): the fence's log line says which part a slow fence waited on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndTimings {
+    /// Asking the provider for the feed head (a fence only).
+    pub head_ms: u64,
+    /// Reading the feed up to that head.
+    pub read_ms: u64,
+    /// Waiting for Kafka to answer what was produced.
+    pub settle_ms: u64,
+    /// Writing the final checkpoint.
+    pub checkpoint_ms: u64,
 }
 
 impl SourceEnd {
@@ -460,6 +476,7 @@ impl Source {
             reached_head: false,
             unacknowledged,
             feed_error: self.feed_errors.borrow().error.clone(),
+            timings: EndTimings::default(),
         };
         self.shared.record_end(end, state)
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use super::{Control, Run, SourceState, lock};
+use super::{Control, EndTimings, Run, SourceState, lock};
 use crate::model::Entity;
 use crate::provider::ProviderError;
 use crate::replication::codec::{self, EncodedRecord, RecordMeta};
@@ -18,6 +18,8 @@ use crate::replication::decide::{self, FeedVerdict, SourcePosition};
 enum Ending {
     Fence {
         head: Option<String>,
+        /// Spent asking for the head.
+        head_ms: u64,
         read_until: Instant,
         deadline: Instant,
         reply: oneshot::Sender<super::SourceEnd>,
@@ -47,16 +49,24 @@ impl Run {
             self.cursor = None;
         }
         let ending = self.follow().await;
+        let mut timings = EndTimings::default();
         let (reached_head, deadline, state, reply) = match ending {
             Ending::Fence {
                 head,
+                head_ms,
                 read_until,
                 deadline,
                 reply,
             } => {
+                let t = Instant::now();
                 let reached = match &head {
                     Some(h) => self.read_to(h, read_until).await,
                     None => false,
+                };
+                timings = EndTimings {
+                    head_ms,
+                    read_ms: super::produce::millis(t.elapsed()),
+                    ..EndTimings::default()
                 };
                 (reached, deadline, SourceState::Fenced, reply)
             }
@@ -65,6 +75,8 @@ impl Run {
         let mut end = self
             .finish(reached_head, deadline, cp_stop_tx, checkpointer)
             .await;
+        end.timings.head_ms = timings.head_ms;
+        end.timings.read_ms = timings.read_ms;
         if state == SourceState::Stopped {
             end.feed_error = None;
         }
@@ -113,9 +125,11 @@ impl Run {
                     deadline,
                     reply,
                 }) => {
+                    let t = Instant::now();
                     let head = self.fence_head(read_until).await;
                     return Ending::Fence {
                         head,
+                        head_ms: super::produce::millis(t.elapsed()),
                         read_until,
                         deadline,
                         reply,

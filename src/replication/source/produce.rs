@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{PURGE_GRACE, Run, Shared, SourceEnd, lock};
+use super::{EndTimings, PURGE_GRACE, Run, Shared, SourceEnd, lock};
 use crate::model::Change;
 use crate::replication::checkpoint;
 use crate::replication::codec::{self, EncodedRecord};
@@ -197,7 +197,7 @@ impl Run {
     ) -> SourceEnd {
         let t = Instant::now();
         self.shared.answered(deadline).await;
-        let settle_ms = t.elapsed().as_millis();
+        let settle_ms = millis(t.elapsed());
         let _ = cp_stop.send(true);
         if tokio::time::timeout(PURGE_GRACE, &mut checkpointer)
             .await
@@ -212,14 +212,8 @@ impl Run {
             let c = |x: Option<&str>| x.map(str::to_string);
             (c(tr.safe()), c(tr.read()), tr.unacknowledged())
         };
+        let t_cp = Instant::now();
         let checkpoint_written = self.final_checkpoint(checkpoint.clone(), deadline).await;
-        tracing::debug!(
-            settle_ms,
-            total_ms = t.elapsed().as_millis(),
-            unacknowledged,
-            checkpoint_written,
-            "source end timings"
-        );
         SourceEnd {
             checkpoint,
             checkpoint_written,
@@ -227,6 +221,11 @@ impl Run {
             reached_head,
             unacknowledged,
             feed_error: self.feed_error.borrow().error.clone(),
+            timings: EndTimings {
+                settle_ms,
+                checkpoint_ms: millis(t_cp.elapsed()),
+                ..EndTimings::default()
+            },
         }
     }
 
@@ -338,4 +337,9 @@ pub(super) async fn checkpointer(
             _ = stop.changed() => return,
         }
     }
+}
+
+/// Whole milliseconds of `d` (saturating).
+pub(super) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -107,6 +107,16 @@ async fn a_fence_with_the_broker_down_ends_in_bound_and_counts_every_change_not_
     assert_eq!(end.read_cursor, Some(head(&b.primary).await));
     assert!(end.reached_head);
     assert!(!end.clean());
+    // The timings say where the fence waited: on Kafka's answers, not on the feed.
+    let tm = end.timings;
+    assert!(tm.settle_ms >= 500, "{tm:?}");
+    assert!(tm.head_ms + tm.read_ms < tm.settle_ms, "{tm:?}");
+    assert!(
+        u128::from(tm.head_ms + tm.read_ms + tm.settle_ms + tm.checkpoint_ms)
+            <= t.elapsed().as_millis(),
+        "{tm:?} within {:?}",
+        t.elapsed()
+    );
     let status = src.status();
     assert_eq!(status.state, SourceState::Fenced);
     assert_eq!(
