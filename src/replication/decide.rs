@@ -31,8 +31,8 @@ mod upgrade;
 mod versions;
 
 pub use bounds::{
-    EndOffsetsFrom, MAX_SETTLE_RESERVE, drain_target, end_offsets_due, fence_read_budget,
-    records_lost_total,
+    EndOffsetsFrom, MAX_SETTLE_RESERVE, UNUSABLE_HEAD_READ, drain_target, end_offsets_due,
+    fence_read_budget, head_read_budget, records_lost_total,
 };
 pub use tracker::CheckpointTracker;
 pub use upgrade::{Committed, commit_due, needs_pair_group, upgrade_committed};

@@ -195,9 +195,14 @@ impl Run {
         }
     }
 
-    /// The feed head to fence at, or `None` when the account cannot be read.
+    /// The feed head to fence at, or `None` when the account cannot be read. An account
+    /// whose last feed read found it unusable is asked only briefly
+    /// ([`decide::head_read_budget`]).
     async fn fence_head(&self, until: Instant) -> Option<String> {
-        match tokio::time::timeout_at(until, self.provider.head_cursor()).await {
+        let known_unusable = self.feed_error.borrow().error.is_some();
+        let left = until.saturating_duration_since(Instant::now());
+        let budget = decide::head_read_budget(left, known_unusable);
+        match tokio::time::timeout(budget, self.provider.head_cursor()).await {
             Ok(Ok(h)) => Some(h),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "fence: the feed head cannot be read; fencing at the position reached");
@@ -206,7 +211,15 @@ impl Run {
                 }
                 None
             }
-            Err(_) => None,
+            Err(_) => {
+                if known_unusable {
+                    tracing::info!(
+                        ?budget,
+                        "fence: the account, unusable at its last feed read, gave no feed head in time; fencing at the position reached"
+                    );
+                }
+                None
+            }
         }
     }
 

@@ -127,6 +127,50 @@ async fn a_fence_with_the_broker_down_ends_in_bound_and_counts_every_change_not_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fence_of_an_account_frozen_at_its_last_read_does_not_wait_on_a_slow_provider_for_its_head()
+ {
+    let b = bed();
+    LoadGen::run(&b.store, "corp-a", 0, Until::Count(50), 4).await;
+    let src = Source::start(b.cfg.clone(), b.primary.clone())
+        .await
+        .expect("source starts");
+    let h = head(&b.primary).await;
+    wait_for(Duration::from_secs(20), "the first checkpoint", || {
+        src.status().checkpoint.as_deref() == Some(h.as_str())
+    })
+    .await;
+    // Frozen, and every call answered 1.5 s late (a provider under load).
+    let account = b.store.account("corp-a");
+    account.set_status(AccountState::Frozen, "content report");
+    let mut rx = src.feed_errors();
+    tokio::time::timeout(Duration::from_secs(5), rx.changed())
+        .await
+        .expect("the freeze seen by a feed read within 5 s")
+        .expect("source alive");
+    account.set_faults(crate::provider::sim::Faults {
+        latency_ms: 1_500,
+        ..Default::default()
+    });
+    let t = Instant::now();
+    let end = src.fence(Duration::from_secs(2)).await;
+    let took = t.elapsed();
+    let tm = end.timings;
+    // Asked briefly, then fenced at the position reached: nothing read was lost.
+    assert!(
+        tm.head_ms < 600,
+        "the head read of a frozen account is short: {tm:?}"
+    );
+    assert!(took < Duration::from_millis(1_200), "fence took {took:?}");
+    assert!(!end.reached_head);
+    assert_eq!(end.unacknowledged, 0, "{end:?}");
+    assert_eq!(end.checkpoint.as_deref(), Some(h.as_str()));
+    assert_eq!(
+        end.feed_error.as_ref().map(|e| e.code()),
+        Some("account_frozen")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_with_the_broker_down_ends_in_bound_and_says_it_was_not_clean() {
     let b = bed();
     let (src, safe) = source_with_500_unacknowledged(&b).await;
