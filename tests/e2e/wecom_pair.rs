@@ -113,11 +113,29 @@ async fn held(sim: &Proc, corp: &str) -> BTreeMap<String, String> {
 }
 
 async fn wait_same(sim: &Proc, what: &str) -> BTreeMap<String, String> {
-    wait_until(Duration::from_secs(90), what, || async {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
         let p = held(sim, PRIMARY).await;
-        (p == held(sim, STANDBY).await).then_some(p)
-    })
-    .await
+        let s = held(sim, STANDBY).await;
+        if p == s {
+            return p;
+        }
+        if std::time::Instant::now() >= deadline {
+            let differ: std::collections::BTreeSet<&String> = p
+                .keys()
+                .chain(s.keys())
+                .filter(|k| p.get(*k) != s.get(*k))
+                .collect();
+            panic!(
+                "timed out after 90s waiting for {what}: the primary holds {} entities, the standby {}; {} keys differ, e.g. {:?}",
+                p.len(),
+                s.len(),
+                differ.len(),
+                differ.iter().take(5).collect::<Vec<_>>()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]

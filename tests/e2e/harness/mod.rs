@@ -63,7 +63,53 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            self.report_failure();
+        }
     }
+}
+
+/// Lines of a process's log printed when its test fails.
+const FAILURE_TAIL: usize = 60;
+
+impl Proc {
+    /// The test failed while this process ran: print the end of its log with the failure
+    /// (CI shows only the test output) and keep the log as `NAME.failed.log`, which the
+    /// next run of the same test does not overwrite.
+    fn report_failure(&self) {
+        let text = self.log_text();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(FAILURE_TAIL)..];
+        eprintln!(
+            "--- the last {} of {} lines of {} ---",
+            tail.len(),
+            lines.len(),
+            self.log.display()
+        );
+        for l in tail {
+            eprintln!("{}", strip_ansi(l));
+        }
+        let _ = std::fs::copy(&self.log, self.log.with_extension("failed.log"));
+    }
+}
+
+/// `line` without its ANSI colour sequences (ESC `[` … letter).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Start `understudy ARGS` and wait until it printed one line starting with each of
