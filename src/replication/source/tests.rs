@@ -64,18 +64,25 @@ async fn wait_for(timeout: Duration, what: &str, mut check: impl FnMut() -> bool
     }
 }
 
-/// A source that replicated 300 changes, then the broker went down and 500 more changes
-/// were read that Kafka cannot acknowledge.
-async fn source_with_500_unacknowledged(b: &Bed) -> (Source, String) {
-    LoadGen::run(&b.store, "corp-a", 0, Until::Count(300), 1).await;
+/// A source over `changes` changes of the primary (load seeded with `seed`), started and
+/// checkpointed at the feed head, which is returned with it.
+async fn checkpointed_source(b: &Bed, changes: u64, seed: u64) -> (Source, String) {
+    LoadGen::run(&b.store, "corp-a", 0, Until::Count(changes), seed).await;
     let src = Source::start(b.cfg.clone(), b.primary.clone())
         .await
         .expect("source starts");
-    let safe = head(&b.primary).await;
+    let h = head(&b.primary).await;
     wait_for(Duration::from_secs(20), "the first checkpoint", || {
-        src.status().checkpoint.as_deref() == Some(safe.as_str())
+        src.status().checkpoint.as_deref() == Some(h.as_str())
     })
     .await;
+    (src, h)
+}
+
+/// A source that replicated 300 changes, then the broker went down and 500 more changes
+/// were read that Kafka cannot acknowledge.
+async fn source_with_500_unacknowledged(b: &Bed) -> (Source, String) {
+    let (src, safe) = checkpointed_source(b, 300, 1).await;
     b.mock.broker_down(1).expect("broker down");
     let produced = src.status().produced;
     LoadGen::run(&b.store, "corp-a", 0, Until::Count(500), 2).await;
@@ -130,15 +137,7 @@ async fn a_fence_with_the_broker_down_ends_in_bound_and_counts_every_change_not_
 async fn a_fence_of_an_account_frozen_at_its_last_read_does_not_wait_on_a_slow_provider_for_its_head()
  {
     let b = bed();
-    LoadGen::run(&b.store, "corp-a", 0, Until::Count(50), 4).await;
-    let src = Source::start(b.cfg.clone(), b.primary.clone())
-        .await
-        .expect("source starts");
-    let h = head(&b.primary).await;
-    wait_for(Duration::from_secs(20), "the first checkpoint", || {
-        src.status().checkpoint.as_deref() == Some(h.as_str())
-    })
-    .await;
+    let (src, h) = checkpointed_source(&b, 50, 4).await;
     // Frozen, and every call answered 1.5 s late (a provider under load).
     let account = b.store.account("corp-a");
     account.set_status(AccountState::Frozen, "content report");
@@ -190,15 +189,7 @@ async fn a_stop_with_the_broker_down_ends_in_bound_and_says_it_was_not_clean() {
 async fn a_frozen_feed_is_one_timed_observation_per_failed_read_paced_by_retry_max() {
     let b = bed();
     let retry_max = b.cfg.tuning.retry_max;
-    LoadGen::run(&b.store, "corp-a", 0, Until::Count(50), 3).await;
-    let src = Source::start(b.cfg.clone(), b.primary.clone())
-        .await
-        .expect("source starts");
-    let h = head(&b.primary).await;
-    wait_for(Duration::from_secs(20), "the first checkpoint", || {
-        src.status().checkpoint.as_deref() == Some(h.as_str())
-    })
-    .await;
+    let (src, _) = checkpointed_source(&b, 50, 3).await;
     assert_eq!(src.status().feed_error_seq, 0);
     let mut rx = src.feed_errors();
     let frozen_at = chrono::Utc::now();
