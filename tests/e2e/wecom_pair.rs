@@ -19,7 +19,7 @@ use kit::{
 };
 use kube::Client;
 use serde_json::json;
-use support::{Testbed, wait_until};
+use support::{Testbed, wait_until, wait_until_said};
 use understudy::api::drill::{DrillPhase, DrillResult};
 use understudy::api::switchover::SwitchoverMode;
 
@@ -113,29 +113,26 @@ async fn held(sim: &Proc, corp: &str) -> BTreeMap<String, String> {
 }
 
 async fn wait_same(sim: &Proc, what: &str) -> BTreeMap<String, String> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    loop {
+    wait_until_said(Duration::from_secs(90), what, || async {
         let p = held(sim, PRIMARY).await;
         let s = held(sim, STANDBY).await;
         if p == s {
-            return p;
+            return Ok(p);
         }
-        if std::time::Instant::now() >= deadline {
-            let differ: std::collections::BTreeSet<&String> = p
-                .keys()
-                .chain(s.keys())
-                .filter(|k| p.get(*k) != s.get(*k))
-                .collect();
-            panic!(
-                "timed out after 90s waiting for {what}: the primary holds {} entities, the standby {}; {} keys differ, e.g. {:?}",
-                p.len(),
-                s.len(),
-                differ.len(),
-                differ.iter().take(5).collect::<Vec<_>>()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        let differ: std::collections::BTreeSet<&String> = p
+            .keys()
+            .chain(s.keys())
+            .filter(|k| p.get(*k) != s.get(*k))
+            .collect();
+        Err(format!(
+            "the primary holds {} entities, the standby {}; {} keys differ, e.g. {:?}",
+            p.len(),
+            s.len(),
+            differ.len(),
+            differ.iter().take(5).collect::<Vec<_>>()
+        ))
+    })
+    .await
 }
 
 #[tokio::test]

@@ -206,14 +206,30 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
+    wait_until_said(timeout, what, || {
+        let f = check();
+        async move { f.await.ok_or_else(String::new) }
+    })
+    .await
+}
+
+/// [`wait_until`] with a `check` that says what it saw when not done yet (`Err`): the
+/// panic after `timeout` carries the last such answer.
+pub async fn wait_until_said<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
     let start = Instant::now();
     loop {
-        if let Some(v) = check().await {
-            return v;
-        }
+        let seen = match check().await {
+            Ok(v) => return v,
+            Err(seen) => seen,
+        };
         assert!(
             start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
+            "timed out after {timeout:?} waiting for {what}{}{seen}",
+            if seen.is_empty() { "" } else { ": " }
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
