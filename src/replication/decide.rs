@@ -11,18 +11,20 @@
 //!   positions, or start from the positions captured at a flip unless the stored ones
 //!   already belong to that flip; [`upgrade_committed`] — the shared sink group's
 //!   offsets, else (once, after an upgrade) the pair's former group's.
-//! - **What to replicate**: [`replicate`] — echo prevention (origin tag) and kind filter.
+//! - **What to replicate**: [`replicate`] — echo prevention (origin tag) and kind filter;
+//!   [`stale_keys`] — what a bootstrap deletes: keys the state topic holds that the
+//!   listing no longer has.
 //! - **What counts as lag**: [`lag_records`], [`lag_seconds`], [`records_lost`].
 //! - **When a record is poison**: [`classify_apply_error`] — only a provider rejection
 //!   (and, in the codec, an undecodable record) is poison; everything else is retried.
 //! - **What to write**: [`coalesce`] — within one in-order run of a partition only the
 //!   last full state of each key needs applying.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Change, EntityKind};
+use crate::model::{Change, EntityKey, EntityKind};
 use crate::provider::ProviderError;
 
 mod bounds;
@@ -150,6 +152,25 @@ pub fn replicate(change: &Change, origin_tag: &str, kinds: &[EntityKind]) -> boo
         return false;
     }
     kinds.is_empty() || kinds.contains(&change.key.kind())
+}
+
+/// The keys a bootstrap deletes: those the state topic holds a full state of (`in_topic`)
+/// that its complete listing of the account did not return (`listed`), among the kinds
+/// replicated. Such an entity was deleted while no feed position was kept (no checkpoint,
+/// an expired cursor), so no delete will ever come from the feed; a key deleted after the
+/// head the bootstrap follows from gets a second, harmless tombstone from the feed. Keys
+/// of kinds no longer replicated are left alone: the pair no longer speaks for them.
+pub fn stale_keys(
+    in_topic: &BTreeSet<EntityKey>,
+    listed: &HashSet<EntityKey>,
+    kinds: &[EntityKind],
+) -> Vec<EntityKey> {
+    in_topic
+        .iter()
+        .filter(|k| !listed.contains(*k))
+        .filter(|k| kinds.is_empty() || kinds.contains(&k.kind()))
+        .cloned()
+        .collect()
 }
 
 /// What the sink does after a failed apply.
@@ -338,6 +359,34 @@ mod tests {
             "understudy:ns/p",
             &[EntityKind::Member, EntityKind::Tag]
         ));
+    }
+
+    #[test]
+    fn a_bootstrap_deletes_what_the_topic_holds_and_the_listing_does_not() {
+        let keys =
+            |ks: &[&str]| -> Vec<EntityKey> { ks.iter().map(|k| k.parse().unwrap()).collect() };
+        let in_topic: BTreeSet<EntityKey> =
+            keys(&["member/a", "member/b", "tag/t1", "tag/t2", "menu/m"])
+                .into_iter()
+                .collect();
+        let listed: HashSet<EntityKey> = keys(&["member/a", "tag/t2", "member/new"])
+            .into_iter()
+            .collect();
+        assert_eq!(
+            stale_keys(&in_topic, &listed, &[]),
+            keys(&["member/b", "menu/m", "tag/t1"]),
+            "every kind replicated: all three are gone from the account"
+        );
+        assert_eq!(
+            stale_keys(&in_topic, &listed, &[EntityKind::Member, EntityKind::Tag]),
+            keys(&["member/b", "tag/t1"]),
+            "menus are no longer replicated: the pair leaves them alone"
+        );
+        assert!(stale_keys(&in_topic, &in_topic.iter().cloned().collect(), &[]).is_empty());
+        assert!(
+            stale_keys(&BTreeSet::new(), &listed, &[]).is_empty(),
+            "an empty topic: nothing"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod shared_consumer;
 pub mod sink;
 pub mod source;
 pub mod starts;
+pub mod state_keys;
 pub mod topics;
 pub mod writes;
 

@@ -11,7 +11,9 @@
 //!   ([`CheckpointTracker`]); a record Kafka finally refuses makes the source rewind to
 //!   its checkpoint and read again (at-least-once; duplicates are harmless full states).
 //! - Without a usable checkpoint it bootstraps: notes the feed head, produces every
-//!   entity of a full listing, then follows the feed from that head. An expired cursor
+//!   entity of a full listing and, once Kafka acknowledged it, a tombstone for every key
+//!   the state topic still holds that the listing no longer returned (an entity deleted
+//!   while no position was kept), then follows the feed from that head. An expired cursor
 //!   bootstraps again.
 //! - A feed it cannot read because the account is frozen, banned or refuses the
 //!   credentials is reported on [`Source::feed_errors`] (the detector uses it): each failed
@@ -49,6 +51,7 @@ use crate::replication::config::PipelineConfig;
 use crate::replication::decide::{self, CheckpointTracker, SourcePosition};
 use crate::replication::producer::Producer;
 
+mod bootstrap;
 mod feed;
 mod produce;
 

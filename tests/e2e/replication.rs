@@ -1,6 +1,7 @@
 //! Replication end to end on the REAL Kafka broker of the test bed, with two in-process
 //! simulator accounts (`SimStore`): bulk changes of every kind, a broker restart, a sink
-//! crash, poison records, a frozen source, and a reversal that must not echo.
+//! crash, an expired feed cursor, poison records, a frozen source, and a reversal that
+//! must not echo.
 //!
 //! Every wait polls a condition with a timeout; none sleeps for synchronisation. The test
 //! restarting the broker holds the write side of a lock every other test holds the read
@@ -129,6 +130,56 @@ async fn a_broker_restart_mid_stream_loses_nothing() {
     let d = diff(bed.primary.as_ref(), bed.standby.as_ref()).await;
     assert!(d.is_empty(), "differences: {d:?}");
     assert!(p.snapshot().applied > applied_when_down);
+    p.stop().await.expect("clean stop");
+}
+
+/// The pipeline is down long enough that its checkpoint falls out of the feed's retention,
+/// and entities are deleted meanwhile: the new source bootstraps from a full listing, and
+/// the standby loses the deleted entities too (the feed will never say they went).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_cursor_bootstraps_and_the_standby_loses_what_the_primary_deleted() {
+    let _g = broker_lock().read().await;
+    let tb = Testbed::load();
+    let bed = Bed::with_retention(&tb, 1_000);
+    let cfg = bed.config(Side::Primary);
+    bed.load("corp-a", 3_000, 0, 41).await;
+    let p = Pipeline::start(cfg.clone(), bed.primary.clone(), bed.standby.clone())
+        .await
+        .expect("pipeline starts");
+    wait_same(
+        &bed.store,
+        "corp-a",
+        "corp-b",
+        Duration::from_secs(60),
+        "the first copy",
+    )
+    .await;
+    let stop = p.stop().await.expect("clean stop");
+    assert!(stop.clean, "{stop:?}");
+
+    // While the pipeline is down: more changes than the feed keeps, then deletes.
+    bed.load("corp-a", 2_000, 0, 42).await;
+    let (page, _) = bed.store.account("corp-a").list(None, 25).expect("list");
+    for (k, _) in &page {
+        bed.store.account("corp-a").delete(k, None).expect("delete");
+    }
+    let p = Pipeline::start(cfg, bed.primary.clone(), bed.standby.clone())
+        .await
+        .expect("pipeline restarts");
+    wait_same(
+        &bed.store,
+        "corp-a",
+        "corp-b",
+        Duration::from_secs(60),
+        "standby equals primary after the resynchronisation",
+    )
+    .await;
+    for (k, _) in &page {
+        assert!(
+            bed.store.account("corp-b").get(k).expect("read").is_none(),
+            "{k} was deleted on the primary"
+        );
+    }
     p.stop().await.expect("clean stop");
 }
 

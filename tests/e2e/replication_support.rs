@@ -20,7 +20,7 @@ use understudy::provider::sim::load::{LoadGen, Until};
 use understudy::provider::sim::{SimProvider, SimStore};
 use understudy::replication::{KafkaConfig, PipelineConfig};
 
-use crate::support::{Testbed, suffix, wait_until};
+use crate::support::{Testbed, suffix, wait_until_said};
 
 /// Readers: tests using Kafka. Writer: the test restarting it.
 pub fn broker_lock() -> &'static RwLock<()> {
@@ -44,7 +44,18 @@ impl Bed {
 
     /// Two fresh simulator accounts replicating through the broker at `bootstrap`.
     pub fn with_bootstrap(bootstrap: String) -> Bed {
-        let store = SimStore::new();
+        Bed::with_store(bootstrap, SimStore::new())
+    }
+
+    /// [`Bed::new`] whose accounts' feeds keep only the newest `retention` changes.
+    pub fn with_retention(tb: &Testbed, retention: usize) -> Bed {
+        Bed::with_store(
+            tb.var("TESTBED_KAFKA_BOOTSTRAP"),
+            SimStore::with_retention(retention),
+        )
+    }
+
+    fn with_store(bootstrap: String, store: SimStore) -> Bed {
         let ns = format!("e2e{}", suffix());
         Bed {
             bootstrap,
@@ -140,8 +151,9 @@ pub async fn diff(a: &dyn AccountProvider, b: &dyn AccountProvider) -> Diff {
     d
 }
 
-/// Cheap equality (shared payloads, no deep copies) for polling.
-pub fn same_state(store: &SimStore, a: &str, b: &str) -> bool {
+/// Cheap comparison (shared payloads, no deep copies) for polling: `None` when both
+/// accounts hold the same entities, otherwise what differs (counts and the first keys).
+pub fn state_difference(store: &SimStore, a: &str, b: &str) -> Option<String> {
     let list = |id: &str| -> Vec<(EntityKey, Digest)> {
         let acc = store.account(id);
         let mut out = Vec::new();
@@ -155,12 +167,40 @@ pub fn same_state(store: &SimStore, a: &str, b: &str) -> bool {
             }
         }
     };
-    list(a) == list(b)
+    let (x, y) = (list(a), list(b));
+    if x == y {
+        return None;
+    }
+    let xs: BTreeMap<&EntityKey, &Digest> = x.iter().map(|(k, d)| (k, d)).collect();
+    let ys: BTreeMap<&EntityKey, &Digest> = y.iter().map(|(k, d)| (k, d)).collect();
+    let missing: Vec<_> = xs.keys().filter(|k| !ys.contains_key(*k)).collect();
+    let extra: Vec<_> = ys.keys().filter(|k| !xs.contains_key(*k)).collect();
+    let different: Vec<_> = xs
+        .iter()
+        .filter(|(k, d)| ys.get(*k).is_some_and(|e| e != *d))
+        .map(|(k, _)| k)
+        .collect();
+    Some(format!(
+        "{a} holds {}, {b} holds {}: {} missing on {b} (first {:?}), {} extra (first {:?}), {} different (first {:?})",
+        x.len(),
+        y.len(),
+        missing.len(),
+        missing.iter().take(3).collect::<Vec<_>>(),
+        extra.len(),
+        extra.iter().take(3).collect::<Vec<_>>(),
+        different.len(),
+        different.iter().take(3).collect::<Vec<_>>(),
+    ))
+}
+
+/// Whether both accounts hold the same entities.
+pub fn same_state(store: &SimStore, a: &str, b: &str) -> bool {
+    state_difference(store, a, b).is_none()
 }
 
 pub async fn wait_same(store: &SimStore, a: &str, b: &str, timeout: Duration, what: &str) {
-    wait_until(timeout, what, || async {
-        same_state(store, a, b).then_some(())
+    wait_until_said(timeout, what, || async {
+        state_difference(store, a, b).map_or(Ok(()), Err)
     })
     .await;
 }

@@ -8,9 +8,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use super::{Control, EndTimings, Run, SourceState, lock};
-use crate::model::Entity;
 use crate::provider::ProviderError;
-use crate::replication::codec::{self, EncodedRecord, RecordMeta};
 use crate::replication::config::backoff;
 use crate::replication::decide::{self, FeedVerdict, SourcePosition};
 
@@ -96,7 +94,7 @@ impl Run {
     }
 
     /// Sleep `d` unless a control message arrives first (kept for the loop).
-    async fn pause(&mut self, d: Duration) {
+    pub(super) async fn pause(&mut self, d: Duration) {
         tokio::select! {
             _ = tokio::time::sleep(d) => {}
             msg = self.ctrl.recv() => { self.pending_ctrl = Some(msg.unwrap_or_else(|| self.orphaned())); }
@@ -271,7 +269,7 @@ impl Run {
         }
     }
 
-    fn clear_feed_error(&self) {
+    pub(super) fn clear_feed_error(&self) {
         self.feed_error
             .send_if_modified(|f| f.error.take().is_some());
     }
@@ -320,7 +318,7 @@ impl Run {
 
     /// Block while too many records wait for Kafka. Returns false when interrupted by a
     /// control message (the loop handles it).
-    async fn wait_for_room(&mut self) -> bool {
+    pub(super) async fn wait_for_room(&mut self) -> bool {
         loop {
             let notified = self.shared.acked.notified();
             tokio::pin!(notified);
@@ -389,56 +387,5 @@ impl Run {
                 Err(e) => *lock(&self.shared.kafka_error) = Some(e.to_string()),
             }
         }
-    }
-
-    /// List every entity and produce it, then continue from the head noted before.
-    async fn bootstrap(&mut self) -> Result<(), ProviderError> {
-        let head = self.provider.head_cursor().await?;
-        self.clear_feed_error();
-        let mut after = None;
-        loop {
-            if self.pending_ctrl.is_some() {
-                return Ok(()); // interrupted: no checkpoint, the next start bootstraps again
-            }
-            if let Ok(msg) = self.ctrl.try_recv() {
-                self.pending_ctrl = Some(msg);
-                return Ok(());
-            }
-            let page = self
-                .provider
-                .list_entities(after.as_ref(), self.cfg.tuning.feed_batch)
-                .await?;
-            let now = chrono::Utc::now();
-            let observed = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-            let records: Vec<EncodedRecord> = page
-                .entities
-                .iter()
-                .filter(|e| self.cfg.kinds.is_empty() || self.cfg.kinds.contains(&e.key.kind()))
-                .filter_map(|e| self.encode_entity(e, &observed, now.timestamp_millis()))
-                .collect();
-            self.produce(records, None, None).await;
-            match page.next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
-            if !self.wait_for_room().await {
-                return Ok(());
-            }
-        }
-        lock(&self.shared.tracker).push(Some(head.clone()), 0, None);
-        self.cursor = Some(head);
-        Ok(())
-    }
-
-    fn encode_entity(&self, e: &Entity, observed: &str, now_ms: i64) -> Option<EncodedRecord> {
-        let meta = RecordMeta {
-            origin_side: self.side,
-            source_account: self.account.clone(),
-            seq: 0,
-            observed_at: observed.to_string(),
-        };
-        codec::encode_entity(e, &meta, now_ms)
-            .map_err(|err| tracing::error!(error = %err, "entity not encodable; skipped"))
-            .ok()
     }
 }

@@ -15,6 +15,8 @@ use crate::provider::sim::load::{LoadGen, Until};
 use crate::provider::sim::{SimProvider, SimStore};
 use crate::replication::config::{KafkaConfig, PipelineConfig};
 
+mod bootstrap;
+
 struct Bed {
     mock: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
     store: SimStore,
@@ -245,9 +247,14 @@ async fn a_final_checkpoint_kafka_did_not_take_in_time_is_written_once_it_answer
     let src = Source::start(b.cfg.clone(), b.primary.clone())
         .await
         .expect("source starts");
-    wait_for(Duration::from_secs(20), "everything acknowledged", || {
-        src.status().produced > 0 && src.status().unacknowledged == 0
-    })
+    wait_for(
+        Duration::from_secs(20),
+        "the bootstrap acknowledged",
+        || {
+            let s = src.status();
+            s.state == SourceState::Following && s.produced > 0 && s.unacknowledged == 0
+        },
+    )
     .await;
     b.mock.broker_down(1).expect("broker down");
     LoadGen::run(&b.store, "corp-a", 0, Until::Count(100), 5).await;
