@@ -38,6 +38,9 @@ pub struct Metrics {
     pub passive_writes_waiting: IntGauge,
     /// Sink partitions parked now: their records waited, so Kafka holds the backlog.
     pub sink_partitions_parked: IntGauge,
+    /// Records a sink found waiting in its partition's queue when it looked again after a
+    /// quiet interval: librdkafka's wake-up for them was lost.
+    pub sink_lost_wakeups_total: IntCounter,
     /// Purges of a shared source producer: a source ended with records Kafka had not
     /// answered, and the other sources on that producer re-read theirs.
     pub source_producer_purges_total: IntCounter,
@@ -129,6 +132,11 @@ impl Metrics {
             "Sink partitions not fetched now because their records waited over a second to be applied (a slow or refusing passive account): the backlog stays in Kafka",
         )?;
         register(&registry, Box::new(sink_partitions_parked.clone()))?;
+        let sink_lost_wakeups_total = IntCounter::new(
+            "understudy_sink_lost_wakeups_total",
+            "Times a sink found records waiting in a partition's queue that librdkafka had not woken it for (it looks again after 1 s without a record); without that second look the partition stalled for good",
+        )?;
+        register(&registry, Box::new(sink_lost_wakeups_total.clone()))?;
         let source_producer_purges_total = IntCounter::new(
             "understudy_source_producer_purges_total",
             "Purges of a shared source producer: a source ended with records Kafka had not answered, and the other sources on it re-read theirs",
@@ -163,6 +171,7 @@ impl Metrics {
             pipeline_starts_waiting,
             passive_writes_waiting,
             sink_partitions_parked,
+            sink_lost_wakeups_total,
             source_producer_purges_total,
         })
     }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rdkafka::Message;
@@ -196,6 +196,21 @@ pub fn state_difference(store: &SimStore, a: &str, b: &str) -> Option<String> {
 /// Whether both accounts hold the same entities.
 pub fn same_state(store: &SimStore, a: &str, b: &str) -> bool {
     state_difference(store, a, b).is_none()
+}
+
+/// Sends this test binary's `understudy` and `rdkafka` logs (debug) to
+/// `target/testbed/logs/NAME.log`, read when a test fails; the first call wins.
+pub fn log_to_file(name: &str) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/testbed/logs");
+    let _ = std::fs::create_dir_all(&dir);
+    let Ok(file) = std::fs::File::create(dir.join(format!("{name}.log"))) else {
+        return;
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("understudy=debug,rdkafka=info")
+        .with_ansi(false)
+        .with_writer(Mutex::new(file))
+        .try_init();
 }
 
 pub async fn wait_same(store: &SimStore, a: &str, b: &str, timeout: Duration, what: &str) {

@@ -28,6 +28,11 @@ use crate::replication::shared_consumer::PartitionQueue;
 /// holds one record per key however many it took: each record is decoded as it is taken
 /// and replaces the key's older state (`decide::Coalesced`), so a backlog of changes to
 /// the same entities costs the memory of the entities, not of the backlog.
+///
+/// A waiting worker also looks at its queue every [`WAKE_FALLBACK`]: librdkafka wakes a
+/// waiting stream only when its queue turns from empty to non-empty, and that edge can be
+/// lost (an error event taken by the same poll, e.g. while the broker restarts), which
+/// left the partition stalled for good with its records in the queue.
 pub(super) async fn worker(
     p: i32,
     queue: Arc<PartitionQueue>,
@@ -45,8 +50,17 @@ pub(super) async fn worker(
             return;
         }
         let first = tokio::select! {
+            biased; // a record ready at the same time as the fallback is no lost wake-up
             m = stream.next() => m,
             _ = stop_w.changed() => return,
+            _ = tokio::time::sleep(WAKE_FALLBACK) => match ready(&mut stream).await {
+                Some(m) => {
+                    crate::metrics::metrics().sink_lost_wakeups_total.inc();
+                    tracing::debug!(partition = p, "records waited in the queue without a wake-up");
+                    Some(m)
+                }
+                None => continue,
+            },
         };
         let mut next = first;
         let mut chunk = Chunk::default();
@@ -131,6 +145,8 @@ impl Chunk {
 
 /// How long a chunk may take before its partition is parked.
 const PARK_AFTER: Duration = Duration::from_secs(1);
+/// How long a worker waits for a wake-up before it looks at its queue anyway.
+const WAKE_FALLBACK: Duration = Duration::from_secs(1);
 
 /// A parked partition, unparked when dropped (the chunk applied, or the worker stopped or
 /// aborted).
