@@ -84,8 +84,11 @@ impl Run {
 
     /// The state topic's live keys, asked again with backoff while Kafka does not answer
     /// (the listing is kept, not read again); `None` when a control message interrupts.
+    /// A failed read shows as the pipeline's Kafka error until a read succeeds (nothing
+    /// else would clear it: an idle pair produces nothing more).
     async fn state_topic_keys(&mut self) -> Option<state_keys::StateKeys> {
         let mut delays = backoff(&self.cfg.tuning);
+        let mut reported = false;
         loop {
             let read = tokio::select! {
                 r = state_keys::live_keys(&self.cfg, STATE_READ_TIMEOUT) => r,
@@ -95,10 +98,16 @@ impl Run {
                 }
             };
             match read {
-                Ok(keys) => return Some(keys),
+                Ok(keys) => {
+                    if reported {
+                        *lock(&self.shared.kafka_error) = None;
+                    }
+                    return Some(keys);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "the bootstrap cannot read the state topic; asking again");
                     *lock(&self.shared.kafka_error) = Some(e.to_string());
+                    reported = true;
                     let d = delays.next().unwrap_or(self.cfg.tuning.retry_max);
                     self.pause(d).await;
                     if self.pending_ctrl.is_some() {

@@ -122,3 +122,48 @@ async fn an_expired_cursor_bootstraps_and_deletes_what_the_account_no_longer_has
         "the topic holds exactly the account's entities"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_topic_read_that_fails_is_asked_again_and_its_error_clears() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let mut b = bed();
+    b.cfg.tuning.retry_min = Duration::from_millis(200);
+    b.cfg.tuning.retry_max = Duration::from_millis(400);
+    LoadGen::run(&b.store, "corp-a", 0, Until::Count(50), 33).await;
+    // A slow account: the start returns well before the bootstrap reads the state topic.
+    b.store
+        .account("corp-a")
+        .set_faults(crate::provider::sim::Faults {
+            latency_ms: 300,
+            ..Default::default()
+        });
+    let src = Source::start(b.cfg.clone(), b.primary.clone())
+        .await
+        .expect("source starts");
+    // Kafka refuses the state topic's end offsets three times, then answers.
+    b.mock.request_errors(
+        RDKafkaApiKey::ListOffsets,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 3],
+    );
+    let mut reported = false;
+    wait_for(
+        Duration::from_secs(20),
+        "following the feed with no Kafka error left",
+        || {
+            let s = src.status();
+            reported |= s.kafka_error.is_some();
+            s.state == SourceState::Following && s.kafka_error.is_none()
+        },
+    )
+    .await;
+    assert!(
+        reported,
+        "the refused reads were reported while they lasted"
+    );
+    assert_eq!(
+        live_in_topic(&b),
+        keys_of(&b.store, "corp-a"),
+        "the bootstrap finished: the topic holds the account"
+    );
+    src.stop().await;
+}
