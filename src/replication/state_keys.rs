@@ -60,6 +60,32 @@ pub async fn live_keys(
         .map_err(|e| StateKeysError::Task(e.to_string()))?
 }
 
+/// Whether `cfg`'s state topic holds no record at all, asked of the shared offsets reader
+/// within `timeout` (no client of its own).
+pub async fn is_empty(cfg: &PipelineConfig, timeout: Duration) -> Result<bool, StateKeysError> {
+    let meta = cfg.metadata_config();
+    let topic = cfg.state_topic();
+    let partitions = cfg.partitions;
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + timeout;
+        let err = |source| StateKeysError::Kafka {
+            topic: topic.clone(),
+            source,
+        };
+        let offsets = clients::offsets_reader(&meta).map_err(err)?;
+        for p in 0..partitions {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (low, high) = offsets.fetch_watermarks(&topic, p, left).map_err(err)?;
+            if high > low {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })
+    .await
+    .map_err(|e| StateKeysError::Task(e.to_string()))?
+}
+
 fn read_blocking(
     meta: &rdkafka::ClientConfig,
     reader: &rdkafka::ClientConfig,

@@ -17,6 +17,8 @@ use crate::replication::state_keys;
 
 /// Bound of reading the state topic's keys (every partition from the beginning).
 const STATE_READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// Bound of asking whether the state topic holds anything before listing.
+const EMPTY_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Run {
     /// List every entity and produce it, delete what the topic holds beyond the listing,
@@ -24,6 +26,15 @@ impl Run {
     /// interrupted (a control message, or Kafka refused records: the loop rewinds and
     /// bootstraps again); nothing of an unfinished bootstrap is checkpointed.
     pub(super) async fn bootstrap(&mut self) -> Result<(), ProviderError> {
+        // A topic that holds nothing once every earlier record is answered (a new pair)
+        // has nothing to delete: the read after the listing is skipped. Not known (Kafka
+        // did not answer): read it.
+        if !self.wait_until_answered().await || lock(&self.shared.tracker).failed() {
+            return Ok(());
+        }
+        let was_empty = state_keys::is_empty(&self.cfg, EMPTY_CHECK_TIMEOUT)
+            .await
+            .unwrap_or(false);
         let head = self.provider.head_cursor().await?;
         self.clear_feed_error();
         let mut listed: HashSet<EntityKey> = HashSet::new();
@@ -62,8 +73,13 @@ impl Run {
         if !self.wait_until_answered().await || lock(&self.shared.tracker).failed() {
             return Ok(());
         }
-        let Some(in_topic) = self.state_topic_keys().await else {
-            return Ok(());
+        let in_topic = if was_empty {
+            state_keys::StateKeys::default()
+        } else {
+            let Some(keys) = self.state_topic_keys().await else {
+                return Ok(());
+            };
+            keys
         };
         let stale = decide::stale_keys(&in_topic.live, &listed, &self.cfg.kinds);
         tracing::info!(

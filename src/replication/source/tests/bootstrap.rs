@@ -129,6 +129,22 @@ async fn a_state_topic_read_that_fails_is_asked_again_and_its_error_clears() {
     let mut b = bed();
     b.cfg.tuning.retry_min = Duration::from_millis(200);
     b.cfg.tuning.retry_max = Duration::from_millis(400);
+    // A topic that holds a key the account does not have: the bootstrap reads the topic.
+    {
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        let p: BaseProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", b.mock.bootstrap_servers())
+            .create()
+            .expect("producer");
+        p.send(
+            BaseRecord::to(&b.cfg.state_topic())
+                .key("member/ghost")
+                .payload("{}"),
+        )
+        .map_err(|(e, _)| e)
+        .expect("send");
+        p.flush(Duration::from_secs(5)).expect("flush");
+    }
     LoadGen::run(&b.store, "corp-a", 0, Until::Count(50), 33).await;
     // A slow account: the start returns well before the bootstrap reads the state topic.
     b.store
@@ -140,10 +156,10 @@ async fn a_state_topic_read_that_fails_is_asked_again_and_its_error_clears() {
     let src = Source::start(b.cfg.clone(), b.primary.clone())
         .await
         .expect("source starts");
-    // Kafka refuses the state topic's end offsets three times, then answers.
+    // Kafka refuses end offsets six times, then answers.
     b.mock.request_errors(
         RDKafkaApiKey::ListOffsets,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 3],
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 6],
     );
     let mut reported = false;
     wait_for(
