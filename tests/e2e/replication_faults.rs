@@ -126,6 +126,14 @@ async fn broker_killed_under_load(
     understudy::provider::sim::load::LoadControl,
     tokio::task::JoinHandle<understudy::provider::sim::load::LoadReport>,
 ) {
+    // The bootstrap (of an empty account) is over before the load starts: every record
+    // produced from then on is one change of the feed, which the fence's count relies on.
+    wait_until(
+        Duration::from_secs(60),
+        "the source follows the feed",
+        || async { (p.snapshot().source_state == SourceState::Following).then_some(()) },
+    )
+    .await;
     let (load, task) = LoadGen::spawn(
         bed.store.account("corp-a"),
         2_000,
