@@ -136,7 +136,7 @@ impl Run {
 
     /// Wait until Kafka answered every record produced; false when a control message
     /// interrupts (the loop handles it).
-    async fn wait_until_answered(&mut self) -> bool {
+    pub(super) async fn wait_until_answered(&mut self) -> bool {
         loop {
             let notified = self.shared.acked.notified();
             tokio::pin!(notified);

@@ -356,17 +356,8 @@ impl Run {
     /// wait; the loop comes back here), then read again from the last acknowledged
     /// position, recreating the producer if it is in a fatal state.
     async fn rewind(&mut self) {
-        loop {
-            let notified = self.shared.acked.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if lock(&self.shared.tracker).outstanding() == 0 {
-                break;
-            }
-            tokio::select! {
-                _ = notified => {}
-                msg = self.ctrl.recv() => { self.pending_ctrl = Some(msg.unwrap_or_else(|| self.orphaned())); return; }
-            }
+        if !self.wait_until_answered().await {
+            return;
         }
         {
             let mut t = lock(&self.shared.tracker);
