@@ -298,14 +298,28 @@ impl Pipeline {
         lap(0);
         positions::ensure_topics_until(&config, deadline, within).await?;
         lap(1);
-        let sink_part = Sink::start_until(config.clone(), sink.clone(), deadline)
-            .await
+        // The sink (committed offsets) and the source (its checkpoint) start side by side:
+        // neither reads what the other writes, and each is aborted when dropped, so a
+        // failure of one drops the other before it acts. A shard taken over starts a
+        // hundred pipelines, and each start's round trips add up on the slots.
+        let (sink_part, source_part) = tokio::join!(
+            async {
+                let r = Sink::start_until(config.clone(), sink.clone(), deadline).await;
+                (r, stage.elapsed().as_millis())
+            },
+            async {
+                let r = Source::start_until(config.clone(), source.clone(), deadline).await;
+                (r, stage.elapsed().as_millis())
+            },
+        );
+        took[2] = sink_part.1;
+        took[3] = source_part.1;
+        let sink_part = sink_part
+            .0
             .map_err(|e| positions::late_or(&config, deadline, within, e))?;
-        lap(2);
-        let source_part = Source::start_until(config.clone(), source.clone(), deadline)
-            .await
+        let source_part = source_part
+            .0
             .map_err(|e| positions::late_or(&config, deadline, within, e))?;
-        lap(3);
         let (sink_part, source_part) = (Arc::new(sink_part), Arc::new(source_part));
         let cache = Arc::new(Mutex::new(Cache::default()));
         let monitor = AbortOnDrop(tokio::spawn(monitor(

@@ -44,6 +44,9 @@ pub(super) struct Setup {
     /// The pair's Kafka Secret was read for `audit_kafka` (else it holds no settings yet).
     pub audit_secret_read: bool,
     pub status: AccountPairStatus,
+    /// The resourceVersion `status` was read at: the first status write is made against
+    /// it (a conflict reads the status again), not after a GET of its own.
+    pub status_version: Option<String>,
     /// The kinds the pair's provider reads but cannot write.
     pub not_replicable: Vec<crate::provider::NotReplicable>,
     /// `spec.paused` and who set it, as read at start (see `pause_record`).
@@ -183,7 +186,7 @@ impl PairActor {
             },
             seen: SeenNotices::from_status(&s.status.seen_notices),
             stored: s.status,
-            stored_version: None,
+            stored_version: s.status_version,
             last_published: None,
             last_published_at: None,
             intent_unchecked: true,

@@ -282,6 +282,7 @@ impl PairHandle {
             audit_kafka: audit_tx,
             audit_secret_read,
             status,
+            status_version: pair.metadata.resource_version.clone(),
             not_replicable: providers[0].not_replicable(),
             pause: pause_record::Seen::of(&pair),
         });
