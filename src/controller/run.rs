@@ -204,11 +204,28 @@ fn pair_controller(
     }
     tokio::spawn(super::shard_watch::label_pairs(pairs.clone(), shards));
     let (reader, writer) = kube::runtime::reflector::store();
-    let selected = super::shard_watch::following(running, move |set| {
+    let selected = super::shard_watch::following(running, move |shard| {
+        let one = BTreeSet::from([shard]);
+        // Listed from the API server's watch cache, not a quorum read of every pair from
+        // etcd; a pair's start reads the pair itself again.
         let cfg = watcher::Config::default()
-            .labels(&super::shard_watch::selector_of(set).unwrap_or_default());
-        tracing::info!(shards = ?set, "watching the pairs of these shards");
+            .labels(&super::shard_watch::selector_of(&one).unwrap_or_default())
+            .any_semantic();
+        let (mut began, mut listed) = (std::time::Instant::now(), 0usize);
         watcher::watcher(pairs.clone(), cfg)
+            .default_backoff()
+            .inspect(move |e| match e {
+                Ok(watcher::Event::Init) => (began, listed) = (std::time::Instant::now(), 0),
+                Ok(watcher::Event::InitApply(_)) => listed += 1,
+                Ok(watcher::Event::InitDone) => tracing::info!(
+                    shard,
+                    pairs = listed,
+                    ms = began.elapsed().as_millis() as u64,
+                    "listed the pairs of a shard taken"
+                ),
+                Err(e) => tracing::warn!(shard, error = %e, "watching the pairs of a shard failed"),
+                _ => {}
+            })
     });
     let trigger = kube::runtime::reflector(writer, selected).applied_objects();
     Controller::for_stream(trigger, reader)

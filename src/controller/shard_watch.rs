@@ -1,19 +1,19 @@
 //! With several shards, a replica watches only the pairs of the shards it runs: every
-//! AccountPair carries its shard in the label [`SHARD_LABEL`], the pair controller's watch
-//! selects `understudy.dev/shard in (…)` of the shards whose pairs run here and starts
-//! again (a new list, then a watch) each time that set changes, and a labeller on every
-//! replica gives the label to pairs that have none or one outside the shard range (a pair
-//! just created, or the count changed while scaled to zero). A pair whose label names
-//! another valid shard is relabelled by the replica that sees it (`account_pair`). The
-//! label is only a filter: which replica acts on a pair is always decided by the hash of
-//! its namespace and name ([`shard_of`]).
+//! AccountPair carries its shard in the label [`SHARD_LABEL`], and the pair controller
+//! watches each shard whose pairs run here with a selection of its own
+//! (`understudy.dev/shard=N`, see [`following`]), opened when the shard is taken and
+//! dropped when it is given back. A labeller on every replica gives the label to pairs
+//! that have none or one outside the shard range (a pair just created, or the count
+//! changed while scaled to zero). A pair whose label names another valid shard is
+//! relabelled by the replica that sees it (`account_pair`). The label is only a filter:
+//! which replica acts on a pair is always decided by the hash of its namespace and name
+//! ([`shard_of`]).
 //!
-//! What a restart costs: one LIST of the pairs of the shards held (a replica's share,
-//! not the fleet). A set that empties ends the selection with an empty list, so the
-//! controller's store keeps no pair of a shard given back.
+//! What taking a shard costs: one LIST of that shard's pairs (the fleet's share of one
+//! shard); the selections of the shards already held go on. A shard given back takes its
+//! pairs out of the controller's store.
 
-use std::collections::BTreeSet;
-use std::pin::Pin;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
@@ -68,61 +68,179 @@ pub async fn set_label(api: &Api<AccountPair>, name: &str, shard: &str) -> kube:
 /// Writes of one pair's label before the labeller gives up on it until it changes.
 const LABEL_ATTEMPTS: u32 = 4;
 
-type EventStream<K> = Pin<Box<dyn Stream<Item = Result<Event<K>, watcher::Error>> + Send>>;
+/// An object's identity in the merged selection.
+type Key = (String, String);
 
-/// Watcher events of the objects `open` selects for the set `held` holds now, a fresh
-/// selection (Init, its objects, InitDone) each time the set changes, so a reflector fed
-/// by it holds exactly the objects of the set. An empty set selects nothing: Init and
-/// InitDone at once, then nothing until the set changes. When `held`'s sender is gone the
-/// last selection goes on.
+fn key_of<K: Resource>(obj: &K) -> Key {
+    (
+        obj.meta().namespace.clone().unwrap_or_default(),
+        obj.meta().name.clone().unwrap_or_default(),
+    )
+}
+
+/// Watcher events of the objects of the shards `held` holds now, for a reflector: one
+/// selection per shard (`open(shard)`), opened when the shard is taken and dropped when
+/// it is given back, the others going on untouched, so that taking a shard lists that
+/// shard's objects alone while a hundred pairs start (a selection of the whole set,
+/// listed again on every change, took seconds then). The stream starts with an empty
+/// Init/InitDone (the store is ready and empty); after it, a selection's objects come as
+/// `Apply` (listed ones at once, before its list ends), an object its relist no longer
+/// returns and every object of a shard given back as `Delete` — unless another held
+/// shard's selection has it (an object relabelled between two held shards, whichever
+/// selection spoke first). When `held`'s sender is gone the selections go on.
 pub fn following<K, F, S>(
     held: watch::Receiver<BTreeSet<u16>>,
     open: F,
 ) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send
 where
-    K: Send + 'static,
-    F: Fn(&BTreeSet<u16>) -> S + Send + 'static,
+    K: Resource + Clone + Send + Sync + 'static,
+    F: Fn(u16) -> S + Send + 'static,
     S: Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
 {
-    struct State<K, F> {
-        held: watch::Receiver<BTreeSet<u16>>,
-        open: F,
-        inner: Option<EventStream<K>>,
-        sender_gone: bool,
-    }
-    let start = |held: &mut watch::Receiver<BTreeSet<u16>>, open: &F| -> EventStream<K> {
-        let set = held.borrow_and_update().clone();
-        if set.is_empty() {
-            futures::stream::iter([Ok(Event::Init), Ok(Event::InitDone)])
-                .chain(futures::stream::pending())
-                .boxed()
-        } else {
-            open(&set).boxed()
-        }
-    };
-    let mut first = State {
+    let mut st = Following {
         held,
         open,
-        inner: None,
         sender_gone: false,
+        selections: futures::stream::SelectAll::new(),
+        shards: BTreeMap::new(),
+        next_gen: 0,
+        out: VecDeque::from([Ok(Event::Init), Ok(Event::InitDone)]),
     };
-    first.inner = Some(start(&mut first.held, &first.open));
-    futures::stream::unfold(first, move |mut st| async move {
+    // Never empty: an empty SelectAll would end the stream.
+    st.selections
+        .push(futures::stream::pending::<(u16, u64, Result<Event<K>, watcher::Error>)>().boxed());
+    st.resync();
+    futures::stream::unfold(st, |mut st| async move {
         loop {
-            let inner = st.inner.as_mut()?;
-            if st.sender_gone {
-                let item = inner.next().await?;
+            if let Some(item) = st.out.pop_front() {
                 return Some((item, st));
             }
             tokio::select! {
-                changed = st.held.changed() => match changed {
-                    Ok(()) => st.inner = Some(start(&mut st.held, &st.open)),
+                changed = st.held.changed(), if !st.sender_gone => match changed {
+                    Ok(()) => st.resync(),
                     Err(_) => st.sender_gone = true,
                 },
-                item = inner.next() => return Some((item?, st)),
+                Some((shard, generation, item)) = st.selections.next() => {
+                    st.on_event(shard, generation, item);
+                }
             }
         }
     })
+}
+
+type Tagged<K> = futures::stream::BoxStream<'static, (u16, u64, Result<Event<K>, watcher::Error>)>;
+
+/// One shard's selection: what it holds, what its list in progress returned so far.
+struct Selection<K> {
+    generation: u64,
+    /// Dropping it ends the selection's stream.
+    _stop: tokio::sync::oneshot::Sender<()>,
+    known: BTreeMap<Key, K>,
+    listing: Option<BTreeSet<Key>>,
+}
+
+struct Following<K, F> {
+    held: watch::Receiver<BTreeSet<u16>>,
+    open: F,
+    sender_gone: bool,
+    selections: futures::stream::SelectAll<Tagged<K>>,
+    shards: BTreeMap<u16, Selection<K>>,
+    next_gen: u64,
+    out: VecDeque<Result<Event<K>, watcher::Error>>,
+}
+
+impl<K, F, S> Following<K, F>
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    F: Fn(u16) -> S,
+    S: Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
+{
+    /// Open the selections of shards newly held, drop those of shards given back.
+    fn resync(&mut self) {
+        let want = self.held.borrow_and_update().clone();
+        let gone: Vec<u16> = self
+            .shards
+            .keys()
+            .filter(|s| !want.contains(s))
+            .copied()
+            .collect();
+        for shard in gone {
+            if let Some(sel) = self.shards.remove(&shard) {
+                for (key, obj) in sel.known {
+                    self.delete_unless_elsewhere(&key, obj);
+                }
+            }
+        }
+        for shard in want {
+            if self.shards.contains_key(&shard) {
+                continue;
+            }
+            let generation = self.next_gen;
+            self.next_gen += 1;
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let stream = (self.open)(shard)
+                .take_until(stopped)
+                .map(move |item| (shard, generation, item))
+                .boxed();
+            self.selections.push(stream);
+            self.shards.insert(
+                shard,
+                Selection {
+                    generation,
+                    _stop: stop,
+                    known: BTreeMap::new(),
+                    listing: None,
+                },
+            );
+        }
+    }
+
+    fn on_event(&mut self, shard: u16, generation: u64, item: Result<Event<K>, watcher::Error>) {
+        let Some(sel) = self.shards.get_mut(&shard) else {
+            return; // a shard given back: its selection is ending
+        };
+        if sel.generation != generation {
+            return; // an earlier selection of a shard given back and taken again
+        }
+        match item {
+            Err(e) => self.out.push_back(Err(e)),
+            Ok(Event::Init) => sel.listing = Some(BTreeSet::new()),
+            Ok(Event::InitApply(obj) | Event::Apply(obj)) => {
+                let key = key_of(&obj);
+                if let Some(listing) = sel.listing.as_mut() {
+                    listing.insert(key.clone());
+                }
+                sel.known.insert(key, obj.clone());
+                self.out.push_back(Ok(Event::Apply(obj)));
+            }
+            Ok(Event::InitDone) => {
+                let listed = sel.listing.take().unwrap_or_default();
+                let dropped: Vec<(Key, K)> = sel
+                    .known
+                    .iter()
+                    .filter(|(k, _)| !listed.contains(*k))
+                    .map(|(k, o)| (k.clone(), o.clone()))
+                    .collect();
+                for (key, _) in &dropped {
+                    sel.known.remove(key);
+                }
+                for (key, obj) in dropped {
+                    self.delete_unless_elsewhere(&key, obj);
+                }
+            }
+            Ok(Event::Delete(obj)) => {
+                let key = key_of(&obj);
+                sel.known.remove(&key);
+                self.delete_unless_elsewhere(&key, obj);
+            }
+        }
+    }
+
+    fn delete_unless_elsewhere(&mut self, key: &Key, obj: K) {
+        if !self.shards.values().any(|s| s.known.contains_key(key)) {
+            self.out.push_back(Ok(Event::Delete(obj)));
+        }
+    }
 }
 
 /// The labeller: every pair without a valid shard label gets it, for ever. Each replica

@@ -50,17 +50,18 @@ fn the_label_a_pair_needs_is_its_hash_shard() {
     );
 }
 
-/// A fake API server: `cluster` objects by shard label, each selection listed from it.
+/// A fake API server: `cluster` objects by shard label, each shard's selection listed
+/// from it (then the events sent on its channel, when it has one).
+#[allow(clippy::type_complexity)]
 fn selections(
     cluster: Vec<ConfigMap>,
-    opened: Arc<Mutex<Vec<BTreeSet<u16>>>>,
-) -> impl Fn(
-    &BTreeSet<u16>,
-) -> futures::stream::BoxStream<'static, Result<Event<ConfigMap>, watcher::Error>>
+    opened: Arc<Mutex<Vec<u16>>>,
+    later: Arc<Mutex<BTreeMap<u16, tokio::sync::mpsc::UnboundedReceiver<Event<ConfigMap>>>>>,
+) -> impl Fn(u16) -> futures::stream::BoxStream<'static, Result<Event<ConfigMap>, watcher::Error>>
 + Send
 + 'static {
-    move |set: &BTreeSet<u16>| {
-        opened.lock().unwrap().push(set.clone());
+    move |shard: u16| {
+        opened.lock().unwrap().push(shard);
         let listed: Vec<_> = cluster
             .iter()
             .filter(|o| {
@@ -69,19 +70,30 @@ fn selections(
                     .as_ref()
                     .and_then(|l| l.get(SHARD_LABEL))
                     .and_then(|v| v.parse().ok())
-                    .is_some_and(|s: u16| set.contains(&s))
+                    == Some(shard)
             })
             .cloned()
             .map(|o| Ok(Event::InitApply(o)))
             .collect();
-        futures::stream::iter(
+        let list = futures::stream::iter(
             std::iter::once(Ok(Event::Init))
                 .chain(listed)
                 .chain(std::iter::once(Ok(Event::InitDone))),
-        )
-        .chain(futures::stream::pending())
-        .boxed()
+        );
+        match later.lock().unwrap().remove(&shard) {
+            Some(rx) => list
+                .chain(tokio_stream_of(rx).map(Ok))
+                .chain(futures::stream::pending())
+                .boxed(),
+            None => list.chain(futures::stream::pending()).boxed(),
+        }
     }
+}
+
+fn tokio_stream_of<T: Send + 'static>(
+    rx: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|t| (t, rx)) })
 }
 
 async fn holds(store: &Store<ConfigMap>, names: &[&str]) {
@@ -108,7 +120,8 @@ async fn the_store_holds_the_objects_of_the_shards_held_now() {
     let opened = Arc::new(Mutex::new(Vec::new()));
     let (tx, rx) = watch::channel(BTreeSet::from([0, 1]));
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, following(rx, selections(cluster, opened.clone())));
+    let open = selections(cluster, opened.clone(), Default::default());
+    let stream = reflector::reflector(writer, following(rx, open));
     let drain = tokio::spawn(stream.for_each(|_| async {}));
 
     holds(&reader, &["a", "b"]).await;
@@ -120,19 +133,48 @@ async fn the_store_holds_the_objects_of_the_shards_held_now() {
     holds(&reader, &[]).await;
     tx.send(BTreeSet::from([1, 2])).unwrap();
     holds(&reader, &["b", "c"]).await;
-    // Each change opened one selection; the empty set none.
-    assert_eq!(
-        *opened.lock().unwrap(),
-        vec![
-            BTreeSet::from([0, 1]),
-            BTreeSet::from([1]),
-            BTreeSet::from([1, 2])
-        ]
-    );
-    // The sender gone: the last selection goes on (the stream does not end).
+    // Shard 2 taken as well as 1: only shard 2 is listed, shard 1's selection goes on.
+    tx.send(BTreeSet::from([0, 1, 2])).unwrap();
+    holds(&reader, &["a", "b", "c"]).await;
+    // One selection opened per shard taken; none for a shard kept.
+    assert_eq!(*opened.lock().unwrap(), vec![0, 1, 1, 2, 0]);
+    // The sender gone: the selections go on (the stream does not end).
     drop(tx);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!drain.is_finished());
-    holds(&reader, &["b", "c"]).await;
+    holds(&reader, &["a", "b", "c"]).await;
+    drain.abort();
+}
+
+#[tokio::test]
+async fn an_object_relabelled_between_held_shards_stays_and_a_relist_drops_what_is_gone() {
+    let cluster = vec![
+        object("ns", "moving", Some("0")),
+        object("ns", "staying", Some("0")),
+    ];
+    let (to0, from0) = tokio::sync::mpsc::unbounded_channel();
+    let (to1, from1) = tokio::sync::mpsc::unbounded_channel();
+    let later = Arc::new(Mutex::new(BTreeMap::from([(0, from0), (1, from1)])));
+    let (_tx, rx) = watch::channel(BTreeSet::from([0, 1]));
+    let (reader, writer) = reflector::store();
+    let open = selections(cluster, Default::default(), later);
+    let drain =
+        tokio::spawn(reflector::reflector(writer, following(rx, open)).for_each(|_| async {}));
+    holds(&reader, &["moving", "staying"]).await;
+    // Relabelled 0 → 1: shard 1's selection sees it before shard 0's sees it leave.
+    to1.send(Event::Apply(object("ns", "moving", Some("1"))))
+        .unwrap();
+    to0.send(Event::Delete(object("ns", "moving", Some("0"))))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    holds(&reader, &["moving", "staying"]).await;
+    // Shard 0's watch lists again (it lost its place) without "staying": it goes.
+    to0.send(Event::Init).unwrap();
+    to0.send(Event::InitDone).unwrap();
+    holds(&reader, &["moving"]).await;
+    // Deleted from shard 1: gone, no other selection has it.
+    to1.send(Event::Delete(object("ns", "moving", Some("1"))))
+        .unwrap();
+    holds(&reader, &[]).await;
     drain.abort();
 }
