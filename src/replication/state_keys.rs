@@ -73,17 +73,31 @@ pub async fn is_empty(cfg: &PipelineConfig, timeout: Duration) -> Result<bool, S
             source,
         };
         let offsets = clients::offsets_reader(&meta).map_err(err)?;
-        for p in 0..partitions {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let (low, high) = offsets.fetch_watermarks(&topic, p, left).map_err(err)?;
-            if high > low {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        Ok(last_offsets(&offsets, &topic, partitions, deadline)
+            .map_err(err)?
+            .is_empty())
     })
     .await
     .map_err(|e| StateKeysError::Task(e.to_string()))?
+}
+
+/// Partition → the offset of its last record, for the partitions of `topic` that hold
+/// any (empty: the topic holds nothing), each asked by `deadline`.
+fn last_offsets(
+    offsets: &BaseConsumer,
+    topic: &str,
+    partitions: i32,
+    deadline: Instant,
+) -> Result<BTreeMap<i32, i64>, KafkaError> {
+    let mut last = BTreeMap::new();
+    for p in 0..partitions {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (low, high) = offsets.fetch_watermarks(topic, p, left)?;
+        if high > low {
+            last.insert(p, high - 1);
+        }
+    }
+    Ok(last)
 }
 
 fn read_blocking(
@@ -100,14 +114,7 @@ fn read_blocking(
         source,
     };
     let offsets = clients::offsets_reader(meta).map_err(err)?;
-    // Partition → the offset of its last record, for partitions that hold any.
-    let mut last: BTreeMap<i32, i64> = BTreeMap::new();
-    for p in 0..partitions {
-        let (low, high) = offsets.fetch_watermarks(topic, p, left()).map_err(err)?;
-        if high > low {
-            last.insert(p, high - 1);
-        }
-    }
+    let mut last = last_offsets(&offsets, topic, partitions, deadline).map_err(err)?;
     let mut keys = StateKeys::default();
     if last.is_empty() {
         return Ok(keys);
