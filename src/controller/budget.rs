@@ -15,12 +15,16 @@
 //! - A claim names the Switchover that carries it out. The caller creates that
 //!   Switchover after the claim; if it cannot, it [`release`](FailoverBudget::release)s
 //!   the claim. A process that dies in between leaves a claim without a Switchover,
-//!   which the next decision drops once it is a minute old.
+//!   which the next decision drops once it is a minute old. A claim whose Switchover
+//!   this process created or has seen is not asked about again (a failover that was
+//!   created counts, even if its Switchover is deleted later); the others are asked at
+//!   once, not one after another, so a decision costs one round trip for them however
+//!   many pairs failed over in the last minutes.
 //! - A missing ConfigMap is seeded from the automatic Emergency Switchovers that exist
 //!   (what the caps counted before the budget existed), then created; two replicas
 //!   seeding at once conflict on the create and the loser reads the winner's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -83,6 +87,9 @@ pub struct FailoverBudget {
     /// The watched namespace, where Switchovers are listed when seeding.
     scope: Option<String>,
     serial: tokio::sync::Mutex<()>,
+    /// Switchovers (`namespace/name`) known to exist: their claims are no phantoms.
+    /// Only names the ledger still holds are kept.
+    created: std::sync::Mutex<HashSet<String>>,
 }
 
 impl FailoverBudget {
@@ -94,7 +101,14 @@ impl FailoverBudget {
             name: name_for(scope.as_deref()),
             scope,
             serial: tokio::sync::Mutex::new(()),
+            created: Default::default(),
         }
+    }
+
+    /// The Switchover of a claim (`namespace/name`) exists: created by the caller, or
+    /// found there already. Its claim is never checked for a phantom again.
+    pub fn created(&self, switchover: &str) {
+        super::env::lock(&self.created).insert(switchover.to_string());
     }
 
     /// Decide over the ledger's counts for `pair` (`namespace/name`) and, when the
@@ -236,20 +250,34 @@ impl FailoverBudget {
         Ok(ledger)
     }
 
-    /// Drop claims whose Switchover never appeared (see the module docs).
+    /// Drop claims whose Switchover never appeared (see the module docs). The claims in
+    /// question are asked about all at once.
     async fn drop_phantoms(&self, ledger: &mut FailoverLedger, now: DateTime<Utc>) {
-        let mut missing = Vec::new();
-        for c in ledger.claims() {
-            let age = now - c.at;
-            if age < PHANTOM_GRACE || age > PHANTOM_CHECK {
-                continue;
-            }
-            let Some((ns, name)) = c.switchover.split_once('/') else {
-                continue;
-            };
+        let asked = {
+            let mut created = super::env::lock(&self.created);
+            created.retain(|s| ledger.claims().iter().any(|c| &c.switchover == s));
+            phantom_candidates(ledger, &created, now)
+        };
+        if asked.is_empty() {
+            return;
+        }
+        let found = futures::future::join_all(asked.iter().map(|so| async move {
+            let (ns, name) = so.split_once('/').unwrap_or(("", so));
             let api: Api<Switchover> = Api::namespaced(self.client.clone(), ns);
-            if let Ok(None) = api.get_opt(name).await {
-                missing.push(c.switchover.clone());
+            // An error is no proof of absence: the claim stays.
+            !matches!(api.get_opt(name).await, Ok(None))
+        }))
+        .await;
+        let mut missing = Vec::new();
+        {
+            let mut created = super::env::lock(&self.created);
+            for (so, exists) in asked.into_iter().zip(found) {
+                match exists {
+                    true => {
+                        created.insert(so);
+                    }
+                    false => missing.push(so),
+                }
             }
         }
         if missing.is_empty() {
@@ -259,5 +287,58 @@ impl FailoverBudget {
         for s in dropped {
             tracing::warn!(switchover = %s, "a failover claim whose Switchover was never created is dropped from the budget");
         }
+    }
+}
+
+/// Pure: the claims whose Switchover must be asked for: old enough that it should exist
+/// ([`PHANTOM_GRACE`]), young enough to be worth asking ([`PHANTOM_CHECK`]), and not
+/// known to exist already.
+fn phantom_candidates(
+    ledger: &FailoverLedger,
+    created: &HashSet<String>,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    ledger
+        .claims()
+        .iter()
+        .filter(|c| {
+            let age = now - c.at;
+            (PHANTOM_GRACE..=PHANTOM_CHECK).contains(&age)
+                && c.switchover.contains('/')
+                && !created.contains(&c.switchover)
+        })
+        .map(|c| c.switchover.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_claims_of_unknown_switchovers_between_a_minute_and_ten_are_asked_about() {
+        let now = Utc::now();
+        let mut ledger = FailoverLedger::new();
+        let ago = |s: i64| now - TimeDelta::seconds(s);
+        ledger.record("ns/a", "ns/a-young", ago(30));
+        ledger.record("ns/b", "ns/b-created", ago(120));
+        ledger.record("ns/c", "ns/c-unknown", ago(120));
+        ledger.record("ns/d", "ns/d-seen", ago(300));
+        ledger.record("ns/e", "ns/e-old", ago(3600));
+        ledger.record("ns/f", "ns/f-edge", ago(60));
+        let created: HashSet<String> = ["ns/b-created", "ns/d-seen"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert_eq!(
+            phantom_candidates(&ledger, &created, now),
+            vec!["ns/c-unknown".to_string(), "ns/f-edge".to_string()]
+        );
+        // Known to exist or not: nothing to ask once every claim in the window is known.
+        let all: HashSet<String> = ["ns/b-created", "ns/c-unknown", "ns/d-seen", "ns/f-edge"]
+            .into_iter()
+            .map(String::from)
+            .collect();
+        assert!(phantom_candidates(&ledger, &all, now).is_empty());
     }
 }

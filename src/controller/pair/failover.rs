@@ -184,6 +184,8 @@ impl PairActor {
         );
         match switchovers::create(&api, &so).await {
             Ok(created) => {
+                // It exists (made now, or already): the budget need not ask again.
+                self.env.budget.created(&so_key);
                 if created {
                     self.audit(
                         crate::audit::kind::SWITCHOVER_CREATED,
