@@ -49,10 +49,15 @@ pub struct KubeStore {
 
 #[async_trait]
 impl SwitchoverStore for KubeStore {
-    async fn save(&self, status: &SwitchoverStatus) -> Result<(), String> {
-        if !self.ctx.leader.may_act_for(&self.pair.0, &self.pair.1) {
-            return Err("lost the lease: another replica takes over this switchover".into());
+    fn may_save(&self) -> Result<(), String> {
+        match self.ctx.leader.may_act_for(&self.pair.0, &self.pair.1) {
+            true => Ok(()),
+            false => Err("lost the lease: another replica takes over this switchover".into()),
         }
+    }
+
+    async fn save(&self, status: &SwitchoverStatus) -> Result<(), String> {
+        self.may_save()?;
         let rv = lock(&self.precondition).take();
         let patch = match rv {
             Some(rv) => {

@@ -1,9 +1,12 @@
 //! The switchover executor: runs a plan step by step through the traits below. Before a
 //! step acts its intent is persisted (state Running); after its effect was verified its
 //! result is persisted (Succeeded/Failed) — a success in the same write as the next
-//! step's intent, so every step costs one status write. Every external write is an idempotent
-//! `ensure_*`, so a process killed at any point resumes the Running step and finishes
-//! with exactly one flip: targets already moved answer "already there".
+//! step's intent, so every step costs one status write, and the plan itself rides on the
+//! first step's intent. Steps that only fence, drain or compare the pair's own
+//! replication (see [`Step::acts_outside`]) write their intent while they run. Every
+//! external write is an idempotent `ensure_*`, so a process killed at any point resumes
+//! the Running step and finishes with exactly one flip: targets already moved answer
+//! "already there".
 //!
 //! Nothing is left half-flipped without saying so: a flip step that fails reads every
 //! traffic target back and names, in its message and the switchover's, what each one
@@ -28,6 +31,11 @@ use crate::traffic::TrafficTarget;
 #[async_trait]
 pub trait SwitchoverStore: Send + Sync {
     async fn save(&self, status: &SwitchoverStatus) -> Result<(), String>;
+    /// Err(why) when a save would be refused now (this replica no longer holds the
+    /// pair): asked before a step that acts alongside its intent's write.
+    fn may_save(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What a drain left behind.
@@ -174,8 +182,9 @@ impl Executor {
                     return Ok(status);
                 }
                 Next::Initialise => {
+                    // Not saved on its own: the first step's intent (or a refusal, or
+                    // the finish of a dry run) carries the plan in the same write.
                     status = plan::initial_status(&self.spec, self.active, now);
-                    self.save(&status).await?;
                 }
                 Next::Finish(phase) => {
                     status.phase = phase;
@@ -210,27 +219,45 @@ impl Executor {
                         self.save(&status).await?;
                         return Err(ExecError::ShuttingDown(step.name().to_string()));
                     }
-                    // Intent first.
                     let st = &mut status.steps[index];
                     st.state = StepState::Running;
                     st.started_at = Some(rfc3339(Utc::now()));
                     st.message = resumed.then(|| "resumed after a restart".to_string());
-                    self.save(&status).await?;
-                    self.notifier
-                        .step(&self.name, step.name(), StepState::Running, "")
-                        .await;
-                    if let Some(f) = self.failpoint.as_ref().filter(|f| f.step == step.name()) {
-                        tracing::warn!(
-                            step = step.name(),
-                            delay = ?f.delay,
-                            "failpoint: holding the step after persisting its intent"
-                        );
-                        match f.delay {
-                            Some(d) => tokio::time::sleep(d).await,
-                            None => std::future::pending::<()>().await,
+                    let failpoint = self.failpoint.as_ref().filter(|f| f.step == step.name());
+                    let outcome = if step.acts_outside() || failpoint.is_some() {
+                        // Intent first.
+                        self.save(&status).await?;
+                        self.notifier
+                            .step(&self.name, step.name(), StepState::Running, "")
+                            .await;
+                        if let Some(f) = failpoint {
+                            tracing::warn!(
+                                step = step.name(),
+                                delay = ?f.delay,
+                                "failpoint: holding the step after persisting its intent"
+                            );
+                            match f.delay {
+                                Some(d) => tokio::time::sleep(d).await,
+                                None => std::future::pending::<()>().await,
+                            }
                         }
-                    }
-                    let outcome = self.execute(step, &mut status, resumed).await;
+                        self.execute(step, &mut status, resumed).await
+                    } else {
+                        // Only the pair's own replication moves, and a resume redoes it:
+                        // the intent is written while the step runs. Its result is saved
+                        // after that write, never before.
+                        self.store.may_save().map_err(ExecError::Store)?;
+                        let intent = status.clone();
+                        let (saved, outcome) = tokio::join!(
+                            self.save(&intent),
+                            self.execute(step, &mut status, resumed)
+                        );
+                        saved?;
+                        self.notifier
+                            .step(&self.name, step.name(), StepState::Running, "")
+                            .await;
+                        outcome
+                    };
                     let st = &mut status.steps[index];
                     st.finished_at = Some(rfc3339(Utc::now()));
                     match outcome {

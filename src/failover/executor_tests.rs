@@ -19,17 +19,33 @@ use crate::traffic::{Moved, TargetState, TrafficError, TrafficTarget};
 #[derive(Default)]
 struct MemStore {
     saved: Mutex<Option<SwitchoverStatus>>,
+    /// The first status written.
+    first: Mutex<Option<SwitchoverStatus>>,
     saves: AtomicUsize,
     crash_on: Mutex<Option<usize>>,
+    /// After this many saves the replica "lost the Lease": every save is refused.
+    lost_after: Mutex<Option<usize>>,
 }
 
 #[async_trait]
 impl SwitchoverStore for MemStore {
+    fn may_save(&self) -> Result<(), String> {
+        match *self.lost_after.lock().unwrap() {
+            Some(n) if self.saves.load(Ordering::SeqCst) >= n => Err("lost the lease".into()),
+            _ => Ok(()),
+        }
+    }
+
     async fn save(&self, status: &SwitchoverStatus) -> Result<(), String> {
+        self.may_save()?;
         let n = self.saves.fetch_add(1, Ordering::SeqCst) + 1;
         if *self.crash_on.lock().unwrap() == Some(n) {
             return Err("simulated crash".into());
         }
+        self.first
+            .lock()
+            .unwrap()
+            .get_or_insert_with(|| status.clone());
         *self.saved.lock().unwrap() = Some(status.clone());
         Ok(())
     }
@@ -255,8 +271,8 @@ async fn a_crash_at_every_save_resumes_with_exactly_one_flip() {
         .unwrap();
     let total = w.store.saves.load(Ordering::SeqCst);
     assert!(
-        total >= 9,
-        "the plan, one write per step, the finish: {total}"
+        total >= 8,
+        "one write per step (the first with the plan), the finish: {total}"
     );
     for crash in 1..=total {
         let w = world("Healthy");
@@ -288,6 +304,40 @@ async fn a_crash_at_every_save_resumes_with_exactly_one_flip() {
         }
         assert_eq!(*w.pair.active.lock().unwrap(), Some(Side::Standby));
     }
+}
+
+#[tokio::test]
+async fn the_plan_rides_on_the_first_steps_intent_one_write_per_step_and_the_finish() {
+    let w = world("Healthy");
+    let st = executor(&w, spec(SwitchoverMode::Emergency, Trigger::Automatic))
+        .run(None)
+        .await
+        .unwrap();
+    assert_eq!(st.phase, SwitchoverPhase::Succeeded);
+    // Under a loaded API server every write is a round trip on the way to the flip.
+    assert_eq!(
+        w.store.saves.load(Ordering::SeqCst),
+        st.steps.len() + 1,
+        "{st:?}"
+    );
+    let first = w.store.first.lock().unwrap().clone().unwrap();
+    assert_eq!(
+        first.steps.len(),
+        st.steps.len(),
+        "the whole plan: {first:?}"
+    );
+    assert_eq!(first.steps[0].name, "precheck");
+    assert_eq!(first.steps[0].state, StepState::Running);
+    assert!(
+        first.started_at.is_some() && first.from.is_some(),
+        "{first:?}"
+    );
+    assert!(
+        first.steps[1..]
+            .iter()
+            .all(|s| s.state == StepState::Pending),
+        "{first:?}"
+    );
 }
 
 #[tokio::test]
@@ -527,3 +577,114 @@ async fn drill_rehearsal_flips_and_restores_without_touching_replication() {
 }
 
 mod half_flips;
+
+/// Records, at each save, what the world looked like; holds the intent of an internal step
+/// until that step has acted (it must be running alongside its intent's write).
+struct WitnessStore {
+    inner: MemStore,
+    repl: Arc<FakeRepl>,
+    pair: Arc<FakePair>,
+    dns: Vec<Arc<FakeTarget>>,
+    lb: Arc<FakeTarget>,
+    seen: Mutex<Vec<Witness>>,
+}
+
+/// The world when the status naming `step` as running was written.
+#[derive(Clone, Debug)]
+struct Witness {
+    step: String,
+    fences: u32,
+    intended: bool,
+    dns_changes: u32,
+    lb_changes: u32,
+    reversed: bool,
+    recorded: bool,
+}
+
+#[async_trait]
+impl SwitchoverStore for WitnessStore {
+    async fn save(&self, status: &SwitchoverStatus) -> Result<(), String> {
+        let running = status
+            .steps
+            .iter()
+            .find(|s| s.state == StepState::Running)
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        if running == "fence" {
+            let until = std::time::Instant::now() + Duration::from_secs(5);
+            while self.repl.fences.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < until
+            {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        self.seen.lock().unwrap().push(Witness {
+            step: running,
+            fences: self.repl.fences.load(Ordering::SeqCst),
+            intended: self.pair.intended.lock().unwrap().is_some(),
+            dns_changes: self
+                .dns
+                .iter()
+                .map(|t| t.changes.load(Ordering::SeqCst))
+                .sum(),
+            lb_changes: self.lb.changes.load(Ordering::SeqCst),
+            reversed: self.repl.reversed_to.lock().unwrap().is_some(),
+            recorded: self.pair.active.lock().unwrap().is_some(),
+        });
+        self.inner.save(status).await
+    }
+}
+
+#[tokio::test]
+async fn a_fence_runs_while_its_intent_is_written_and_nothing_outside_moves_before_its_intent() {
+    let w = world("Healthy");
+    let store = Arc::new(WitnessStore {
+        inner: MemStore::default(),
+        repl: w.repl.clone(),
+        pair: w.pair.clone(),
+        dns: w.dns.clone(),
+        lb: w.lb.clone(),
+        seen: Mutex::new(Vec::new()),
+    });
+    let mut ex = executor(&w, spec(SwitchoverMode::Emergency, Trigger::Automatic));
+    ex.store = store.clone();
+    let st = ex.run(None).await.unwrap();
+    assert_eq!(st.phase, SwitchoverPhase::Succeeded, "{st:?}");
+    let seen = store.seen.lock().unwrap().clone();
+    let at = |step: &str| {
+        seen.iter()
+            .find(|s| s.step == step)
+            .unwrap_or_else(|| panic!("no intent of {step} written: {seen:?}"))
+            .clone()
+    };
+    // The fence (the pair's own replication) acted while its intent was being written.
+    assert_eq!(at("fence").fences, 1, "{seen:?}");
+    // Every step that moves something outside finds it unmoved when its intent is written.
+    assert!(
+        !at("precheck").intended,
+        "the pair's intent before its own: {seen:?}"
+    );
+    assert_eq!(at("flip-dns").dns_changes, 0, "{seen:?}");
+    assert_eq!(at("flip-lb").lb_changes, 0, "{seen:?}");
+    assert!(!at("reverse").reversed, "{seen:?}");
+    assert!(!at("record").recorded, "{seen:?}");
+    // And each intent is written only after the step before it succeeded.
+    assert!(at("flip-dns").intended && at("flip-lb").dns_changes == 2);
+    assert!(at("reverse").lb_changes == 1 && at("record").reversed);
+}
+
+#[tokio::test]
+async fn a_replica_that_lost_the_pair_does_not_fence_alongside_an_intent_it_cannot_write() {
+    let w = world("Healthy");
+    // The plan with the precheck's intent is written; then the Lease is gone.
+    *w.store.lost_after.lock().unwrap() = Some(1);
+    let r = executor(&w, spec(SwitchoverMode::Emergency, Trigger::Automatic))
+        .run(None)
+        .await;
+    assert!(matches!(r, Err(ExecError::Store(_))), "{r:?}");
+    assert_eq!(
+        w.repl.fences.load(Ordering::SeqCst),
+        0,
+        "fenced without the Lease"
+    );
+    assert!(w.dns.iter().all(|t| t.changes.load(Ordering::SeqCst) == 0));
+}

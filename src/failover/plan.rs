@@ -51,6 +51,16 @@ impl Step {
     pub fn parse(name: &str) -> Option<Step> {
         ALL_STEPS.into_iter().find(|s| s.name() == name)
     }
+
+    /// Whether the step changes something outside the operator's own replication: a
+    /// traffic target, the pair's recorded sides, an account. Its intent is persisted
+    /// before it acts. The others (fencing and draining the pair's replication, comparing
+    /// the two sides) are idempotent and redone on a resume whatever was persisted, so
+    /// their intent is written while they run: one round trip less on the way to the
+    /// flip when the API server is slow.
+    pub fn acts_outside(self) -> bool {
+        !matches!(self, Step::Fence | Step::Drain | Step::VerifyLevel)
+    }
 }
 
 const ALL_STEPS: [Step; 10] = [
