@@ -105,10 +105,15 @@ impl FailoverBudget {
         }
     }
 
+    fn created_names(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        // A set of names stays valid whatever panicked while it was held.
+        self.created.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The Switchover of a claim (`namespace/name`) exists: created by the caller, or
     /// found there already. Its claim is never checked for a phantom again.
     pub fn created(&self, switchover: &str) {
-        super::env::lock(&self.created).insert(switchover.to_string());
+        self.created_names().insert(switchover.to_string());
     }
 
     /// Decide over the ledger's counts for `pair` (`namespace/name`) and, when the
@@ -254,7 +259,7 @@ impl FailoverBudget {
     /// question are asked about all at once.
     async fn drop_phantoms(&self, ledger: &mut FailoverLedger, now: DateTime<Utc>) {
         let asked = {
-            let mut created = super::env::lock(&self.created);
+            let mut created = self.created_names();
             created.retain(|s| ledger.claims().iter().any(|c| &c.switchover == s));
             phantom_candidates(ledger, &created, now)
         };
@@ -270,7 +275,7 @@ impl FailoverBudget {
         .await;
         let mut missing = Vec::new();
         {
-            let mut created = super::env::lock(&self.created);
+            let mut created = self.created_names();
             for (so, exists) in asked.into_iter().zip(found) {
                 match exists {
                     true => {
