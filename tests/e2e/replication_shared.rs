@@ -203,6 +203,7 @@ async fn three_pairs_share_one_consumer_and_a_frozen_standby_stalls_only_its_own
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_resumes_from_the_pairs_former_consumer_group_once() {
     let _t = turns().lock().await;
+    rs::log_to_file("e2e-replication-shared");
     let tb = Testbed::load();
     let bootstrap = tb.var("TESTBED_KAFKA_BOOTSTRAP");
     let ns = format!("e2e{}", suffix());
@@ -215,6 +216,15 @@ async fn an_upgrade_resumes_from_the_pairs_former_consumer_group_once() {
     let source = Source::start(cfg.clone(), primary.clone())
         .await
         .expect("source");
+    // The account is empty: once the source has read the feed's head, every change
+    // below becomes one record. A bootstrap still listing while the changes are written
+    // would produce one full state per entity instead (fewer records than changes).
+    wait_until(
+        Duration::from_secs(30),
+        "the source follows the feed",
+        || async { source.status().caught_up.then_some(()) },
+    )
+    .await;
     let produced = |want: i64| {
         let cfg = cfg.clone();
         async move {
