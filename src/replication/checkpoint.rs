@@ -20,6 +20,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::api::Side;
 use crate::replication::config::PipelineConfig;
 use crate::replication::decide::StoredCheckpoint;
+use crate::replication::watermarks;
 
 /// Errors reading or writing checkpoints.
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +65,8 @@ fn read_blocking(
         source,
     };
     let consumer: BaseConsumer = reader.create().map_err(err)?;
-    let (low, high) = consumer.fetch_watermarks(topic, 0, timeout).map_err(err)?;
+    let deadline = Instant::now() + timeout;
+    let (low, high) = watermarks::watermarks_by(&consumer, topic, 0, deadline).map_err(err)?;
     if high <= low {
         return Ok(None);
     }
@@ -72,7 +74,6 @@ fn read_blocking(
     tpl.add_partition_offset(topic, 0, Offset::Beginning)
         .map_err(err)?;
     consumer.assign(&tpl).map_err(err)?;
-    let deadline = Instant::now() + timeout;
     let mut found = None;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());

@@ -17,6 +17,7 @@ pub mod source;
 pub mod starts;
 pub mod state_keys;
 pub mod topics;
+pub mod watermarks;
 pub mod writes;
 
 pub use config::{Compression, KafkaConfig, PipelineConfig, Tuning};

@@ -20,6 +20,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use crate::model::EntityKey;
 use crate::replication::clients;
 use crate::replication::config::PipelineConfig;
+use crate::replication::watermarks::watermarks_by;
 
 /// Why the state topic's keys could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -91,8 +92,7 @@ fn last_offsets(
 ) -> Result<BTreeMap<i32, i64>, KafkaError> {
     let mut last = BTreeMap::new();
     for p in 0..partitions {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let (low, high) = offsets.fetch_watermarks(topic, p, left)?;
+        let (low, high) = watermarks_by(offsets, topic, p, deadline)?;
         if high > low {
             last.insert(p, high - 1);
         }

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use super::SinkError;
 use crate::replication::config::PipelineConfig;
 use crate::replication::decide::{self, Committed, PartitionStart};
+use crate::replication::watermarks::watermarks_by;
 
 /// One partition's start.
 pub(super) struct Resolved {
@@ -157,8 +158,7 @@ pub(super) fn resolve_starts(
         let first = match start {
             PartitionStart::Offset(o) => o,
             PartitionStart::Beginning => {
-                consumer
-                    .fetch_watermarks(topic, p, left(deadline))
+                watermarks_by(consumer, topic, p, deadline.into_std())
                     .map_err(|e| meta_err("watermarks", e))?
                     .0
             }
@@ -185,7 +185,7 @@ pub(crate) fn watermarks_until(
     parts
         .iter()
         .map(|p| {
-            c.fetch_watermarks(topic, *p, left(deadline))
+            watermarks_by(c, topic, *p, deadline.into_std())
                 .map(|(_, high)| (*p, high))
                 .map_err(|source| SinkError::Metadata {
                     what: "end offsets",
