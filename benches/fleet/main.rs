@@ -44,7 +44,8 @@
 //! `target/debug/understudy`); `profile` in the JSON is its target directory's name. Other
 //! work on the machine (the simulator, Kafka, the API server, this process, any
 //! concurrent build) shares the same cores: `machine_busy_cores` and `loadavg_1m` of each
-//! phase show how busy it was.
+//! phase show how busy it was, and `others_cpu_cores` how many cores the test bed's Kafka,
+//! API server and etcd, the simulator and this bench each used.
 
 #[path = "../common/testbed.rs"]
 mod testbed;

@@ -25,6 +25,10 @@ pub struct Probe {
     /// The counting proxy, when the operator goes through it.
     pub proxy: Option<Arc<ProxyState>>,
     pub baseline_rps: f64,
+    /// The other processes sharing the machine (the test bed's Kafka, API server and
+    /// etcd, the simulator, this bench), whose CPU over a phase is reported beside the
+    /// operator's: where the machine's cores went.
+    pub others: Vec<(&'static str, u32)>,
 }
 
 #[derive(Default)]
@@ -51,11 +55,7 @@ impl Probe {
     }
 
     fn cpu_ticks(&self) -> Option<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
-        let (_, rest) = stat.rsplit_once(')')?;
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        // Fields 14 and 15 of proc(5): utime, stime (rest starts at field 3).
-        Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        process_ticks(self.pid)
     }
 
     fn sample(&self) -> Option<Sample> {
@@ -129,6 +129,7 @@ impl Probe {
         let load = loadavg();
         let t0 = Instant::now();
         let (cpu0, busy0, threads0) = (self.cpu_ticks(), machine_busy_ticks(), threads(self.pid));
+        let others0: Vec<Option<u64>> = self.others.iter().map(|o| process_ticks(o.1)).collect();
         let prov0 = self.proxy.as_ref().map(|p| p.snapshot());
         let changes0 = changes.map(|c| c.load(Ordering::Relaxed));
         let mut samples = Vec::new();
@@ -146,6 +147,7 @@ impl Probe {
         }
         tokio::time::sleep_until((t0 + window).into()).await;
         let (cpu1, busy1, threads1) = (self.cpu_ticks(), machine_busy_ticks(), threads(self.pid));
+        let others1: Vec<Option<u64>> = self.others.iter().map(|o| process_ticks(o.1)).collect();
         let prov1 = self.proxy.as_ref().map(|p| p.snapshot());
         let changes1 = changes.map(|c| c.load(Ordering::Relaxed));
         let wall = t0.elapsed().as_secs_f64();
@@ -167,6 +169,18 @@ impl Probe {
             (Some(a), Some(b)) => json!(round2((b - a) as f64 / self.clk_tck / wall)),
             _ => Value::Null,
         };
+        let others_cpu: serde_json::Map<String, Value> = self
+            .others
+            .iter()
+            .zip(others0.iter().zip(&others1))
+            .filter_map(|((name, _), (a, b))| {
+                let d = b.as_ref()?.checked_sub(*a.as_ref()?)?;
+                Some((
+                    (*name).to_string(),
+                    json!(round2(d as f64 / self.clk_tck / wall)),
+                ))
+            })
+            .collect();
         let busy = match (busy0, busy1) {
             (Some(a), Some(b)) => json!(round2((b - a) as f64 / self.clk_tck / wall)),
             _ => Value::Null,
@@ -256,6 +270,7 @@ impl Probe {
             "threads_by_name": threads_by_name,
             "cpu_cores_by_thread": cpu_by_thread,
             "machine_busy_cores": busy,
+            "others_cpu_cores": others_cpu,
             "loadavg_1m": load,
         });
         if let (Some(c0), Some(c1)) = (changes0, changes1) {
@@ -285,6 +300,15 @@ fn threads(pid: u32) -> Vec<(u32, String, u64)> {
             Some((tid, name.to_string(), ticks))
         })
         .collect()
+}
+
+/// CPU ticks (utime + stime) of process `pid`, all its threads.
+fn process_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of proc(5): utime, stime (rest starts at field 3).
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
 /// Busy jiffies of the whole machine (all but idle and iowait), from /proc/stat.

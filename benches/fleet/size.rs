@@ -114,6 +114,7 @@ pub async fn run_size(tb: Arc<Env>, client: Client, s: Settings, n: usize, ns: S
         client: client.clone(),
         proxy: s.proxy.then(|| proxy.state.clone()),
         baseline_rps,
+        others: testbed_processes(&tb, sim.0.id()),
     };
 
     // Setup: the measured pairs' records and HAProxy on the primary, then all N pairs.
@@ -288,4 +289,20 @@ async fn lag_records(pairs: &Api<AccountPair>) -> Option<i64> {
             .filter_map(|p| p.status.as_ref()?.replication.as_ref()?.lag_records)
             .sum(),
     )
+}
+
+/// The processes besides the operator whose CPU the phases report: the test bed's (from
+/// its pid files), the simulator and this bench (the load writer and the probes).
+fn testbed_processes(tb: &testbed::Env, sim: u32) -> Vec<(&'static str, u32)> {
+    let dir = tb.var("TESTBED_DIR");
+    let mut out: Vec<(&'static str, u32)> = ["kafka", "kube-apiserver", "etcd"]
+        .into_iter()
+        .filter_map(|name| {
+            let pid = std::fs::read_to_string(format!("{dir}/pids/{name}.pid")).ok()?;
+            Some((name, pid.trim().parse().ok()?))
+        })
+        .collect();
+    out.push(("simulator", sim));
+    out.push(("bench", std::process::id()));
+    out
 }
