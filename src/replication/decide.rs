@@ -28,7 +28,6 @@ use crate::model::{Change, EntityKey, EntityKind};
 use crate::provider::ProviderError;
 
 mod bounds;
-mod positions;
 mod tracker;
 mod upgrade;
 mod versions;
@@ -37,7 +36,6 @@ pub use bounds::{
     EndOffsetsFrom, MAX_SETTLE_RESERVE, UNUSABLE_HEAD_READ, drain_target, end_offsets_due,
     fence_read_budget, head_read_budget, records_lost_total,
 };
-pub use positions::{BUSY_RECORDS, position_write_due};
 pub use tracker::CheckpointTracker;
 pub use upgrade::{Committed, commit_due, needs_pair_group, upgrade_committed};
 pub use versions::{Chosen, Coalesced, Version, choose, remember};

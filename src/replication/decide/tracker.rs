@@ -32,8 +32,6 @@ pub struct CheckpointTracker {
     outstanding: usize,
     /// Newest cursor of a registered batch: how far the source has read.
     read: Option<String>,
-    /// Records of the batches that became safe (acknowledged in order), in all.
-    safe_records: u64,
 }
 
 impl CheckpointTracker {
@@ -85,12 +83,11 @@ impl CheckpointTracker {
 
     fn advance(&mut self) {
         while let Some(Some(true)) = self.pending.front().map(|b| b.done) {
-            if let Some(b) = self.pending.pop_front() {
-                self.safe_records += b.records as u64;
-                if let Some(c) = b.cursor {
-                    self.safe = Some(c);
-                    self.dirty = true;
-                }
+            if let Some(b) = self.pending.pop_front()
+                && let Some(c) = b.cursor
+            {
+                self.safe = Some(c);
+                self.dirty = true;
             }
         }
     }
@@ -108,12 +105,6 @@ impl CheckpointTracker {
     /// The newest checkpointable cursor (or the start position).
     pub fn safe(&self) -> Option<&str> {
         self.safe.as_deref()
-    }
-
-    /// Records of the batches acknowledged in order so far (the checkpointer compares two
-    /// of these counts to see how far the safe cursor moved).
-    pub fn safe_records(&self) -> u64 {
-        self.safe_records
     }
 
     /// How far the source has read the feed: the newest cursor of a registered batch (or
@@ -184,10 +175,8 @@ mod tests {
         t.complete(b, 5);
         assert_eq!(t.take_checkpoint(), None, "batch a is still unacknowledged");
         assert_eq!(t.safe(), Some("0"));
-        assert_eq!(t.safe_records(), 0, "b counts once a before it is safe");
         assert_eq!(t.oldest_pending_ms(), Some(1));
         t.complete(a, 10);
-        assert_eq!(t.safe_records(), 15);
         assert_eq!(t.take_checkpoint(), Some("30".into()));
         assert_eq!(t.take_checkpoint(), None, "only when it moves");
         assert!(t.settled());

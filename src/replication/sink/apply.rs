@@ -391,41 +391,15 @@ pub(super) async fn committer(
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut last = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
-        // A slow pair commits every few seconds, a busy one at every tick (see
-        // `decide::position_write_due`); the sink's stop commits whatever is left.
-        if !decide::position_write_due(uncommitted(&shared), last.elapsed(), interval) {
-            continue;
-        }
-        match commit_now(&consumer, &shared, &topic).await {
-            Ok(()) => last = tokio::time::Instant::now(),
-            Err(e) => tracing::warn!(error = %e, "committing the sink's offsets; retrying"),
+        if let Err(e) = commit_now(&consumer, &shared, &topic).await {
+            tracing::warn!(error = %e, "committing the sink's offsets; retrying");
         }
     }
-}
-
-/// Records applied past the committed offsets, over the sink's partitions; a partition
-/// the shared group does not hold yet counts as busy (committed at the next tick).
-fn uncommitted(shared: &Shared) -> u64 {
-    shared
-        .parts
-        .values()
-        .map(|st| {
-            let (a, c) = (
-                st.applied.load(Ordering::Acquire),
-                st.committed.load(Ordering::Acquire),
-            );
-            match st.stored.load(Ordering::Acquire) {
-                false => decide::BUSY_RECORDS,
-                true => u64::try_from(a.saturating_sub(c)).unwrap_or(0),
-            }
-        })
-        .fold(0u64, u64::saturating_add)
 }
 
 /// A commit that did not go through.

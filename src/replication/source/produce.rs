@@ -307,25 +307,14 @@ pub(super) async fn checkpointer(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut written: Option<String> = lock(&shared.checkpoint).clone();
-    // Records acknowledged up to the last checkpoint written, and when it was written.
-    let mut written_at = (lock(&shared.tracker).safe_records(), Instant::now());
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
-        let (safe, records) = {
-            let t = lock(&shared.tracker);
-            (t.safe().map(str::to_string), t.safe_records())
-        };
+        let safe = lock(&shared.tracker).safe().map(str::to_string);
         let Some(cursor) = safe else { continue };
         if written.as_deref() == Some(cursor.as_str()) {
-            continue;
-        }
-        // A slow pair is checkpointed every few seconds, a busy one at every tick (see
-        // `decide::position_write_due`); the end of the source writes its own.
-        let moved = records.saturating_sub(written_at.0).max(1);
-        if !decide::position_write_due(moved, written_at.1.elapsed(), interval) {
             continue;
         }
         let Some(producer) = lock(&shared.gate).clone() else {
@@ -342,7 +331,6 @@ pub(super) async fn checkpointer(
                 Ok(()) => {
                     *lock(&shared.checkpoint) = Some(cursor.clone());
                     written = Some(cursor);
-                    written_at = (records, Instant::now());
                 }
                 Err(e) => tracing::warn!(error = %e, "checkpoint not written; retrying"),
             },
