@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use prometheus::core::Collector;
 use prometheus::proto::MetricType;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -44,6 +44,9 @@ pub struct Metrics {
     /// Purges of a shared source producer: a source ended with records Kafka had not
     /// answered, and the other sources on that producer re-read theirs.
     pub source_producer_purges_total: IntCounter,
+    /// Time from a source handing a batch of records to Kafka to Kafka's last answer for
+    /// it: what a fence waits for (up to its bound) before it stops a pair's source.
+    pub source_kafka_ack_seconds: Histogram,
 }
 
 const PAIR_LABELS: &[&str] = &["namespace", "pair", "direction"];
@@ -142,6 +145,16 @@ impl Metrics {
             "Purges of a shared source producer: a source ended with records Kafka had not answered, and the other sources on it re-read theirs",
         )?;
         register(&registry, Box::new(source_producer_purges_total.clone()))?;
+        let source_kafka_ack_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "understudy_source_kafka_ack_seconds",
+                "Time from a source handing a batch of records to Kafka to Kafka's last answer for it (a fence waits up to its bound for these answers)",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
+            ]),
+        )?;
+        register(&registry, Box::new(source_kafka_ack_seconds.clone()))?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "understudy_build_info",
@@ -173,6 +186,7 @@ impl Metrics {
             sink_partitions_parked,
             sink_lost_wakeups_total,
             source_producer_purges_total,
+            source_kafka_ack_seconds,
         })
     }
 

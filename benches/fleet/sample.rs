@@ -29,6 +29,8 @@ pub struct Probe {
     /// etcd, the simulator, this bench), whose CPU over a phase is reported beside the
     /// operator's: where the machine's cores went.
     pub others: Vec<(&'static str, u32)>,
+    /// The operator's `/metrics`.
+    pub metrics_url: String,
 }
 
 #[derive(Default)]
@@ -125,6 +127,7 @@ impl Probe {
         // The API server's counters are read just outside the window (a scrape takes a
         // while); everything else at its edges.
         let api0 = apiserver_counts(&self.client).await;
+        let ack0 = ack_buckets(&self.metrics_url).await;
         let api_t0 = Instant::now();
         let load = loadavg();
         let t0 = Instant::now();
@@ -153,6 +156,7 @@ impl Probe {
         let wall = t0.elapsed().as_secs_f64();
         let api_wall = api_t0.elapsed().as_secs_f64();
         let api1 = apiserver_counts(&self.client).await;
+        let ack1 = ack_buckets(&self.metrics_url).await;
         let alive = self.operator_alive();
 
         let mean = |f: fn(&Sample) -> u64| {
@@ -271,6 +275,7 @@ impl Probe {
             "cpu_cores_by_thread": cpu_by_thread,
             "machine_busy_cores": busy,
             "others_cpu_cores": others_cpu,
+            "source_kafka_ack": ack_summary(ack0.as_deref(), ack1.as_deref()),
             "loadavg_1m": load,
         });
         if let (Some(c0), Some(c1)) = (changes0, changes1) {
@@ -300,6 +305,78 @@ fn threads(pid: u32) -> Vec<(u32, String, u64)> {
             Some((tid, name.to_string(), ticks))
         })
         .collect()
+}
+
+/// The operator's `understudy_source_kafka_ack_seconds` buckets: (upper bound, count).
+async fn ack_buckets(url: &str) -> Option<Vec<(f64, u64)>> {
+    let text = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .ok()?
+        .get(url)
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| l.strip_prefix("understudy_source_kafka_ack_seconds_bucket{le=\""))
+            .filter_map(|rest| {
+                let (le, n) = rest.split_once("\"} ")?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, n.trim().parse().ok()?))
+            })
+            .collect(),
+    )
+}
+
+/// Kafka's answers to the sources' batches over a phase, from two reads of the
+/// histogram: how many, the bucket bounds holding their p50 and p99, and the share that
+/// took over 1 s and over 2 s (a fence's bound).
+fn ack_summary(a: Option<&[(f64, u64)]>, b: Option<&[(f64, u64)]>) -> Value {
+    let (Some(a), Some(b)) = (a, b) else {
+        return Value::Null;
+    };
+    let delta: Vec<(f64, u64)> = b
+        .iter()
+        .map(|(le, n)| {
+            let before = a.iter().find(|(l, _)| l == le).map_or(0, |x| x.1);
+            (*le, n.saturating_sub(before))
+        })
+        .collect();
+    let total = delta.last().map_or(0, |x| x.1);
+    if total == 0 {
+        return json!({ "batches": 0 });
+    }
+    let bound = |q: f64| {
+        delta
+            .iter()
+            .find(|(_, n)| *n as f64 >= q * total as f64)
+            .map(|(le, _)| {
+                if le.is_finite() {
+                    json!(le)
+                } else {
+                    json!("+Inf")
+                }
+            })
+    };
+    let over = |s: f64| {
+        let within = delta.iter().find(|(le, _)| *le == s).map_or(0, |x| x.1);
+        round2((total - within) as f64 / total as f64)
+    };
+    json!({
+        "batches": total,
+        "p50_le_s": bound(0.5),
+        "p99_le_s": bound(0.99),
+        "share_over_1s": over(1.0),
+        "share_over_2s": over(2.0),
+    })
 }
 
 /// CPU ticks (utime + stime) of process `pid`, all its threads.

@@ -73,13 +73,18 @@ pub async fn run_size(tb: Arc<Env>, client: Client, s: Settings, n: usize, ns: S
         _ => 0.0,
     };
 
+    // The operator's metrics, on a port chosen here (its marker line names the webhook's).
+    let health = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        l.local_addr().expect("its address").to_string()
+    };
     // The Lease and the failover budget ConfigMap live in the bench's namespace.
     let mut args = vec![
         "operator",
         "--listen",
         "127.0.0.1:0",
         "--health-listen",
-        "127.0.0.1:0",
+        &health,
         "--namespace",
         &ns,
         "--lease-namespace",
@@ -115,6 +120,7 @@ pub async fn run_size(tb: Arc<Env>, client: Client, s: Settings, n: usize, ns: S
         proxy: s.proxy.then(|| proxy.state.clone()),
         baseline_rps,
         others: testbed_processes(&tb, sim.0.id()),
+        metrics_url: format!("http://{health}/metrics"),
     };
 
     // Setup: the measured pairs' records and HAProxy on the primary, then all N pairs.

@@ -234,10 +234,23 @@ async fn an_upgrade_resumes_from_the_pairs_former_consumer_group_once() {
             (sum(&end) >= want).then_some(end)
         }
     };
+    let answers = || {
+        understudy::metrics::metrics()
+            .source_kafka_ack_seconds
+            .get_sample_count()
+    };
+    let answered_before = answers();
     LoadGen::run(&store, "corp-a", 0, Until::Count(3_000), 51).await;
     let before = wait_until(Duration::from_secs(60), "3,000 records produced", || {
         produced(3_000)
     })
+    .await;
+    // Kafka's answers to the source's batches show in the operator's metrics.
+    wait_until(
+        Duration::from_secs(10),
+        "the source's acknowledged batches timed in understudy_source_kafka_ack_seconds",
+        || async { (answers() > answered_before).then_some(()) },
+    )
     .await;
     // The former version's sink applied everything up to `before` and committed it in
     // the pair's own group; the standby holds nothing of it (so a re-applied record

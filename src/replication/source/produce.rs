@@ -87,6 +87,7 @@ impl Run {
         }
         let oldest = records.iter().map(|r| r.timestamp_ms).min();
         let id = lock(&self.shared.tracker).push(cursor, records.len(), oldest);
+        let handed = Instant::now();
         let mut futs: Vec<DeliveryFuture> = Vec::with_capacity(records.len());
         let mut ok = true;
         for r in &records {
@@ -128,6 +129,11 @@ impl Run {
                     let e = po.entry(p).or_insert(0);
                     *e = (*e).max(o);
                 }
+            }
+            if acked > 0 {
+                crate::metrics::metrics()
+                    .source_kafka_ack_seconds
+                    .observe(handed.elapsed().as_secs_f64());
             }
             shared.produced.fetch_add(acked as u64, Ordering::Relaxed);
             if ok {
