@@ -7,6 +7,7 @@
 pub mod checkpoint;
 pub mod clients;
 pub mod codec;
+pub mod commit_lane;
 pub mod config;
 pub mod decide;
 pub mod pipeline;

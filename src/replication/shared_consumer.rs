@@ -37,6 +37,8 @@ use rdkafka::consumer::{Consumer, DefaultConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::replication::commit_lane::CommitLane;
+
 /// The records of one partition.
 pub type PartitionQueue = StreamPartitionQueue<DefaultConsumerContext>;
 
@@ -67,6 +69,8 @@ struct State {
 
 struct Inner {
     consumer: Arc<StreamConsumer>,
+    /// Every sink's offset commits, on one thread.
+    commits: CommitLane,
     state: Mutex<State>,
     errors: ErrorSlots,
 }
@@ -90,6 +94,9 @@ impl FromClientConfig for SharedConsumer {
     /// stream consumer starts a task of its own).
     fn from_config(cfg: &ClientConfig) -> KafkaResult<Self> {
         let consumer: Arc<StreamConsumer> = Arc::new(cfg.create()?);
+        let commits = CommitLane::start(consumer.clone()).map_err(|e| {
+            KafkaError::ClientCreation(format!("cannot start the commit thread: {e}"))
+        })?;
         let errors = ErrorSlots::default();
         let (tx, rx) = oneshot::channel::<Inner>();
         let (c, e) = (consumer.clone(), errors.clone());
@@ -102,6 +109,7 @@ impl FromClientConfig for SharedConsumer {
         Ok(SharedConsumer {
             inner: Some(Inner {
                 consumer,
+                commits,
                 state: Mutex::default(),
                 errors,
             }),
@@ -157,9 +165,14 @@ impl SharedConsumer {
         self.inner.as_ref().expect("present until dropped")
     }
 
-    /// The client: committed offsets, commits, metadata and watermarks.
+    /// The client: committed offsets, metadata and watermarks.
     pub fn consumer(&self) -> &Arc<StreamConsumer> {
         &self.inner().consumer
+    }
+
+    /// The sinks' offset commits (see [`CommitLane`]).
+    pub fn commits(&self) -> &CommitLane {
+        &self.inner().commits
     }
 
     /// Gives each partition of `starts` a queue of its own, then assigns them at their

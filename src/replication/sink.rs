@@ -299,7 +299,7 @@ impl Sink {
             .map(|(p, q)| tokio::spawn(worker(p, q, ctx.clone(), stop_rx.clone())))
             .collect();
         let committer = tokio::spawn(committer(
-            consumer.consumer().clone(),
+            consumer.commits().clone(),
             shared.clone(),
             topic.clone(),
             ctx.cfg.tuning.commit_interval,
@@ -409,7 +409,7 @@ impl Sink {
         // applies the records again.
         let commit = async {
             loop {
-                match commit_now(self.consumer.consumer(), &self.shared, &self.topic).await {
+                match commit_now(self.consumer.commits(), &self.shared, &self.topic).await {
                     Err(e) if e.retriable && Instant::now() + COMMIT_RETRY < deadline => {
                         tokio::time::sleep(COMMIT_RETRY).await;
                     }

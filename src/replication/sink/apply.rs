@@ -8,7 +8,6 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures::StreamExt;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
@@ -18,6 +17,7 @@ use super::{Ctx, Part, Shared, lock};
 use crate::model::EntityKey;
 use crate::provider::ProviderError;
 use crate::replication::codec::{self, DlqReason, RecordMeta, StateRecord};
+use crate::replication::commit_lane::{CommitLane, commit_retriable};
 use crate::replication::config::backoff;
 use crate::replication::decide::{self, ApplyVerdict};
 use crate::replication::shared_consumer::PartitionQueue;
@@ -385,7 +385,7 @@ async fn dead_letter(
 
 /// Commits the applied offsets every `interval`.
 pub(super) async fn committer(
-    consumer: Arc<StreamConsumer>,
+    commits: CommitLane,
     shared: Arc<Shared>,
     topic: String,
     interval: Duration,
@@ -396,7 +396,7 @@ pub(super) async fn committer(
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
-        if let Err(e) = commit_now(&consumer, &shared, &topic).await {
+        if let Err(e) = commit_now(&commits, &shared, &topic).await {
             tracing::warn!(error = %e, "committing the sink's offsets; retrying");
         }
     }
@@ -426,28 +426,11 @@ impl std::fmt::Display for CommitFailed {
     }
 }
 
-/// Whether a commit refused with `code` can succeed if made again shortly.
-pub(super) fn commit_retriable(code: Option<rdkafka::types::RDKafkaErrorCode>) -> bool {
-    use rdkafka::types::RDKafkaErrorCode as C;
-    matches!(
-        code,
-        Some(
-            C::NotCoordinator
-                | C::CoordinatorNotAvailable
-                | C::CoordinatorLoadInProgress
-                | C::RequestTimedOut
-                | C::NetworkException
-                | C::BrokerTransportFailure
-                | C::AllBrokersDown
-        )
-    )
-}
-
 /// Commits every partition whose applied offset moved past the committed one, or whose
 /// position the shared group does not hold yet, with the pipeline's epoch as the offsets'
 /// metadata.
 pub(super) async fn commit_now(
-    consumer: &Arc<StreamConsumer>,
+    commits: &CommitLane,
     shared: &Arc<Shared>,
     topic: &str,
 ) -> Result<(), CommitFailed> {
@@ -466,10 +449,11 @@ pub(super) async fn commit_now(
     if moved.is_empty() {
         return Ok(());
     }
-    let c = consumer.clone();
-    // A synchronous commit waits for the coordinator with no bound: on a thread of its
-    // own, so a broker that never answers cannot hold the runtime (callers bound the wait).
-    let r = crate::replication::off_runtime("commit", move || c.commit(&tpl, CommitMode::Sync))
+    // A synchronous commit waits for the coordinator with no bound: on the consumer's
+    // commit thread, so a broker that never answers cannot hold the runtime (callers
+    // bound the wait).
+    let r = commits
+        .commit(tpl)
         .await
         .map_err(|_| "the commit thread ended without an answer".to_string())?;
     match r {
