@@ -9,12 +9,17 @@
 //! - the sinks' consumer, one per direction ([`SharedConsumer`]: each sink assigns its own
 //!   partitions and reads them from queues of their own; the group,
 //!   `understudy.sink.<direction>`, holds every pair's committed offsets);
-//! - the sources' producer (state records and checkpoints; each record names its pair's
-//!   topic). A purge acts on the whole client, so a source that ends with records Kafka
-//!   has not answered purges everyone's: the other sources see theirs fail and re-read
-//!   their feeds from their last acknowledged position (at least once, as after any
-//!   refused record). A source that ends with nothing unanswered purges nothing. A
-//!   producer in a fatal state is replaced for whoever asks next.
+//! - the sources' producers (state records and checkpoints; each record names its pair's
+//!   topic): [`SOURCE_PRODUCERS`] of them, each pair always on the same one (a stable
+//!   hash of namespace/pair, so its records stay in order). librdkafka sends a
+//!   ProduceRequest per partition, and an idempotent producer keeps at most five requests
+//!   in flight to a broker: a single producer for a thousand pairs, each change on a
+//!   partition of its own, answered fewer requests a second than the pairs made and
+//!   queued their records for seconds. A purge acts on the whole client, so a source that
+//!   ends with records Kafka has not answered purges the others' on its producer: they
+//!   see theirs fail and re-read their feeds from their last acknowledged position (at
+//!   least once, as after any refused record). A source that ends with nothing unanswered
+//!   purges nothing. A producer in a fatal state is replaced for whoever asks next.
 //!
 //! A shared client lives as long as a pipeline holds it: the registry keeps only weak
 //! references, so the last pipeline to stop closes it.
@@ -46,17 +51,25 @@ impl<T: FromClientConfig> Registry<T> {
 
     /// The live client with these settings, or a new one.
     fn get(&self, cfg: &ClientConfig) -> KafkaResult<Arc<T>> {
-        self.get_usable(cfg, |_| true)
+        self.get_usable(cfg, 0, |_| true)
     }
 
-    /// The live client with these settings if `usable` says so, or a new one that takes
-    /// its place for later callers (holders of the old one keep it until they let go).
-    fn get_usable(&self, cfg: &ClientConfig, usable: impl Fn(&T) -> bool) -> KafkaResult<Arc<T>> {
-        let key: Key = cfg
+    /// The live client with these settings in `slot` (several clients of equal settings
+    /// side by side) if `usable` says so, or a new one that takes its place for later
+    /// callers (holders of the old one keep it until they let go).
+    fn get_usable(
+        &self,
+        cfg: &ClientConfig,
+        slot: u16,
+        usable: impl Fn(&T) -> bool,
+    ) -> KafkaResult<Arc<T>> {
+        let mut key: Key = cfg
             .config_map()
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        // Not a librdkafka property (those are dotted lower case): never one of them.
+        key.insert("#slot".to_string(), slot.to_string());
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = clients.get(&key).and_then(Weak::upgrade)
             && usable(&c)
@@ -105,11 +118,27 @@ pub fn dlq_producer(cfg: &ClientConfig) -> KafkaResult<Arc<Producer>> {
     dlq_producers().get(cfg)
 }
 
-/// The sources' producer for clients configured as `cfg` (a source's
-/// `PipelineConfig::producer_config`): the live one, unless it is in a fatal state, in
-/// which case a new one replaces it.
-pub fn source_producer(cfg: &ClientConfig) -> KafkaResult<Arc<Producer>> {
-    source_producers().get_usable(cfg, |p| p.client().fatal_error().is_none())
+/// How many producers the sources of one replica share per set of Kafka settings (see
+/// the module's documentation).
+pub const SOURCE_PRODUCERS: u16 = 8;
+
+/// Which of the [`SOURCE_PRODUCERS`] the source of `namespace/pair` uses, in either
+/// direction: the same in every process.
+pub fn source_producer_slot(namespace: &str, pair: &str) -> u16 {
+    crate::model::placement::shard_of(namespace, pair, SOURCE_PRODUCERS)
+}
+
+/// The producer of `namespace/pair`'s source for clients configured as `cfg` (a
+/// source's `PipelineConfig::producer_config`): the live one of its slot, unless it is in
+/// a fatal state, in which case a new one replaces it.
+pub fn source_producer(
+    cfg: &ClientConfig,
+    namespace: &str,
+    pair: &str,
+) -> KafkaResult<Arc<Producer>> {
+    source_producers().get_usable(cfg, source_producer_slot(namespace, pair), |p| {
+        p.client().fatal_error().is_none()
+    })
 }
 
 /// The sinks' shared consumer for clients configured as `cfg` (a sink's
@@ -182,6 +211,31 @@ mod tests {
         let a = reg.get(&cfg("127.0.0.1:1")).unwrap();
         let b = reg.get(&tuned).unwrap();
         assert!(!Arc::ptr_eq(&a, &b));
+    }
+
+    #[test]
+    fn a_pair_keeps_its_source_producer_and_a_thousand_pairs_use_them_all() {
+        let slot = |i: usize| source_producer_slot("agency", &format!("client-{i}"));
+        assert_eq!(
+            slot(7),
+            slot(7),
+            "the same pair, the same producer, every time"
+        );
+        for s in 0..SOURCE_PRODUCERS {
+            let n = (0..1_000).filter(|i| slot(*i) == s).count();
+            assert!(
+                (80..=170).contains(&n),
+                "producer {s} serves {n} of 1,000 pairs"
+            );
+        }
+        let reg: Registry<Producer> = Registry::new();
+        let any = |_: &Producer| true;
+        let a = reg.get_usable(&cfg("127.0.0.1:1"), 3, any).unwrap();
+        let b = reg.get_usable(&cfg("127.0.0.1:1"), 3, any).unwrap();
+        let other = reg.get_usable(&cfg("127.0.0.1:1"), 4, any).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "one slot, one producer");
+        assert!(!Arc::ptr_eq(&a, &other), "another slot, another producer");
+        assert_eq!(reg.live(), 2);
     }
 
     #[tokio::test]

@@ -308,8 +308,8 @@ impl Source {
         provider: Arc<dyn AccountProvider>,
         deadline: Instant,
     ) -> Result<Source, SourceError> {
-        let producer =
-            clients::source_producer(&cfg.producer_config()).map_err(SourceError::Producer)?;
+        let producer = clients::source_producer(&cfg.producer_config(), &cfg.namespace, &cfg.pair)
+            .map_err(SourceError::Producer)?;
         let cp_key = checkpoint::checkpoint_key(cfg.from, provider.account_id());
         let left = deadline.saturating_duration_since(Instant::now());
         let stored = checkpoint::read(&cfg, &cp_key, left).await?;

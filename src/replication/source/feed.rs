@@ -367,7 +367,11 @@ impl Run {
         tracing::warn!(cursor = ?self.cursor, "Kafka refused records; re-reading the feed from the last acknowledged position");
         if let Some((code, reason)) = self.producer.client().fatal_error() {
             tracing::warn!(%code, %reason, "the producer is in a fatal state; taking a new one");
-            match crate::replication::clients::source_producer(&self.cfg.producer_config()) {
+            match crate::replication::clients::source_producer(
+                &self.cfg.producer_config(),
+                &self.cfg.namespace,
+                &self.cfg.pair,
+            ) {
                 Ok(p) => {
                     let mut gate = lock(&self.shared.gate);
                     if gate.is_some() {

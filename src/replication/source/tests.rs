@@ -337,9 +337,16 @@ fn topic_records(b: &Bed, topic: &str) -> i64 {
 
 /// A second pair on the same mock cluster and Kafka settings as `b`'s: its source takes
 /// the same shared producer.
+/// A second pair whose source shares the first pair's producer (the sources are spread
+/// over several producers by pair name).
 fn second_pair(b: &Bed) -> (PipelineConfig, Arc<SimProvider>) {
+    use crate::replication::clients::source_producer_slot;
     let mut cfg = b.cfg.clone();
-    cfg.pair = "pair-b".into();
+    let first = source_producer_slot(&cfg.namespace, &cfg.pair);
+    cfg.pair = (0..)
+        .map(|i| format!("pair-b{i}"))
+        .find(|p| source_producer_slot(&cfg.namespace, p) == first)
+        .expect("a name in the same slot");
     b.mock
         .create_topic(&cfg.state_topic(), 3, 1)
         .expect("state topic");
@@ -358,7 +365,7 @@ async fn at_head(src: &Source, p: &SimProvider, what: &str) {
     .await;
 }
 
-/// Pair `b`'s source and a second pair's on the same producer settings, each with 200
+/// Pair `b`'s source and a second pair's on the same producer, each with 200
 /// changes (load seeds `seed`, `seed + 1`), both started and acknowledged to the head.
 async fn two_pairs_at_head(
     b: &Bed,
