@@ -63,6 +63,8 @@ fn only_refusals_of_the_whole_group_are_answered_to_every_request() {
     for c in [
         C::UnknownTopicOrPartition,
         C::TopicAuthorizationFailed,
+        C::GroupAuthorizationFailed,
+        C::UnknownMemberId,
         C::OffsetMetadataTooLarge,
     ] {
         assert!(!commit_retriable(Some(c)), "{c:?}");

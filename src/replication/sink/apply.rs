@@ -475,28 +475,3 @@ pub(super) async fn commit_now(
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::commit_retriable;
-    use rdkafka::types::RDKafkaErrorCode as C;
-
-    #[test]
-    fn a_moving_coordinator_is_retried_and_a_refusal_is_not() {
-        for code in [
-            C::NotCoordinator,
-            C::CoordinatorLoadInProgress,
-            C::CoordinatorNotAvailable,
-        ] {
-            assert!(commit_retriable(Some(code)), "{code:?}");
-        }
-        for code in [
-            C::GroupAuthorizationFailed,
-            C::UnknownMemberId,
-            C::OffsetMetadataTooLarge,
-        ] {
-            assert!(!commit_retriable(Some(code)), "{code:?}");
-        }
-        assert!(!commit_retriable(None));
-    }
-}
