@@ -33,12 +33,16 @@ pub enum CronError {
     Parse(String, String),
 }
 
+/// [`cron_regex`] compiled once: the drill schedule loop parses every pair's schedule
+/// every pass.
+static SHAPE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(&cron_regex()).expect("the cron pattern is a valid regex (tested)")
+});
+
 impl CronSchedule {
     /// Parse into a `croner::Cron` after the same shape check the API server applies.
     pub fn parse(&self) -> Result<croner::Cron, CronError> {
-        let re = regex::Regex::new(&cron_regex())
-            .map_err(|e| CronError::Parse(self.0.clone(), e.to_string()))?;
-        if !re.is_match(&self.0) {
+        if !SHAPE.is_match(&self.0) {
             return Err(CronError::Shape(self.0.clone()));
         }
         croner::parser::CronParser::new()
