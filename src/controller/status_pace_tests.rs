@@ -107,3 +107,92 @@ fn figures_wait_for_their_interval_and_visible_changes_do_not() {
     ));
     assert!(due(Change::Figures, Some(t0), t0 + every, every));
 }
+
+/// The former definition: copy both statuses, blank their figures, compare the copies.
+fn blanked(s: &Value) -> Value {
+    let mut s = s.clone();
+    if let Some(r) = s.get_mut("replication").and_then(Value::as_object_mut) {
+        for k in FIGURES {
+            r.remove(k);
+        }
+    }
+    if let Some(conds) = s.get_mut("conditions").and_then(Value::as_array_mut) {
+        for c in conds {
+            let figures_only = c.get("type").and_then(Value::as_str) == Some("Replicating")
+                && c.get("reason").and_then(Value::as_str) == Some("Replicating");
+            if figures_only && let Some(o) = c.as_object_mut() {
+                o.remove("message");
+            }
+        }
+    }
+    s
+}
+
+#[test]
+fn the_comparison_in_place_agrees_with_blanking_copies_on_every_pair_of_variants() {
+    // Variants that touch each place the comparison skips or looks at.
+    let mut variants = Vec::new();
+    for (lag, applied) in [(0, Some("t1")), (4, Some("t2")), (4, None)] {
+        for (reason, message) in [
+            ("Replicating", "lag 0"),
+            ("Replicating", "lag 4"),
+            ("ReplicationError", "lag 4"),
+            ("ReplicationError", "Kafka did not answer"),
+        ] {
+            variants.push(status(lag, lag as f64 / 10.0, applied, reason, message));
+        }
+    }
+    let base = status(4, 0.4, Some("t2"), "Replicating", "lag 4");
+    let mut more = Vec::new();
+    let mut v = base.clone();
+    v["conditions"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("message");
+    more.push(v);
+    let mut v = base.clone();
+    v["conditions"][0]["type"] = json!("Ready");
+    more.push(v);
+    let mut v = base.clone();
+    v["conditions"].as_array_mut().unwrap().pop();
+    more.push(v);
+    let mut v = base.clone();
+    v["replication"]["direction"] = json!("standby-to-primary");
+    more.push(v);
+    let mut v = base.clone();
+    v["replication"] = Value::Null;
+    more.push(v);
+    let mut v = base.clone();
+    v.as_object_mut().unwrap().remove("replication");
+    more.push(v);
+    let mut v = base.clone();
+    v["conditions"] = json!("not a list");
+    more.push(v);
+    let mut v = base.clone();
+    v["activeSide"] = json!("standby");
+    more.push(v);
+    let mut v = base.clone();
+    v["replication"]["lagRecords"] = Value::Null;
+    more.push(v);
+    variants.extend(more);
+    variants.push(json!("not an object"));
+    let mut checked = 0;
+    for a in &variants {
+        for b in &variants {
+            assert_eq!(same_but_figures(a, b), blanked(a) == blanked(b), "{a}\n{b}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, variants.len() * variants.len());
+    // Both answers occur among the pairs, so the agreement says something.
+    assert!(
+        variants
+            .iter()
+            .any(|a| variants.iter().any(|b| a != b && same_but_figures(a, b)))
+    );
+    assert!(
+        variants
+            .iter()
+            .any(|a| variants.iter().any(|b| !same_but_figures(a, b)))
+    );
+}
