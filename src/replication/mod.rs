@@ -32,9 +32,10 @@ pub use starts::{StartGate, StartKind};
 
 /// Run `f` on a thread of its own, detached from the async runtime: for librdkafka calls
 /// that can wait for a broker with no bound (closing a client while the broker is away;
-/// the sinks' commits have a thread per consumer, [`commit_lane`]). The caller awaits the answer with its own deadline; a call Kafka
-/// never answers holds only its own thread, never a runtime thread or the runtime's
-/// shutdown (which waits for every task of its blocking pool).
+/// the sinks' commits have a thread per consumer, [`commit_lane`]). The caller awaits the
+/// answer with its own deadline; a call Kafka never answers holds only its own thread,
+/// never a runtime thread or the runtime's shutdown (which waits for every task of its
+/// blocking pool).
 pub(crate) fn off_runtime<T: Send + 'static>(
     what: &'static str,
     f: impl FnOnce() -> T + Send + 'static,

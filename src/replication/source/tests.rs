@@ -335,10 +335,8 @@ fn topic_records(b: &Bed, topic: &str) -> i64 {
         .sum()
 }
 
-/// A second pair on the same mock cluster and Kafka settings as `b`'s: its source takes
-/// the same shared producer.
-/// A second pair whose source shares the first pair's producer (the sources are spread
-/// over several producers by pair name).
+/// A second pair on the same mock cluster and Kafka settings as `b`'s whose source takes
+/// the same shared producer (the sources are spread over several producers by pair name).
 fn second_pair(b: &Bed) -> (PipelineConfig, Arc<SimProvider>) {
     use crate::replication::clients::source_producer_slot;
     let mut cfg = b.cfg.clone();
