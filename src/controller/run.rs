@@ -145,7 +145,7 @@ pub async fn run(
                 tracing::debug!(error = %e, "account pair reconcile");
             }
         });
-    let so_ctl = Controller::new(switchovers, watcher::Config::default())
+    let so_ctl = controller_of(switchovers)
         .reconcile_all_on(leadership_gained(gained_rx.clone()))
         .graceful_shutdown_on(stopped())
         .run(
@@ -162,7 +162,7 @@ pub async fn run(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let drill_ctl = Controller::new(drills, watcher::Config::default())
+    let drill_ctl = controller_of(drills)
         .reconcile_all_on(leadership_gained(gained_rx.clone()))
         .graceful_shutdown_on(stopped())
         .run(
@@ -200,7 +200,7 @@ fn pair_controller(
     running: tokio::sync::watch::Receiver<BTreeSet<u16>>,
 ) -> Controller<AccountPair> {
     if shards <= 1 {
-        return Controller::new(pairs, watcher::Config::default());
+        return controller_of(pairs);
     }
     tokio::spawn(super::shard_watch::label_pairs(pairs.clone(), shards));
     let (reader, writer) = kube::runtime::reflector::store();
@@ -229,6 +229,37 @@ fn pair_controller(
     });
     let trigger = kube::runtime::reflector(writer, selected).applied_objects();
     Controller::for_stream(trigger, reader)
+}
+
+/// A controller of every object `api` sees, fed through [`super::shard_watch::whole`]: an
+/// object listed again after the watch broke is in the store when its reconcile is asked
+/// for (`Controller::new` drops those the store did not hold before the relist).
+fn controller_of<K>(api: Api<K>) -> Controller<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = kube::runtime::reflector::store();
+    let kind = K::kind(&());
+    let events = super::shard_watch::whole(move || {
+        let kind = kind.clone();
+        watcher::watcher(api.clone(), watcher::Config::default())
+            .default_backoff()
+            .inspect(move |e| {
+                if let Err(e) = e {
+                    tracing::warn!(%kind, error = %e, "watching failed (watched again, listed again after a 410)");
+                }
+            })
+    });
+    Controller::for_stream(
+        kube::runtime::reflector(writer, events).applied_objects(),
+        reader,
+    )
 }
 
 /// One item each time this replica takes a shard (with one shard: becomes the leader),

@@ -128,6 +128,25 @@ where
     })
 }
 
+/// The watcher events of one selection that is never given back (`open()`: every pair with
+/// one shard, every Switchover, every Drill), in [`following`]'s form: each object reaches
+/// the store as it is listed. Fed a plain watcher, a kube controller triggers each object
+/// of a relist (after a 410 from the API server: it restarted, or the watch fell behind)
+/// before its store holds the relist (a reflector swaps it in whole once the last page
+/// has come), and drops the trigger of an object the store did not hold before ("object
+/// not found", logged at debug): a pair or switchover created while the watch was broken
+/// was never reconciled, so a pair went unprotected and a switchover never ran.
+pub fn whole<K, F, S>(open: F) -> impl Stream<Item = Result<Event<K>, watcher::Error>> + Send
+where
+    K: Resource + Clone + Send + Sync + 'static,
+    F: Fn() -> S + Send + 'static,
+    S: Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
+{
+    let (held, rx) = watch::channel(BTreeSet::from([0]));
+    drop(held); // never changes: the one selection goes on
+    following(rx, move |_| open())
+}
+
 type Tagged<K> = futures::stream::BoxStream<'static, (u16, u64, Result<Event<K>, watcher::Error>)>;
 
 /// One shard's selection: what it holds, what its list in progress returned so far.
