@@ -16,9 +16,14 @@ use crate::api::drill::DrillPhase;
 use crate::api::{AccountPair, Drill};
 
 /// Pure: should this observation of a drill be recorded as finished? `before` is the
-/// phase seen last time (`None`: first sight during the initial listing).
-pub fn finished_now(before: Option<DrillPhase>, now: DrillPhase, initial: bool) -> bool {
-    now == DrillPhase::Finished && before != Some(DrillPhase::Finished) && !initial
+/// phase seen last time (`None`: never seen), `listing`: the observation comes from a
+/// list (the first one, or one after the watch broke). A drill first seen finished in a
+/// list had finished before this watch started (recorded by whoever ran then); one seen
+/// running before and finished in a list after a broken watch finished meanwhile.
+pub fn finished_now(before: Option<DrillPhase>, now: DrillPhase, listing: bool) -> bool {
+    now == DrillPhase::Finished
+        && before != Some(DrillPhase::Finished)
+        && !(listing && before.is_none())
 }
 
 /// Run until the stream ends. `may_act(namespace, pair)`: only the holder of the
@@ -34,22 +39,29 @@ pub async fn watch(
         None => Api::all(client.clone()),
     };
     let mut seen: HashMap<String, DrillPhase> = HashMap::new();
-    let mut initial = true;
+    let mut listing = true;
     let mut stream = watcher::watcher(drills, watcher::Config::default())
         .default_backoff()
         .boxed();
     while let Some(ev) = stream.next().await {
         let d = match ev {
             Ok(Event::Init) => {
-                initial = true;
+                listing = true;
                 continue;
             }
             Ok(Event::InitDone) => {
-                initial = false;
+                listing = false;
                 continue;
             }
             Ok(Event::InitApply(d)) | Ok(Event::Apply(d)) => d,
-            Ok(Event::Delete(_)) => continue,
+            Ok(Event::Delete(d)) => {
+                seen.remove(&format!(
+                    "{}/{}",
+                    d.namespace().unwrap_or_default(),
+                    d.name_any()
+                ));
+                continue;
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "drill watch");
                 continue;
@@ -59,7 +71,7 @@ pub async fn watch(
         let now = d.status.as_ref().map(|s| s.phase).unwrap_or_default();
         let before = seen.insert(key, now);
         let ns = d.namespace().unwrap_or_default();
-        if !finished_now(before, now, initial) || !may_act(&ns, &d.spec.pair) {
+        if !finished_now(before, now, listing) || !may_act(&ns, &d.spec.pair) {
             continue;
         }
         let pairs: Api<AccountPair> = Api::namespaced(client.clone(), &ns);
@@ -114,5 +126,11 @@ mod tests {
             "finished before we started"
         );
         assert!(!finished_now(Some(Pending), Verifying, false));
+        // Seen running, then the watch broke (410) and the relist shows it finished.
+        assert!(
+            finished_now(Some(Verifying), Finished, true),
+            "finished while the watch was broken"
+        );
+        assert!(!finished_now(Some(Finished), Finished, true), "relisted");
     }
 }
