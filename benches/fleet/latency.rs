@@ -190,7 +190,7 @@ async fn post_notice(
         .body(signed.body)
         .send()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| understudy::notify::deliver::chain(&e))?;
     let ms = t0.elapsed().as_secs_f64() * 1000.0;
     if resp.status().is_success() {
         Ok(ms)

@@ -312,7 +312,8 @@ fn transport_text(e: reqwest::Error) -> String {
     }
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
+/// An error with its causes, each after a colon (reqwest says what failed only in them).
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {
