@@ -45,7 +45,8 @@
 //! work on the machine (the simulator, Kafka, the API server, this process, any
 //! concurrent build) shares the same cores: `machine_busy_cores` and `loadavg_1m` of each
 //! phase show how busy it was, and `others_cpu_cores` how many cores the test bed's Kafka,
-//! API server and etcd, the simulator and this bench each used.
+//! API server and etcd, the simulator and this bench each used
+//! (`others_major_faults_per_s`: their major page faults a second).
 
 #[path = "../common/testbed.rs"]
 mod testbed;

@@ -57,7 +57,7 @@ impl Probe {
     }
 
     fn cpu_ticks(&self) -> Option<u64> {
-        process_ticks(self.pid)
+        process_ticks(self.pid).map(|(ticks, _)| ticks)
     }
 
     fn sample(&self) -> Option<Sample> {
@@ -132,7 +132,8 @@ impl Probe {
         let load = loadavg();
         let t0 = Instant::now();
         let (cpu0, busy0, threads0) = (self.cpu_ticks(), machine_busy_ticks(), threads(self.pid));
-        let others0: Vec<Option<u64>> = self.others.iter().map(|o| process_ticks(o.1)).collect();
+        let others0: Vec<Option<(u64, u64)>> =
+            self.others.iter().map(|o| process_ticks(o.1)).collect();
         let prov0 = self.proxy.as_ref().map(|p| p.snapshot());
         let changes0 = changes.map(|c| c.load(Ordering::Relaxed));
         let mut samples = Vec::new();
@@ -150,7 +151,8 @@ impl Probe {
         }
         tokio::time::sleep_until((t0 + window).into()).await;
         let (cpu1, busy1, threads1) = (self.cpu_ticks(), machine_busy_ticks(), threads(self.pid));
-        let others1: Vec<Option<u64>> = self.others.iter().map(|o| process_ticks(o.1)).collect();
+        let others1: Vec<Option<(u64, u64)>> =
+            self.others.iter().map(|o| process_ticks(o.1)).collect();
         let prov1 = self.proxy.as_ref().map(|p| p.snapshot());
         let changes1 = changes.map(|c| c.load(Ordering::Relaxed));
         let wall = t0.elapsed().as_secs_f64();
@@ -173,18 +175,21 @@ impl Probe {
             (Some(a), Some(b)) => json!(round2((b - a) as f64 / self.clk_tck / wall)),
             _ => Value::Null,
         };
-        let others_cpu: serde_json::Map<String, Value> = self
-            .others
-            .iter()
-            .zip(others0.iter().zip(&others1))
-            .filter_map(|((name, _), (a, b))| {
-                let d = b.as_ref()?.checked_sub(*a.as_ref()?)?;
-                Some((
-                    (*name).to_string(),
-                    json!(round2(d as f64 / self.clk_tck / wall)),
-                ))
-            })
-            .collect();
+        // Per other process: its cores, and its major page faults a second (a broker
+        // whose index pages are evicted and faulted again shows here).
+        let others_rate = |per_s: &dyn Fn(u64, u64) -> f64| -> serde_json::Map<String, Value> {
+            self.others
+                .iter()
+                .zip(others0.iter().zip(&others1))
+                .filter_map(|((name, _), (a, b))| {
+                    let ((t0, f0), (t1, f1)) = ((*a)?, (*b)?);
+                    let v = per_s(t1.checked_sub(t0)?, f1.checked_sub(f0)?);
+                    Some(((*name).to_string(), json!(round2(v))))
+                })
+                .collect()
+        };
+        let others_cpu = others_rate(&|ticks, _| ticks as f64 / self.clk_tck / wall);
+        let others_faults = others_rate(&|_, faults| faults as f64 / wall);
         let busy = match (busy0, busy1) {
             (Some(a), Some(b)) => json!(round2((b - a) as f64 / self.clk_tck / wall)),
             _ => Value::Null,
@@ -275,6 +280,7 @@ impl Probe {
             "cpu_cores_by_thread": cpu_by_thread,
             "machine_busy_cores": busy,
             "others_cpu_cores": others_cpu,
+            "others_major_faults_per_s": others_faults,
             "source_kafka_ack": ack_summary(ack0.as_deref(), ack1.as_deref()),
             "loadavg_1m": load,
         });
@@ -379,13 +385,14 @@ fn ack_summary(a: Option<&[(f64, u64)]>, b: Option<&[(f64, u64)]>) -> Value {
     })
 }
 
-/// CPU ticks (utime + stime) of process `pid`, all its threads.
-fn process_ticks(pid: u32) -> Option<u64> {
+/// CPU ticks (utime + stime) and major page faults of process `pid`, all its threads.
+fn process_ticks(pid: u32) -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (_, rest) = stat.rsplit_once(')')?;
     let f: Vec<&str> = rest.split_whitespace().collect();
-    // Fields 14 and 15 of proc(5): utime, stime (rest starts at field 3).
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    let field = |n: usize| f.get(n - 3)?.parse::<u64>().ok();
+    // Fields of proc(5), `rest` starting at field 3: 12 majflt, 14 utime, 15 stime.
+    Some((field(14)? + field(15)?, field(12)?))
 }
 
 /// Busy jiffies of the whole machine (all but idle and iowait), from /proc/stat.
