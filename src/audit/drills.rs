@@ -26,6 +26,11 @@ pub fn finished_now(before: Option<DrillPhase>, now: DrillPhase, listing: bool) 
         && !(listing && before.is_none())
 }
 
+/// A drill's key in the phases seen: `namespace/name`.
+fn drill_key(d: &Drill) -> String {
+    format!("{}/{}", d.namespace().unwrap_or_default(), d.name_any())
+}
+
 /// Run until the stream ends. `may_act(namespace, pair)`: only the holder of the
 /// drill's pair's Lease (its shard's) records.
 pub async fn watch(
@@ -55,11 +60,7 @@ pub async fn watch(
             }
             Ok(Event::InitApply(d)) | Ok(Event::Apply(d)) => d,
             Ok(Event::Delete(d)) => {
-                seen.remove(&format!(
-                    "{}/{}",
-                    d.namespace().unwrap_or_default(),
-                    d.name_any()
-                ));
+                seen.remove(&drill_key(&d));
                 continue;
             }
             Err(e) => {
@@ -67,7 +68,7 @@ pub async fn watch(
                 continue;
             }
         };
-        let key = format!("{}/{}", d.namespace().unwrap_or_default(), d.name_any());
+        let key = drill_key(&d);
         let now = d.status.as_ref().map(|s| s.phase).unwrap_or_default();
         let before = seen.insert(key, now);
         let ns = d.namespace().unwrap_or_default();
