@@ -240,7 +240,9 @@ impl From<&ProviderError> for ErrorEvidence {
             ProviderError::Unauthorized(d) => no_answer(NoAnswerCause::Unauthorized, d),
             ProviderError::Misconfigured(d) => no_answer(NoAnswerCause::Misconfigured, d),
             ProviderError::NotFound(d) => no_answer(NoAnswerCause::NotFound, d),
-            ProviderError::Rejected(d) => no_answer(NoAnswerCause::Rejected, d),
+            ProviderError::Rejected(d) | ProviderError::MissingReference(d) => {
+                no_answer(NoAnswerCause::Rejected, d)
+            }
             ProviderError::CursorExpired(d) => no_answer(NoAnswerCause::Other, d),
         }
     }

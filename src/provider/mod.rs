@@ -57,6 +57,11 @@ pub enum ProviderError {
     /// The provider refused this entity as invalid; retrying will not help (goes to the DLQ).
     #[error("the provider rejected the entity: {0}")]
     Rejected(String),
+    /// The entity names others this account does not hold yet (a tag's member or
+    /// department): their own records may still be on their way (applied concurrently,
+    /// or from another partition). Retried for a while, then to the DLQ.
+    #[error("the entity names what this account does not hold yet: {0}")]
+    MissingReference(String),
     /// The feed no longer holds the changes after this cursor (retention passed it, or the
     /// provider does not know it). Retrying will not help: resynchronise from a full listing.
     #[error("the change feed cursor has expired: {0}; resynchronise from a full listing")]
@@ -122,6 +127,7 @@ impl ProviderError {
             ProviderError::Misconfigured(_) => "misconfigured",
             ProviderError::NotFound(_) => "not_found",
             ProviderError::Rejected(_) => "invalid_entity",
+            ProviderError::MissingReference(_) => "missing_reference",
             ProviderError::CursorExpired(_) => "cursor_expired",
             ProviderError::Unavailable(_) => "unavailable",
             ProviderError::Protocol(_) => "protocol",

@@ -239,6 +239,7 @@ pub fn status_and_code(err: &ProviderError) -> (u16, &'static str) {
         ProviderError::Misconfigured(_) => (401, "unauthorized"),
         ProviderError::NotFound(_) => (404, err.code()),
         ProviderError::Rejected(_) => (422, err.code()),
+        ProviderError::MissingReference(_) => (409, err.code()),
         ProviderError::CursorExpired(_) => (410, err.code()),
         ProviderError::Unavailable(_) => (503, err.code()),
         // A server uses `Protocol` for a request it could not parse.
@@ -262,6 +263,7 @@ pub fn message_of(err: &ProviderError) -> String {
         | ProviderError::Misconfigured(m)
         | ProviderError::NotFound(m)
         | ProviderError::Rejected(m)
+        | ProviderError::MissingReference(m)
         | ProviderError::CursorExpired(m)
         | ProviderError::Unavailable(m)
         | ProviderError::Protocol(m) => m.clone(),
@@ -313,6 +315,7 @@ pub fn error_of_response(status: u16, retry_after: Option<&str>, body: &[u8]) ->
         }
         (404, _) | (_, Some("not_found")) => ProviderError::NotFound(message),
         (422, _) | (_, Some("invalid_entity")) => ProviderError::Rejected(message),
+        (409, _) | (_, Some("missing_reference")) => ProviderError::MissingReference(message),
         (410, _) | (_, Some("cursor_expired")) => ProviderError::CursorExpired(message),
         (_, Some("unavailable")) => ProviderError::Unavailable(message),
         _ => ProviderError::Protocol(format!("HTTP {status}: {message}")),
@@ -348,6 +351,7 @@ mod tests {
             ProviderError::Unauthorized("bad token".into()),
             ProviderError::NotFound("no such account".into()),
             ProviderError::Rejected("bad payload".into()),
+            ProviderError::MissingReference("tag 7: member li.si".into()),
             ProviderError::CursorExpired("old".into()),
             ProviderError::Unavailable("down".into()),
             ProviderError::Protocol("bad request".into()),
@@ -454,6 +458,7 @@ mod tests {
             ProviderError::Unauthorized(String::new()),
             ProviderError::NotFound(String::new()),
             ProviderError::Rejected(String::new()),
+            ProviderError::MissingReference(String::new()),
             ProviderError::CursorExpired(String::new()),
             ProviderError::Unavailable(String::new()),
             ProviderError::Protocol(String::new()),

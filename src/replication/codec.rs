@@ -372,7 +372,8 @@ fn tombstone_meta<'h>(header: &impl Fn(&str) -> Option<&'h [u8]>) -> Option<Reco
 pub enum DlqReason {
     /// The record could not be decoded.
     Undecodable,
-    /// The passive account refused the entity (`ProviderError::Rejected`).
+    /// The passive account refused the entity (`ProviderError::Rejected`, or
+    /// `MissingReference` still after `Tuning::reference_wait`).
     Rejected,
 }
 

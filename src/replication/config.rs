@@ -143,6 +143,10 @@ pub struct Tuning {
     /// Backoff of retried provider calls and of stuck Kafka writes.
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// How long the sink retries a record naming what the passive account does not hold
+    /// yet (a tag whose member's record is applied concurrently or comes from another
+    /// partition) before it goes to the DLQ. The partition's next records wait meanwhile.
+    pub reference_wait: Duration,
     /// Bound of the sink's prefetch memory per partition, in KiB: librdkafka's
     /// `queued.max.messages.kbytes`, which applies to each partition queue of the shared
     /// consumer (each sink reads its partitions from queues of their own). A partition
@@ -181,6 +185,7 @@ impl Default for Tuning {
             commit_interval: Duration::from_millis(200),
             retry_min: Duration::from_millis(50),
             retry_max: Duration::from_secs(5),
+            reference_wait: Duration::from_secs(30),
             consumer_queue_kib: 2 * 1024,
             stop_timeout: Duration::from_secs(30),
             start_timeout: Duration::from_secs(15),

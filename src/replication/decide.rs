@@ -16,7 +16,9 @@
 //!   listing no longer has.
 //! - **What counts as lag**: [`lag_records`], [`lag_seconds`], [`records_lost`].
 //! - **When a record is poison**: [`classify_apply_error`] — only a provider rejection
-//!   (and, in the codec, an undecodable record) is poison; everything else is retried.
+//!   (and, in the codec, an undecodable record) is poison, and a record naming what the
+//!   passive account does not hold yet once it has waited long enough; everything else
+//!   is retried.
 //! - **What to write**: [`coalesce`] — within one in-order run of a partition only the
 //!   last full state of each key needs applying.
 
@@ -183,11 +185,23 @@ pub enum ApplyVerdict {
     Blocked,
     /// Can never be applied: to the DLQ, and the rest flows.
     Poison,
+    /// Names what the passive account does not hold yet (another record, applied
+    /// concurrently or from another partition, brings it): retry with backoff.
+    Pending,
 }
 
-pub fn classify_apply_error(err: &ProviderError) -> ApplyVerdict {
+/// `waited`: since the record's first attempt. A record naming what the passive account
+/// does not hold yet is retried for `reference_wait`, then it is poison: what it names
+/// is not coming (its own record was refused, or the change that brings it is lost).
+pub fn classify_apply_error(
+    err: &ProviderError,
+    waited: std::time::Duration,
+    reference_wait: std::time::Duration,
+) -> ApplyVerdict {
     match err {
         ProviderError::Rejected(_) => ApplyVerdict::Poison,
+        ProviderError::MissingReference(_) if waited >= reference_wait => ApplyVerdict::Poison,
+        ProviderError::MissingReference(_) => ApplyVerdict::Pending,
         ProviderError::Unavailable(_) | ProviderError::RateLimited { .. } => ApplyVerdict::Retry,
         ProviderError::AccountFrozen { .. }
         | ProviderError::AccountBanned { .. }
@@ -219,6 +233,7 @@ pub fn classify_feed_error(err: &ProviderError) -> FeedVerdict {
         | ProviderError::NotFound(_) => FeedVerdict::AccountUnusable,
         ProviderError::CursorExpired(_) => FeedVerdict::Resync,
         ProviderError::Rejected(_)
+        | ProviderError::MissingReference(_)
         | ProviderError::Unavailable(_)
         | ProviderError::RateLimited { .. }
         | ProviderError::Protocol(_) => FeedVerdict::Retry,
@@ -390,22 +405,32 @@ mod tests {
     }
 
     #[test]
-    fn only_rejections_are_poison() {
+    fn only_rejections_are_poison_and_a_missing_reference_after_its_wait() {
         use ProviderError as E;
+        use std::time::Duration;
+        let wait = Duration::from_secs(30);
+        let classify =
+            |e: &E, waited: u64| classify_apply_error(e, Duration::from_secs(waited), wait);
+        assert_eq!(classify(&E::Rejected("x".into()), 0), ApplyVerdict::Poison);
         assert_eq!(
-            classify_apply_error(&E::Rejected("x".into())),
-            ApplyVerdict::Poison
-        );
-        assert_eq!(
-            classify_apply_error(&E::Unavailable("x".into())),
+            classify(&E::Unavailable("x".into()), 0),
             ApplyVerdict::Retry
         );
         assert_eq!(
-            classify_apply_error(&E::RateLimited {
-                retry_after: std::time::Duration::from_secs(1)
-            }),
+            classify(
+                &E::RateLimited {
+                    retry_after: Duration::from_secs(1)
+                },
+                0
+            ),
             ApplyVerdict::Retry
         );
+        // A tag naming a member whose own record has not been applied yet: waits for it,
+        // but not for ever.
+        let missing = E::MissingReference("tag 7: member li.si".into());
+        assert_eq!(classify(&missing, 0), ApplyVerdict::Pending);
+        assert_eq!(classify(&missing, 29), ApplyVerdict::Pending);
+        assert_eq!(classify(&missing, 30), ApplyVerdict::Poison);
         for e in [
             E::AccountFrozen { reason: "r".into() },
             E::AccountBanned { reason: "r".into() },
@@ -413,7 +438,8 @@ mod tests {
             E::NotFound("x".into()),
             E::Protocol("x".into()),
         ] {
-            assert_eq!(classify_apply_error(&e), ApplyVerdict::Blocked, "{e}");
+            // However long it has been refused: never poison.
+            assert_eq!(classify(&e, 3600), ApplyVerdict::Blocked, "{e}");
         }
     }
 

@@ -345,9 +345,11 @@ impl WecomProvider {
         if missing.is_empty() {
             Ok(())
         } else {
-            // The rest applied; what is missing goes to the DLQ, named, to be replayed
-            // once those members or departments are on this corp.
-            Err(ProviderError::Rejected(format!(
+            // The rest applied. What is missing may be on its way (its own record is
+            // applied concurrently or from another partition): the sink tries again,
+            // and after a while sends it to the DLQ, named, to be replayed once those
+            // members or departments are on this corp.
+            Err(ProviderError::MissingReference(format!(
                 "tag {id}: not on this corp: {}",
                 missing.join(", ")
             )))

@@ -179,7 +179,19 @@ async fn parked_while_slow(ctx: &Ctx, p: i32, apply: impl Future<Output = bool>)
 enum Applied {
     Done,
     Poison(DlqReason, String),
+    /// Names what the passive account does not hold yet; tried again once the rest of
+    /// the chunk is applied.
+    Deferred,
     Stopped,
+}
+
+/// When a record naming what the passive account lacks is tried again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnMissing {
+    /// At once: it is deferred to after the rest of the chunk, which may bring it.
+    Defer,
+    /// Retried with backoff until `Tuning::reference_wait`, then to the DLQ.
+    Wait,
 }
 
 /// Applies one chunk; false when stopped before it was complete.
@@ -207,11 +219,26 @@ async fn apply_chunk(
     let writes = chosen.writes;
     let n_writes = writes.len();
     let conc = ctx.cfg.tuning.apply_concurrency.max(1);
-    let results: Vec<(Applied, EntityKey, Taken)> = futures::stream::iter(writes)
-        .map(|(key, t)| async move { (apply_one(ctx, &key, &t.msg, stop.clone()).await, key, t) })
-        .buffer_unordered(conc)
-        .collect()
-        .await;
+    let pass = |writes: Vec<(EntityKey, Taken)>, on_missing| {
+        futures::stream::iter(writes)
+            .map(move |(key, t)| async move {
+                let r = apply_one(ctx, &key, &t.msg, stop.clone(), on_missing).await;
+                (r, key, t)
+            })
+            .buffer_unordered(conc)
+            .collect::<Vec<(Applied, EntityKey, Taken)>>()
+    };
+    // A record naming another (a tag its members) may be tried while that other's record
+    // is still in flight beside it: deferred, it is tried again after the rest of the
+    // chunk, so it does not hold a write slot the record it needs is waiting for.
+    let (deferred, mut results): (Vec<_>, Vec<_>) = pass(writes, OnMissing::Defer)
+        .await
+        .into_iter()
+        .partition(|(r, _, _)| matches!(r, Applied::Deferred));
+    if !deferred.is_empty() {
+        let deferred = deferred.into_iter().map(|(_, key, t)| (key, t)).collect();
+        results.extend(pass(deferred, OnMissing::Wait).await);
+    }
     let mut rejected = 0;
     {
         // One lock for the chunk's results, released before the DLQ's awaits.
@@ -223,7 +250,8 @@ async fn apply_chunk(
                     rejected += 1;
                     dead.push((t.msg, reason, e));
                 }
-                Applied::Stopped => return false,
+                // Never: the second pass waits instead of deferring.
+                Applied::Deferred | Applied::Stopped => return false,
             }
         }
     }
@@ -256,13 +284,15 @@ fn version_of(m: &RecordMeta) -> Option<decide::Version> {
 }
 
 /// Writes one record to the passive account, retrying until it succeeds, is poison, or
-/// the sink stops. The record is decoded for each attempt once it holds a write slot, so
-/// only the writes in flight hold decoded entities.
+/// the sink stops (or, with [`OnMissing::Defer`], names what the account lacks). The
+/// record is decoded for each attempt once it holds a write slot, so only the writes in
+/// flight hold decoded entities.
 async fn apply_one(
     ctx: &Ctx,
     key: &EntityKey,
     msg: &OwnedMessage,
     mut stop: watch::Receiver<bool>,
+    on_missing: OnMissing,
 ) -> Applied {
     let kind = key.kind();
     if let Some(nr) = ctx
@@ -277,6 +307,7 @@ async fn apply_one(
         return Applied::Done;
     }
     let mut delays = backoff(&ctx.cfg.tuning);
+    let first_attempt = tokio::time::Instant::now();
     loop {
         // One of the operator-wide write slots, held until the provider answered; halted
         // or stopping, no new write starts (one already sent finishes).
@@ -310,9 +341,18 @@ async fn apply_one(
             }
             Err(e) => e,
         };
-        let verdict = decide::classify_apply_error(&err);
-        if verdict == ApplyVerdict::Poison {
-            return Applied::Poison(DlqReason::Rejected, err.to_string());
+        let verdict = decide::classify_apply_error(
+            &err,
+            first_attempt.elapsed(),
+            ctx.cfg.tuning.reference_wait,
+        );
+        match verdict {
+            ApplyVerdict::Poison => return Applied::Poison(DlqReason::Rejected, err.to_string()),
+            ApplyVerdict::Pending if on_missing == OnMissing::Defer => return Applied::Deferred,
+            ApplyVerdict::Pending => {
+                tracing::debug!(error = %err, %key, "waiting for what the record names")
+            }
+            ApplyVerdict::Retry | ApplyVerdict::Blocked => {}
         }
         let mut delay = delays.next().unwrap_or(ctx.cfg.tuning.retry_max);
         if let ProviderError::RateLimited { retry_after } = &err {
