@@ -20,6 +20,11 @@
 //!   created counts, even if its Switchover is deleted later); the others are asked at
 //!   once, not one after another, so a decision costs one round trip for them however
 //!   many pairs failed over in the last minutes.
+//! - The ledger this process last read or wrote is kept with its resourceVersion, and a
+//!   claim is written over it without reading first: the write is conditional all the
+//!   same, so a ledger another replica changed meanwhile costs a conflict and a fresh
+//!   read, and one deleted meanwhile is read (seeded) again. A decision that writes
+//!   nothing (a brake) is only ever made on a fresh read.
 //! - A missing ConfigMap is seeded from the automatic Emergency Switchovers that exist
 //!   (what the caps counted before the budget existed), then created; two replicas
 //!   seeding at once conflict on the create and the loser reads the winner's.
@@ -90,6 +95,36 @@ pub struct FailoverBudget {
     /// Switchovers (`namespace/name`) known to exist: their claims are no phantoms.
     /// Only names the ledger still holds are kept.
     created: std::sync::Mutex<HashSet<String>>,
+    /// The ledger as last read or written here, and its resourceVersion.
+    last: std::sync::Mutex<Option<(FailoverLedger, String)>>,
+}
+
+/// What a decision over a ledger leads to.
+#[derive(Debug, PartialEq, Eq)]
+enum Then {
+    /// Decided, nothing to write.
+    Return,
+    /// Write the ledger (a claim, or phantoms dropped) over the version it came from.
+    Write,
+    /// Decided without a write on the ledger kept from before: read it afresh and decide
+    /// again (it may hold claims another replica released, or miss some it made).
+    ReadAgain,
+}
+
+fn then(changed: bool, from_before: bool) -> Then {
+    match (changed, from_before) {
+        (true, _) => Then::Write,
+        (false, true) => Then::ReadAgain,
+        (false, false) => Then::Return,
+    }
+}
+
+/// Outcome of a conditional write of the ledger.
+enum Stored {
+    /// Written; the new resourceVersion.
+    Written(Option<String>),
+    /// Changed (or deleted) since the version written over.
+    Stale,
 }
 
 impl FailoverBudget {
@@ -102,6 +137,7 @@ impl FailoverBudget {
             scope,
             serial: tokio::sync::Mutex::new(()),
             created: Default::default(),
+            last: Default::default(),
         }
     }
 
@@ -127,34 +163,60 @@ impl FailoverBudget {
         decide: impl Fn(LedgerCounts) -> FailoverDecision,
     ) -> Result<FailoverDecision, BudgetError> {
         let _serial = self.serial.lock().await;
+        let mut kept = self.take_last();
         for _ in 0..MAX_ATTEMPTS {
-            let (mut ledger, rv) = self.load().await?;
+            let from_before = kept.is_some();
+            let (mut ledger, rv) = match kept.take() {
+                Some((ledger, rv)) => (ledger, Some(rv)),
+                None => self.load().await?,
+            };
             let before = ledger.clone();
             ledger.prune(now);
             self.drop_phantoms(&mut ledger, now).await;
             let decision = decide(ledger.counts(pair, now));
             let claimed = matches!(decision, FailoverDecision::Failover { .. })
                 && ledger.record(pair, switchover, now);
-            if !claimed && ledger == before {
-                return Ok(decision);
+            match then(claimed || ledger != before, from_before) {
+                Then::Return => {
+                    self.keep(before, rv);
+                    return Ok(decision);
+                }
+                Then::ReadAgain => continue,
+                Then::Write => {}
             }
-            if self.store(&ledger, rv).await? {
-                return Ok(decision);
+            match self.store(&ledger, rv).await? {
+                Stored::Written(rv) => {
+                    self.keep(ledger, rv);
+                    return Ok(decision);
+                }
+                Stored::Stale => {
+                    tracing::debug!(pair, "failover budget changed meanwhile; deciding again")
+                }
             }
-            tracing::debug!(pair, "failover budget changed meanwhile; deciding again");
         }
         Err(BudgetError::Contended)
+    }
+
+    /// The ledger kept from the last read or write, taken (an error leaves none).
+    fn take_last(&self) -> Option<(FailoverLedger, String)> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn keep(&self, ledger: FailoverLedger, rv: Option<String>) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = rv.map(|rv| (ledger, rv));
     }
 
     /// Withdraw the claim of `switchover` (`namespace/name`): it was not created.
     pub async fn release(&self, switchover: &str) -> Result<(), BudgetError> {
         let _serial = self.serial.lock().await;
+        self.take_last();
         for _ in 0..MAX_ATTEMPTS {
             let (mut ledger, rv) = self.load().await?;
             if !ledger.release(switchover) {
                 return Ok(());
             }
-            if self.store(&ledger, rv).await? {
+            if let Stored::Written(rv) = self.store(&ledger, rv).await? {
+                self.keep(ledger, rv);
                 return Ok(());
             }
         }
@@ -186,12 +248,12 @@ impl FailoverBudget {
         }
     }
 
-    /// Write the ledger over version `rv` (create when `None`). False on a conflict.
+    /// Write the ledger over version `rv` (create when `None`).
     async fn store(
         &self,
         ledger: &FailoverLedger,
         rv: Option<String>,
-    ) -> Result<bool, BudgetError> {
+    ) -> Result<Stored, BudgetError> {
         let text = serde_json::to_string(ledger).map_err(|e| BudgetError::Corrupt {
             namespace: self.namespace.clone(),
             detail: e.to_string(),
@@ -210,6 +272,7 @@ impl FailoverBudget {
             data: Some(BTreeMap::from([(KEY.to_string(), text)])),
             ..Default::default()
         };
+        let replaced = rv.is_some();
         let written = match rv {
             Some(_) => {
                 self.cms
@@ -219,8 +282,10 @@ impl FailoverBudget {
             None => self.cms.create(&PostParams::default(), &cm).await,
         };
         match written {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Ok(cm) => Ok(Stored::Written(cm.metadata.resource_version)),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(Stored::Stale),
+            // Deleted since it was read: read (seed) it again.
+            Err(kube::Error::Api(s)) if s.code == 404 && replaced => Ok(Stored::Stale),
             Err(source) => Err(BudgetError::Write {
                 namespace: self.namespace.clone(),
                 source,
@@ -319,6 +384,18 @@ fn phantom_candidates(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_decision_that_writes_nothing_is_made_on_a_fresh_read() {
+        // A claim (or phantoms dropped) is written over the kept version: the write is
+        // conditional, so a stale ledger costs a conflict, never a wrong count.
+        assert_eq!(then(true, true), Then::Write);
+        assert_eq!(then(true, false), Then::Write);
+        // A brake decided on the kept ledger might count a claim another replica has
+        // released since: read again before answering.
+        assert_eq!(then(false, true), Then::ReadAgain);
+        assert_eq!(then(false, false), Then::Return);
+    }
 
     #[test]
     fn only_claims_of_unknown_switchovers_between_a_minute_and_ten_are_asked_about() {
